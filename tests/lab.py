@@ -363,7 +363,7 @@ class SambaLab:
         capture = Capture(Path(path).resolve())
         capture.path.parent.mkdir(parents=True, exist_ok=True)
         argv = ["ip", "netns", "exec", self.server_ns, "tcpdump", "-i", self.interface, "-n"]
-        argv += ["-U", "--immediate-mode", "-B", "32768", "-s", str(snaplen)]
+        argv += ["-U", "--immediate-mode", "-B", "32768", "-s", str(snaplen), "-Z", "root"]
         argv += ["-w", str(capture.path), CAPTURE_FILTER]
         tcpdump = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
