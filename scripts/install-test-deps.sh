@@ -8,7 +8,7 @@ set -eu
 # tool:package, one per tool the lab runs (tests/lab.py TOOLS, plus tshark and file)
 NEEDED="smbd:samba smbpasswd:samba-common-bin net:samba-common-bin testparm:samba-common-bin
 smbclient:smbclient rpcclient:smbclient tcpdump:tcpdump tshark:tshark ethtool:ethtool
-ip:iproute2 ss:iproute2 file:file"
+ip:iproute2 ss:iproute2 taskset:util-linux file:file"
 
 missing=""
 for pair in $NEEDED; do
