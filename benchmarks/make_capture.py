@@ -11,7 +11,7 @@ reaches ``--size-mb``. File contents come from a fixed seed: two runs carry the 
 
     sudo /work/venv/bin/python benchmarks/make_capture.py --size-mb 1024 --out PATH
 
-About 10 s per 100 MB on two cores. The capture is not committed (benchmarks/work/ is ignored).
+About 75 s per GiB on two cores (one used). The capture is not committed (benchmarks/work/ is ignored).
 """
 
 from __future__ import annotations

@@ -395,7 +395,7 @@ class SambaLab:
     # --- setup ---------------------------------------------------------------------------------
 
     def _write_configs(self) -> None:
-        for sub in ("private", "lock", "state", "cache", "pid", "ncalrpc", "client", "c"):
+        for sub in "private lock state cache pid ncalrpc client client-state".split():
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         for share in SHARES:
             self.share_path(share).mkdir(parents=True, exist_ok=True)
@@ -445,10 +445,10 @@ smb encrypt = required
         self.client_conf.write_text(f"""[global]
 workgroup = {WORKGROUP}
 netbios name = {CLIENT_NAME}
-private dir = {d}/c
-lock directory = {d}/c
-state directory = {d}/c
-cache directory = {d}/c
+private dir = {d}/client-state
+lock directory = {d}/client-state
+state directory = {d}/client-state
+cache directory = {d}/client-state
 log file = {d}/client.log
 name resolve order = host
 client use kerberos = off

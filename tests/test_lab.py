@@ -172,6 +172,13 @@ def _running(pid: str) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def test_failing_smbd_start_raises_with_its_log(lab: SambaLab) -> None:
+    # a second smbd on the same state directories refuses to run beside the first
+    with pytest.raises(LabError, match="smbd did not start(.|\n)*already running"):
+        SambaLab(lab.workdir).start()
+    assert lab.smbclient("data", "ls").returncode == 0  # the first one is untouched
+
+
 def test_missing_tool_fails_loudly() -> None:
     with pytest.raises(LabError, match="smbwatch-no-such-tool.*install-test-deps"):
         require_tools(["smbwatch-no-such-tool"])
