@@ -9,9 +9,10 @@ large transfer (write then read) in the next dialect in turn. Rounds repeat unti
 reaches ``--size-mb``. File contents come from a fixed seed: two runs carry the same bytes
 (timestamps, ports and NTLM challenges differ).
 
-    sudo /work/venv/bin/python benchmarks/make_capture.py --size-mb 1024 --out PATH
+    sudo python3 benchmarks/make_capture.py --size-mb 1024 --out PATH
 
-About 75 s per GiB on two cores (one used). The capture is not committed (benchmarks/work/ is ignored).
+About 75 s per GiB on two cores (the lab uses one). The capture is not committed: it goes to
+benchmarks/work/, which git ignores.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def build(out: Path, size_mb: int) -> None:
                 play_round(lab, n, sessions)
                 n += 1
     seconds = time.monotonic() - started
-    print(f"{out}: {capture.packets} frames, {out.stat().st_size} bytes, {n} rounds, {seconds:.0f} s")
+    size = out.stat().st_size
+    print(f"{out}: {capture.packets} frames, {size} bytes, {n} rounds, {seconds:.0f} s")
     print("sessions: " + ", ".join(f"{d} {sessions[d]}" for d in DIALECTS))
 
 

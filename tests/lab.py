@@ -395,7 +395,8 @@ class SambaLab:
     # --- setup ---------------------------------------------------------------------------------
 
     def _write_configs(self) -> None:
-        for sub in "private lock state cache pid ncalrpc client client-state".split():
+        state = ("private", "lock", "state", "cache", "pid", "ncalrpc", "client-state")
+        for sub in (*state, "client"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         for share in SHARES:
             self.share_path(share).mkdir(parents=True, exist_ok=True)
