@@ -1,8 +1,9 @@
 """DCE/RPC interface names (by abstract syntax UUID) and operation names (by opnum).
 
 Operation names are the ones of the Microsoft protocol documents (MS-SAMR
-``SamrLookupNamesInDomain``, MS-RRP ``BaseRegSetValue``, MS-TSCH ``SchRpcRegisterTask``), which are also the names Zeek's
-``dce_rpc.log`` uses, so Sigma rules written for Zeek (``endpoint``/``operation``) match. As in
+``SamrLookupNamesInDomain``, MS-RRP ``BaseRegSetValue``, MS-TSCH ``SchRpcRegisterTask``), which
+are also the names Zeek's ``dce_rpc.log`` uses, so Sigma rules written for Zeek
+(``endpoint``/``operation``) match. As in
 Zeek, Wireshark and Suricata, the leading ``R`` of the MS-SCMR and MS-DCOM method names is dropped
 (``CreateServiceW``). Opnums the documents mark "not used on the wire" keep their historical name
 where one exists, else they are left out.
@@ -45,8 +46,9 @@ _EFSRPC = _ops("""
         EfsRpcOpenFileRaw EfsRpcReadFileRaw EfsRpcWriteFileRaw EfsRpcCloseRaw
         EfsRpcEncryptFileSrv EfsRpcDecryptFileSrv EfsRpcQueryUsersOnFile
         EfsRpcQueryRecoveryAgents EfsRpcRemoveUsersFromFile EfsRpcAddUsersToFile -
-        EfsRpcNotSupported EfsRpcFileKeyInfo EfsRpcDuplicateEncryptionInfoFile - EfsRpcAddUsersToFileEx
-        EfsRpcFileKeyInfoEx - EfsRpcGetEncryptedFileMetadata EfsRpcSetEncryptedFileMetadata
+        EfsRpcNotSupported EfsRpcFileKeyInfo EfsRpcDuplicateEncryptionInfoFile -
+        EfsRpcAddUsersToFileEx EfsRpcFileKeyInfoEx - EfsRpcGetEncryptedFileMetadata
+        EfsRpcSetEncryptedFileMetadata
         EfsRpcFlushEfsCache EfsRpcEncryptFileExSrv EfsRpcQueryProtectors
         """)
 

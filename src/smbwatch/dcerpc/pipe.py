@@ -285,7 +285,7 @@ class RpcPipe:
                 else (direction.start_time, direction.start_frame)
             )
             rpc = self._request_call(header, call, stub, time, frame)
-            self._request(_Pending(rpc, self._context(call.context_id), header.little_endian))
+            self._request(_Pending(rpc, self._context(call.context_id), header.little_endian), done)
             return
         pending = self._pending.pop(header.call_id, None)
         if pending is None:
@@ -304,15 +304,15 @@ class RpcPipe:
             self._response(pending, stub, tail or call.stub, header.little_endian)
         done.append(rpc)
 
-    def _request(self, pending: _Pending) -> None:
-        """Keep a request until its response or fault (bounded: the oldest is forgotten)."""
+    def _request(self, pending: _Pending, done: list[RpcCall]) -> None:
+        """Keep a request until its response or fault; one displaced unanswered goes out as is."""
         rpc = pending.call
         if rpc.call_id in self._pending:
             self._warn("dcerpc_duplicate_call_id", f"call {rpc.call_id} reused before answer")
-            del self._pending[rpc.call_id]
+            done.append(self._pending.pop(rpc.call_id).call)
         elif len(self._pending) >= MAX_PENDING_CALLS:
-            self._warn("dcerpc_pending_limit", "too many unanswered calls; oldest forgotten")
-            del self._pending[next(iter(self._pending))]
+            self._warn("dcerpc_pending_limit", "too many unanswered calls; oldest given up")
+            done.append(self._pending.pop(next(iter(self._pending))).call)
         self._pending[rpc.call_id] = pending
 
     def _request_call(
