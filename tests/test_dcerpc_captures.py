@@ -50,7 +50,9 @@ def test_smbexec_svcctl_matches_tshark(shared_data: Path, capture: str) -> None:
     )
     assert [call.opnum for call in calls] == [int(row[0]) for row in rows]
     checked = 0
-    for call, (_, name, display, path, start, kind, machine, database) in zip(calls, rows):
+    for call, (_, name, display, path, start, kind, machine, database) in zip(
+        calls, rows, strict=True
+    ):
         assert call.interface == "svcctl"
         if call.operation == "CreateServiceW":
             assert call.args["service_name"] == name
@@ -65,7 +67,7 @@ def test_smbexec_svcctl_matches_tshark(shared_data: Path, capture: str) -> None:
     assert checked == 1
     create = next(call for call in calls if call.operation == "CreateServiceW")
     assert create.args["binary_path"].startswith("%COMSPEC% /C ")
-    # The service is named on StartServiceW/DeleteService through the handle CreateServiceW returned.
+    # StartServiceW/DeleteService name the service through the handle CreateServiceW returned.
     named = {
         call.operation: call.args for call in calls if call.args and "service_name" in call.args
     }
