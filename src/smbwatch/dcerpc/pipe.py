@@ -118,7 +118,7 @@ class _Partial:
 
     header: Header
     call: Call
-    chunks: list[bytes]
+    chunks: list[bytes] | None  # None once the stub is given up (too large, or bytes lost)
     size: int
     time: int
     frame: int
@@ -188,6 +188,16 @@ class RpcPipe:
         del buffer[:consumed]
         return done
 
+    def gap(self, from_client: bool) -> None:
+        """Bytes of this direction were never captured: drop the PDU being framed (the rest of
+        it would be misread) and give up the stubs of the calls being reassembled."""
+        direction = self._directions[from_client]
+        if direction.buffer or direction.partials:
+            self._warn("dcerpc_gap", "pipe bytes missing from the capture")
+        direction.buffer.clear()
+        for partial in direction.partials.values():
+            partial.chunks = None
+
     def finish(self) -> list[RpcCall]:
         """Calls never answered (status None), and requests whose last fragment never came."""
         done = []
@@ -256,15 +266,14 @@ class RpcPipe:
             self._warn("dcerpc_fragment_orphan", f"call {header.call_id}: no first fragment")
             return
         partial.size += len(call.stub)
-        if partial.size > MAX_CALL_BYTES:
-            if partial.chunks:
-                self._warn("dcerpc_call_too_large", f"call {header.call_id} over the size bound")
-                partial.chunks.clear()
-        else:
+        if partial.chunks is not None and partial.size > MAX_CALL_BYTES:
+            self._warn("dcerpc_call_too_large", f"call {header.call_id} over the size bound")
+            partial.chunks = None
+        if partial.chunks is not None:
             partial.chunks.append(call.stub)
         if header.flags & PFC_LAST_FRAG:
             del partials[header.call_id]
-            stub = b"".join(partial.chunks) if partial.chunks else None
+            stub = b"".join(partial.chunks) if partial.chunks is not None else None
             self._complete(direction, partial.header, partial.call, stub, done, partial, call.stub)
 
     def _complete(
