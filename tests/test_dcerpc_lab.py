@@ -3,8 +3,10 @@ captured, and every decoded argument checked against tshark's dissection of the 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import dcerpc_impacket_client as impacket_client
 import pytest
 from dcerpc_capture import capture_calls, smb2_pipes, tshark_fields
 from lab import SambaLab
@@ -153,3 +155,46 @@ def test_svcctl_create_service_matches_tshark(lab_capture: Path, calls) -> None:
         "SERVICE_ERROR_NORMAL",
     )
     assert call.status == "nca_s_op_rng_error"  # Samba's FAULT: it does not create services
+
+
+@pytest.fixture(scope="module")
+def impacket_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """impacket (smbexec/secretsdump-style calls) against the same Samba, captured."""
+    path = tmp_path_factory.mktemp("dcerpc_impacket") / "impacket.pcap"
+    with SambaLab() as lab, lab.capture(path):
+        script = Path(impacket_client.__file__)
+        lab.run([sys.executable, str(script), lab.server_ip, lab.user, lab.password])
+    return path
+
+
+def test_impacket_attack_calls_match_tshark(impacket_capture: Path) -> None:
+    diagnostics = Diagnostics()
+    calls = {c.request_frame: c for c in capture_calls(smb2_pipes(impacket_capture), diagnostics)}
+    assert not diagnostics.counts
+    ((frame, name, path),) = _rows(
+        impacket_capture, "svcctl.opnum == 12", ["svcctl.servicename", "svcctl.binarypathname"]
+    )
+    create = calls[int(frame)]
+    assert (create.args["service_name"], create.args["binary_path"]) == (name, path)
+    assert (name, path) == (impacket_client.SERVICE_NAME, impacket_client.BINARY_PATH)
+    ((frame, filename),) = _rows(
+        impacket_capture, "winreg.opnum == 20", ["winreg.winreg_SaveKey.filename"]
+    )
+    save = calls[int(frame)]
+    assert (save.operation, save.args) == ("BaseRegSaveKey", {"key": "HKLM", "file": filename})
+    assert filename == impacket_client.SAVE_FILE and save.status == "ERROR_BAD_PATHNAME"
+    ((frame, level),) = _rows(
+        impacket_capture, "srvsvc.opnum == 15", ["srvsvc.srvsvc_NetShareEnumAll.level"]
+    )
+    names = tshark_fields(
+        impacket_capture,
+        "srvsvc.opnum == 15 && dcerpc.pkt_type == 2",
+        ["srvsvc.srvsvc_NetShareInfo1.name"],
+    )
+    enum = calls[int(frame)]
+    assert (enum.args["level"], enum.args["shares"]) == (int(level), names[0][0].split(","))
+    ((frame,),) = _rows(impacket_capture, "srvsvc.opnum == 12", [])
+    assert (calls[int(frame)].operation, calls[int(frame)].status) == (
+        "NetrSessionEnum",
+        "ERROR_ACCESS_DENIED",
+    )
