@@ -47,6 +47,7 @@ from smbwatch.dcerpc.pdu import (
     REQUEST,
     RESPONSE,
     Call,
+    ContextElement,
     Header,
     PduError,
     ack_result_name,
@@ -148,11 +149,15 @@ class _Offer:
     """A BIND or ALTER_CONTEXT awaiting its ACK."""
 
     call: RpcCall
-    contexts: tuple[Any, ...]
+    contexts: tuple[ContextElement, ...]
 
 
 class RpcPipe:
-    """DCE/RPC over one pipe, sans I/O: bytes in, completed ``RpcCall``s out."""
+    """DCE/RPC over one pipe, sans I/O: bytes in, completed ``RpcCall``s out.
+
+    ``pipe_name`` (``svcctl``, ``\\PIPE\\winreg``...) names the calls of a pipe whose BIND the
+    capture missed. The SMB decoder calls ``gap`` when bytes of a direction were not captured.
+    """
 
     def __init__(self, diagnostics: Diagnostics, pipe_name: str | None = None) -> None:
         self._diagnostics = diagnostics
