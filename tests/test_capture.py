@@ -74,7 +74,8 @@ def count_messages(path: Path) -> tuple[dict[str, int], Diagnostics]:
             str(path), diagnostics, decoders={0xFE: MessageCounter, 0xFF: MessageCounter}
         )
     )
-    assert events == []
+    # Only DCE/RPC straight over TCP produces events without an SMB decoder.
+    assert all(e.action == "rpc_call" and e.dst_port not in (139, 445) for e in events)
     return dict(COUNTS), diagnostics
 
 

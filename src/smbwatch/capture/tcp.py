@@ -9,6 +9,7 @@ SMB: a consumer per connection receives ``data`` and ``gap`` per direction, and 
 from __future__ import annotations
 
 import ipaddress
+import struct
 from collections.abc import Callable
 from typing import Protocol
 
@@ -50,7 +51,7 @@ class _Half:
 class _Connection:
     __slots__ = ("consumer", "client", "server", "last_time", "keys", "seen_data")
 
-    def __init__(self, consumer: StreamConsumer, keys: tuple[tuple, tuple], time: int) -> None:
+    def __init__(self, consumer: StreamConsumer, keys: tuple[bytes, bytes], time: int) -> None:
         self.consumer = consumer
         self.client = _Half()
         self.server = _Half()
@@ -69,12 +70,21 @@ class TcpReassembler:
     def __init__(self, factory: ConsumerFactory, diagnostics: Diagnostics) -> None:
         self.factory = factory
         self.diagnostics = diagnostics
-        self.flows: dict[tuple, tuple[_Connection, bool]] = {}
+        self.flows: dict[bytes, tuple[_Connection, bool]] = {}
 
     def segment(self, seg: Segment, time: int, frame: int) -> None:
         """Take one captured segment (see ``capture.link.tcp_segment``)."""
-        source, destination, source_port, destination_port, seq, flags, payload, cut = seg
-        entry = self.flows.get((source, source_port, destination, destination_port))
+        key, source, destination, source_port, destination_port, seq, flags, payload, cut = seg
+        entry = self.flows.get(key)
+        if entry is not None and not flags & (SYN | FIN | RST) and payload and not cut:
+            connection, from_client = entry
+            half = connection.client if from_client else connection.server
+            if seq == half.next_seq and not half.pending:  # the common case: next in order
+                half.next_seq = (seq + len(payload)) & SEQ_MASK
+                connection.last_time = time
+                connection.seen_data = True
+                connection.consumer.data(from_client, payload, time, frame)
+                return
         if entry is not None and flags & SYN and entry[0].seen_data:
             half = entry[0].client if entry[1] else entry[0].server
             if _is_late_syn(half, seq):
@@ -108,9 +118,12 @@ class TcpReassembler:
     def _open(
         self, source: bytes, source_port: int, destination: bytes, destination_port: int, time: int
     ) -> tuple[_Connection, bool]:
-        from_client = destination_port in SMB_PORTS and (
-            source_port not in SMB_PORTS or destination_port <= source_port
-        )
+        if source_port in SMB_PORTS or destination_port in SMB_PORTS:
+            from_client = destination_port in SMB_PORTS and (
+                source_port not in SMB_PORTS or destination_port <= source_port
+            )
+        else:  # DCE/RPC over TCP: the flow is first seen with the client's BIND
+            from_client = True
         if from_client:
             client, client_port, server, server_port = (
                 source, source_port, destination, destination_port,
@@ -122,8 +135,8 @@ class TcpReassembler:
         if len(self.flows) >= 2 * MAX_CONNECTIONS:
             self._evict()
         consumer = self.factory(_address(client), client_port, _address(server), server_port)
-        to_server = (client, client_port, server, server_port)
-        to_client = (server, server_port, client, client_port)
+        to_server = client + server + struct.pack("!HH", client_port, server_port)
+        to_client = server + client + struct.pack("!HH", server_port, client_port)
         connection = _Connection(consumer, (to_server, to_client), time)
         self.flows[to_server] = (connection, True)
         self.flows[to_client] = (connection, False)
