@@ -1,0 +1,199 @@
+"""Real SMB2 messages out of the shared captures, cut by tshark, for the decoder's tests.
+
+tshark gives the TCP payload of every segment on ports 139/445 with its raw sequence number;
+this helper lays the segments of each direction out by sequence number and cuts the NetBIOS
+session messages (RFC 1002 4.3.1) out of the bytes. It is the tests' own independent framing,
+so the decoder can be tested on real traffic apart from smbwatch's capture layer.
+"""
+
+from __future__ import annotations
+
+import bisect
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from smbwatch.diagnostics import Diagnostics
+from smbwatch.events import SmbEvent
+from smbwatch.smb.endpoint import Endpoints
+from smbwatch.smb.smb2 import PipeFactory, Smb2Decoder
+
+SMB_PORTS = (139, 445)
+NBSS_SESSION_MESSAGE = 0x00
+
+
+@dataclass
+class WireMessage:
+    """One NetBIOS session message: the SMB bytes, and where and when it started."""
+
+    stream: int
+    frame: int
+    time: int  # microseconds since the epoch
+    from_client: bool
+    data: bytes
+
+
+def tshark(*args: str) -> str:
+    """tshark's standard output; a missing tshark fails the test loudly.
+
+    A capture cut short in the middle of a packet (one of the shared ones is) is read to
+    where it ends, as tshark does; any other error fails.
+    """
+    binary = shutil.which("tshark")
+    if binary is None:
+        raise RuntimeError("tshark is required by these tests and is not installed")
+    result = subprocess.run([binary, *args], capture_output=True, text=True, timeout=300)
+    if result.returncode and "cut short in the middle of a packet" not in result.stderr:
+        raise RuntimeError(f"tshark {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
+
+
+def epoch_micros(text: str) -> int:
+    """Exact microseconds of tshark's ``frame.time_epoch`` (no float rounding)."""
+    seconds, _, fraction = text.partition(".")
+    return int(seconds) * 1_000_000 + int((fraction + "000000")[:6])
+
+
+def wire_messages(capture: Path) -> list[WireMessage]:
+    """Every NetBIOS session message of every SMB connection, in the order they began."""
+    out = tshark(
+        "-r",
+        str(capture),
+        "-Y",
+        "tcp.len > 0 && (tcp.port == 445 || tcp.port == 139)",
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+        "-e",
+        "frame.time_epoch",
+        "-e",
+        "tcp.stream",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "tcp.seq_raw",
+        "-e",
+        "tcp.payload",
+    )
+    # (stream, from_client) -> {seq: (frame, time, payload)}
+    segments: dict[tuple[int, bool], dict[int, tuple[int, int, bytes]]] = {}
+    for line in out.splitlines():
+        frame, time, stream, dst_port, seq, payload = line.split("\t")
+        direction = (int(stream), int(dst_port) in SMB_PORTS)
+        segments.setdefault(direction, {})[int(seq)] = (
+            int(frame),
+            epoch_micros(time),
+            bytes.fromhex(payload),
+        )
+    messages = []
+    for (stream, from_client), by_seq in segments.items():
+        messages.extend(_nbss_messages(stream, from_client, by_seq))
+    messages.sort(key=lambda message: message.frame)
+    return messages
+
+
+def _nbss_messages(
+    stream: int, from_client: bool, by_seq: dict[int, tuple[int, int, bytes]]
+) -> list[WireMessage]:
+    base = min(by_seq)
+    data = bytearray()
+    starts: list[int] = []  # byte position where each segment begins
+    origins: list[tuple[int, int]] = []
+    for seq in sorted(by_seq):
+        frame, time, payload = by_seq[seq]
+        position = seq - base
+        if position > len(data):
+            break  # a gap: what follows cannot be framed
+        starts.append(position)
+        origins.append((frame, time))
+        data[position : position + len(payload)] = payload
+    messages = []
+    offset = 0
+    while offset + 4 <= len(data):
+        kind = data[offset]
+        length = int.from_bytes(data[offset + 1 : offset + 4], "big")
+        end = offset + 4 + length
+        if end > len(data):
+            break
+        if kind == NBSS_SESSION_MESSAGE and length:
+            frame, time = origins[bisect.bisect_right(starts, offset) - 1]
+            body = bytes(data[offset + 4 : end])
+            messages.append(WireMessage(stream, frame, time, from_client, body))
+        offset = end
+    return messages
+
+
+def endpoints_of(capture: Path) -> dict[int, Endpoints]:
+    """Client and server of every TCP stream on 139/445, from its first segment."""
+    out = tshark(
+        "-r",
+        str(capture),
+        "-Y",
+        "tcp.port == 445 || tcp.port == 139",
+        "-T",
+        "fields",
+        "-e",
+        "tcp.stream",
+        "-e",
+        "ip.src",
+        "-e",
+        "ipv6.src",
+        "-e",
+        "tcp.srcport",
+        "-e",
+        "ip.dst",
+        "-e",
+        "ipv6.dst",
+        "-e",
+        "tcp.dstport",
+    )
+    found: dict[int, Endpoints] = {}
+    for line in out.splitlines():
+        stream, src4, src6, src_port, dst4, dst6, dst_port = line.split("\t")
+        if int(stream) in found:
+            continue
+        client = (src4 or src6, int(src_port))
+        server = (dst4 or dst6, int(dst_port))
+        if int(src_port) in SMB_PORTS:
+            client, server = server, client
+        found[int(stream)] = Endpoints(
+            client[0], client[1], server[0], server[1], "pcap", str(capture)
+        )
+    return found
+
+
+def decode(
+    capture: Path,
+    diagnostics: Diagnostics | None = None,
+    pipe_factory: PipeFactory | None = None,
+) -> list[SmbEvent]:
+    """Every SMB2 event of a capture: each message offered to the decoder as NbssStream would."""
+    diagnostics = diagnostics if diagnostics is not None else Diagnostics()
+    endpoints = endpoints_of(capture)
+    decoders: dict[int, Smb2Decoder] = {}
+    events: list[SmbEvent] = []
+    for message in wire_messages(capture):
+        if message.data[:4] not in (b"\xfeSMB", b"\xfdSMB", b"\xfcSMB"):
+            continue
+        decoder = decoders.get(message.stream)
+        if decoder is None:
+            decoder = Smb2Decoder(endpoints[message.stream], diagnostics, pipe_factory)
+            decoders[message.stream] = decoder
+        events.extend(feed(decoder, message))
+    for decoder in decoders.values():
+        events.extend(decoder.finish())
+    return events
+
+
+def feed(decoder: Smb2Decoder, message: WireMessage) -> list[SmbEvent]:
+    """One message through wanted/message/body, the way the framing layer calls a decoder."""
+    data = message.data
+    wanted = decoder.wanted(message.from_client, data[:512], len(data))
+    events = decoder.message(
+        message.from_client, data[:wanted], len(data), message.time, message.frame
+    )
+    if wanted < len(data):
+        decoder.body(message.from_client, data[wanted:])
+    return events
