@@ -9,6 +9,7 @@ so the decoder can be tested on real traffic apart from smbwatch's capture layer
 from __future__ import annotations
 
 import bisect
+import functools
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.smb import smb2_records as rec
 from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.smb2 import PipeFactory, Smb2Decoder
 
@@ -34,6 +36,7 @@ class WireMessage:
     data: bytes
 
 
+@functools.cache
 def tshark(*args: str) -> str:
     """tshark's standard output; a missing tshark fails the test loudly.
 
@@ -55,6 +58,7 @@ def epoch_micros(text: str) -> int:
     return int(seconds) * 1_000_000 + int((fraction + "000000")[:6])
 
 
+@functools.cache
 def wire_messages(capture: Path) -> list[WireMessage]:
     """Every NetBIOS session message of every SMB connection, in the order they began."""
     out = tshark(
@@ -197,3 +201,53 @@ def feed(decoder: Smb2Decoder, message: WireMessage) -> list[SmbEvent]:
     if wanted < len(data):
         decoder.body(message.from_client, data[wanted:])
     return events
+
+
+@functools.cache
+def smb2_commands(capture: Path) -> list[tuple[WireMessage, rec.Header, bytes]]:
+    """Every unencrypted SMB2 command of a capture, compounds split, with its header."""
+    commands = []
+    for message in wire_messages(capture):
+        data, start = message.data, 0
+        while data.startswith(rec.PROTOCOL_ID, start):
+            header = rec.parse_header(data[start:])
+            end = start + header.next_command if header.next_command else len(data)
+            commands.append((message, header, data[start:end]))
+            if not header.next_command:
+                break
+            start = end
+    return commands
+
+
+def security_buffers(capture: Path) -> list[tuple[int, bool, bytes]]:
+    """(frame, from_client, security buffer) of every SESSION_SETUP request and response."""
+    found = []
+    for message, header, msg in smb2_commands(capture):
+        if header.command != rec.SESSION_SETUP:
+            continue
+        if header.flags & rec.SMB2_FLAGS_SERVER_TO_REDIR:
+            if header.status in (0, 0xC0000016):  # SUCCESS, MORE_PROCESSING_REQUIRED
+                found.append((message.frame, False, rec.parse_session_setup_response(msg)[1]))
+        else:
+            found.append((message.frame, True, rec.session_setup_request_buffer(msg)))
+    return found
+
+
+def tshark_fields(capture: Path, display_filter: str, *fields: str) -> dict[int, list[str]]:
+    """The values of ``fields`` in each frame that matches, by frame number."""
+    args = ["-r", str(capture), "-Y", display_filter, "-T", "fields", "-e", "frame.number"]
+    for field in fields:
+        args += ["-e", field]
+    rows = {}
+    for line in tshark(*args).splitlines():
+        if line:
+            frame, *values = line.split("\t")
+            rows[int(frame)] = values
+    return rows
+
+
+def shared_captures(shared_data: Path) -> list[Path]:
+    """Every capture of the shared corpus."""
+    return sorted(shared_data.glob("suricata-verify/*/*.pcap")) + sorted(
+        shared_data.glob("pcap/*.cap")
+    )
