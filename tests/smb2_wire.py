@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import bisect
 import functools
+import io
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
@@ -86,11 +88,10 @@ def wire_messages(capture: Path) -> list[WireMessage]:
     for line in out.splitlines():
         frame, time, stream, dst_port, seq, payload = line.split("\t")
         direction = (int(stream), int(dst_port) in SMB_PORTS)
-        segments.setdefault(direction, {})[int(seq)] = (
-            int(frame),
-            epoch_micros(time),
-            bytes.fromhex(payload),
-        )
+        by_seq = segments.setdefault(direction, {})
+        data = bytes.fromhex(payload)
+        if len(data) > len(by_seq.get(int(seq), (0, 0, b""))[2]):  # a retransmission may be shorter
+            by_seq[int(seq)] = (int(frame), epoch_micros(time), data)
     messages = []
     for (stream, from_client), by_seq in segments.items():
         messages.extend(_nbss_messages(stream, from_client, by_seq))
@@ -251,3 +252,77 @@ def shared_captures(shared_data: Path) -> list[Path]:
     return sorted(shared_data.glob("suricata-verify/*/*.pcap")) + sorted(
         shared_data.glob("pcap/*.cap")
     )
+
+
+@dataclass
+class TsharkPdu:
+    """One SMB2 command as tshark dissects it: header values and every field's values."""
+
+    frame: int
+    connection: tuple[str, int, str, int]  # client ip, client port, server ip, server port
+    response: bool
+    command: int
+    message_id: int
+    status: int | None
+    fields: dict[str, list[str]]
+
+    def first(self, name: str) -> str | None:
+        values = self.fields.get(name)
+        return values[0] if values else None
+
+
+@functools.cache
+def tshark_smb2_pdus(capture: Path) -> list[TsharkPdu]:
+    """Every SMB2 command tshark dissects in a capture, in order (PDML, one element per PDU)."""
+    pdml = tshark("-r", str(capture), "-Y", "smb2", "-T", "pdml")
+    pdus = []
+    for _, packet in ElementTree.iterparse(io.StringIO(pdml)):
+        if packet.tag != "packet":
+            continue
+        addresses: dict[str, str] = {}
+        for proto in packet.findall("proto"):
+            if proto.get("name") in ("frame", "ip", "ipv6", "tcp"):
+                for field in proto.iter("field"):
+                    name = field.get("name")
+                    if name in (
+                        "frame.number",
+                        "ip.src",
+                        "ip.dst",
+                        "ipv6.src",
+                        "ipv6.dst",
+                        "tcp.srcport",
+                        "tcp.dstport",
+                    ):
+                        addresses.setdefault(name.replace("ipv6", "ip"), field.get("show"))
+            if proto.get("name") != "smb2":
+                continue
+            fields: dict[str, list[str]] = {}
+            for field in proto.iter("field"):
+                fields.setdefault(field.get("name") or "", []).append(field.get("show") or "")
+            if "smb2.cmd" not in fields:
+                continue  # an encrypted or compressed message
+            response = fields["smb2.flags.response"][0] == "1"
+            src = (addresses["ip.src"], int(addresses["tcp.srcport"]))
+            dst = (addresses["ip.dst"], int(addresses["tcp.dstport"]))
+            client, server = (dst, src) if response else (src, dst)
+            status = fields.get("smb2.nt_status")
+            pdus.append(
+                TsharkPdu(
+                    frame=int(addresses["frame.number"]),
+                    connection=(*client, *server),
+                    response=response,
+                    command=int(fields["smb2.cmd"][0]),
+                    message_id=int(fields["smb2.msg_id"][0]),
+                    status=int(status[0], 16) if status else None,
+                    fields=fields,
+                )
+            )
+        packet.clear()
+    return pdus
+
+
+@functools.cache
+def decoded(capture: Path) -> tuple[list[SmbEvent], Diagnostics]:
+    """The SMB2 events of a capture and the warnings decoding it raised (computed once)."""
+    diagnostics = Diagnostics()
+    return decode(capture, diagnostics), diagnostics

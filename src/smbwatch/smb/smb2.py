@@ -731,6 +731,8 @@ class Smb2Decoder:
         pending = self._file_request(action, req, info.file_id)
         pending.event.info_class = rec.info_class_name(info.info_type, info.file_info_class)
         pending.event.new_path = target
+        if action == "delete":
+            pending.event.delete_on_close = True  # DeletePending: gone when the last handle closes
         return pending
 
     def _set_info_response(
