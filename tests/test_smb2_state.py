@@ -99,7 +99,7 @@ def test_responses_without_requests_still_yield_events(shared_data: Path) -> Non
             if header.flags & rec.SMB2_FLAGS_SERVER_TO_REDIR
             and header.command in HANDLED
             and header.status not in (PENDING, MORE_PROCESSING)
-            and not (header.command == rec.NEGOTIATE and b"\xff\x02" == msg[68:70])
+            and not (header.command == rec.NEGOTIATE and msg[68:70] == b"\xff\x02")
         )
         assert len([e for e in events if e.action not in ("delete", "encrypted")]) == expected
         assert all(event.status for event in events if event.action != "encrypted")
@@ -189,7 +189,7 @@ def test_pipe_bytes_reach_the_pipe_reader(shared_data: Path) -> None:
     for capture in shared_captures(shared_data):
         seen: list[tuple[str, int, int]] = []
         diagnostics = Diagnostics()
-        events = decode(capture, diagnostics, lambda pipe: DceRpcRequests(pipe, seen))
+        events = decode(capture, diagnostics, lambda pipe, seen=seen: DceRpcRequests(pipe, seen))
         rows = tshark_fields(
             capture,
             "smb2.flags.response == 0 && dcerpc.pkt_type == 0",
