@@ -21,7 +21,7 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.smb import smb2_records as rec
 from smbwatch.smb.endpoint import Endpoints
-from smbwatch.smb.smb2 import PipeFactory, Smb2Decoder
+from smbwatch.smb.smb2 import Smb2Decoder
 
 SMB_PORTS = (139, 445)
 NBSS_SESSION_MESSAGE = 0x00
@@ -169,11 +169,7 @@ def endpoints_of(capture: Path) -> dict[int, Endpoints]:
     return found
 
 
-def decode(
-    capture: Path,
-    diagnostics: Diagnostics | None = None,
-    pipe_factory: PipeFactory | None = None,
-) -> list[SmbEvent]:
+def decode(capture: Path, diagnostics: Diagnostics | None = None) -> list[SmbEvent]:
     """Every SMB2 event of a capture: each message offered to the decoder as NbssStream would."""
     diagnostics = diagnostics if diagnostics is not None else Diagnostics()
     endpoints = endpoints_of(capture)
@@ -184,7 +180,7 @@ def decode(
             continue
         decoder = decoders.get(message.stream)
         if decoder is None:
-            decoder = Smb2Decoder(endpoints[message.stream], diagnostics, pipe_factory)
+            decoder = Smb2Decoder(endpoints[message.stream], diagnostics)
             decoders[message.stream] = decoder
         events.extend(feed(decoder, message))
     for decoder in decoders.values():

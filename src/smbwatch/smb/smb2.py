@@ -13,8 +13,10 @@ from __future__ import annotations
 import dataclasses
 import struct
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
+from smbwatch.dcerpc.events import call_fields
+from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.smb import gssapi, ntlmssp
@@ -43,18 +45,6 @@ _ACTION_BY_CREATE_ACTION = ("create", "open", "create", "create")  # superseded/
 _IPC_SHARE = "IPC$"
 
 
-class PipeReader(Protocol):
-    """What reads one open named pipe (dcerpc.pipe.RpcPipe, adapted): bytes in, calls out.
-
-    Each call is a dict of SmbEvent fields (``rpc_interface``, ``rpc_operation``, ...).
-    """
-
-    def feed(self, from_client: bool, data: bytes) -> list[dict[str, Any]]: ...
-
-
-PipeFactory = Callable[[str], PipeReader]
-
-
 class _Session:
     __slots__ = ("user", "domain", "workstation", "auth", "server", "encrypted", "seen_encrypted")
 
@@ -80,14 +70,16 @@ class _Tree:
 
 
 class _OpenFile:
-    __slots__ = ("key", "file_id", "path", "pipe", "reader")
+    __slots__ = ("key", "file_id", "path", "pipe", "rpc", "session_id", "tree_id")
 
-    def __init__(self, key: bytes, path: str | None, pipe: str | None) -> None:
+    def __init__(self, key: bytes, event: SmbEvent) -> None:
         self.key = key  # FileId as on the wire
         self.file_id = key.hex()
-        self.path = path
-        self.pipe = pipe  # the pipe name when this is an open named pipe
-        self.reader: PipeReader | None = None
+        self.path = event.path
+        self.pipe = event.pipe  # the pipe name when this is an open named pipe
+        self.rpc: RpcPipe | None = None  # the DCE/RPC state of an open pipe
+        self.session_id = event.session_id
+        self.tree_id = event.tree_id
 
 
 class _Pending:
@@ -168,20 +160,13 @@ def _body_present(command: int, status: int) -> bool:
 class Smb2Decoder:
     """Decodes the SMB2/3 messages of one connection (the ``Decoder`` of CONTRIBUTING.md).
 
-    ``pipe_factory`` (optional) makes a reader for each named pipe opened, given its name; the
-    bytes written to and read from the pipe are fed to it, and each call it returns becomes an
-    ``rpc_call`` event.
+    The bytes written to and read from each open named pipe go to a ``dcerpc.RpcPipe``; each
+    call it completes becomes an ``rpc_call`` event on that pipe.
     """
 
-    def __init__(
-        self,
-        endpoints: Endpoints,
-        diagnostics: Diagnostics,
-        pipe_factory: PipeFactory | None = None,
-    ) -> None:
+    def __init__(self, endpoints: Endpoints, diagnostics: Diagnostics) -> None:
         self._endpoints = endpoints
         self._diag = diagnostics
-        self._pipe_factory = pipe_factory
         self.dialect: str | None = None
         self._sessions: dict[int, _Session] = {}
         self._trees: dict[tuple[int, int], _Tree] = {}
@@ -285,10 +270,17 @@ class Smb2Decoder:
     def body(self, from_client: bool, chunk: bytes) -> None:
         """File data past the sniff window: nothing is kept (hashing will hook in here)."""
 
+    def body_gap(self, from_client: bool, length: int) -> None:
+        """File data past the sniff window was not captured: nothing depends on it yet."""
+
     def finish(self) -> list[SmbEvent]:
-        """Requests that never got a response, with ``status`` None."""
+        """Requests that never got a response (``status`` None), and pipes' unanswered calls."""
         events = [pending.event for pending in self._pending.values() if not pending.quiet]
         self._pending.clear()
+        for file in self._files.values():
+            if file.rpc is not None:
+                events.extend(self._rpc_events(file, file.rpc.finish()))
+        self._files.clear()
         return events
 
     # -- framing ------------------------------------------------------------------------------
@@ -582,10 +574,10 @@ class Smb2Decoder:
         event = pending.event if pending else self._orphan("open", header, time, frame)
         if header.status == STATUS_SUCCESS:
             response = rec.parse_create_response(msg)
-            file = _OpenFile(response.file_id, event.path, event.pipe)
-            if file.pipe is not None and self._pipe_factory is not None:
-                file.reader = self._pipe_factory(file.pipe)
-            self._remember(self._files, file.key, file, MAX_FILES)
+            file = _OpenFile(response.file_id, event)
+            if file.pipe is not None:
+                file.rpc = RpcPipe(self._diag, file.pipe)
+            self._remember_file(file)
             if pending is not None:
                 pending.opened = file
             event.file_id = file.file_id
@@ -609,9 +601,9 @@ class Smb2Decoder:
         file = self._resolve_chain(pending)
         if header.status == STATUS_SUCCESS:
             pending.event.file_size = rec.close_response_end_of_file(msg)
-            if file is not None:
-                self._files.pop(file.key, None)
         self._events.append(pending.event)
+        if header.status == STATUS_SUCCESS and file is not None:
+            self._forget_file(file)
 
     # -- READ, WRITE ---------------------------------------------------------------------------
 
@@ -636,7 +628,7 @@ class Smb2Decoder:
         self._events.append(event)
         if file is not None and file.pipe is not None:
             data = rec.available(msg, data_offset, data_length)
-            self._pipe_data(file, False, data, data_length, event)
+            self._pipe_data(file, False, data, data_length, time, frame)
         elif event.offset == 0:
             window = rec.available(msg, data_offset, min(data_length, SNIFF_WINDOW))
             event.magic = sniff_magic(window)
@@ -650,7 +642,7 @@ class Smb2Decoder:
         file = pending.file
         if file is not None and file.pipe is not None:
             data = rec.available(req.msg, write.data_offset, write.length)
-            self._pipe_data(file, True, data, write.length, event)
+            self._pipe_data(file, True, data, write.length, req.time, req.frame)
         elif write.offset == 0:
             window = rec.available(req.msg, write.data_offset, min(write.length, SNIFF_WINDOW))
             event.magic = sniff_magic(window)
@@ -677,7 +669,7 @@ class Smb2Decoder:
         pending.ctl_code = ioctl.ctl_code
         file = pending.file
         if ioctl.ctl_code == rec.FSCTL_PIPE_TRANSCEIVE and file is not None and file.pipe:
-            self._pipe_data(file, True, ioctl.input, len(ioctl.input), pending.event)
+            self._pipe_data(file, True, ioctl.input, len(ioctl.input), req.time, req.frame)
         return pending
 
     def _ioctl_response(
@@ -695,7 +687,7 @@ class Smb2Decoder:
             and _body_present(header.command, header.status)
         ):
             output = rec.ioctl_response_output(msg)
-            self._pipe_data(file, False, output, len(output), pending.event)
+            self._pipe_data(file, False, output, len(output), time, frame)
 
     def _query_directory_request(self, req: _Request) -> _Pending:
         file_id, pattern = rec.parse_query_directory_request(req.msg)
@@ -824,20 +816,45 @@ class Smb2Decoder:
         return event
 
     def _pipe_data(
-        self, file: _OpenFile, from_client: bool, data: bytes, length: int, event: SmbEvent
+        self, file: _OpenFile, from_client: bool, data: bytes, length: int, time: int, frame: int
     ) -> None:
-        """Bytes written to or read from an open named pipe: the DCE/RPC hook."""
-        if file.reader is None or not length:
+        """Bytes written to or read from an open named pipe, for its DCE/RPC reader."""
+        if file.rpc is None or not length:
             return
         if len(data) != length:
             self._diag.warn("smb2_pipe_data_truncated", f"{file.pipe}: {len(data)} of {length}")
+            file.rpc.gap(from_client)
             return
-        for call in file.reader.feed(from_client, data):
-            self._events.append(
-                dataclasses.replace(
-                    event, action="rpc_call", bytes=None, offset=None, fsctl=None, **call
-                )
-            )
+        self._events.extend(self._rpc_events(file, file.rpc.feed(from_client, data, time, frame)))
+
+    def _rpc_events(self, file: _OpenFile, calls: list[RpcCall]) -> list[SmbEvent]:
+        """An ``rpc_call`` event per completed call, at the time and frame of its request."""
+        events = []
+        for call in calls:
+            if call.request_time is not None and call.request_frame is not None:
+                time, frame = call.request_time, call.request_frame
+            else:
+                time, frame = call.response_time or 0, call.response_frame or 0
+            event = self._event("rpc_call", None, None, file.session_id, file.tree_id, time, frame)
+            event.path, event.file_id, event.pipe = file.path, file.file_id, file.pipe
+            for name, value in call_fields(call).items():
+                setattr(event, name, value)
+            events.append(event)
+        return events
+
+    def _remember_file(self, file: _OpenFile) -> None:
+        """Remember an open file; when too many are open, the oldest is forgotten (counted)."""
+        if file.key not in self._files and len(self._files) >= MAX_FILES:
+            self._diag.warn("smb2_state_evicted", f"more than {MAX_FILES} open files")
+            self._forget_file(self._files[next(iter(self._files))])
+        self._files[file.key] = file
+
+    def _forget_file(self, file: _OpenFile) -> None:
+        """A file closed (or pushed out): its pipe's unanswered calls are reported."""
+        self._files.pop(file.key, None)
+        if file.rpc is not None:
+            self._events.extend(self._rpc_events(file, file.rpc.finish()))
+            file.rpc = None
 
 
 def _challenge_server(buffer: bytes) -> str | None:
