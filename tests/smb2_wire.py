@@ -19,6 +19,7 @@ from xml.etree import ElementTree
 
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.pipeline import capture_events
 from smbwatch.smb import smb2_records as rec
 from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.smb2 import Smb2Decoder
@@ -317,8 +318,17 @@ def tshark_smb2_pdus(capture: Path) -> list[TsharkPdu]:
     return pdus
 
 
+SMB2_WARNINGS = ("smb2_", "decoder_error", "smb_resync", "smb_message_")
+
+
+def smb2_warnings(diagnostics: Diagnostics) -> list[str]:
+    """Warnings of the SMB2 decoder and its framing (not SMB1's, DCE/RPC's or the reader's)."""
+    return [kind for kind in diagnostics.counts if kind.startswith(SMB2_WARNINGS)]
+
+
 @functools.cache
 def decoded(capture: Path) -> tuple[list[SmbEvent], Diagnostics]:
-    """The SMB2 events of a capture and the warnings decoding it raised (computed once)."""
+    """The SMB2 events smbwatch's pipeline makes of a capture, and its warnings (once)."""
     diagnostics = Diagnostics()
-    return decode(capture, diagnostics), diagnostics
+    events = capture_events(str(capture), diagnostics, decoders={0xFE: Smb2Decoder})
+    return [event for event in events if event.dst_port in SMB_PORTS], diagnostics

@@ -13,6 +13,7 @@ from smb2_wire import (
     feed,
     shared_captures,
     smb2_commands,
+    smb2_warnings,
     tshark_fields,
     tshark_smb2_pdus,
     wire_messages,
@@ -90,7 +91,7 @@ def test_responses_without_requests_still_yield_events(shared_data: Path) -> Non
     for capture in shared_captures(shared_data):
         responses = [m for m in wire_messages(capture) if not m.from_client]
         events, diagnostics = replay(capture, responses)
-        assert smb_warnings(diagnostics) == [], capture
+        assert smb2_warnings(diagnostics) == [], capture
         expected = sum(
             1
             for _, header, msg in smb2_commands(capture)
@@ -108,7 +109,7 @@ def test_a_capture_joined_midway_decodes_cleanly(shared_data: Path) -> None:
         messages = wire_messages(capture)
         for start in (len(messages) // 3, len(messages) // 2):
             events, diagnostics = replay(capture, messages[start:])
-            assert smb_warnings(diagnostics) == [], (capture, start, diagnostics.summary_lines())
+            assert smb2_warnings(diagnostics) == [], (capture, start, diagnostics.summary_lines())
             assert events or not tshark_smb2_pdus(capture)
 
 
@@ -152,17 +153,13 @@ def test_wanted_keeps_file_data_out_and_pipe_data_in(shared_data: Path) -> None:
     assert big_file_writes >= 20 and pipe_writes >= 10
 
 
-def smb_warnings(diagnostics: Diagnostics) -> list[str]:
-    return [kind for kind in diagnostics.counts if not kind.startswith("dcerpc_")]
-
-
 def test_pipe_calls_become_rpc_call_events(shared_data: Path) -> None:
     """Each DCE/RPC request tshark sees on an SMB2 pipe is one rpc_call event, same opnum, at
     the frame of its (first) request fragment, on the pipe the CREATE opened."""
     checked = 0
     for capture in shared_captures(shared_data):
         events, diagnostics = decoded(capture)
-        assert smb_warnings(diagnostics) == [], capture  # dcerpc_* ones are RpcPipe's findings
+        assert smb2_warnings(diagnostics) == [], capture
         rows = tshark_fields(
             capture,
             "smb2.flags.response == 0 && dcerpc.pkt_type == 0",
