@@ -244,11 +244,14 @@ def tshark_fields(capture: Path, display_filter: str, *fields: str) -> dict[int,
     return rows
 
 
-def shared_captures(shared_data: Path) -> list[Path]:
-    """Every capture of the shared corpus."""
-    return sorted(shared_data.glob("suricata-verify/*/*.pcap")) + sorted(
-        shared_data.glob("pcap/*.cap")
-    )
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lateral-movement.pcap"
+
+
+def all_captures(shared_data: Path) -> list[Path]:
+    """Every capture of the shared corpus, and the repository's example (Samba 4.17, SMB 3.1.1,
+    3.0.2, encryption, SMB1: see examples/README.md)."""
+    captures = sorted(shared_data.glob("suricata-verify/*/*.pcap"))
+    return [*captures, *sorted(shared_data.glob("pcap/*.cap")), EXAMPLE]
 
 
 @dataclass

@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
-from smb2_wire import security_buffers, shared_captures, tshark_fields
+from smb2_wire import security_buffers, all_captures, tshark_fields
 
 from smbwatch.smb import ntlmssp
 from smbwatch.smb.gssapi import parse_security_buffer
@@ -15,7 +15,7 @@ from smbwatch.smb.gssapi import parse_security_buffer
 def all_buffers(shared_data: Path) -> list[tuple[Path, int, bool, bytes]]:
     return [
         (capture, frame, from_client, buffer)
-        for capture in shared_captures(shared_data)
+        for capture in all_captures(shared_data)
         for frame, from_client, buffer in security_buffers(capture)
     ]
 

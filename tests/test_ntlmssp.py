@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from smb2_wire import security_buffers, shared_captures, tshark_fields
+from smb2_wire import security_buffers, all_captures, tshark_fields
 
 from smbwatch.smb import ntlmssp
 from smbwatch.smb.gssapi import parse_security_buffer
@@ -29,7 +29,7 @@ def tshark_text(value: str) -> str:
 
 def test_authenticate_identities_match_tshark(shared_data: Path) -> None:
     checked = 0
-    for capture in shared_captures(shared_data):
+    for capture in all_captures(shared_data):
         messages = ntlm_messages(capture, ntlmssp.AUTHENTICATE_MESSAGE)
         if not messages:
             continue
@@ -57,7 +57,7 @@ def test_authenticate_identities_match_tshark(shared_data: Path) -> None:
 
 def test_challenge_names_match_tshark(shared_data: Path) -> None:
     checked = 0
-    for capture in shared_captures(shared_data):
+    for capture in all_captures(shared_data):
         messages = ntlm_messages(capture, ntlmssp.CHALLENGE_MESSAGE)
         if not messages:
             continue
@@ -110,7 +110,7 @@ def test_suricata_expectations_are_met(shared_data: Path) -> None:
 def test_anonymous_follows_tshark(shared_data: Path) -> None:
     """Anonymous (MS-NLMP 3.2.5.1.2) only where tshark sees no user and no NT response."""
     checked = 0
-    for capture in shared_captures(shared_data):
+    for capture in all_captures(shared_data):
         messages = ntlm_messages(capture, ntlmssp.AUTHENTICATE_MESSAGE)
         if not messages:
             continue

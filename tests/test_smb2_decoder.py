@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import shared_dir
 from smb2_wire import (
     TsharkPdu,
+    all_captures,
     decode,
     decoded,
-    shared_captures,
     smb2_warnings,
     tshark_smb2_pdus,
 )
@@ -23,14 +24,14 @@ from smbwatch.smb.status import STATUS_PENDING, nt_status_name
 
 CAPTURES = [
     pytest.param(capture, id=capture.parent.name if "suricata" in str(capture) else capture.stem)
-    for capture in shared_captures(Path("/work/shared/data"))
+    for capture in all_captures(shared_dir() / "data")
 ]
 COMPARED = {rec.CREATE, rec.TREE_CONNECT, rec.WRITE, rec.READ, rec.SET_INFO}
 ALL_ONES_FID = "ffffffff-ffff-ffff-ffff-ffffffffffff"
 
 
 def smb2_captures(shared_data: Path) -> list[Path]:
-    return [capture for capture in shared_captures(shared_data) if tshark_smb2_pdus(capture)]
+    return [capture for capture in all_captures(shared_data) if tshark_smb2_pdus(capture)]
 
 
 def test_every_capture_decodes_without_a_warning(shared_data: Path) -> None:

@@ -11,7 +11,7 @@ from smb2_wire import (
     decoded,
     endpoints_of,
     feed,
-    shared_captures,
+    all_captures,
     smb2_commands,
     smb2_warnings,
     tshark_fields,
@@ -30,7 +30,7 @@ HANDLED = {0, 1, 2, 3, 4, 5, 6, 8, 9, 11, 14, 17}  # commands that make events
 
 
 def corpus(shared_data: Path, name: str) -> Path:
-    return next(p for p in shared_captures(shared_data) if name in str(p))
+    return next(p for p in all_captures(shared_data) if name in str(p))
 
 
 def replay(capture: Path, messages: list[WireMessage]) -> tuple[list[SmbEvent], Diagnostics]:
@@ -88,7 +88,7 @@ def test_unanswered_requests_come_out_of_finish(shared_data: Path) -> None:
 
 
 def test_responses_without_requests_still_yield_events(shared_data: Path) -> None:
-    for capture in shared_captures(shared_data):
+    for capture in all_captures(shared_data):
         responses = [m for m in wire_messages(capture) if not m.from_client]
         events, diagnostics = replay(capture, responses)
         assert smb2_warnings(diagnostics) == [], capture
@@ -105,7 +105,7 @@ def test_responses_without_requests_still_yield_events(shared_data: Path) -> Non
 
 
 def test_a_capture_joined_midway_decodes_cleanly(shared_data: Path) -> None:
-    for capture in shared_captures(shared_data):
+    for capture in all_captures(shared_data):
         messages = wire_messages(capture)
         for start in (len(messages) // 3, len(messages) // 2):
             events, diagnostics = replay(capture, messages[start:])
@@ -115,7 +115,7 @@ def test_a_capture_joined_midway_decodes_cleanly(shared_data: Path) -> None:
 
 def test_wanted_keeps_file_data_out_and_pipe_data_in(shared_data: Path) -> None:
     big_file_writes = pipe_writes = 0
-    for capture in shared_captures(shared_data):
+    for capture in all_captures(shared_data):
         reference, _ = decoded(capture)
         magic_of = {(e.src_port, e.message_id): e.magic for e in reference if e.action == "write"}
         endpoints = endpoints_of(capture)
@@ -157,7 +157,7 @@ def test_pipe_calls_become_rpc_call_events(shared_data: Path) -> None:
     """Each DCE/RPC request tshark sees on an SMB2 pipe is one rpc_call event, same opnum, at
     the frame of its (first) request fragment, on the pipe the CREATE opened."""
     checked = 0
-    for capture in shared_captures(shared_data):
+    for capture in all_captures(shared_data):
         events, diagnostics = decoded(capture)
         assert smb2_warnings(diagnostics) == [], capture
         rows = tshark_fields(

@@ -31,7 +31,7 @@ def test_every_name_agrees_with_tshark_and_impacket() -> None:
         assert all(other == name for other in known), (hex(code), name, known)
 
 
-def test_every_status_in_the_shared_captures_has_a_name(shared_data: Path) -> None:
+def test_every_status_in_the_all_captures_has_a_name(shared_data: Path) -> None:
     captures = sorted(shared_data.glob("suricata-verify/*/*.pcap")) + sorted(
         shared_data.glob("pcap/*.cap")
     )
