@@ -10,7 +10,7 @@ Sans-I/O: bytes in, events out (CONTRIBUTING.md, "Capture → SMB").
 
 from __future__ import annotations
 
-import dataclasses
+import operator
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 from smbwatch.dcerpc.events import call_fields
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
-from smbwatch.events import SmbEvent
+from smbwatch.events import FIELD_NAMES, SmbEvent
 from smbwatch.smb import gssapi, ntlmssp
 from smbwatch.smb import smb2_records as rec
 from smbwatch.smb.endpoint import Endpoints
@@ -43,6 +43,9 @@ _ALL_ONES_SESSION_ID = 0xFFFFFFFFFFFFFFFF
 _ALL_ONES_TREE_ID = 0xFFFFFFFF
 _ACTION_BY_CREATE_ACTION = ("create", "open", "create", "create")  # superseded/opened/...
 _IPC_SHARE = "IPC$"
+# Commands that do not work on a tree, whatever TreeId their header carries.
+_NOT_ON_A_TREE = frozenset((rec.NEGOTIATE, rec.SESSION_SETUP, rec.LOGOFF, rec.TREE_CONNECT))
+_EVENT_FIELDS = operator.attrgetter(*FIELD_NAMES)  # every field, in SmbEvent's argument order
 
 
 class _Session:
@@ -347,6 +350,8 @@ class Smb2Decoder:
         else:
             chain.file = chain.create = None
         chain.session_id, chain.tree_id = session_id, tree_id
+        if header.command in _NOT_ON_A_TREE:
+            tree_id = None
         if header.command >= len(self._requests):
             self._diag.warn("smb2_unknown_command", f"frame {frame}: command {header.command}")
             return
@@ -386,14 +391,11 @@ class Smb2Decoder:
 
     def _orphan(self, action: str, header: rec.Header, time: int, frame: int) -> SmbEvent:
         """The event of a response whose request was not seen (a capture started mid-session)."""
+        tree_id = header.tree_id
+        if header.command in _NOT_ON_A_TREE and header.command != rec.TREE_CONNECT:
+            tree_id = None
         event = self._event(
-            action,
-            header.command,
-            header.message_id,
-            header.session_id,
-            header.tree_id,
-            time,
-            frame,
+            action, header.command, header.message_id, header.session_id, tree_id, time, frame
         )
         event.status = nt_status_name(header.status)
         return event
@@ -511,8 +513,7 @@ class Smb2Decoder:
     # -- TREE_CONNECT, TREE_DISCONNECT ---------------------------------------------------------
 
     def _tree_connect_request(self, req: _Request) -> _Pending:
-        event = self._request_event("tree_connect", req)
-        event.tree_id = None  # assigned by the response
+        event = self._request_event("tree_connect", req)  # its TreeId comes with the response
         event.share = rec.tree_connect_request_path(req.msg)
         event.server, event.share_name = _split_unc(event.share)
         return _Pending(event, req.header.command)
@@ -587,7 +588,9 @@ class Smb2Decoder:
                 event.action = _ACTION_BY_CREATE_ACTION[response.create_action]
         self._events.append(event)
         if event.delete_on_close and header.status == STATUS_SUCCESS:
-            self._events.append(dataclasses.replace(event, action="delete"))
+            twin = SmbEvent(*_EVENT_FIELDS(event))  # a copy: dataclasses.replace is 7x slower
+            twin.action = "delete"
+            self._events.append(twin)
 
     def _close_request(self, req: _Request) -> _Pending:
         return self._file_request("close", req, rec.close_request_file_id(req.msg))
