@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
-from smb2_wire import security_buffers, all_captures, tshark_fields
+from smb2_wire import all_captures, security_buffers, tshark_fields
 
 from smbwatch.smb import ntlmssp
 from smbwatch.smb.gssapi import parse_security_buffer

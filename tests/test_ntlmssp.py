@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from smb2_wire import security_buffers, all_captures, tshark_fields
+from smb2_wire import all_captures, security_buffers, tshark_fields
 
 from smbwatch.smb import ntlmssp
 from smbwatch.smb.gssapi import parse_security_buffer

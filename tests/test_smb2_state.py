@@ -8,10 +8,10 @@ from pathlib import Path
 
 from smb2_wire import (
     WireMessage,
+    all_captures,
     decoded,
     endpoints_of,
     feed,
-    all_captures,
     smb2_commands,
     smb2_warnings,
     tshark_fields,
