@@ -221,6 +221,8 @@ class Smb2Decoder:
             None,
         )
 
+    wants_body = False  # file data past the sniff window is skipped by the TCP layer
+
     # -- the Decoder interface ---------------------------------------------------------------
 
     def wanted(self, from_client: bool, head: bytes, total_len: int) -> int:
