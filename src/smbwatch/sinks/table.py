@@ -93,9 +93,12 @@ def _details(row: dict[str, Any]) -> str:
     if row.get("bytes") is not None:
         parts.append(f"{row['bytes']}B@{row.get('offset') or 0}")
     if row.get("rpc_operation"):
-        parts.append(f"{row.get('rpc_interface') or '?'}.{row['rpc_operation']}")
-    if row.get("rpc_args"):
-        parts.append(" ".join(f"{k}={v}" for k, v in row["rpc_args"].items()))
+        call = f"{row.get('rpc_interface') or '?'}.{row['rpc_operation']}"
+        parts.append(f"{call} -> {row['rpc_status']}" if row.get("rpc_status") else call)
+    args = row.get("rpc_args")
+    if args:
+        shown = {"interfaces": args["interfaces"]} if "contexts" in args else args
+        parts.append(" ".join(f"{k}={v}" for k, v in shown.items()))
     if row.get("service_name"):
         parts.append(f"service={row['service_name']} image={row.get('image_path')}")
     if row.get("sha256"):
