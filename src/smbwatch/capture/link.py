@@ -39,10 +39,10 @@ _u16 = struct.Struct("!H").unpack_from
 _tcp = struct.Struct("!HHIIH").unpack_from
 _ipv4_header = struct.Struct("!BxHxxHxB").unpack_from  # version/IHL, length, fragment, protocol
 
-# (flow key, source and destination address bytes, ports, sequence number, TCP flags, payload,
-# bytes the capture's snap length cut). The key is the addresses followed by the two ports as
-# they stand in the TCP header: one bytes object that identifies the direction of a connection.
-Segment = tuple[bytes, bytes, bytes, int, int, int, int, bytes, int]
+# (flow key, ports, sequence number, TCP flags, payload, bytes the capture's snap length cut).
+# The key is the source and destination addresses followed by the two ports as they stand in the
+# TCP header: one bytes object that identifies the direction of a connection.
+Segment = tuple[bytes, int, int, int, int, bytes, int]
 
 
 def tcp_segment(
@@ -70,8 +70,8 @@ def tcp_segment(
             return None
         payload = frame[start:end]
         return (
-            frame[26:38], frame[26:30], frame[30:34], source_port, destination_port, seq,
-            offset_flags & 0x3F, payload, end - start - len(payload),
+            frame[26:38], source_port, destination_port, seq, offset_flags & 0x3F, payload,
+            end - start - len(payload),
         )  # fmt: skip
     if linktype == LINKTYPE_ETHERNET:
         if len(frame) < 14:
@@ -182,10 +182,7 @@ def _tcp_segment(
         return None
     payload = frame[start:end]
     cut = end - start - len(payload)  # bytes the capture's snap length left out
-    return (
-        key, source, destination, source_port, destination_port, seq, offset_flags & 0x3F,
-        payload, cut,
-    )  # fmt: skip
+    return key, source_port, destination_port, seq, offset_flags & 0x3F, payload, cut
 
 
 def _is_rpc(frame: bytes, start: int, key: bytes, rpc_flows: set[bytes]) -> bool:

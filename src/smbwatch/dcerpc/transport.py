@@ -18,9 +18,10 @@ class RpcTcpConnection:
         self.pipe = RpcPipe(diagnostics)
         self.out = out
 
-    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> None:
+    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> int:
         for call in self.pipe.feed(from_client, payload, time, frame):
             self.out.append(self._event(call))
+        return 0
 
     def gap(self, from_client: bool, length: int) -> None:
         self.pipe.gap(from_client)

@@ -26,7 +26,13 @@ SMB_SIGNATURE = b"SMB"
 
 
 class Decoder(Protocol):
-    """A protocol decoder for one connection (see CONTRIBUTING.md, "Seams")."""
+    """A protocol decoder for one connection (see CONTRIBUTING.md, "Seams").
+
+    ``wants_body`` False means the rest of a message beyond ``wanted`` is never looked at: it is
+    then skipped by the TCP layer without a call per segment.
+    """
+
+    wants_body: bool
 
     def wanted(self, from_client: bool, head: bytes, total_len: int) -> int: ...
     def message(
@@ -77,15 +83,10 @@ class SmbConnection:
         self.out = out
         self.directions = {True: _Direction(), False: _Direction()}
 
-    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> None:
-        """Frame the next in-order bytes of one direction."""
+    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> int:
+        """Frame the next in-order bytes of one direction; how many following bytes to skip."""
         state = self.directions[from_client]
         end = len(payload)
-        if state.body_left >= end:  # the common case in a transfer: the middle of a message body
-            state.body_left -= end
-            if state.decoder is not None:
-                state.decoder.body(from_client, payload)
-            return
         pos = 0
         while pos < end:
             if state.body_left:
@@ -102,6 +103,10 @@ class SmbConnection:
                 if not state.buf and state.length < 0:
                     state.time, state.frame = time, frame
                 pos = self._collect(state, from_client, payload, pos)
+        if state.decoder is None and state.body_left:
+            skip, state.body_left = state.body_left, 0  # reassembly counts these off for us
+            return skip
+        return 0
 
     def gap(self, from_client: bool, length: int) -> None:
         """Bytes of one direction were never captured."""
@@ -207,6 +212,8 @@ class SmbConnection:
         if events:
             self.out.extend(events)
         state.body_left = state.length - state.want
+        if not decoder.wants_body:
+            state.decoder = None
         state.reset()
 
     def _decoder(self, protocol_id: int) -> Decoder | None:
