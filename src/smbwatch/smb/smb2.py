@@ -167,6 +167,8 @@ class Smb2Decoder:
     call it completes becomes an ``rpc_call`` event on that pipe.
     """
 
+    wants_body = False  # file data past the sniff window is skipped by the TCP layer
+
     def __init__(self, endpoints: Endpoints, diagnostics: Diagnostics) -> None:
         self._endpoints = endpoints
         self._diag = diagnostics
