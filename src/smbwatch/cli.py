@@ -18,8 +18,10 @@ from typing import TextIO
 from smbwatch import __version__
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import FIELD_NAMES
+from smbwatch.options import Options
 from smbwatch.pipeline import InputError, iter_events
 from smbwatch.sinks.csv import write_csv
+from smbwatch.sinks.extract import ExtractError, FileExtractor
 from smbwatch.sinks.jsonl import write_jsonl
 from smbwatch.sinks.table import EVENT_COLUMNS, write_table
 
@@ -48,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_input_arguments(events)
     _add_output_arguments(events)
+    events.add_argument(
+        "--no-hash",
+        action="store_true",
+        help="no sha256/sha1/md5 of transferred files (file data is then skipped: fastest)",
+    )
+    events.add_argument(
+        "--extract-files",
+        metavar="DIR",
+        help="store each completely seen file in DIR, named by its sha256, with a JSON sidecar",
+    )
     events.set_defaults(run=run_events)
     return parser
 
@@ -102,7 +114,9 @@ def _format(args: argparse.Namespace, out: TextIO) -> str:
 
 def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch events``: decode every input and write its events."""
-    events = iter_events(args.inputs, diagnostics, args.input_format, errors, max(1, args.jobs))
+    options = _options(args)
+    jobs = max(1, args.jobs)
+    events = iter_events(args.inputs, diagnostics, args.input_format, errors, jobs, options)
     rows = (event.to_dict() for event in events)
     with _output(args.output) as out:
         fmt = _format(args, out)
@@ -113,6 +127,17 @@ def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[
         else:
             write_table(rows, out, EVENT_COLUMNS, "SMB events")
     return EXIT_OK
+
+
+def _options(args: argparse.Namespace) -> Options:
+    if args.extract_files is None:
+        return Options(hash_files=not args.no_hash)
+    if args.no_hash:
+        raise InputError("--extract-files names files by their sha256: it cannot go with --no-hash")
+    try:
+        return Options(extract=FileExtractor(args.extract_files))
+    except ExtractError as exc:
+        raise InputError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

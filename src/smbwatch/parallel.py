@@ -18,19 +18,20 @@ from typing import Any
 
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.options import Options
 
 BATCH = 2000
 QUEUE_BATCHES = 4
 
 
-def _worker(path: str, input_format: str | None, queue: Queue) -> None:
+def _worker(path: str, input_format: str | None, options: Options, queue: Queue) -> None:
     from smbwatch.pipeline import InputError, input_events
 
     diagnostics = Diagnostics()
     error = None
     batch: list[SmbEvent] = []
     try:
-        for event in input_events(path, diagnostics, input_format):
+        for event in input_events(path, diagnostics, input_format, options):
             batch.append(event)
             if len(batch) >= BATCH:
                 queue.put(("events", batch))
@@ -54,6 +55,7 @@ def parallel_events(
     input_format: str | None,
     errors: list[str],
     jobs: int,
+    options: Options,
 ) -> Iterator[SmbEvent]:
     """Events of every (path, named explicitly) input, read by up to ``jobs`` processes."""
     context = _context()
@@ -64,7 +66,7 @@ def parallel_events(
             while waiting and len(running) < jobs:
                 path, explicit = waiting.popleft()
                 queue = context.Queue(QUEUE_BATCHES)
-                process = context.Process(target=_worker, args=(path, input_format, queue))
+                process = context.Process(target=_worker, args=(path, input_format, options, queue))
                 process.start()
                 running.append((path, explicit, process, queue))
             path, explicit, process, queue = running.popleft()

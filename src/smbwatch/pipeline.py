@@ -9,6 +9,7 @@ can run the very same code.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 from smbwatch.capture.link import SMB_PORTS, tcp_segment
@@ -17,12 +18,15 @@ from smbwatch.capture.tcp import StreamConsumer, TcpReassembler
 from smbwatch.dcerpc.transport import RpcTcpConnection
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.options import Options
 from smbwatch.smb.endpoint import Endpoints
+from smbwatch.smb.files import Transfers
 from smbwatch.smb.nbss import DecoderFactory, SmbConnection
 from smbwatch.smb.smb2 import Smb2Decoder
 
 CAPTURE_FORMATS = ("pcap", "pcapng")
-DECODERS: dict[int, DecoderFactory] = {0xFE: Smb2Decoder}
+DECODERS: dict[int, DecoderFactory] = {0xFE: Smb2Decoder}  # each takes files=Transfers
+DEFAULT_OPTIONS = Options()
 
 
 class InputError(Exception):
@@ -62,13 +66,16 @@ def sniff_format(path: str) -> str | None:
 
 
 def input_events(
-    path: str, diagnostics: Diagnostics, input_format: str | None = None
+    path: str,
+    diagnostics: Diagnostics,
+    input_format: str | None = None,
+    options: Options = DEFAULT_OPTIONS,
 ) -> Iterator[SmbEvent]:
     """The events of one input file. Raises InputError if it is not something smbwatch reads."""
     kind = input_format or sniff_format(path)
     if kind in CAPTURE_FORMATS:
         try:
-            yield from capture_events(path, diagnostics)
+            yield from capture_events(path, diagnostics, options=options)
         except CaptureError as exc:
             raise InputError(str(exc)) from None
         return
@@ -79,12 +86,29 @@ def capture_events(
     path: str,
     diagnostics: Diagnostics,
     source_format: str | None = None,
-    decoders: dict[int, DecoderFactory] = DECODERS,
+    decoders: dict[int, DecoderFactory] | None = None,
+    options: Options = DEFAULT_OPTIONS,
 ) -> Iterator[SmbEvent]:
     """SMB events of one capture file, in the order their messages complete.
 
-    ``decoders`` maps an SMB protocol id byte (0xFE, 0xFF) to the decoder for that dialect family.
+    ``decoders`` maps an SMB protocol id byte (0xFE, 0xFF) to the decoder for that dialect family
+    (by default ``DECODERS``, sharing the capture's file ``Transfers`` built from ``options``).
     """
+    transfers = Transfers(options, diagnostics)
+    if decoders is None:
+        decoders = {key: partial(decoder, files=transfers) for key, decoder in DECODERS.items()}
+    try:
+        yield from _capture_events(path, diagnostics, source_format, decoders)
+    finally:
+        transfers.close()
+
+
+def _capture_events(
+    path: str,
+    diagnostics: Diagnostics,
+    source_format: str | None,
+    decoders: dict[int, DecoderFactory],
+) -> Iterator[SmbEvent]:
     out: list[SmbEvent] = []
     packets = read_packets(path, diagnostics)
     if source_format is None:
@@ -117,6 +141,7 @@ def iter_events(
     input_format: str | None = None,
     errors: list[str] | None = None,
     jobs: int = 1,
+    options: Options = DEFAULT_OPTIONS,
 ) -> Iterator[SmbEvent]:
     """Events of every input in turn (in input order), with up to ``jobs`` worker processes.
 
@@ -129,13 +154,13 @@ def iter_events(
         from smbwatch.parallel import parallel_events
 
         collected: list[str] = [] if errors is None else errors
-        yield from parallel_events(files, diagnostics, input_format, collected, jobs)
+        yield from parallel_events(files, diagnostics, input_format, collected, jobs, options)
         if errors is None and collected:
             raise InputError(collected[0])
         return
     for path, explicit in files:
         try:
-            yield from input_events(path, diagnostics, input_format)
+            yield from input_events(path, diagnostics, input_format, options)
         except InputError as exc:
             if explicit and errors is not None:
                 errors.append(str(exc))

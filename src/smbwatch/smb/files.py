@@ -1,10 +1,27 @@
-"""What the bytes of a file are, from its first bytes: a PE is a PE whatever its name.
+"""What crossed the wire of each opened file: which bytes, what they are, and their hashes.
 
-Used on the first data of a write (or read) at offset 0, so a dropped binary is recognised even
-when it is called ``report.txt``. The names are short and stable because rules match on them.
+``sniff_magic`` names a file's type from its first bytes, so a dropped binary is recognised even
+when it is called ``report.txt``; the names are short and stable because rules match on them.
+
+``FileTracker`` (one per connection's decoder) follows the data written to (upload) and read from
+(download) each open file: the distinct ranges seen, the type, and, while the data arrives in
+order from offset 0, sha256/sha1/md5 computed as it streams, and the file's bytes handed to the
+extraction sink. Nothing holds a whole file: in-order data is hashed as it arrives, data that
+arrives ahead of a missing part is held up to a bound per file and per capture, and beyond that
+bound, or after a hole, the hash is given up while ``bytes_seen`` stays exact. ``Transfers`` is
+what the trackers of one capture share.
 """
 
 from __future__ import annotations
+
+import copy
+import hashlib
+from bisect import bisect_right
+from operator import itemgetter
+
+from smbwatch.diagnostics import Diagnostics
+from smbwatch.events import SmbEvent
+from smbwatch.options import ExtractedFile, Options
 
 # (signature, offset, name): checked in order, first match wins.
 _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
@@ -45,3 +62,418 @@ def sniff_magic(data: bytes) -> str | None:
     if data.startswith(_BATCH_PREFIXES):
         return "script"
     return None
+
+
+UPLOAD, DOWNLOAD = "upload", "download"
+MAX_RANGES = 1024  # separate ranges remembered per file and direction
+MAX_HELD_PIECES = 1024  # separate out-of-order pieces held per file and direction
+_START = itemgetter(0)
+
+
+class Transfers:
+    """What the file transfers of one capture share: the options and the bound on data held
+    out of order. ``close`` at the end of the capture."""
+
+    def __init__(self, options: Options, diagnostics: Diagnostics) -> None:
+        self.options = options
+        self.diagnostics = diagnostics
+        self.hashing = options.hashing
+        self.held = 0  # out-of-order bytes held by every file
+        self.extracting: set[_Stream] = set()  # streams whose file is being extracted
+
+    def tracker(self) -> FileTracker:
+        """The tracker of one connection."""
+        return FileTracker(self)
+
+    def close(self) -> None:
+        """End of the capture: files still being extracted are incomplete."""
+        for stream in list(self.extracting):
+            stream.abandon()
+
+
+class _Stream:
+    """The in-order bytes of one file from offset 0: hashed, and extracted when asked."""
+
+    __slots__ = ("transfers", "updates", "hashes", "writer", "failed")
+
+    def __init__(self, transfers: Transfers) -> None:
+        self.transfers = transfers
+        self.hashes = (hashlib.sha256(), hashlib.sha1(), hashlib.md5())
+        self.updates = tuple(digest.update for digest in self.hashes)
+        self.writer: ExtractedFile | None = None
+        self.failed: OSError | None = None  # the extraction could not be written
+        sink = transfers.options.extract
+        if sink is not None:
+            self.writer = sink.begin()
+            if self.writer is None:
+                transfers.diagnostics.warn("file_extract_skipped", "too many files in progress")
+            else:
+                transfers.extracting.add(self)
+
+    def add(self, data: bytes | memoryview) -> None:
+        sha256, sha1, md5 = self.updates
+        sha256(data)
+        sha1(data)
+        md5(data)
+        if self.writer is not None and self.failed is None:
+            try:
+                self.writer.write(data)
+            except OSError as error:
+                self.failed = error
+
+    def finish(self) -> tuple[str, str, str]:
+        """(sha256, sha1, md5) of everything added."""
+        sha256, sha1, md5 = self.hashes
+        return sha256.hexdigest(), sha1.hexdigest(), md5.hexdigest()
+
+    def commit(self, event: SmbEvent, first: tuple[int, int], last: tuple[int, int]) -> None:
+        """The file is complete and ``event`` describes it: keep the extracted copy."""
+        writer = self.writer
+        if writer is None:
+            return
+        self.writer = None
+        self.transfers.extracting.discard(self)
+        error = self.failed
+        if error is None:
+            try:
+                writer.commit(event, first, last)
+                return
+            except OSError as raised:
+                error = raised
+        self.transfers.diagnostics.warn("file_extract_failed", f"{event.path}: {error}")
+        writer.discard()
+
+    def abandon(self) -> None:
+        """The file cannot be complete: drop any extracted part."""
+        if self.writer is not None:
+            self.writer.discard()
+            self.writer = None
+            self.transfers.extracting.discard(self)
+
+
+class _Transfer:
+    """The data of one direction of one open file."""
+
+    __slots__ = (
+        "transfers", "upload", "ranges", "run_start", "run_end", "magic", "first", "last",
+        "position", "stream", "held", "held_bytes", "held_start", "held_end", "joined",
+    )  # fmt: skip
+
+    def __init__(self, transfers: Transfers, upload: bool, time: int, frame: int) -> None:
+        self.transfers = transfers
+        self.upload = upload
+        self.ranges: list[list[int]] = []  # sorted, disjoint [start, end) seen before the run
+        self.run_start = self.run_end = -1  # the bytes being seen one after another now
+        self.magic: str | None = None
+        self.first = self.last = (time, frame)  # of the first and last message with data
+        self.position = 0 if transfers.hashing else -1  # next byte to hash; -1: no hash
+        self.stream: _Stream | None = None
+        self.held: dict[int, bytearray] = {}  # data ahead of ``position``, by offset
+        self.held_bytes = 0
+        self.held_start = self.held_end = -1  # the piece held last: data may continue it
+        self.joined = False  # ranges were joined to stay within MAX_RANGES
+
+    # -- ranges ---------------------------------------------------------------------------------
+
+    def seen(self, start: int, end: int) -> None:
+        """Bytes [start, end) crossed the wire."""
+        if start == self.run_end:  # they continue the run: the usual case
+            self.run_end = end
+            return
+        if self.run_end >= 0:
+            self._insert(self.run_start, self.run_end)
+        self.run_start, self.run_end = start, end
+
+    def seen_ranges(self) -> list[list[int]]:
+        """Every range seen, sorted and disjoint."""
+        if self.run_end >= 0:
+            self._insert(self.run_start, self.run_end)
+            self.run_start = self.run_end = -1
+        return self.ranges
+
+    def _insert(self, start: int, end: int) -> None:
+        ranges = self.ranges
+        i = bisect_right(ranges, start, key=_START)
+        if i and ranges[i - 1][1] >= start:
+            i -= 1
+            start = ranges[i][0]
+        j = i
+        while j < len(ranges) and ranges[j][0] <= end:
+            end = max(end, ranges[j][1])
+            j += 1
+        ranges[i:j] = [[start, end]]
+        if len(ranges) > MAX_RANGES:
+            self._join(i)
+
+    def _join(self, i: int) -> None:
+        """Too many separate ranges: join range ``i`` to its nearest neighbour (the hole
+        between them is then counted as seen)."""
+        ranges = self.ranges
+        before = ranges[i][0] - ranges[i - 1][1] if i else None
+        after = ranges[i + 1][0] - ranges[i][1] if i + 1 < len(ranges) else None
+        if after is None or (before is not None and before <= after):
+            i -= 1
+        ranges[i : i + 2] = [[ranges[i][0], ranges[i + 1][1]]]
+        if not self.joined:
+            self.joined = True
+            self.transfers.diagnostics.warn(
+                "file_ranges_joined", f"more than {MAX_RANGES} separate ranges in one file"
+            )
+
+    # -- the in-order stream -------------------------------------------------------------------
+
+    def add(self, offset: int, data: bytes | memoryview) -> None:
+        """Data at ``offset``: counted, and hashed in order (held for later if it is early)."""
+        end = offset + len(data)
+        if offset == self.run_end:
+            self.run_end = end
+        else:
+            self.seen(offset, end)
+        if offset == self.position:
+            self.position = end
+            if self.stream is None:
+                self.stream = _Stream(self.transfers)
+            self.stream.add(data)
+            if self.held:
+                self._drain()
+        elif self.position >= 0:
+            if offset > self.position:
+                self._hold(offset, data)
+            else:
+                self._behind(offset, data)
+                self._drain()
+
+    def _behind(self, offset: int, data: bytes | memoryview) -> None:
+        """Data that starts before ``position``: a download reads bytes again (the same file,
+        only the new tail counts); an upload rewrites them, so the hash would not be the file's."""
+        if self.upload:
+            self.give_up(None)
+            return
+        tail = memoryview(data)[self.position - offset :]
+        if tail:
+            assert self.stream is not None
+            self.stream.add(tail)
+            self.position += len(tail)
+
+    def _drain(self) -> None:
+        """Hash the held pieces that the stream has now reached."""
+        held = self.held
+        while held and self.position >= 0:
+            offset = self.position if self.position in held else min(held)
+            if offset > self.position:
+                return
+            data = held.pop(offset)
+            self.held_bytes -= len(data)
+            self.transfers.held -= len(data)
+            if offset == self.position:
+                assert self.stream is not None
+                self.stream.add(data)
+                self.position += len(data)
+            else:
+                self._behind(offset, data)
+
+    def _hold(self, offset: int, data: bytes | memoryview) -> None:
+        """Keep data that arrived before the bytes preceding it, within the bounds."""
+        options = self.transfers.options
+        size = len(data)
+        continues = offset == self.held_end and self.held_start in self.held
+        if (
+            self.held_bytes + size > options.max_held_per_file
+            or self.transfers.held + size > options.max_held_total
+            or (not continues and len(self.held) >= MAX_HELD_PIECES)
+        ):
+            self.give_up("more data out of order than the bound allows")
+            return
+        if continues:
+            self.held[self.held_start] += data
+        else:
+            previous = self.held.get(offset)
+            if previous is not None:  # the same offset again: keep the longer piece
+                if len(previous) >= size:
+                    return
+                self.held_bytes -= len(previous)
+                self.transfers.held -= len(previous)
+            self.held[offset] = bytearray(data)
+            self.held_start = offset
+        self.held_end = offset + size
+        self.held_bytes += size
+        self.transfers.held += size
+
+    def lost(self) -> None:
+        """Data of this file was never captured: no hash can be complete."""
+        if self.position >= 0:
+            self.give_up(None)
+
+    def give_up(self, reason: str | None) -> None:
+        """No hash for this transfer (a counted warning when ``reason`` is given)."""
+        if reason is not None:
+            self.transfers.diagnostics.warn("file_hash_abandoned", reason)
+        self.position = -1
+        self.transfers.held -= self.held_bytes
+        self.held.clear()
+        self.held_bytes = 0
+        if self.stream is not None:
+            self.stream.abandon()
+            self.stream = None
+
+    # -- the report ----------------------------------------------------------------------------
+
+    def report(self, event: SmbEvent, file_size: int) -> None:
+        """Fill ``event`` with this transfer's summary; keep the extracted file if complete."""
+        ranges = self.seen_ranges()
+        size = max(file_size, ranges[-1][1] if ranges else 0)
+        event.direction = UPLOAD if self.upload else DOWNLOAD
+        event.file_size = size
+        event.bytes_seen = sum(end - start for start, end in ranges)
+        event.magic = self.magic
+        event.sha256 = event.sha1 = event.md5 = None
+        stream = self.stream
+        if stream is None or self.position != size:
+            self.give_up(None)  # not seen whole (or not hashed): any extracted part goes
+            return
+        event.sha256, event.sha1, event.md5 = stream.finish()
+        stream.commit(event, self.first, self.last)
+        self.stream = None
+
+
+class FileData:
+    """What crossed the wire of one open file, in each direction."""
+
+    __slots__ = ("end_of_file", "upload", "download")
+
+    def __init__(self, end_of_file: int | None = None) -> None:
+        self.end_of_file = end_of_file  # the size the CREATE response gave
+        self.upload: _Transfer | None = None
+        self.download: _Transfer | None = None
+
+    @property
+    def last_seen(self) -> tuple[int, int] | None:
+        """(time, frame) of the last data of this file, or None when none crossed the wire."""
+        seen = [t.last for t in (self.upload, self.download) if t is not None]
+        return max(seen) if seen else None
+
+
+class _Route:
+    """Where the rest of the message now being received goes: its remaining file data."""
+
+    __slots__ = ("transfer", "offset", "skip", "remaining")
+
+    def __init__(self, transfer: _Transfer, offset: int, skip: int, remaining: int) -> None:
+        self.transfer = transfer
+        self.offset = offset  # the file offset of the next data byte
+        self.skip = skip  # bytes of the message before that data (padding)
+        self.remaining = remaining  # data bytes still to come
+
+
+class FileTracker:
+    """The file data of one connection (one per decoder; the decoder's ``body`` and
+    ``body_gap`` go straight here).
+
+    A decoder calls ``data`` for each WRITE request and READ response on a file, ``report`` at
+    its close (or, with a new close event, at the end of the capture or when pushed out), and
+    sets its ``wants_body`` from ``routed`` after each message.
+    """
+
+    def __init__(self, transfers: Transfers) -> None:
+        self.transfers = transfers
+        self.hashing = transfers.hashing
+        self._routes: list[_Route | None] = [None, None]  # by from_client
+
+    def data(
+        self,
+        from_client: bool,
+        file: FileData,
+        offset: int,
+        length: int,
+        msg: bytes,
+        data_offset: int,
+        follows: int,
+        time: int,
+        frame: int,
+    ) -> None:
+        """``length`` bytes of file data at file ``offset``, from ``data_offset`` in the message
+        ``msg`` of which ``follows`` more bytes will come to ``body``. From the client: written
+        (upload); else read (download)."""
+        if length <= 0 or offset < 0:
+            return
+        transfer = file.upload if from_client else file.download
+        if transfer is None:
+            transfer = _Transfer(self.transfers, from_client, time, frame)
+            if from_client:
+                file.upload = transfer
+            else:
+                file.download = transfer
+        transfer.last = (time, frame)
+        start = min(data_offset, len(msg))
+        present = msg[start : start + length]
+        if offset == 0 and transfer.magic is None:
+            transfer.magic = sniff_magic(present)
+        if not self.hashing:
+            transfer.seen(offset, offset + length)  # as the message says: its data is skipped
+            return
+        if present:
+            transfer.add(offset, present)
+        skip = data_offset + len(present) - len(msg)
+        in_body = min(length - len(present), follows - skip)
+        if in_body < length - len(present):
+            transfer.lost()  # the message is shorter than the data it announces
+        if in_body > 0:
+            self._routes[from_client] = _Route(transfer, offset + len(present), skip, in_body)
+
+    def new_message(self, from_client: bool) -> None:
+        """A message begins in this direction: the rest of the previous one is over."""
+        self._routes[from_client] = None
+
+    def routed(self, from_client: bool) -> bool:
+        """Whether file data of the last message still follows (the decoder's ``wants_body``)."""
+        return self._routes[from_client] is not None
+
+    def body(self, from_client: bool, chunk: bytes) -> None:
+        """The next bytes of the message's rest (``Decoder.body``)."""
+        route = self._routes[from_client]
+        if route is None:
+            return
+        if route.skip:
+            if len(chunk) <= route.skip:
+                route.skip -= len(chunk)
+                return
+            chunk, route.skip = chunk[route.skip :], 0
+        size = len(chunk)
+        if size >= route.remaining:
+            chunk = chunk[: route.remaining]
+            self._routes[from_client] = None
+        else:
+            route.remaining -= size
+        offset = route.offset
+        route.offset = offset + size
+        route.transfer.add(offset, chunk)
+
+    def body_gap(self, from_client: bool, length: int) -> None:
+        """Bytes of the message's rest that were never captured (``Decoder.body_gap``)."""
+        route = self._routes[from_client]
+        if route is None:
+            return
+        skipped = min(length, route.skip)
+        route.skip -= skipped
+        lost = min(length - skipped, route.remaining)
+        if lost:
+            route.transfer.lost()
+            route.offset += lost
+            route.remaining -= lost
+            if not route.remaining:
+                self._routes[from_client] = None
+
+    def report(
+        self, file: FileData, event: SmbEvent, end_of_file: int | None = None
+    ) -> list[SmbEvent]:
+        """``event`` (a close) with the summary of what crossed the wire since the file was
+        opened or last reported, and a copy of it for the other direction when data went both
+        ways (upload first). ``end_of_file`` is the size the close gave, if any."""
+        transfers = [t for t in (file.upload, file.download) if t is not None]
+        file.upload = file.download = None
+        if end_of_file is None:
+            end_of_file = file.end_of_file or 0
+        events = [event] + [copy.copy(event) for _ in transfers[1:]]
+        for transfer, target in zip(transfers, events, strict=False):
+            transfer.report(target, end_of_file)
+        return events

@@ -19,10 +19,11 @@ from smbwatch.dcerpc.events import call_fields
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import FIELD_NAMES, SmbEvent
+from smbwatch.options import Options
 from smbwatch.smb import gssapi, ntlmssp
 from smbwatch.smb import smb2_records as rec
 from smbwatch.smb.endpoint import Endpoints
-from smbwatch.smb.files import sniff_magic
+from smbwatch.smb.files import FileData, Transfers, sniff_magic
 from smbwatch.smb.status import (
     STATUS_BUFFER_OVERFLOW,
     STATUS_MORE_PROCESSING_REQUIRED,
@@ -73,7 +74,7 @@ class _Tree:
 
 
 class _OpenFile:
-    __slots__ = ("key", "file_id", "path", "pipe", "rpc", "session_id", "tree_id")
+    __slots__ = ("key", "file_id", "path", "pipe", "rpc", "session_id", "tree_id", "data")
 
     def __init__(self, key: bytes, event: SmbEvent) -> None:
         self.key = key  # FileId as on the wire
@@ -83,12 +84,15 @@ class _OpenFile:
         self.rpc: RpcPipe | None = None  # the DCE/RPC state of an open pipe
         self.session_id = event.session_id
         self.tree_id = event.tree_id
+        self.data: FileData | None = None  # what crossed the wire of a file (not a pipe)
 
 
 class _Pending:
     """A request waiting for its response: its event, and what the response handler needs."""
 
-    __slots__ = ("event", "command", "file", "chain_create", "opened", "ctl_code", "quiet")
+    __slots__ = (
+        "event", "command", "file", "chain_create", "opened", "ctl_code", "quiet", "data",
+    )  # fmt: skip
 
     def __init__(self, event: SmbEvent, command: int, file: _OpenFile | None = None) -> None:
         self.event = event
@@ -98,6 +102,7 @@ class _Pending:
         self.opened: _OpenFile | None = None  # what a CREATE opened, once answered
         self.ctl_code: int | None = None  # IOCTL
         self.quiet = False  # not worth an event unless answered (an NTLM NEGOTIATE round)
+        self.data: FileData | None = None  # CREATE: data written in its compound before it opened
 
 
 class _Chain:
@@ -164,14 +169,22 @@ class Smb2Decoder:
     """Decodes the SMB2/3 messages of one connection (the ``Decoder`` of CONTRIBUTING.md).
 
     The bytes written to and read from each open named pipe go to a ``dcerpc.RpcPipe``; each
-    call it completes becomes an ``rpc_call`` event on that pipe.
+    call it completes becomes an ``rpc_call`` event on that pipe. The data of each open file goes
+    to a ``files.FileTracker``: its summary (size, bytes seen, type, hashes) is reported on the
+    file's close. ``files`` is shared by the decoders of one capture (by default, this one's own
+    with the default options).
     """
 
-    wants_body = False  # file data past the sniff window is skipped by the TCP layer
-
-    def __init__(self, endpoints: Endpoints, diagnostics: Diagnostics) -> None:
+    def __init__(
+        self, endpoints: Endpoints, diagnostics: Diagnostics, files: Transfers | None = None
+    ) -> None:
         self._endpoints = endpoints
         self._diag = diagnostics
+        self._tracker = (files or Transfers(Options(), diagnostics)).tracker()
+        # Set after each message: True only while file data to hash follows it (the TCP layer
+        # skips the rest of every other message without a call per segment).
+        self.wants_body = False
+        self._follows = 0  # bytes of the message being decoded that come to body() after it
         self.dialect: str | None = None
         self._sessions: dict[int, _Session] = {}
         self._trees: dict[tuple[int, int], _Tree] = {}
@@ -223,8 +236,6 @@ class Smb2Decoder:
             None,
         )
 
-    wants_body = False  # file data past the sniff window is skipped by the TCP layer
-
     # -- the Decoder interface ---------------------------------------------------------------
 
     def wanted(self, from_client: bool, head: bytes, total_len: int) -> int:
@@ -260,8 +271,11 @@ class Smb2Decoder:
         self, from_client: bool, data: bytes, total_len: int, time: int, frame: int
     ) -> list[SmbEvent]:
         """Decode one SMB2 message: a (compound) message, an encrypted or a compressed one."""
+        self._tracker.new_message(from_client)
+        self._follows = 0
         try:
             if data.startswith(rec.PROTOCOL_ID):
+                self._follows = total_len - len(data)
                 self._chain(data, time, frame)
             elif data.startswith(rec.TRANSFORM_PROTOCOL_ID):
                 self._encrypted(from_client, data, time, frame)
@@ -271,23 +285,28 @@ class Smb2Decoder:
                 self._diag.warn("smb2_not_smb2", f"frame {frame}: protocol id {data[:4].hex()}")
         except (ValueError, struct.error) as error:
             self._diag.warn("smb2_malformed", f"frame {frame}: {error}")
+        finally:
+            self.wants_body = self._tracker.routed(from_client)
         events, self._events = self._events, []
         return events
 
     def body(self, from_client: bool, chunk: bytes) -> None:
-        """File data past the sniff window: nothing is kept (hashing will hook in here)."""
+        """File data past the sniff window, to be counted and hashed."""
+        self._tracker.body(from_client, chunk)
 
     def body_gap(self, from_client: bool, length: int) -> None:
-        """File data past the sniff window was not captured: nothing depends on it yet."""
+        """File data past the sniff window was not captured: that file's hash is impossible."""
+        self._tracker.body_gap(from_client, length)
 
     def finish(self) -> list[SmbEvent]:
-        """Requests that never got a response (``status`` None), and pipes' unanswered calls."""
-        events = [pending.event for pending in self._pending.values() if not pending.quiet]
+        """Requests that never got a response (``status`` None), pipes' unanswered calls, and a
+        ``close`` event (no command, no status) for each file with data still open."""
+        for pending in self._pending.values():
+            self._unanswered(pending)
         self._pending.clear()
-        for file in self._files.values():
-            if file.rpc is not None:
-                events.extend(self._rpc_events(file, file.rpc.finish()))
-        self._files.clear()
+        for file in list(self._files.values()):
+            self._forget_file(file)
+        events, self._events = self._events, []
         return events
 
     # -- framing ------------------------------------------------------------------------------
@@ -373,7 +392,11 @@ class Smb2Decoder:
         self._pending[header.message_id] = pending
 
     def _unanswered(self, pending: _Pending) -> None:
-        if not pending.quiet:
+        if pending.quiet:
+            return
+        if pending.command == rec.CLOSE:
+            self._events.extend(self._report(self._resolve_chain(pending), pending.event))
+        else:
             self._events.append(pending.event)
 
     def _response(self, header: rec.Header, msg: bytes, time: int, frame: int) -> None:
@@ -596,6 +619,9 @@ class Smb2Decoder:
             file = _OpenFile(response.file_id, event)
             if file.pipe is not None:
                 file.rpc = RpcPipe(self._diag, file.pipe)
+            else:
+                file.data = pending.data if pending and pending.data else FileData()
+                file.data.end_of_file = response.end_of_file
             self._remember_file(file)
             if pending is not None:
                 pending.opened = file
@@ -620,9 +646,10 @@ class Smb2Decoder:
             self._events.append(self._orphan("close", header, time, frame))
             return
         file = self._resolve_chain(pending)
+        end_of_file = None
         if header.status == STATUS_SUCCESS:
-            pending.event.file_size = rec.close_response_end_of_file(msg)
-        self._events.append(pending.event)
+            end_of_file = pending.event.file_size = rec.close_response_end_of_file(msg)
+        self._events.extend(self._report(file, pending.event, end_of_file))
         if header.status == STATUS_SUCCESS and file is not None:
             self._forget_file(file)
 
@@ -650,9 +677,13 @@ class Smb2Decoder:
         if file is not None and file.pipe is not None:
             data = rec.available(msg, data_offset, data_length)
             self._pipe_data(file, False, data, data_length, time, frame)
-        elif event.offset == 0:
+            return
+        if event.offset == 0:
             window = rec.available(msg, data_offset, min(data_length, SNIFF_WINDOW))
             event.magic = sniff_magic(window)
+        file_data = self._file_data(pending) if pending else None
+        if file_data is not None and event.offset is not None:
+            self._track(False, file_data, event.offset, data_length, msg, data_offset, time, frame)
 
     def _write_request(self, req: _Request) -> _Pending:
         write = rec.parse_write_request(req.msg)
@@ -664,10 +695,58 @@ class Smb2Decoder:
         if file is not None and file.pipe is not None:
             data = rec.available(req.msg, write.data_offset, write.length)
             self._pipe_data(file, True, data, write.length, req.time, req.frame)
-        elif write.offset == 0:
+            return pending
+        if write.offset == 0:
             window = rec.available(req.msg, write.data_offset, min(write.length, SNIFF_WINDOW))
             event.magic = sniff_magic(window)
+        file_data = self._file_data(pending)
+        if file_data is not None:
+            self._track(
+                True, file_data, write.offset, write.length, req.msg, write.data_offset,
+                req.time, req.frame,
+            )  # fmt: skip
         return pending
+
+    # -- file data -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _file_data(pending: _Pending) -> FileData | None:
+        """What crossed the wire of the file a request works on (None: a pipe, or unknown)."""
+        if pending.file is not None:
+            return pending.file.data
+        create = pending.chain_create
+        if create is None or create.event.pipe is not None:
+            return None
+        if create.data is None:  # written in the compound that opens the file
+            create.data = FileData()
+        return create.data
+
+    def _track(
+        self,
+        from_client: bool,
+        file_data: FileData,
+        offset: int,
+        length: int,
+        msg: bytes,
+        data_offset: int,
+        time: int,
+        frame: int,
+    ) -> None:
+        """File data of a WRITE request or READ response, for the file's summary and hashes."""
+        if data_offset < rec.HEADER_SIZE:
+            self._diag.warn("smb2_data_offset", f"frame {frame}: DataOffset {data_offset}")
+            return
+        self._tracker.data(
+            from_client, file_data, offset, length, msg, data_offset, self._follows, time, frame
+        )
+
+    def _report(
+        self, file: _OpenFile | None, event: SmbEvent, end_of_file: int | None = None
+    ) -> list[SmbEvent]:
+        """The close event of ``file``, with what crossed the wire (one per direction)."""
+        if file is None or file.data is None:
+            return [event]
+        return self._tracker.report(file.data, event, end_of_file)
 
     def _write_response(
         self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
@@ -871,11 +950,18 @@ class Smb2Decoder:
         self._files[file.key] = file
 
     def _forget_file(self, file: _OpenFile) -> None:
-        """A file closed (or pushed out): its pipe's unanswered calls are reported."""
+        """A file closed (or pushed out, or still open at the end): its pipe's unanswered calls
+        are reported, and its data not yet reported on a close, on a close event of its own at
+        the time of that data."""
         self._files.pop(file.key, None)
         if file.rpc is not None:
             self._events.extend(self._rpc_events(file, file.rpc.finish()))
             file.rpc = None
+        seen = file.data.last_seen if file.data is not None else None
+        if seen is not None:
+            event = self._event("close", None, None, file.session_id, file.tree_id, *seen)
+            event.path, event.file_id = file.path, file.file_id
+            self._events.extend(self._report(file, event))
 
 
 def _challenge_server(buffer: bytes) -> str | None:

@@ -1,0 +1,51 @@
+"""What the user chose for a run, handed from the command line down to the decoders.
+
+A module of its own so that the CLI, the pipeline and the decoders can all import it without any
+import pointing up. ``FileSink`` is how the decoders hand a completely seen file to whoever
+stores it (``sinks.extract.FileExtractor``) without knowing anything of files on disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from smbwatch.events import SmbEvent
+
+MIB = 1 << 20
+
+
+class ExtractedFile(Protocol):
+    """One file being stored as its data streams in (in order, from offset 0)."""
+
+    def write(self, block: bytes) -> None:
+        """The next bytes of the file. Called from the hashing thread; may raise OSError."""
+
+    def commit(self, event: SmbEvent, first: tuple[int, int], last: tuple[int, int]) -> None:
+        """The file is complete: ``event`` carries its hashes, size and where it was seen;
+        ``first`` and ``last`` are the (time, frame) of its first and last data."""
+
+    def discard(self) -> None:
+        """The file will not be complete: forget what was written."""
+
+
+class FileSink(Protocol):
+    """Where completely seen files go (``--extract-files``)."""
+
+    def begin(self) -> ExtractedFile | None:
+        """A new file to stream into, or None when too many are in progress already."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """Choices that change what the decoders do (the defaults are ``smbwatch events``')."""
+
+    hash_files: bool = True  # sha256/sha1/md5 of every completely seen file
+    extract: FileSink | None = None  # store completely seen files (implies hashing)
+    max_held_per_file: int = 8 * MIB  # data held out of order, per file and direction
+    max_held_total: int = 64 * MIB  # ... and for all files of one capture
+
+    @property
+    def hashing(self) -> bool:
+        """Whether file data is read at all (rather than skipped by the TCP layer)."""
+        return self.hash_files or self.extract is not None
