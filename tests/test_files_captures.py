@@ -1,0 +1,119 @@
+"""File summaries on the shared real captures, against three independent accounts: the wire
+itself (tshark's reassembly, the tests' own MS-SMB2 walk), tshark's SMB object export, and the
+counts and hashes suricata-verify expects (read from each test.yaml)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import shared_dir
+from files_helpers import decode, sha256, summaries, wire_transfers
+from oracle import tool
+from smb2_wire import EXAMPLE, feed, wire_messages
+
+from smbwatch.diagnostics import Diagnostics
+from smbwatch.options import Options
+from smbwatch.smb.endpoint import Endpoints
+from smbwatch.smb.files import Transfers
+from smbwatch.smb.smb2 import Smb2Decoder
+
+
+def smb2_captures() -> list[Path]:
+    data = shared_dir() / "data"
+    return [
+        *sorted(data.glob("suricata-verify/*/*.pcap")),
+        *sorted(data.glob("pcap/*.cap")),
+        EXAMPLE,
+    ]
+
+
+@pytest.mark.parametrize("capture", smb2_captures(), ids=lambda p: p.parent.name + "/" + p.name)
+def test_every_transfer_is_what_the_wire_carried(capture: Path) -> None:
+    wire = wire_transfers(capture)
+    events, _ = decode(capture)
+    ours = summaries(events)
+    assert set(ours) == set(wire)
+    for key, transfer in wire.items():
+        event = ours[key]
+        content = transfer.content()
+        assert (event.bytes_seen, event.file_size) == (transfer.bytes_seen, transfer.size), key
+        if content is None:
+            assert event.sha256 is None and event.sha1 is None and event.md5 is None, key
+        else:
+            assert event.sha256 == sha256(content), key
+            assert event.sha1 == hashlib.sha1(content).hexdigest()
+            assert event.md5 == hashlib.md5(content).hexdigest()
+        assert event.action == "close"
+
+
+def test_the_corpus_has_transfers_both_ways_whole_and_partial(shared_data: Path) -> None:
+    """The test above is not vacuous."""
+    ours = summaries(decode(shared_data / "suricata-verify/smb2-01/smb2-peter.pcap")[0])
+    hashed = [e for e in ours.values() if e.sha256]
+    assert {e.direction for e in hashed} == {"upload", "download"}
+    assert 0 < len(hashed) < len(ours)
+
+
+def test_smb2_01_one_summary_per_file_suricata_closes(shared_data: Path) -> None:
+    folder = shared_data / "suricata-verify/smb2-01"
+    checks = yaml.safe_load((folder / "test.yaml").read_text())["checks"]
+    (closed,) = [
+        c["filter"]["count"]
+        for c in checks
+        if "filter" in c and c["filter"]["match"].get("fileinfo.state") == "CLOSED"
+    ]
+    ours = summaries(decode(folder / "smb2-peter.pcap")[0])
+    assert len(ours) == closed
+
+
+def test_smb2_01_hashes_are_tsharks_exported_objects(shared_data: Path, tmp_path: Path) -> None:
+    capture = shared_data / "suricata-verify/smb2-01/smb2-peter.pcap"
+    subprocess.run(
+        [tool("tshark"), "-n", "-r", str(capture), "--export-objects", f"smb,{tmp_path}", "-q"],
+        check=True,
+        capture_output=True,
+    )
+    exported = [path.read_bytes() for path in tmp_path.iterdir()]
+    assert len(exported) > 20
+    ours = summaries(decode(capture)[0]).values()
+    whole = {e.sha256 for e in ours if e.sha256}
+    partial_sizes = {e.bytes_seen for e in ours if not e.sha256}
+    assert whole <= {sha256(data) for data in exported}
+    for data in exported:  # tshark also exports what it saw of a partial file
+        assert sha256(data) in whole or len(data) in partial_sizes
+
+
+def test_no_hash_skips_the_data_and_still_counts_it(shared_data: Path) -> None:
+    capture = shared_data / "suricata-verify/smb2-01/smb2-peter.pcap"
+    hashed = summaries(decode(capture)[0])
+    plain = summaries(decode(capture, Options(hash_files=False))[0])
+    assert set(plain) == set(hashed)
+    for key, event in plain.items():
+        assert event.sha256 is None and event.sha1 is None and event.md5 is None
+        assert (event.bytes_seen, event.file_size) == (
+            hashed[key].bytes_seen,
+            hashed[key].file_size,
+        )
+
+
+@pytest.mark.parametrize("hash_files", [True, False])
+def test_the_decoder_asks_for_file_data_only_to_hash_it(
+    shared_data: Path, hash_files: bool
+) -> None:
+    capture = shared_data / "suricata-verify/smb2-01/smb2-peter.pcap"
+    transfers = Transfers(Options(hash_files=hash_files), Diagnostics())
+    endpoints = Endpoints("192.168.1.12", 1, "192.168.1.51", 445, "pcap", str(capture))
+    decoder = Smb2Decoder(endpoints, Diagnostics(), files=transfers)
+    asked = []
+    for message in wire_messages(capture):
+        feed(decoder, message)
+        if decoder.wants_body:
+            asked.append(message.data[12])  # the command of the message
+    if hash_files:
+        assert asked and set(asked) <= {0x08, 0x09}  # READ responses, WRITE requests
+    else:
+        assert asked == []
