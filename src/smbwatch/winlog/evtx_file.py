@@ -1,0 +1,109 @@
+"""EVTX files, through the Rust ``evtx`` library (its records rendered as JSON text).
+
+Most records of a Security log are not share events: the event id is read from the raw JSON
+text with one regular expression and the record is dropped before ``orjson.loads``. Chunks
+whose checksum fails are skipped by the library and counted here; a dirty (unclosed) file is
+read to its last chunk whatever its header says.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import shutil
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterator
+
+import orjson
+from evtx import PyEvtxParser
+
+from smbwatch.events import SmbEvent
+from smbwatch.winlog.json_events import record_from_event_json
+from smbwatch.winlog.normalize import normalize, worth_parsing
+from smbwatch.winlog.record import RECORD_ERRORS, Source
+
+FILE_MAGIC = b"ElfFile\x00"
+_FILE_HEADER_SIZE = 4096
+_CHUNK_SIZE = 65536
+_FLAGS_OFFSET = 0x78
+_DIRTY = 0x1
+# "EventID":5145, "EventID":"5145", "EventID":{"#attributes":{"Qualifiers":16384},"#text":7045}
+_EVENT_ID = re.compile(r'"EventID":(?:\{"#attributes":\{[^{}]*\},"#text":)?"?(\d+)')
+
+
+def read_evtx(path: str, compressed: bool, source: Source) -> Iterator[SmbEvent]:
+    """The events of an EVTX file; a gzip one is decompressed to a temporary file first."""
+    if not compressed:
+        yield from _read_file(path, source)
+        return
+    with tempfile.NamedTemporaryFile(prefix="smbwatch-", suffix=".evtx") as copy:
+        try:
+            with gzip.open(path, "rb") as packed:
+                shutil.copyfileobj(packed, copy, 1024 * 1024)
+        except (OSError, EOFError, zlib.error) as error:
+            source.damaged(f"gzip stream ends early ({error}); reading what it held")
+        copy.flush()
+        yield from _read_file(copy.name, source)
+
+
+def _read_file(path: str, source: Source) -> Iterator[SmbEvent]:
+    if not _layout_ok(path, source):
+        return
+    try:
+        records = PyEvtxParser(path, validate_checksums=True).records_json()
+    except (OSError, RuntimeError) as error:
+        source.damaged(f"unreadable EVTX: {error}")
+        return
+    # The library moves past a bad chunk at each failure; the bound only guards against a stall.
+    failures_left = os.path.getsize(path) // _CHUNK_SIZE + 2
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except (OSError, RuntimeError) as error:
+            message = str(error)
+            kind = "evtx_chunk_skipped" if "parse chunk" in message else "evtx_record_skipped"
+            source.warn(kind, message)
+            failures_left -= 1
+            if failures_left < 0:
+                source.damaged("the EVTX library stopped making progress")
+                return
+            continue
+        text = record["data"]
+        match = _EVENT_ID.search(text)
+        if match is None or not worth_parsing(text, int(match.group(1))):
+            continue
+        try:
+            event = orjson.loads(text)["Event"]
+            win_record = record_from_event_json(
+                event, record["event_record_id"], record["timestamp"]
+            )
+        except (orjson.JSONDecodeError, *RECORD_ERRORS) as error:
+            source.warn("bad_record", f"record {record['event_record_id']}: {error!r}")
+            continue
+        if win_record is not None and (smb_event := normalize(win_record, source)):
+            yield smb_event
+
+
+def _layout_ok(path: str, source: Source) -> bool:
+    """Check the file header and size: report a dirty or truncated file, refuse a headless one."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as file:
+        header = file.read(_FILE_HEADER_SIZE)
+    if len(header) < _FILE_HEADER_SIZE:
+        source.damaged(f"truncated in its file header ({size} bytes)")
+        return False
+    if not header.startswith(FILE_MAGIC):
+        source.damaged("no EVTX file header")
+        return False
+    (flags,) = struct.unpack_from("<I", header, _FLAGS_OFFSET)
+    if flags & _DIRTY:
+        source.warn_once("evtx_dirty", "not closed cleanly (dirty): every chunk is read")
+    partial = (size - _FILE_HEADER_SIZE) % _CHUNK_SIZE
+    if partial:
+        source.damaged(f"truncated: its last chunk has {partial} of {_CHUNK_SIZE} bytes, lost")
+    return True
