@@ -142,7 +142,7 @@ def _service_install(event: SmbEvent, data: Mapping[str, Any]) -> bool:
     _subject(event, data)
     event.service_name = _text(data.get("ServiceName"))
     event.image_path = _text(_first(data, "ImagePath", "ServiceFileName"))
-    event.service_type = _text(data.get("ServiceType"))
+    event.service_type = _hex_or_text(data.get("ServiceType"))
     start = _first(data, "StartType", "ServiceStartType")
     event.start_type = _START_TYPES.get(_number(start)) or _text(start)
     event.account = _text(_first(data, "AccountName", "ServiceAccount"))
@@ -202,6 +202,15 @@ def _logon_id(value: Any) -> str | None:
     """A logon id as lower-case hex, however padded or cased the format wrote it."""
     number = _number(value)
     return None if number is None else f"{number:#x}"
+
+
+def _hex_or_text(value: Any) -> str | None:
+    """A flag word as unpadded lower-case hex (4697 ``0x10``), words as logged (7045)."""
+    text = _text(value)
+    if text is None or text[:2] not in ("0x", "0X"):
+        return text
+    number = _number(text)
+    return text if number is None else f"{number:#x}"
 
 
 def _address(value: Any) -> str | None:
