@@ -57,8 +57,7 @@ def access_names(logged: object) -> list[str] | None:
         return None
     if "%%" in logged:
         return [
-            _MESSAGE_IDS.get(int(number), f"%%{number}")
-            for number in _MESSAGE_ID.findall(logged)
+            _MESSAGE_IDS.get(int(number), f"%%{number}") for number in _MESSAGE_ID.findall(logged)
         ]
     names = []
     for line in logged.splitlines():

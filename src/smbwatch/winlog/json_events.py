@@ -70,7 +70,8 @@ def record_from_json(value: Mapping[str, Any], source: Source) -> WinRecord | No
         return _from_splunk(value, source)
     if "EventID" in value:
         return _from_flat(value, source)
-    source.warn_once("json_unknown_shape", f"records of an unknown shape skipped: {list(value)[:8]}")
+    keys = ", ".join(list(value)[:8])
+    source.warn_once("json_unknown_shape", f"records of an unknown shape skipped (keys {keys})")
     return None
 
 

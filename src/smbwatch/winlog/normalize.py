@@ -42,7 +42,13 @@ _WANTED_NUMBER = re.compile(r"(?<![\d.])(?:" + "|".join(map(str, sorted(WANTED))
 # also inside a JSON string, where the tabs of a message are written \t.
 _NETWORK_LOGON_TYPE = re.compile(r"Logon[ _]?Type(?:['\":>\s]|\\[rnt]){1,12}3(?!\d)")
 # 4697 logs the start type as a number, 7045 as these words: one vocabulary for both.
-_START_TYPES = {0: "boot start", 1: "system start", 2: "auto start", 3: "demand start", 4: "disabled"}
+_START_TYPES = {
+    0: "boot start",
+    1: "system start",
+    2: "auto start",
+    3: "demand start",
+    4: "disabled",
+}
 
 
 def worth_parsing(text: str, event_code: int | None = None) -> bool:

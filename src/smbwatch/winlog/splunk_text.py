@@ -72,7 +72,8 @@ def record_from_splunk_text(block: str, source: Source, time: int | None = None)
     """One WinEventLog event; ``time`` replaces its zone-less time line when known (``_time``)."""
     head, _, message = block.partition("\nMessage=")
     lines = head.strip().splitlines()
-    header = {key.strip(): value.strip() for key, _, value in (line.partition("=") for line in lines)}
+    pairs = (line.partition("=") for line in lines)
+    header = {key.strip(): value.strip() for key, _, value in pairs}
     if time is None:
         time = splunk_time(lines[0])
         source.warn_once("time_zone_unknown", "WinEventLog times carry no zone: read as UTC")
@@ -146,7 +147,7 @@ def _blocks(lines: Iterable[str], source: Source) -> Iterator[str]:
             continue
         size += len(line)
         if size > MAX_RECORD_CHARS:
-            source.warn("splunk_event_too_large", f"an event over {MAX_RECORD_CHARS} characters skipped")
+            source.warn("splunk_event_too_large", f"an event over {MAX_RECORD_CHARS} chars skipped")
             block, oversized = [], True
             continue
         block.append(line)

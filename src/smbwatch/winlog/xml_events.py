@@ -134,7 +134,7 @@ def _elements(text: TextIO, source: Source) -> Iterator[str]:
             position = max(position, len(buffer) - _KEPT_TAIL)
         buffer = buffer[position:]
         if len(buffer) > MAX_RECORD_CHARS:
-            source.warn("xml_event_too_large", f"an event over {MAX_RECORD_CHARS} characters skipped")
+            source.warn("xml_event_too_large", f"an event over {MAX_RECORD_CHARS} chars skipped")
             buffer, skipping = buffer[-_KEPT_TAIL:], True
     if _EVENT_START.search(buffer) or skipping:
         source.damaged("the last XML event is cut off")
