@@ -220,7 +220,8 @@ def to_splunk_text(event: OracleEvent) -> str:
     if "AccessList" in fields:
         names = [RENDERED_ACCESS[code] for code in fields["AccessList"].split()]
         fields["Accesses"] = "\n\t\t\t\t".join(names)
-    message = MESSAGES[event.event_id].format_map(_Missing(fields))
+    template = MESSAGES.get(event.event_id, "An event smbwatch does not report:\n\tData:\t{Data}\n")
+    message = template.format_map(_Missing(fields))
     return (
         moment(event).strftime("%m/%d/%Y %I:%M:%S %p")
         + "\nLogName="
