@@ -8,14 +8,13 @@ read to its last chunk whatever its header says.
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
-import shutil
 import struct
 import tempfile
 import zlib
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import orjson
 from evtx import PyEvtxParser
@@ -30,6 +29,9 @@ _FILE_HEADER_SIZE = 4096
 _CHUNK_SIZE = 65536
 _FLAGS_OFFSET = 0x78
 _DIRTY = 0x1
+_GZIP_WBITS = 31  # zlib's "gzip header and trailer" mode
+_GUNZIP_READ = 1024 * 1024
+_STALLED = 100  # the same failure this many times in a row: the library is not moving on
 # "EventID":5145, "EventID":"5145", "EventID":{"#attributes":{"Qualifiers":16384},"#text":7045}
 _EVENT_ID = re.compile(r'"EventID":(?:\{"#attributes":\{[^{}]*\},"#text":)?"?(\d+)')
 
@@ -40,13 +42,28 @@ def read_evtx(path: str, compressed: bool, source: Source) -> Iterator[SmbEvent]
         yield from _read_file(path, source)
         return
     with tempfile.NamedTemporaryFile(prefix="smbwatch-", suffix=".evtx") as copy:
-        try:
-            with gzip.open(path, "rb") as packed:
-                shutil.copyfileobj(packed, copy, 1024 * 1024)
-        except (OSError, EOFError, zlib.error) as error:
-            source.damaged(f"gzip stream ends early ({error}); reading what it held")
+        _gunzip(path, copy, source)
         copy.flush()
         yield from _read_file(copy.name, source)
+
+
+def _gunzip(path: str, target: BinaryIO, source: Source) -> None:
+    """Decompress all that can be, also from a truncated or corrupt gzip stream (``gzip`` keeps
+    nothing of a read that hits the damage)."""
+    decompressor = zlib.decompressobj(wbits=_GZIP_WBITS)
+    try:
+        with open(path, "rb") as packed:
+            while chunk := packed.read(_GUNZIP_READ):
+                while chunk:
+                    target.write(decompressor.decompress(chunk))
+                    chunk = decompressor.unused_data if decompressor.eof else b""
+                    if chunk:  # a further gzip member follows
+                        decompressor = zlib.decompressobj(wbits=_GZIP_WBITS)
+    except zlib.error as error:
+        source.damaged(f"corrupt gzip stream ({error}); reading what came before")
+        return
+    if not decompressor.eof:
+        source.damaged("gzip stream ends early; reading what it held")
 
 
 def _read_file(path: str, source: Source) -> Iterator[SmbEvent]:
@@ -57,8 +74,8 @@ def _read_file(path: str, source: Source) -> Iterator[SmbEvent]:
     except (OSError, RuntimeError) as error:
         source.damaged(f"unreadable EVTX: {error}")
         return
-    # The library moves past a bad chunk at each failure; the bound only guards against a stall.
-    failures_left = os.path.getsize(path) // _CHUNK_SIZE + 2
+    # Each failure names its chunk or record number; a repeated one would mean a stall.
+    last_failure, repeats = "", 0
     while True:
         try:
             record = next(records)
@@ -68,8 +85,9 @@ def _read_file(path: str, source: Source) -> Iterator[SmbEvent]:
             message = str(error)
             kind = "evtx_chunk_skipped" if "parse chunk" in message else "evtx_record_skipped"
             source.warn(kind, message)
-            failures_left -= 1
-            if failures_left < 0:
+            repeats = repeats + 1 if message == last_failure else 0
+            last_failure = message
+            if repeats >= _STALLED:
                 source.damaged("the EVTX library stopped making progress")
                 return
             continue

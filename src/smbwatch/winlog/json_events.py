@@ -187,11 +187,11 @@ def _stream_values(text: TextIO, buffer: str, source: Source) -> Iterator[Any]:
 
     Only values that ``worth_parsing`` keeps are returned, as in JSON lines.
 
-    A value still incomplete when ``MAX_RECORD_CHARS`` of it are buffered, or malformed, is
-    skipped to the next line that opens an object.
+    A value still incomplete when ``MAX_RECORD_CHARS`` of it are buffered, or malformed, costs
+    one warning and is skipped to the next line that opens an object.
     """
     decoder = json.JSONDecoder()
-    position, at_end = 0, False
+    position, at_end, resyncing = 0, False, False
     while True:
         position = _SEPARATORS.match(buffer, position).end()  # type: ignore[union-attr]
         if position == len(buffer):
@@ -204,14 +204,24 @@ def _stream_values(text: TextIO, buffer: str, source: Source) -> Iterator[Any]:
             value, end = decoder.raw_decode(buffer, position)
         except (json.JSONDecodeError, RecursionError) as error:
             pending = len(buffer) - position
-            if not at_end and pending < MAX_RECORD_CHARS:
-                more = text.read(max(READ_SIZE, pending))
+            could_grow = buffer[position] in "{[" and pending <= MAX_RECORD_CHARS
+            if could_grow and not at_end and not resyncing:
+                more = text.read(min(max(READ_SIZE, pending), MAX_RECORD_CHARS + 1 - pending))
                 buffer, position, at_end = buffer[position:] + more, 0, not more
                 continue
-            source.warn("json_bad_value", f"a malformed or oversized JSON value skipped: {error}")
+            if not resyncing:
+                source.warn(
+                    "json_bad_value", f"a malformed or oversized JSON value skipped: {error}"
+                )
             restart = _NEXT_OBJECT.search(buffer, position + 1)
-            position = restart.start() if restart else len(buffer)
+            position = restart.start() + 1 if restart else len(buffer)
+            resyncing = restart is None
             continue
+        if end - position > MAX_RECORD_CHARS:
+            source.warn("json_bad_value", f"a JSON value over {MAX_RECORD_CHARS} chars skipped")
+            position = end
+            continue
+        resyncing = False
         text_of_value, position = buffer[position:end], end
         if not worth_parsing(text_of_value):
             continue

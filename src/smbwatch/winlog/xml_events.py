@@ -128,6 +128,11 @@ def _elements(text: TextIO, source: Source) -> Iterator[str]:
                 position = start.start()
                 break
             position = end + len(_EVENT_END)
+            if position - start.start() > MAX_RECORD_CHARS:
+                source.warn(
+                    "xml_event_too_large", f"an event over {MAX_RECORD_CHARS} chars skipped"
+                )
+                continue
             yield buffer[start.start() : position]
         else:
             _check_declarations(buffer[position:], source)
