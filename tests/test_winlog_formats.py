@@ -18,9 +18,12 @@ import pytest
 from conftest import shared_dir
 from winlog_convert import (
     json_lines,
+    to_elastic_hit,
     to_evtx_dump,
+    to_splunk_fields,
     to_splunk_json,
     to_splunk_text,
+    to_splunk_xml_json,
     to_winlogbeat,
     to_xml,
     to_xml_document,
@@ -62,16 +65,23 @@ def _evtx_dump_pretty(events: list[OracleEvent]) -> bytes:
     ).encode()
 
 
+def _lines_of(writer: Callable[[OracleEvent], dict]) -> Callable[[list[OracleEvent]], bytes]:
+    return lambda events: json_lines([writer(event) for event in events]).encode()
+
+
 WRITERS: dict[str, tuple[str, Callable[[list[OracleEvent]], bytes]]] = {
     "xml-lines": ("xml", _xml_lines),
     "xml-document": ("xml", lambda events: to_xml_document(events).encode()),
     "xml-splunk": ("xml", _splunk_xml),
     "xml-utf16": ("xml", _xml_utf16),
-    "winlogbeat-lines": ("json", lambda es: json_lines([to_winlogbeat(e) for e in es]).encode()),
+    "winlogbeat-lines": ("json", _lines_of(to_winlogbeat)),
     "winlogbeat-array": ("json", _winlogbeat_array),
-    "evtx_dump-lines": ("json", lambda es: json_lines([to_evtx_dump(e) for e in es]).encode()),
+    "elastic-hits": ("json", _lines_of(to_elastic_hit)),
+    "evtx_dump-lines": ("json", _lines_of(to_evtx_dump)),
     "evtx_dump-pretty": ("json", _evtx_dump_pretty),
-    "splunk-json": ("json", lambda es: json_lines([to_splunk_json(e) for e in es]).encode()),
+    "splunk-json": ("json", _lines_of(to_splunk_json)),
+    "splunk-json-xml": ("json", _lines_of(to_splunk_xml_json)),
+    "splunk-fields": ("json", _lines_of(to_splunk_fields)),
     "splunk-text": ("splunk", lambda events: "".join(map(to_splunk_text, events)).encode()),
 }
 
@@ -171,3 +181,80 @@ def test_nxlog_7045_reads_the_same_as_xml_and_splunk_text(tmp_path: Path) -> Non
         reading[0].pop("time")
     assert readings[0] == readings[1] == readings[2]
     assert readings[0][0]["account"] == account
+
+
+# 5142/5143/5144 (share added, modified, deleted) are in none of the shared logs: these records
+# carry the fields Microsoft documents for each event, with values in its examples' style.
+_SUBJECT = {
+    "SubjectUserSid": "S-1-5-21-3457937927-2839227994-823803824-1104",
+    "SubjectUserName": "dadmin",
+    "SubjectDomainName": "CONTOSO",
+    "SubjectLogonId": "0x4a2a0e",
+}
+SHARE_CHANGES = [
+    OracleEvent(
+        event_id=5142,
+        record_id=268495,
+        system_time="2015-09-17T01:35:05.7499397Z",
+        computer="DC01.contoso.local",
+        provider="Microsoft-Windows-Security-Auditing",
+        channel="Security",
+        data={**_SUBJECT, "ShareName": "\\\\*\\Documents", "ShareLocalPath": "C:\\Documents"},
+        chunk=None,
+        parser="documented",
+    ),
+    OracleEvent(
+        event_id=5143,
+        record_id=268496,
+        system_time="2015-09-17T01:36:10.1234567Z",
+        computer="DC01.contoso.local",
+        provider="Microsoft-Windows-Security-Auditing",
+        channel="Security",
+        data={
+            **_SUBJECT,
+            "ObjectType": "Directory",
+            "ShareName": "\\\\*\\Documents",
+            "ShareLocalPath": "C:\\Documents",
+            "OldRemark": "N/A",
+            "NewRemark": "Documents of Contoso",
+            "OldMaxUsers": "0xffffffff",
+            "NewMaxUsers": "0x100",
+            "OldShareFlags": "0x800",
+            "NewShareFlags": "0x800",
+            "OldSD": "O:BAG:DUD:(A;;0x1200a9;;;WD)",
+            "NewSD": "O:BAG:DUD:(A;;FA;;;WD)",
+        },
+        chunk=None,
+        parser="documented",
+    ),
+    OracleEvent(
+        event_id=5144,
+        record_id=268497,
+        system_time="2015-09-17T01:37:00.0000001Z",
+        computer="DC01.contoso.local",
+        provider="Microsoft-Windows-Security-Auditing",
+        channel="Security",
+        data={**_SUBJECT, "ShareName": "\\\\*\\Documents", "ShareLocalPath": "C:\\Documents"},
+        chunk=None,
+        parser="documented",
+    ),
+]
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_share_changes_read_the_same_in_every_format(writer: str, tmp_path: Path) -> None:
+    target = tmp_path / "changes"
+    target.write_bytes(WRITERS[writer][1](SHARE_CHANGES))
+    found, _ = events_of(target)
+    assert [event["event_code"] for event in found] == [5142, 5143, 5144]
+    for event, logged in zip(found, SHARE_CHANGES, strict=True):
+        assert event["action"] == "share_change"
+        assert event["source_ref"] == logged.record_id
+        assert event["share"] == "\\\\*\\Documents" and event["share_name"] == "Documents"
+        assert event["share_path"] == "C:\\Documents"
+        assert (event["user"], event["domain"]) == ("dadmin", "CONTOSO")
+        assert event["session_id"] == "0x4a2a0e"
+        assert event["server"] == "DC01.contoso.local"
+        if writer != "splunk-text":
+            assert event["time"] == logged.system_time[:26] + "Z"
+    assert found[1]["object_type"] == "Directory"

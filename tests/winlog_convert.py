@@ -127,6 +127,38 @@ Service Information:
 \tService Start Type:\t{ServiceStartType}
 \tService Account:\t\t{ServiceAccount}
 """,
+    5142: "A network share object was added.\n\n"
+    + _SUBJECT
+    + """
+Share Information:\t
+\tShare Name:\t\t{ShareName}
+\tShare Path:\t\t{ShareLocalPath}
+""",
+    5143: "A network share object was modified.\n\n"
+    + _SUBJECT
+    + """
+Share Information:
+\tObject Type:\t\t{ObjectType}
+\tShare Name:\t\t{ShareName}
+\tShare Path:\t\t{ShareLocalPath}
+
+Change Information:
+\tOld Remark:\t\t{OldRemark}
+\tNew Remark:\t\t{NewRemark}
+\tOld MaxUsers:\t\t{OldMaxUsers}
+\tNew Maxusers:\t\t{NewMaxUsers}
+\tOld ShareFlags:\t\t{OldShareFlags}
+\tNew ShareFlags:\t\t{NewShareFlags}
+\tOld SD:\t\t{OldSD}
+\tNew SD:\t\t{NewSD}
+""",
+    5144: "A network share object was deleted.\n\n"
+    + _SUBJECT
+    + """
+Share Information:\t
+\tShare Name:\t\t{ShareName}
+\tShare Path:\t\t{ShareLocalPath}
+""",
     7045: """A service was installed in the system.
 
 Service Name:  {ServiceName}
@@ -247,6 +279,67 @@ def to_splunk_json(event: OracleEvent) -> dict:
             "ComputerName": event.computer,
         },
     }
+
+
+def to_splunk_xml_json(event: OracleEvent) -> dict:
+    """A Splunk JSON export row of an XmlWinEventLog source: ``_raw`` is the event's XML."""
+    return {
+        "preview": False,
+        "result": {"_raw": to_xml(event, quote="'"), "EventCode": str(event.event_id)},
+    }
+
+
+# Splunk's Windows add-on extracts Message labels as fields named after them (Share_Name).
+_SPLUNK_FIELDS = {
+    "ShareName": "Share_Name",
+    "ShareLocalPath": "Share_Path",
+    "RelativeTargetName": "Relative_Target_Name",
+    "IpAddress": "Source_Address",
+    "IpPort": "Source_Port",
+    "ObjectType": "Object_Type",
+    "AccessMask": "Access_Mask",
+    "LogonType": "Logon_Type",
+    "WorkstationName": "Workstation_Name",
+    "AuthenticationPackageName": "Authentication_Package",
+    "ServiceName": "Service_Name",
+    "ServiceFileName": "Service_File_Name",
+    "ImagePath": "Service_File_Name",
+    "ServiceType": "Service_Type",
+    "ServiceStartType": "Service_Start_Type",
+    "StartType": "Service_Start_Type",
+    "ServiceAccount": "Service_Account",
+    "AccountName": "Service_Account",
+}
+
+
+def to_splunk_fields(event: OracleEvent) -> dict:
+    """A Splunk search result without ``_raw``: only the extracted fields, as a JSON export
+    of ``| table *`` gives them; 4624's two accounts share multi-valued fields."""
+    data = event.data
+    row: dict = {
+        "_time": moment(event).isoformat(),
+        "EventCode": str(event.event_id),
+        "ComputerName": event.computer,
+        "RecordNumber": str(event.record_id),
+    }
+    for name, field in _SPLUNK_FIELDS.items():
+        if data.get(name):
+            row[field] = data[name]
+    if "AccessList" in data:
+        row["Accesses"] = [RENDERED_ACCESS[code] for code in data["AccessList"].split()]
+    subject = [data.get(f"Subject{part}", "-") for part in ("UserName", "DomainName", "LogonId")]
+    if event.event_id == 4624:
+        target = [data[f"Target{part}"] for part in ("UserName", "DomainName", "LogonId")]
+        pairs = zip(subject, target, strict=True)
+        row["Account_Name"], row["Account_Domain"], row["Logon_ID"] = map(list, pairs)
+    else:
+        row["Account_Name"], row["Account_Domain"], row["Logon_ID"] = subject
+    return {"preview": False, "result": row}
+
+
+def to_elastic_hit(event: OracleEvent) -> dict:
+    """A hit of an Elasticsearch query over Winlogbeat indices, as exported line by line."""
+    return {"_index": "winlogbeat-8", "_id": str(event.record_id), "_source": to_winlogbeat(event)}
 
 
 def json_lines(documents: list[dict]) -> str:

@@ -7,6 +7,7 @@ reads the same from every format.
 
 from __future__ import annotations
 
+import functools
 import re
 
 # msobjs.dll message id → right; the same rights by their bit in a file ACCESS_MASK.
@@ -55,16 +56,18 @@ def access_names(logged: object) -> list[str] | None:
         logged = "\n".join(str(item) for item in logged)
     if not isinstance(logged, str) or not logged.strip():
         return None
+    names = _names(logged)
+    return list(names) if names else None
+
+
+@functools.lru_cache(maxsize=1024)  # a log repeats the same few access lists
+def _names(logged: str) -> tuple[str, ...]:
     if "%%" in logged:
-        return [
+        return tuple(
             _MESSAGE_IDS.get(int(number), f"%%{number}") for number in _MESSAGE_ID.findall(logged)
-        ]
-    names = []
-    for line in logged.splitlines():
-        match = _RENDERED_NAME.search(line)
-        if match:
-            names.append(match.group())
-    return names or None
+        )
+    rendered = (_RENDERED_NAME.search(line) for line in logged.splitlines())
+    return tuple(match.group() for match in rendered if match)
 
 
 def mask_names(mask: int) -> list[str]:

@@ -14,14 +14,14 @@ import struct
 import tempfile
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 from evtx import PyEvtxParser
 
 from smbwatch.events import SmbEvent
 from smbwatch.winlog.json_events import record_from_event_json
-from smbwatch.winlog.normalize import normalize, worth_parsing
+from smbwatch.winlog.normalize import WANTED, normalize, worth_parsing
 from smbwatch.winlog.record import RECORD_ERRORS, Source
 
 FILE_MAGIC = b"ElfFile\x00"
@@ -32,8 +32,12 @@ _DIRTY = 0x1
 _GZIP_WBITS = 31  # zlib's "gzip header and trailer" mode
 _GUNZIP_READ = 1024 * 1024
 _STALLED = 100  # the same failure this many times in a row: the library is not moving on
-# "EventID":5145, "EventID":"5145", "EventID":{"#attributes":{"Qualifiers":16384},"#text":7045}
-_EVENT_ID = re.compile(r'"EventID":(?:\{"#attributes":\{[^{}]*\},"#text":)?"?(\d+)')
+# After "EventID": comes 5145, "5145" or {"#attributes":{"Qualifiers":16384},"#text":7045};
+# matched for a wanted id only, so every other record is dropped by one find and one match.
+_EVENT_ID_KEY = '"EventID":'
+_WANTED_EVENT_ID = re.compile(
+    r'(?:\{"#attributes":\{[^{}]*\},"#text":)?"?(' + "|".join(map(str, sorted(WANTED))) + r")(?!\d)"
+)
 
 
 def read_evtx(path: str, compressed: bool, source: Source) -> Iterator[SmbEvent]:
@@ -70,16 +74,25 @@ def _read_file(path: str, source: Source) -> Iterator[SmbEvent]:
     if not _layout_ok(path, source):
         return
     try:
-        records = PyEvtxParser(path, validate_checksums=True).records_json()
+        # One thread: the pipeline reads files in parallel, and Python is the bottleneck here.
+        parser = PyEvtxParser(path, number_of_threads=1, validate_checksums=True)
+        records = parser.records_json()
     except (OSError, RuntimeError) as error:
         source.damaged(f"unreadable EVTX: {error}")
         return
-    # Each failure names its chunk or record number; a repeated one would mean a stall.
+    # The library reports a bad chunk or record by raising from the iterator, then goes on with
+    # the next one; each failure names its chunk or record, so a repeated one means a stall.
     last_failure, repeats = "", 0
     while True:
         try:
-            record = next(records)
-        except StopIteration:
+            for record in records:
+                text = record["data"]
+                key = text.find(_EVENT_ID_KEY) + len(_EVENT_ID_KEY)
+                match = _WANTED_EVENT_ID.match(text, key)
+                if match and worth_parsing(text, int(match.group(1))):
+                    event = _event(record, text, source)
+                    if event is not None:
+                        yield event
             return
         except (OSError, RuntimeError) as error:
             message = str(error)
@@ -90,21 +103,17 @@ def _read_file(path: str, source: Source) -> Iterator[SmbEvent]:
             if repeats >= _STALLED:
                 source.damaged("the EVTX library stopped making progress")
                 return
-            continue
-        text = record["data"]
-        match = _EVENT_ID.search(text)
-        if match is None or not worth_parsing(text, int(match.group(1))):
-            continue
-        try:
-            event = orjson.loads(text)["Event"]
-            win_record = record_from_event_json(
-                event, record["event_record_id"], record["timestamp"]
-            )
-        except (orjson.JSONDecodeError, *RECORD_ERRORS) as error:
-            source.warn("bad_record", f"record {record['event_record_id']}: {error!r}")
-            continue
-        if win_record is not None and (smb_event := normalize(win_record, source)):
-            yield smb_event
+
+
+def _event(record: dict[str, Any], text: str, source: Source) -> SmbEvent | None:
+    """The event of one record that passed the filter; a malformed one costs a warning."""
+    try:
+        event = orjson.loads(text)["Event"]
+        win_record = record_from_event_json(event, record["event_record_id"], record["timestamp"])
+    except (orjson.JSONDecodeError, *RECORD_ERRORS) as error:
+        source.warn("bad_record", f"record {record['event_record_id']}: {error!r}")
+        return None
+    return normalize(win_record, source)
 
 
 def _layout_ok(path: str, source: Source) -> bool:

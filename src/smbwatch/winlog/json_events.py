@@ -7,7 +7,8 @@
 - Splunk exports: ``{"result": {...}}`` lines, with ``_raw`` (WinEventLog text or XML) or fields.
 
 JSON lines are filtered on their raw text before parsing; other layouts are decoded value by
-value with a bound on each value's size.
+value with a bound on each value's size. (Decoded JSON objects are dicts: tested as such, the
+test being much cheaper than one against ``Mapping``.)
 """
 
 from __future__ import annotations
@@ -61,10 +62,10 @@ def read_json(text: TextIO, source: Source) -> Iterator[SmbEvent]:
 def record_from_json(value: Mapping[str, Any], source: Source) -> WinRecord | None:
     """A record from any of the JSON shapes, or None (with a warning) for an unknown one."""
     event = value.get("Event")
-    if isinstance(event, Mapping):
+    if isinstance(event, dict):
         return record_from_event_json(event)
     winlog = value.get("winlog")
-    if isinstance(winlog, Mapping):
+    if isinstance(winlog, dict):
         return _from_winlogbeat(value, winlog)
     if "_raw" in value or "EventCode" in value:
         return _from_splunk(value, source)
@@ -85,11 +86,11 @@ def record_from_event_json(
     system = event["System"]
     logged_id = _integer(_scalar(system.get("EventRecordID")))
     return WinRecord(
-        event_code=int(_scalar(system["EventID"])),
-        time=system_time(_attribute(system, "TimeCreated", "SystemTime") or time),
-        record_id=logged_id if logged_id is not None else record_id,
-        computer=_scalar(system.get("Computer")),
-        data=_event_data(event.get("EventData")),
+        int(_scalar(system["EventID"])),
+        system_time(_attribute(system, "TimeCreated", "SystemTime") or time),
+        logged_id if logged_id is not None else record_id,
+        _scalar(system.get("Computer")),
+        _event_data(event.get("EventData")),
     )
 
 
@@ -157,13 +158,13 @@ def _records_in(value: Any) -> Iterator[Mapping[str, Any]]:
     """The records inside one JSON value: itself, an array's items, or an export's wrapping."""
     items = value if isinstance(value, list) else [value]
     for item in items:
-        if not isinstance(item, Mapping):
+        if not isinstance(item, dict):
             continue
-        if isinstance(item.get("result"), Mapping):  # Splunk export line
+        if isinstance(item.get("result"), dict):  # Splunk export line
             yield item["result"]
         elif isinstance(item.get("results"), list):  # Splunk REST answer
-            yield from (row for row in item["results"] if isinstance(row, Mapping))
-        elif isinstance(item.get("_source"), Mapping):  # Elasticsearch hit
+            yield from (row for row in item["results"] if isinstance(row, dict))
+        elif isinstance(item.get("_source"), dict):  # Elasticsearch hit
             yield item["_source"]
         else:
             yield item
@@ -232,30 +233,30 @@ def _stream_values(text: TextIO, buffer: str, source: Source) -> Iterator[Any]:
 
 def _scalar(value: Any) -> Any:
     """A field's value, also when a format wrapped it with its attributes (``#text``)."""
-    return value.get("#text") if isinstance(value, Mapping) else value
+    return value.get("#text") if isinstance(value, dict) else value
 
 
 def _attribute(parent: Mapping[str, Any], element: str, name: str) -> str | None:
     """An XML attribute as JSON renderers keep it: ``#attributes``, ``_attributes`` or ``@``."""
     node = parent.get(element)
-    if isinstance(node, Mapping):
+    if isinstance(node, dict):
         attributes = node.get("#attributes")
-        if isinstance(attributes, Mapping) and name in attributes:
+        if isinstance(attributes, dict) and name in attributes:
             return attributes[name]
         if f"@{name}" in node:
             return node[f"@{name}"]
     separate = parent.get(f"{element}_attributes")
-    if isinstance(separate, Mapping):
+    if isinstance(separate, dict):
         return separate.get(name)
     return None
 
 
 def _event_data(value: Any) -> Mapping[str, Any]:
     """EventData by name: a plain object, or xmltodict's list of ``{"@Name", "#text"}``."""
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         return {}
     items = value.get("Data")
-    if isinstance(items, list) and all(isinstance(item, Mapping) for item in items):
+    if isinstance(items, list) and all(isinstance(item, dict) for item in items):
         return {item.get("@Name"): item.get("#text") for item in items if item.get("@Name")}
     return value
 

@@ -7,6 +7,7 @@ dropped before it is fully parsed: readers ask ``worth_parsing`` on a record's r
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -58,13 +59,16 @@ def worth_parsing(text: str, event_code: int | None = None) -> bool:
     unknown shape) any wanted id standing as a number of its own keeps the record. A 4624 is
     kept only when a logon type 3 shows: they are most of a Security log.
     """
-    if event_code is not None:
-        codes = {event_code} & WANTED
-    else:
+    if event_code is None:
         codes = {int(number) for number in _WANTED_NUMBER.findall(text)}
-    if not codes:
+        if not codes:
+            return False
+        only_logons = codes == {LOGON}
+    elif event_code in WANTED:
+        only_logons = event_code == LOGON
+    else:
         return False
-    return codes != {LOGON} or _NETWORK_LOGON_TYPE.search(text) is not None
+    return not only_logons or _NETWORK_LOGON_TYPE.search(text) is not None
 
 
 def normalize(record: WinRecord, source: Source) -> SmbEvent | None:
@@ -183,17 +187,17 @@ def _first(data: Mapping[str, Any], *names: str) -> Any:
 
 def _text(value: Any) -> str | None:
     """A logged string; Windows writes ``-`` for "none"."""
-    if value is None or isinstance(value, dict | list):
-        return None
-    text = str(value).strip()
-    return None if text in ("", "-") else text
+    if type(value) is not str:
+        if value is None or isinstance(value, dict | list):
+            return None
+        value = str(value)
+    text = value.strip()
+    return text if text and text != "-" else None
 
 
 def _number(value: Any) -> int | None:
     """An integer logged as a number, decimal text or ``0x`` hex text (AccessMask, LogonType)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
+    if type(value) is int:  # not a bool
         return value
     text = _text(value)
     if text is None:
@@ -206,7 +210,15 @@ def _number(value: Any) -> int | None:
 
 def _logon_id(value: Any) -> str | None:
     """A logon id as lower-case hex, however padded or cased the format wrote it."""
+    if type(value) is str:
+        return _hex_logon_id(value)
     number = _number(value)
+    return None if number is None else f"{number:#x}"
+
+
+@functools.lru_cache(maxsize=4096)  # a session logs many events under one logon id
+def _hex_logon_id(text: str) -> str | None:
+    number = _number(text)
     return None if number is None else f"{number:#x}"
 
 
@@ -222,8 +234,11 @@ def _hex_or_text(value: Any) -> str | None:
 def _address(value: Any) -> str | None:
     """An IP address in its canonical form; IPv4-mapped IPv6 (``::ffff:10.0.0.5``) as IPv4."""
     text = _text(value)
-    if text is None:
-        return None
+    return None if text is None else _canonical_address(text)
+
+
+@functools.lru_cache(maxsize=4096)  # a log names few addresses, many times
+def _canonical_address(text: str) -> str | None:
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -238,6 +253,7 @@ def _port(value: Any) -> int | None:
     return number if number is not None and 0 < number < 65536 else None
 
 
+@functools.lru_cache(maxsize=4096)
 def _share_name(share: str | None) -> str | None:
     r"""``C$`` from ``\\*\C$``; a name logged without a server part is kept whole."""
     if share is None:

@@ -14,12 +14,25 @@ from datetime import UTC, datetime
 from smbwatch.events import parse_time
 
 _QUARTER_HOUR = 15 * 60 * 1_000_000
+_EVTX_SYSTEM_TIME_LENGTH = len("2021-04-21T09:40:32.342397Z")
+_EPOCH = datetime(1970, 1, 1)  # naive, as the fast path's times are once their Z is cut
 _ZONE = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")
 _SPLUNK_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S")
 
 
 def system_time(text: str) -> int:
-    """``TimeCreated/@SystemTime`` in any rendering (evtx adds `` UTC``, python-evtx a space)."""
+    """``TimeCreated/@SystemTime`` in any rendering (evtx adds `` UTC``, python-evtx a space).
+
+    The evtx library's own rendering (``2021-04-21T09:40:32.342397Z``) takes a fast path: it is
+    every record of an EVTX file, and ``datetime`` parsing would be a good part of their cost.
+    """
+    if len(text) == _EVTX_SYSTEM_TIME_LENGTH and text[26] == "Z":
+        try:
+            since = datetime.fromisoformat(text[:26]) - _EPOCH
+        except ValueError:
+            pass  # the general parser says what is wrong
+        else:
+            return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
     return parse_time(text.removesuffix(" UTC"))
 
 
