@@ -8,6 +8,7 @@ only a file that is no log at all raises ``NotALogError``.
 
 from __future__ import annotations
 
+import gzip
 import zlib
 from collections.abc import Iterator
 
@@ -34,17 +35,15 @@ def read_events(
 ) -> Iterator[SmbEvent]:
     """The SmbEvents of one log file, gzip-compressed or not; ``input_format`` forces the format.
 
-    The file is recognised now (raising ``NotALogError`` if it is no log); its events are read
-    as the iterator is consumed.
+    The file is recognised now (raising ``NotALogError`` if it is no log, ``OSError`` if it
+    cannot be opened); its events are read as the iterator is consumed.
     """
     if input_format is not None and input_format not in FORMATS:
         raise ValueError(f"unknown input format {input_format!r} (one of {', '.join(FORMATS)})")
     try:
         head, compressed = read_head(path)
-    except (EOFError, zlib.error, OSError) as error:
-        if isinstance(error, FileNotFoundError | PermissionError | IsADirectoryError):
-            raise
-        raise NotALogError(f"{path}: unreadable compressed file ({error})") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise NotALogError(f"{path}: unreadable gzip file ({error})") from None
     log_format = input_format or sniff_format(head)
     if log_format is None:
         what = "empty" if not head else "not a Windows event log (EVTX, XML, JSON, Splunk text)"

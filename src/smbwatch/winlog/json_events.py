@@ -184,9 +184,7 @@ def _line_values(first: str, lines: Iterator[str], source: Source) -> Iterator[A
 
 
 def _stream_values(text: TextIO, buffer: str, source: Source) -> Iterator[Any]:
-    """Values of an array, of pretty-printed or concatenated JSON, one at a time.
-
-    Only values that ``worth_parsing`` keeps are returned, as in JSON lines.
+    """Values of an array, of pretty-printed or concatenated JSON, that ``worth_parsing`` keeps.
 
     A value still incomplete when ``MAX_RECORD_CHARS`` of it are buffered, or malformed, costs
     one warning and is skipped to the next line that opens an object.

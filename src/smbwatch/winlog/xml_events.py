@@ -129,9 +129,7 @@ def _elements(text: TextIO, source: Source) -> Iterator[str]:
                 break
             position = end + len(_EVENT_END)
             if position - start.start() > MAX_RECORD_CHARS:
-                source.warn(
-                    "xml_event_too_large", f"an event over {MAX_RECORD_CHARS} chars skipped"
-                )
+                _too_large(source)
                 continue
             yield buffer[start.start() : position]
         else:
@@ -139,10 +137,14 @@ def _elements(text: TextIO, source: Source) -> Iterator[str]:
             position = max(position, len(buffer) - _KEPT_TAIL)
         buffer = buffer[position:]
         if len(buffer) > MAX_RECORD_CHARS:
-            source.warn("xml_event_too_large", f"an event over {MAX_RECORD_CHARS} chars skipped")
+            _too_large(source)
             buffer, skipping = buffer[-_KEPT_TAIL:], True
     if _EVENT_START.search(buffer) or skipping:
         source.damaged("the last XML event is cut off")
+
+
+def _too_large(source: Source) -> None:
+    source.warn("xml_event_too_large", f"an event over {MAX_RECORD_CHARS} characters skipped")
 
 
 def _check_declarations(between_events: str, source: Source) -> None:
