@@ -150,8 +150,8 @@ def test_a_capture_is_not_a_log(shared_data: Path, tmp_path: Path) -> None:
     assert sniff_format(capture.read_bytes()[:65536]) is None
 
 
-def test_nxlog_7045_reads_the_same_as_xml_and_splunk_text(tmp_path: Path) -> None:
-    """A real NXLog 7045 (System channel), rewritten by the tests, reads the same three ways."""
+def nxlog_7045() -> tuple[dict, OracleEvent]:
+    """A real NXLog 7045 (System channel), and the same event as an independent reading."""
     path = next(HOST.glob("covenant*.json.gz"))
     record = next(r for r in nxlog_records(path) if r["EventID"] == 7045)
     account = re.search(r"Service Account:\s+(\S+)", record["Message"]).group(1)  # type: ignore[union-attr]
@@ -172,15 +172,26 @@ def test_nxlog_7045_reads_the_same_as_xml_and_splunk_text(tmp_path: Path) -> Non
         chunk=None,
         parser="json",
     )
-    (tmp_path / "one.xml").write_text(to_xml(event))
-    (tmp_path / "one.log").write_text(to_splunk_text(event))
-    from_nxlog = [e for e in events_of(path)[0] if e["source_ref"] == record["RecordNumber"]]
-    readings = [from_nxlog, events_of(tmp_path / "one.xml")[0], events_of(tmp_path / "one.log")[0]]
-    for reading in readings:
-        assert len(reading) == 1
+    return record, event
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_a_service_install_reads_the_same_in_every_format(writer: str, tmp_path: Path) -> None:
+    """The NXLog 7045, rewritten by the tests in each format, gives the event NXLog gives."""
+    record, event = nxlog_7045()
+    from_nxlog = [
+        found
+        for found in events_of(next(HOST.glob("covenant*.json.gz")))[0]
+        if found["source_ref"] == record["RecordNumber"]
+    ]
+    target = tmp_path / "service"
+    target.write_bytes(WRITERS[writer][1]([event]))
+    rewritten, _ = events_of(target)
+    assert len(from_nxlog) == len(rewritten) == 1
+    for reading in (from_nxlog, rewritten):
         reading[0].pop("time")
-    assert readings[0] == readings[1] == readings[2]
-    assert readings[0][0]["account"] == account
+    assert rewritten == from_nxlog
+    assert from_nxlog[0]["account"] == event.data["AccountName"] != record["AccountName"]
 
 
 # 5142/5143/5144 (share added, modified, deleted) are in none of the shared logs: these records

@@ -191,10 +191,12 @@ def to_xml(event: OracleEvent, quote: str = '"') -> str:
     data = "".join(
         f"<Data Name={attribute(name)}>{escape(value)}</Data>" for name, value in event.data.items()
     )
+    # Service Control Manager events carry qualifiers, as Windows writes them.
+    qualifiers = f" Qualifiers={attribute('16384')}" if event.event_id == 7045 else ""
     return (
         f"<Event xmlns={attribute(EVENT_NS)}><System>"
         f"<Provider Name={attribute(event.provider)}/>"
-        f"<EventID>{event.event_id}</EventID><Version>0</Version><Level>0</Level>"
+        f"<EventID{qualifiers}>{event.event_id}</EventID><Version>0</Version><Level>0</Level>"
         f"<TimeCreated SystemTime={attribute(windows_time(event))}/>"
         f"<EventRecordID>{event.record_id}</EventRecordID>"
         f"<Channel>{escape(event.channel)}</Channel><Computer>{escape(event.computer)}</Computer>"

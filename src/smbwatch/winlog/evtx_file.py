@@ -1,9 +1,10 @@
 """EVTX files, through the Rust ``evtx`` library (its records rendered as JSON text).
 
-Most records of a Security log are not share events: the event id is read from the raw JSON
-text with one regular expression and the record is dropped before ``orjson.loads``. Chunks
-whose checksum fails are skipped by the library and counted here; a dirty (unclosed) file is
-read to its last chunk whatever its header says.
+Most records of a Security log are not events smbwatch reports: their event id is read from the
+raw JSON text (one find, one set lookup) and they are dropped unparsed. Of the others, only
+EventData is parsed; the System fields are taken where the library writes them. Chunks whose
+checksum fails are skipped by the library and counted here; a dirty (unclosed) file is read to
+its last chunk whatever its header says.
 """
 
 from __future__ import annotations
