@@ -565,11 +565,17 @@ class Smb1Decoder:
             event.bytes = rec.parse_write_response(msg, block)  # the request was not seen
         self._emit(item)
 
-    # -- DELETE, RENAME, NT_RENAME -------------------------------------------------------------
+    # -- DELETE, CREATE_DIRECTORY, DELETE_DIRECTORY, RENAME, NT_RENAME -------------------------
 
     def _delete_request(self, req: _Request, block: rec.Block) -> _Item:
-        event = self._event("delete", req, block.command)
-        event.path = rec.strip_path(rec.parse_delete_request(req.msg, block, req.header.unicode))
+        return self._name_item("delete", req, block)
+
+    def _create_directory_request(self, req: _Request, block: rec.Block) -> _Item:
+        return self._name_item("create", req, block)
+
+    def _name_item(self, action: str, req: _Request, block: rec.Block) -> _Item:
+        event = self._event(action, req, block.command)
+        event.path = rec.strip_path(rec.parse_name_request(req.msg, block, req.header.unicode))
         return _Item(block.command, event)
 
     def _rename_request(self, req: _Request, block: rec.Block) -> _Item:
@@ -852,6 +858,8 @@ _REQUESTS: dict[int, Handler] = {
     rec.SMB_COM_READ_ANDX: Smb1Decoder._read_request,
     rec.SMB_COM_WRITE_ANDX: Smb1Decoder._write_request,
     rec.SMB_COM_DELETE: Smb1Decoder._delete_request,
+    rec.SMB_COM_CREATE_DIRECTORY: Smb1Decoder._create_directory_request,
+    rec.SMB_COM_DELETE_DIRECTORY: Smb1Decoder._delete_request,
     rec.SMB_COM_RENAME: Smb1Decoder._rename_request,
     rec.SMB_COM_NT_RENAME: Smb1Decoder._rename_request,
     rec.SMB_COM_TRANSACTION: Smb1Decoder._transaction_request,
@@ -870,6 +878,8 @@ _RESPONSES: dict[int, ResponseHandler] = {
     rec.SMB_COM_READ_ANDX: Smb1Decoder._read_response,
     rec.SMB_COM_WRITE_ANDX: Smb1Decoder._write_response,
     rec.SMB_COM_DELETE: Smb1Decoder._plain_response,
+    rec.SMB_COM_CREATE_DIRECTORY: Smb1Decoder._plain_response,
+    rec.SMB_COM_DELETE_DIRECTORY: Smb1Decoder._plain_response,
     rec.SMB_COM_RENAME: Smb1Decoder._plain_response,
     rec.SMB_COM_NT_RENAME: Smb1Decoder._plain_response,
     rec.SMB_COM_TRANSACTION: Smb1Decoder._transaction_response,

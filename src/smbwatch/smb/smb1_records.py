@@ -20,6 +20,8 @@ MAX_ANDX_CHAIN = 8  # real chains have two or three commands
 MAX_DIALECTS = 64
 
 # Commands (MS-CIFS 2.2.2.1) smbwatch decodes, and the names of all the others.
+SMB_COM_CREATE_DIRECTORY = 0x00
+SMB_COM_DELETE_DIRECTORY = 0x01
 SMB_COM_CLOSE = 0x04
 SMB_COM_DELETE = 0x06
 SMB_COM_RENAME = 0x07
@@ -652,10 +654,11 @@ def parse_fid(msg: bytes, block: Block) -> int:
     return _words(msg, block, _U16)[0]
 
 
-# --- DELETE, RENAME, NT_RENAME -----------------------------------------------------------------
+# --- DELETE, CREATE_DIRECTORY, DELETE_DIRECTORY, RENAME, NT_RENAME ----------------------------
 
 
-def parse_delete_request(msg: bytes, block: Block, unicode: bool) -> str:
+def parse_name_request(msg: bytes, block: Block, unicode: bool) -> str:
+    """The one name of DELETE, CREATE_DIRECTORY and DELETE_DIRECTORY."""
     return _buffer_format_string(msg, block.data, block.end, unicode)[0]
 
 
