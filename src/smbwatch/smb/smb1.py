@@ -336,7 +336,8 @@ class Smb1Decoder:
             response = rec.parse_negotiate_response(msg, block)
             index = response.dialect_index
             if index < len(item.dialects):
-                self.dialect = item.dialects[index]
+                offered = item.dialects[index]
+                self.dialect = rec.DIALECT_SYNONYMS.get(offered, offered)
             elif block.word_count == rec.NT_LM_RESPONSE_WORDS:
                 self.dialect = rec.NT_LM_0_12  # the request was not seen; the form says it
             self._security_mode = response.security_mode

@@ -134,6 +134,7 @@ SMB_FLAGS2_UNICODE = 0x8000
 NEGOTIATE_ENCRYPT_PASSWORDS = 0x02
 SMB_SETUP_GUEST = 0x0001
 NT_LM_0_12 = "NT LM 0.12"
+DIALECT_SYNONYMS = {"NT LANMAN 1.0": NT_LM_0_12}  # MS-CIFS 1.7: two names of one dialect
 NT_LM_RESPONSE_WORDS = 17  # the NEGOTIATE response of the NT LAN Manager dialect has 17 words
 
 # Sub-commands of TRANSACTION (Setup[0]), TRANSACTION2 (Setup[0]) and NT_TRANSACT (Function)
