@@ -9,6 +9,7 @@ Exit codes (also in the README):
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -60,6 +61,13 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
         choices=INPUT_FORMATS,
         help="read every input as this format instead of recognising it from its content",
     )
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="inputs read in parallel by this many processes (default: one per core)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no warning summary on stderr")
 
 
@@ -94,7 +102,7 @@ def _format(args: argparse.Namespace, out: TextIO) -> str:
 
 def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch events``: decode every input and write its events."""
-    events = iter_events(args.inputs, diagnostics, args.input_format, errors)
+    events = iter_events(args.inputs, diagnostics, args.input_format, errors, max(1, args.jobs))
     rows = (event.to_dict() for event in events)
     with _output(args.output) as out:
         fmt = _format(args, out)

@@ -27,20 +27,25 @@ class InputError(Exception):
     """An input the user named cannot be used (missing, unreadable, unknown format)."""
 
 
-def expand_inputs(paths: Iterable[str]) -> list[tuple[str, bool]]:
-    """Files to read, as (path, named explicitly); a directory means every file below it."""
+def expand_inputs(paths: Iterable[str], errors: list[str] | None = None) -> list[tuple[str, bool]]:
+    """Files to read, as (path, named explicitly); a directory means every file below it.
+
+    A name that is neither is reported in ``errors`` (raised as InputError when it is None).
+    """
     files: list[tuple[str, bool]] = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
             below = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
             files.extend((str(p), False) for p in below)
-        elif path.is_file():
+            continue
+        if path.is_file():
             files.append((name, True))
-        elif path.exists():
-            raise InputError(f"{name}: not a regular file")
-        else:
-            raise InputError(f"{name}: no such file or directory")
+            continue
+        problem = "not a regular file" if path.exists() else "no such file or directory"
+        if errors is None:
+            raise InputError(f"{name}: {problem}")
+        errors.append(f"{name}: {problem}")
     return files
 
 
@@ -106,13 +111,24 @@ def iter_events(
     diagnostics: Diagnostics,
     input_format: str | None = None,
     errors: list[str] | None = None,
+    jobs: int = 1,
 ) -> Iterator[SmbEvent]:
-    """Events of every input in turn. Unusable inputs are reported in ``errors`` and skipped.
+    """Events of every input in turn (in input order), with up to ``jobs`` worker processes.
 
-    An input named explicitly that cannot be read is an error; a file met inside a directory that
-    is not a capture or log is only counted as a warning.
+    An input named explicitly that cannot be read is reported in ``errors`` (raised as
+    InputError when ``errors`` is None); a file met inside a directory that is not a capture or
+    log is only counted as a warning.
     """
-    for path, explicit in expand_inputs(paths):
+    files = expand_inputs(paths, errors)
+    if jobs > 1 and len(files) > 1:
+        from smbwatch.parallel import parallel_events
+
+        collected: list[str] = [] if errors is None else errors
+        yield from parallel_events(files, diagnostics, input_format, collected, jobs)
+        if errors is None and collected:
+            raise InputError(collected[0])
+        return
+    for path, explicit in files:
         try:
             yield from input_events(path, diagnostics, input_format)
         except InputError as exc:

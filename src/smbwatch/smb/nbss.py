@@ -144,9 +144,14 @@ class SmbConnection:
             if len(state.buf) < peek:
                 return pos
             head = bytes(state.buf)
-            decoder = self._decoder(head[0]) if head[1:4] == SMB_SIGNATURE else None
-            if decoder is None:
+            if head[1:4] != SMB_SIGNATURE or head[0] not in PROTOCOL_IDS:
                 self._lose_sync(state, f"not an SMB message: {head[:4].hex()}")
+                return pos
+            decoder = self._decoder(head[0])
+            if decoder is None:  # a dialect family this build does not decode: skip the message
+                self.diagnostics.warn("smb_not_decoded", f"protocol id {head[0]:#x}")
+                state.body_left, state.decoder = state.length - len(state.buf), None
+                state.reset()
                 return pos
             state.decoder = decoder
             try:
