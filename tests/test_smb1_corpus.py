@@ -230,3 +230,31 @@ def test_tshark_comparison_covers_every_command(shared_data: Path) -> None:
     for capture in SMB1_CAPTURES:
         seen |= {row["smb.cmd"] for row in tshark_rows(shared_data / "suricata-verify" / capture)}
     assert seen == {f"0x{c:02x}" for c in COMMANDS}
+
+
+def test_dropped_executable_and_the_service_that_runs_it(shared_data: Path) -> None:
+    """PsExec-style: a PE written to C$ over SMB1, then svcctl CreateServiceW on a pipe."""
+    pcap = shared_data / "suricata-verify" / SMB1_CAPTURES[1]
+    events, _ = smb1_events(pcap)
+    ((frame, binary_path, service),) = tshark_fields(
+        pcap,
+        "svcctl.opnum == 12 && dcerpc.pkt_type == 0",
+        ["frame.number", "svcctl.binarypathname", "svcctl.servicename"],
+    )
+    (created,) = [e for e in events if e.rpc_operation == "CreateServiceW"]
+    assert created.source_ref == int(frame)
+    assert (created.pipe, created.share_name, created.rpc_status) == (
+        "svcctl",
+        "IPC$",
+        "ERROR_SUCCESS",
+    )
+    assert created.rpc_args is not None
+    assert (created.rpc_args["binary_path"], created.rpc_args["service_name"]) == (
+        binary_path,
+        service,
+    )
+    executable = binary_path.split()[0].removeprefix("C:\\")
+    drops = [e for e in events if e.action == "write" and e.path == executable]
+    assert drops and {e.share_name for e in drops} == {"C$"}
+    assert [e.magic for e in drops if e.offset == 0] == ["PE"]
+    assert max(e.time for e in drops) < created.time

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab import CLIENT_NAME, SERVER_IP, WORKGROUP, SambaLab, pe_bytes
+from lab import CLIENT_NAME, SERVER_IP, SHARES, WORKGROUP, SambaLab, pe_bytes
 from smb1_support import smb1_events
 from test_smb1_corpus import assert_same_as_tshark
 
@@ -138,3 +138,12 @@ def test_named_pipe_opened_on_ipc(lab: SambaLab, tmp_path: Path) -> None:
     assert (opened.share_name, opened.share_type, opened.path) == ("IPC$", "pipe", "srvsvc")
     closed = only(events, action="close", file_id=opened.file_id)
     assert closed.pipe == "srvsvc"
+    calls = [e for e in events if e.action == "rpc_call"]
+    assert [(e.rpc_operation, e.command) for e in calls] == [
+        ("Bind", "SMB_COM_TRANSACTION"),
+        ("NetrShareEnum", "SMB_COM_TRANSACTION"),
+    ]
+    assert {(e.pipe, e.file_id, e.user) for e in calls} == {("srvsvc", opened.file_id, lab.user)}
+    enum = calls[1]
+    assert enum.rpc_status == "ERROR_SUCCESS" and enum.rpc_args is not None
+    assert set(enum.rpc_args["shares"]) == {*SHARES, "IPC$"}

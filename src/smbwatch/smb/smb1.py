@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from smbwatch.dcerpc import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.smb import gssapi, ntlmssp
@@ -66,10 +67,12 @@ class _Tree:
 
 
 class _File:
-    __slots__ = ("fid", "tid", "path", "pipe")
+    __slots__ = ("fid", "tid", "path", "pipe", "rpc", "carrier")
 
     def __init__(self, fid: int, tid: int, path: str | None, pipe: str | None) -> None:
         self.fid, self.tid, self.path, self.pipe = fid, tid, path, pipe
+        self.rpc: RpcPipe | None = None  # DCE/RPC on an open named pipe
+        self.carrier: SmbEvent | None = None  # the last SMB event that moved its bytes
 
 
 class _Parts:
@@ -122,11 +125,23 @@ class _Request:
 class _Item:
     """One command of a request awaiting its response, with the event it becomes."""
 
-    __slots__ = ("command", "event", "quiet", "emitted", "file", "dialects", "subcommand", "trans")
+    __slots__ = (
+        "command",
+        "event",
+        "carrier",
+        "quiet",
+        "emitted",
+        "file",
+        "dialects",
+        "subcommand",
+        "trans",
+    )
 
     def __init__(self, command: int, event: SmbEvent | None, file: _File | None = None) -> None:
         self.command = command
         self.event = event
+        self.carrier = event  # what DCE/RPC calls on a pipe are reported as (a transact has
+        # no event of its own)
         self.quiet = False  # not worth an event if it is never answered
         self.emitted = False
         self.file = file
@@ -169,6 +184,7 @@ class Smb1Decoder:
         self._files: dict[int, _File] = {}
         self._searches: dict[int, tuple[str | None, str | None]] = {}
         self._events: list[SmbEvent] = []
+        self._time = self._frame = 0  # of the message being decoded
 
     # -- the Decoder protocol ------------------------------------------------------------------
 
@@ -211,6 +227,7 @@ class Smb1Decoder:
             if from_client:  # a server's own request (oplock break) is expected, this is not
                 self._diag.warn("smb1_malformed", f"frame {frame}: a reply from the client")
             return []
+        self._time, self._frame = time, frame
         if from_client:
             self._request(_Request(header, data, time, frame))
         else:
@@ -229,6 +246,8 @@ class Smb1Decoder:
             for exchange in queue:
                 self._unanswered(exchange)
         self._pending.clear()
+        for file in self._files.values():
+            self._pipe_closed(file)
         self._events.extend(self._logons.values())
         self._logons.clear()
         events, self._events = self._events, []
@@ -519,9 +538,10 @@ class Smb1Decoder:
     def _close_response(
         self, item: _Item, header: rec.Header, msg: bytes, block: rec.Block | None
     ) -> None:
+        self._emit(item)
         if header.status == 0 and item.file is not None:
             self._files.pop(item.file.fid, None)
-        self._emit(item)
+            self._pipe_closed(item.file)
 
     # -- READ_ANDX, WRITE_ANDX -----------------------------------------------------------------
 
@@ -541,7 +561,11 @@ class Smb1Decoder:
         if header.status == 0 and block is not None and block.word_count:
             length, data_offset = rec.parse_read_response(msg, block)
             event.bytes = length
-            if event.offset == 0 and event.pipe is None and length:
+            if event.pipe is not None:
+                self._emit(item)
+                self._pipe_data(item, False, msg[data_offset : data_offset + length], length)
+                return
+            if event.offset == 0 and length:
                 window = msg[data_offset : data_offset + min(length, SNIFF_WINDOW)]
                 event.magic = sniff_magic(window)
         self._emit(item)
@@ -552,9 +576,13 @@ class Smb1Decoder:
         event = item.event
         assert event is not None
         event.offset, event.bytes = write.offset, write.length
-        if write.offset == 0 and event.pipe is None and write.length:
-            start = write.data_offset
-            event.magic = sniff_magic(req.msg[start : start + min(write.length, SNIFF_WINDOW)])
+        start, length = write.data_offset, write.length
+        if event.pipe is not None:
+            if write.write_mode & rec.WRITE_RAW_MODE and write.write_mode & rec.WRITE_MESSAGE_START:
+                start, length = start + 2, length - 2  # a message length comes first
+            self._pipe_data(item, True, req.msg[start : start + length], length)
+        elif write.offset == 0 and length:
+            event.magic = sniff_magic(req.msg[start : start + min(length, SNIFF_WINDOW)])
         return item
 
     def _write_response(
@@ -601,8 +629,15 @@ class Smb1Decoder:
             part = rec.parse_transaction_request(req.msg, block, req.header.unicode)
         item = _Item(block.command, None)
         item.subcommand = part.setup[0] if part.setup else None
-        if block.command == rec.SMB_COM_TRANSACTION and len(part.setup) >= 2:
-            item.file = self._files.get(part.setup[1])  # TRANS_TRANSACT_NMPIPE: Setup[1] = FID
+        if (
+            block.command == rec.SMB_COM_TRANSACTION
+            and item.subcommand == rec.TRANS_TRANSACT_NMPIPE
+            and len(part.setup) >= 2
+        ):
+            fid = part.setup[1]
+            item.file = self._files.get(fid)
+            item.carrier = self._event("rpc_call", req, block.command)
+            self._describe_file(item.carrier, fid, item.file)
         item.trans = (_Parts(), _Parts())
         item.trans[0].add(part)
         if item.trans[0].complete:
@@ -619,7 +654,9 @@ class Smb1Decoder:
         parameters, data = bytes(parts[0].parameters), bytes(parts[0].data)
         unicode = req.header.unicode
         try:
-            if item.command == rec.SMB_COM_TRANSACTION2:
+            if item.carrier is not None and item.command == rec.SMB_COM_TRANSACTION:
+                self._pipe_data(item, True, data, len(data))
+            elif item.command == rec.SMB_COM_TRANSACTION2:
                 item.event = self._trans2_event(req, item, parameters, data, unicode)
             elif (
                 item.subcommand == rec.NT_TRANSACT_CREATE
@@ -699,8 +736,13 @@ class Smb1Decoder:
             parts[1].add(rec.parse_transaction_response(msg, block))
         if not parts[1].complete:
             return
-        self._transaction_response_done(item, header, bytes(parts[1].parameters))
         self._emit(item)
+        if item.carrier is not None and item.command == rec.SMB_COM_TRANSACTION:
+            if not _overflow(item):
+                item.carrier.status = rec.status_name(header)
+                self._pipe_data(item, False, bytes(parts[1].data), len(parts[1].data))
+            return
+        self._transaction_response_done(item, header, bytes(parts[1].parameters))
 
     def _transaction_response_done(
         self, item: _Item, header: rec.Header, parameters: bytes
@@ -733,6 +775,26 @@ class Smb1Decoder:
         event.file_id = _file_id(fid)
         if file is not None:
             event.path, event.pipe = file.path, file.pipe
+
+    def _pipe_data(self, item: _Item, from_client: bool, data: bytes, length: int) -> None:
+        """Bytes written to or read from an open named pipe: DCE/RPC calls become events."""
+        file, carrier = item.file, item.carrier
+        if file is None or file.pipe is None or carrier is None or not length:
+            return
+        if len(data) != length:
+            self._diag.warn("smb1_pipe_data_truncated", f"{file.pipe}: {len(data)} of {length}")
+            return
+        if file.rpc is None:
+            file.rpc = RpcPipe(self._diag, file.pipe)
+        file.carrier = carrier
+        for call in file.rpc.feed(from_client, data, self._time, self._frame):
+            self._events.append(_rpc_event(carrier, call))
+
+    def _pipe_closed(self, file: _File) -> None:
+        """The calls left on a pipe that is closed or whose connection ended."""
+        if file.rpc is not None and file.carrier is not None:
+            self._events.extend(_rpc_event(file.carrier, call) for call in file.rpc.finish())
+        file.rpc = None
 
     def _is_pipe(self, fid: int, tid: int) -> bool:
         file = self._files.get(fid)
@@ -827,6 +889,23 @@ class Smb1Decoder:
 
 def _overflow(item: _Item) -> bool:
     return item.trans is not None and (item.trans[0].overflow or item.trans[1].overflow)
+
+
+def _rpc_event(carrier: SmbEvent, call: RpcCall) -> SmbEvent:
+    """A DCE/RPC call as an event on the pipe, at the time and frame of its request."""
+    return dataclasses.replace(
+        carrier,
+        action="rpc_call",
+        time=call.request_time if call.request_time is not None else carrier.time,
+        source_ref=call.request_frame if call.request_frame is not None else carrier.source_ref,
+        bytes=None,
+        offset=None,
+        rpc_interface=call.interface,
+        rpc_operation=call.operation,
+        rpc_args=call.args,
+        rpc_status=call.status,
+        encrypted=True if call.encrypted else carrier.encrypted,
+    )
 
 
 def _file_id(fid: int) -> str:
