@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab import CLIENT_NAME, SERVER_IP, SHARES, WORKGROUP, SambaLab, pe_bytes
+from lab import CLIENT_NAME, SERVER_IP, SHARES, WORKGROUP, SambaLab, pe_bytes, tshark_fields
 from smb1_support import smb1_events
 from test_smb1_corpus import assert_same_as_tshark
 
@@ -147,3 +147,46 @@ def test_named_pipe_opened_on_ipc(lab: SambaLab, tmp_path: Path) -> None:
     enum = calls[1]
     assert enum.rpc_status == "ERROR_SUCCESS" and enum.rpc_args is not None
     assert set(enum.rpc_args["shares"]) == {*SHARES, "IPC$"}
+
+
+def test_rpc_calls_over_transactions_and_andx_reads_and_writes(
+    lab: SambaLab, tmp_path: Path
+) -> None:
+    """rpcclient on SMB1 pipes: small calls in one TRANSACTION; a call too large for one goes
+    out in WRITE_ANDX pieces and comes back in READ_ANDX pieces. Every call tshark sees is
+    reported once, on its pipe."""
+    pcap = tmp_path / "rpc.pcap"
+    sids = " ".join(f"S-1-5-21-1-2-3-{1000 + n}" for n in range(300))
+    argv = [
+        "rpcclient",
+        f"--configfile={lab.client_conf}",
+        "--option=client ipc min protocol=NT1",
+        "--option=client ipc max protocol=NT1",
+        f"--user={lab.user}%{lab.password}",
+        "-c",
+        f"netshareenumall; lookupsids {sids}",
+        lab.server_ip,
+    ]
+    with lab.capture(pcap):
+        done = lab.run(argv, check=False)
+    assert "S-1-5-21-1-2-3-1299" in done.stdout
+    events, _ = smb1_events(pcap)
+    calls = [e for e in events if e.action == "rpc_call" and e.rpc_operation != "Bind"]
+    requests = tshark_fields(
+        pcap, "dcerpc.pkt_type == 0 && dcerpc.cn_flags.last_frag == 1", ["dcerpc.opnum"]
+    )
+    assert len(calls) == len(requests)
+    lookup = only(events, rpc_operation="LsarLookupSids")
+    assert (lookup.pipe, lookup.command, lookup.rpc_status) == (
+        "lsarpc",
+        "SMB_COM_READ_ANDX",
+        "STATUS_NONE_MAPPED",
+    )
+    assert {e.command for e in events if e.pipe == "lsarpc"} >= {
+        "SMB_COM_WRITE_ANDX",
+        "SMB_COM_READ_ANDX",
+        "SMB_COM_TRANSACTION",
+    }
+    shares = only(events, rpc_operation="NetrShareEnum")
+    assert shares.command == "SMB_COM_TRANSACTION" and shares.rpc_args is not None
+    assert set(shares.rpc_args["shares"]) == {*SHARES, "IPC$"}

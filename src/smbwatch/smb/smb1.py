@@ -26,7 +26,7 @@ from smbwatch.smb import smb1_records as rec
 from smbwatch.smb import smb2_records as fscc
 from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.files import sniff_magic
-from smbwatch.smb.status import STATUS_MORE_PROCESSING_REQUIRED
+from smbwatch.smb.status import STATUS_BUFFER_OVERFLOW, STATUS_MORE_PROCESSING_REQUIRED
 
 SNIFF_WINDOW = 512  # data bytes kept from a file WRITE/READ: enough to recognise its type
 MAX_MESSAGE_KEPT = 1 << 20  # larger messages are cut (their data is not needed past this)
@@ -205,10 +205,12 @@ class Smb1Decoder:
                 request = rec.parse_write_request(head, blocks[0])
                 fid, data_offset = request.fid, request.data_offset
             else:
-                item = self._find_item((header.pid, header.mid), rec.SMB_COM_READ_ANDX)
-                if item is None or item.file is None:
+                exchange = self._find((header.pid, header.mid), rec.SMB_COM_READ_ANDX)
+                if exchange is None:
                     return everything
-                fid, data_offset = item.file.fid, rec.parse_read_response(head, blocks[0])[1]
+                file = exchange.items[0].file
+                fid = file.fid if file is not None else None
+                data_offset = rec.parse_read_response(head, blocks[0])[1]
         except _MALFORMED:
             return everything  # message() will say what is wrong with it
         if self._is_pipe(fid, header.tid):
@@ -320,9 +322,9 @@ class Smb1Decoder:
     def _secondary(self, req: _Request, block: rec.Block) -> None:
         """A TRANSACTION/TRANSACTION2/NT_TRANSACT_SECONDARY request: more of a pending one."""
         header = req.header
-        key = (header.pid, header.mid)
-        item = self._find_item(key, _PRIMARY[header.command])
-        if item is None or item.trans is None:
+        exchange = self._find((header.pid, header.mid), _PRIMARY[header.command])
+        item = exchange.items[0] if exchange is not None else None
+        if exchange is None or item is None or item.trans is None:
             self._diag.warn("smb1_response_unmatched", f"frame {req.frame}: secondary request")
             return
         request_parts = item.trans[0]
@@ -334,8 +336,6 @@ class Smb1Decoder:
             self._diag.warn("smb1_malformed", f"frame {req.frame}: {exc}")
             return
         if request_parts.complete:
-            exchange = self._find(key, _PRIMARY[header.command])
-            assert exchange is not None
             self._transaction_request_done(exchange.request, item)
 
     # -- NEGOTIATE, SESSION_SETUP_ANDX, LOGOFF_ANDX --------------------------------------------
@@ -471,10 +471,10 @@ class Smb1Decoder:
     def _tree_disconnect_response(
         self, item: _Item, header: rec.Header, msg: bytes, block: rec.Block | None
     ) -> None:
+        self._emit(item)
         if header.status == 0 and self._trees.pop(header.tid, None) is not None:
             for fid in [fid for fid, file in self._files.items() if file.tid == header.tid]:
-                del self._files[fid]
-        self._emit(item)
+                self._pipe_closed(self._files.pop(fid))
 
     # -- NT_CREATE_ANDX, OPEN_ANDX (and NT_TRANSACT_CREATE), CLOSE -----------------------------
 
@@ -558,7 +558,7 @@ class Smb1Decoder:
         event = item.event
         assert event is not None
         event.bytes = 0
-        if header.status == 0 and block is not None and block.word_count:
+        if _carries_data(header) and block is not None and block.word_count:
             length, data_offset = rec.parse_read_response(msg, block)
             event.bytes = length
             if event.pipe is not None:
@@ -725,7 +725,7 @@ class Smb1Decoder:
         parts = item.trans
         if parts is None:  # an orphan
             return
-        if header.status != 0 or block is None or not block.word_count:
+        if not _carries_data(header) or block is None or not block.word_count:
             if header.status == 0:
                 return  # the interim response: send the secondary requests
             self._emit(item)  # the transaction failed: nothing more comes
@@ -796,8 +796,9 @@ class Smb1Decoder:
             self._events.extend(_rpc_event(file.carrier, call) for call in file.rpc.finish())
         file.rpc = None
 
-    def _is_pipe(self, fid: int, tid: int) -> bool:
-        file = self._files.get(fid)
+    def _is_pipe(self, fid: int | None, tid: int) -> bool:
+        """Whether a FID is a named pipe; for a FID opened before the capture, its tree says."""
+        file = self._files.get(fid) if fid is not None else None
         if file is not None:
             return file.pipe is not None
         tree = self._trees.get(tid)
@@ -875,16 +876,19 @@ class Smb1Decoder:
                 return exchange
         return None
 
-    def _find_item(self, key: tuple[int, int], command: int) -> _Item | None:
-        exchange = self._find(key, command)
-        return exchange.items[0] if exchange is not None and exchange.items else None
-
     def _remember(self, table: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
         """Put ``value`` in a bounded table, pushing out the oldest entry when it is full."""
         if key not in table and len(table) >= limit:
             del table[next(iter(table))]
             self._diag.warn("smb1_state_evicted", f"more than {limit} sessions/trees/files")
         table[key] = value
+
+
+def _carries_data(header: rec.Header) -> bool:
+    """Success, or a named pipe's STATUS_BUFFER_OVERFLOW: the rest of the message follows."""
+    return header.status == 0 or (
+        bool(header.flags2 & rec.SMB_FLAGS2_NT_STATUS) and header.status == STATUS_BUFFER_OVERFLOW
+    )
 
 
 def _overflow(item: _Item) -> bool:
