@@ -3,6 +3,7 @@ smbwatch's events must say what the client did, and agree with tshark message by
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from test_smb1_corpus import assert_same_as_tshark
 from smbwatch.events import SmbEvent
 
 FILE_SIZE = 200 * 1024  # several WRITE_ANDX and READ_ANDX
+
+IMPACKET_CLIENT = Path(__file__).with_name("smb1_impacket_client.py")
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +193,55 @@ def test_rpc_calls_over_transactions_and_andx_reads_and_writes(
     shares = only(events, rpc_operation="NetrShareEnum")
     assert shares.command == "SMB_COM_TRANSACTION" and shares.rpc_args is not None
     assert set(shares.rpc_args["shares"]) == {*SHARES, "IPC$"}
+
+
+def test_what_only_other_clients_send(lab: SambaLab, tmp_path: Path) -> None:
+    """OPEN_ANDX, NT_TRANSACT_CREATE, TRANS2 set-information and OEM strings, by impacket
+    (smb1_impacket_client.py): checked against what is left on the share."""
+    payload = pe_bytes("impacket", 4096)
+    (lab.client_dir / "payload.exe").write_bytes(payload)
+    pcap = tmp_path / "impacket.pcap"
+    argv = [sys.executable, str(IMPACKET_CLIENT), lab.server_ip, lab.user, lab.password]
+    with lab.capture(pcap):
+        done = lab.run([*argv, WORKGROUP])
+    assert set(done.stdout.strip().split(",")) == {*SHARES, "IPC$"}
+    assert sorted(p.name for p in lab.share_path("data").iterdir()) == ["renamed.txt"]
+    events, diagnostics = smb1_events(pcap)
+    assert not diagnostics.counts
+    assert {e.status for e in events} == {"STATUS_SUCCESS"}
+
+    opened = only(events, command="SMB_COM_OPEN_ANDX")
+    assert (opened.action, opened.path, opened.disposition) == (
+        "create",
+        "opened.exe",
+        "FILE_OVERWRITE_IF",
+    )
+    assert opened.access_mask is not None and opened.access_mask & 0x2  # FILE_WRITE_DATA
+    write = only(events, action="write", file_id=opened.file_id)
+    assert (write.path, write.bytes, write.magic) == ("opened.exe", len(payload), "PE")
+
+    created = only(events, command="SMB_COM_NT_TRANSACT")
+    assert (created.action, created.path, created.create_action) == (
+        "create",
+        "nttrans.txt",
+        "FILE_CREATED",
+    )
+    renamed = only(events, action="rename")
+    assert (renamed.command, renamed.file_id, renamed.info_class) == (
+        "SMB_COM_TRANSACTION2",
+        created.file_id,
+        "FileRenameInformation",
+    )
+    assert (renamed.path, renamed.new_path) == ("nttrans.txt", "renamed.txt")
+    assert only(events, action="close", file_id=created.file_id).path == "renamed.txt"
+    touched = only(events, action="set_info")
+    assert (touched.path, touched.info_class) == ("renamed.txt", "FileBasicInformation")
+    deleted = only(events, action="delete")
+    assert (deleted.path, deleted.info_class) == ("opened.exe", "SMB_SET_FILE_DISPOSITION_INFO")
+
+    calls = [e for e in events if e.action == "rpc_call"]
+    assert [e.rpc_operation for e in calls] == ["Bind", "NetrShareEnum"]
+    assert {(e.pipe, e.command) for e in calls} == {("srvsvc", "SMB_COM_READ_ANDX")}
+    writes = [e for e in events if e.action == "write" and e.pipe == "srvsvc"]
+    assert [e.source_ref for e in writes] == [e.source_ref for e in calls]
+    assert assert_same_as_tshark(pcap, events) > 0
