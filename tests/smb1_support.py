@@ -32,6 +32,8 @@ class Message:
 class _Recorder:
     """A decoder that asks for every byte of each SMB1 message and keeps it."""
 
+    wants_body = True  # nothing is left over: body() would be a bug
+
     def __init__(self, messages: list[Message]) -> None:
         self.messages = messages
 

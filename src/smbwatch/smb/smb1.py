@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from smbwatch.dcerpc import RpcCall, RpcPipe
+from smbwatch.dcerpc.events import call_fields
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.smb import gssapi, ntlmssp
@@ -171,6 +172,8 @@ ResponseHandler = Callable[["Smb1Decoder", _Item, rec.Header, bytes, "rec.Block 
 class Smb1Decoder:
     """SMB1 of one connection (the ``Decoder`` protocol of ``smb.nbss``)."""
 
+    wants_body = False  # file data past the sniff window is not looked at
+
     def __init__(self, endpoints: Endpoints, diagnostics: Diagnostics) -> None:
         self._endpoints = endpoints
         self._diag = diagnostics
@@ -238,10 +241,10 @@ class Smb1Decoder:
         return events
 
     def body(self, from_client: bool, chunk: bytes) -> None:
-        """File data past the sniff window: nothing reads it."""
+        """Never called (``wants_body`` is False)."""
 
     def body_gap(self, from_client: bool, length: int) -> None:
-        """File data never captured: nothing read it anyway."""
+        """Never called (``wants_body`` is False)."""
 
     def finish(self) -> list[SmbEvent]:
         for queue in self._pending.values():
@@ -899,16 +902,11 @@ def _rpc_event(carrier: SmbEvent, call: RpcCall) -> SmbEvent:
     """A DCE/RPC call as an event on the pipe, at the time and frame of its request."""
     return dataclasses.replace(
         carrier,
-        action="rpc_call",
         time=call.request_time if call.request_time is not None else carrier.time,
         source_ref=call.request_frame if call.request_frame is not None else carrier.source_ref,
         bytes=None,
         offset=None,
-        rpc_interface=call.interface,
-        rpc_operation=call.operation,
-        rpc_args=call.args,
-        rpc_status=call.status,
-        encrypted=True if call.encrypted else carrier.encrypted,
+        **call_fields(call),
     )
 
 
