@@ -258,3 +258,20 @@ def test_dropped_executable_and_the_service_that_runs_it(shared_data: Path) -> N
     assert drops and {e.share_name for e in drops} == {"C$"}
     assert [e.magic for e in drops if e.offset == 0] == ["PE"]
     assert max(e.time for e in drops) < created.time
+
+
+@pytest.mark.parametrize(
+    "capture",
+    ["smb2-06/20171220_smb_net_user.pcap", "smb2-ntlmssp-order/smb2.pcap"],
+)
+def test_an_smb1_negotiate_answered_in_smb2_is_no_smb1_event(
+    shared_data: Path, capture: str
+) -> None:
+    """The multi-protocol negotiate: an SMB1 NEGOTIATE that an SMB2 server answers in SMB2."""
+    pcap = shared_data / "suricata-verify" / capture
+    probes = tshark_fields(pcap, "smb.cmd == 0x72", ["smb.flags.response"])
+    answers = tshark_fields(pcap, "smb2.cmd == 0 && smb2.flags.response == 1", ["smb2.dialect"])
+    assert probes and all(flag == ("0",) for flag in probes) and answers
+    events, diagnostics = smb1_events(pcap)
+    assert events == []
+    assert not any(kind.startswith("smb1_") for kind in diagnostics.counts)
