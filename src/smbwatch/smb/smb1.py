@@ -629,7 +629,7 @@ class Smb1Decoder:
         if block.command == rec.SMB_COM_NT_TRANSACT:
             part = rec.parse_nt_transact_request(req.msg, block)
         else:
-            part = rec.parse_transaction_request(req.msg, block, req.header.unicode)
+            part = rec.parse_transaction_request(req.msg, block)
         item = _Item(block.command, None)
         item.subcommand = part.setup[0] if part.setup else None
         if (

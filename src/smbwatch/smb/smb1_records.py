@@ -126,7 +126,6 @@ ANDX_COMMANDS = frozenset((0x24, 0x2D, 0x2E, 0x2F, 0x73, 0x74, 0x75, 0x7E, 0xA2)
 
 # Header flags (MS-CIFS 2.2.3.1)
 SMB_FLAGS_REPLY = 0x80
-SMB_FLAGS2_EXTENDED_SECURITY = 0x0800
 SMB_FLAGS2_NT_STATUS = 0x4000
 SMB_FLAGS2_UNICODE = 0x8000
 
@@ -141,9 +140,7 @@ NT_LM_RESPONSE_WORDS = 17  # the NEGOTIATE response of the NT LAN Manager dialec
 TRANS_TRANSACT_NMPIPE = 0x0026
 TRANS2_FIND_FIRST2 = 0x0001
 TRANS2_FIND_NEXT2 = 0x0002
-TRANS2_QUERY_PATH_INFORMATION = 0x0005
 TRANS2_SET_PATH_INFORMATION = 0x0006
-TRANS2_QUERY_FILE_INFORMATION = 0x0007
 TRANS2_SET_FILE_INFORMATION = 0x0008
 NT_TRANSACT_CREATE = 0x0001
 
@@ -175,24 +172,6 @@ FIND_LEVELS = {
     0x0106: "SMB_FIND_FILE_ID_BOTH_DIRECTORY_INFO",
     0x0202: "SMB_FIND_FILE_UNIX",
     0x020B: "SMB_FIND_FILE_UNIX_INFO2",
-}
-QUERY_LEVELS = {
-    0x0001: "SMB_INFO_STANDARD",
-    0x0002: "SMB_INFO_QUERY_EA_SIZE",
-    0x0003: "SMB_INFO_QUERY_EAS_FROM_LIST",
-    0x0004: "SMB_INFO_QUERY_ALL_EAS",
-    0x0006: "SMB_INFO_IS_NAME_VALID",
-    0x0101: "SMB_QUERY_FILE_BASIC_INFO",
-    0x0102: "SMB_QUERY_FILE_STANDARD_INFO",
-    0x0103: "SMB_QUERY_FILE_EA_INFO",
-    0x0104: "SMB_QUERY_FILE_NAME_INFO",
-    0x0107: "SMB_QUERY_FILE_ALL_INFO",
-    0x0108: "SMB_QUERY_FILE_ALT_NAME_INFO",
-    0x0109: "SMB_QUERY_FILE_STREAM_INFO",
-    0x010B: "SMB_QUERY_FILE_COMPRESSION_INFO",
-    0x0200: "SMB_QUERY_FILE_UNIX_BASIC",
-    0x0201: "SMB_QUERY_FILE_UNIX_LINK",
-    0x020B: "SMB_QUERY_FILE_UNIX_INFO2",
 }
 SET_LEVELS = {
     0x0001: "SMB_INFO_STANDARD",
@@ -685,7 +664,6 @@ class TransactionPart:
     data: bytes
     data_displacement: int
     setup: tuple[int, ...] = ()  # TRANSACTION/TRANSACTION2 setup words; NT_TRANSACT (Function,)
-    name: str | None = None  # TRANSACTION: \PIPE\ or a mailslot
 
 
 # TotalParameterCount, TotalDataCount, MaxParameterCount, MaxDataCount, MaxSetupCount,
@@ -713,15 +691,15 @@ def _setup(msg: bytes, block: Block, at: int, count: int) -> tuple[int, ...]:
     return struct.unpack_from(f"<{count}H", msg, block.words + at)
 
 
-def parse_transaction_request(msg: bytes, block: Block, unicode: bool) -> TransactionPart:
-    """A TRANSACTION or TRANSACTION2 primary request (MS-CIFS 2.2.4.33.1, 2.2.4.46.1)."""
+def parse_transaction_request(msg: bytes, block: Block) -> TransactionPart:
+    """A TRANSACTION or TRANSACTION2 primary request (MS-CIFS 2.2.4.33.1, 2.2.4.46.1).
+
+    The parameters and data are found by their offsets; TRANSACTION's Name (``\\PIPE\\``) is
+    not needed: a named-pipe transaction names its pipe by the FID in its setup words.
+    """
     (total_p, total_d, _, _, _, _, _, p_count, p_off, d_count, d_off, setup_count) = _words(
         msg, block, _TRANS
     )
-    setup = _setup(msg, block, _TRANS.size, setup_count)
-    name = None
-    if block.command == SMB_COM_TRANSACTION:
-        name = smb_string(msg, block.data, block.end, unicode)[0]
     return TransactionPart(
         total_p,
         total_d,
@@ -729,8 +707,7 @@ def parse_transaction_request(msg: bytes, block: Block, unicode: bool) -> Transa
         0,
         _slice(msg, d_off, d_count, "data"),
         0,
-        setup,
-        name,
+        _setup(msg, block, _TRANS.size, setup_count),
     )
 
 
