@@ -6,8 +6,9 @@ own client never sends. impacket speaks OEM strings (not Unicode) on SMB1.
 Opens with OPEN_ANDX and writes payload.exe as opened.exe; creates nttrans.txt with
 NT_TRANSACT_CREATE and renames it to renamed.txt (TRANS2_SET_FILE_INFORMATION, pass-through
 FileRenameInformation); sets its FileBasicInformation by path (TRANS2_SET_PATH_INFORMATION);
-deletes opened.exe (SMB_SET_FILE_DISPOSITION_INFO); then NetrShareEnum on srvsvc over
-WRITE_ANDX/READ_ANDX, and prints the share names.
+deletes opened.exe (SMB_SET_FILE_DISPOSITION_INFO); creates chained.txt with a TREE_CONNECT_ANDX
+and an NT_CREATE_ANDX in one AndX chain; then NetrShareEnum on srvsvc over WRITE_ANDX/READ_ANDX,
+and prints the share names.
 """
 
 import struct
@@ -61,6 +62,31 @@ info = struct.pack("<HHH", fid, SMB_SET_FILE_DISPOSITION_INFO, 0)
 smb.send_trans2(tid, TRANS2_SET_FILE_INFORMATION, "\x00", info, b"\x01")
 smb.recvSMB()
 smb.close(tid, fid)
+
+# TREE_CONNECT_ANDX and NT_CREATE_ANDX in one AndX chain, as Windows clients send them
+chain = smb1.NewSMBPacket()
+chain["Tid"] = 0xFFFF
+connect = smb1.SMBCommand(smb1.SMB.SMB_COM_TREE_CONNECT_ANDX)
+connect["Parameters"] = smb1.SMBTreeConnectAndX_Parameters()
+connect["Parameters"]["PasswordLength"] = 1
+connect["Data"] = smb1.SMBTreeConnectAndX_Data(flags=0)
+connect["Data"]["Password"] = "\x00"
+connect["Data"]["Path"] = f"\\\\{server}\\DATA"
+connect["Data"]["Service"] = smb1.SERVICE_ANY
+chain.addCommand(connect)
+create = smb1.SMBCommand(smb1.SMB.SMB_COM_NT_CREATE_ANDX)
+create["Parameters"] = smb1.SMBNtCreateAndX_Parameters()
+create["Parameters"]["FileNameLength"] = len("chained.txt")
+create["Parameters"]["CreateFlags"] = 0
+create["Parameters"]["AccessMask"] = 0x12019F
+create["Parameters"]["ShareAccess"] = 7
+create["Parameters"]["Disposition"] = smb1.FILE_OVERWRITE_IF
+create["Parameters"]["CreateOptions"] = 0x40
+create["Data"] = smb1.SMBNtCreateAndX_Data(flags=0)
+create["Data"]["FileName"] = "chained.txt"
+chain.addCommand(create)
+smb.sendSMB(chain)
+smb.recvSMB()  # the file stays open until the logoff
 
 rpc = transport.SMBTransport(server, filename="\\srvsvc", smb_connection=conn)
 dce = rpc.get_dce_rpc()

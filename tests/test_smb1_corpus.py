@@ -130,22 +130,48 @@ COMMANDS = {
 DOS_CLASSES = {"0x01": "DOS_", "0x02": "SRV_", "0x03": "HRD_"}
 
 
+# The commands each message field of tshark's belongs to. In an AndX chain tshark gives the
+# fields of all its commands in one row; a field goes to the one command of the chain it can
+# belong to, and is left out where two could own it.
+FIELD_OWNERS = {
+    "smb.path": {0x75, 0xA2},
+    "smb.fid": {0xA2, 0x2F, 0x2E},
+    "smb.file": {0xA2, 0x2F, 0x2E},
+    "smb.create.action": {0xA2},
+    "smb.end_of_file": {0xA2},
+    "smb.offset": {0x2F, 0x2E},
+    "smb.offset_high": {0x2F, 0x2E},
+    "smb.data_len_low": {0x2F, 0x2E},
+    "smb.data_len_high": {0x2F, 0x2E},
+    "smb.count_low": {0x2F},
+    "smb.count_high": {0x2F},
+}
+
+
 def tshark_rows(pcap: Path) -> list[dict[str, str]]:
-    """tshark's view of every SMB1 TREE_CONNECT/NT_CREATE/WRITE/READ_ANDX message it decodes.
+    """tshark's view of every SMB1 TREE_CONNECT/NT_CREATE/WRITE/READ_ANDX it decodes, one row
+    per command (an AndX chain gives several).
 
     A field that occurs more than once in a frame (a path tshark tracks and one in the message)
     comes joined with ``,``; the message's own is the last.
     """
     display_filter = " || ".join(f"smb.cmd == 0x{c:02x}" for c in COMMANDS)
-    rows = tshark_fields(pcap, display_filter, FIELDS)
-    return [
-        {
+    rows = []
+    for values in tshark_fields(pcap, display_filter, FIELDS):
+        row = {
             k: v.rsplit(",", 1)[-1] if k != "_ws.col.Info" else v
-            for k, v in zip(FIELDS, row, strict=True)
+            for k, v in zip(FIELDS, values, strict=True)
         }
-        | {"smb.cmd": row[0].split(",")[0]}
-        for row in rows
-    ]
+        chain = [c for c in dict.fromkeys(int(c, 16) for c in values[0].split(",")) if c != 0xFF]
+        for command in chain:
+            if command not in COMMANDS:
+                continue
+            part = dict(row, **{"smb.cmd": f"0x{command:02x}"})
+            for field, owners in FIELD_OWNERS.items():
+                if command not in owners or len(owners.intersection(chain)) > 1:
+                    part[field] = ""
+            rows.append(part)
+    return rows
 
 
 def _number(row: dict[str, str], low: str, high: str, shift: int) -> int:

@@ -205,7 +205,10 @@ def test_what_only_other_clients_send(lab: SambaLab, tmp_path: Path) -> None:
     with lab.capture(pcap):
         done = lab.run([*argv, WORKGROUP])
     assert set(done.stdout.strip().split(",")) == {*SHARES, "IPC$"}
-    assert sorted(p.name for p in lab.share_path("data").iterdir()) == ["renamed.txt"]
+    assert sorted(p.name for p in lab.share_path("data").iterdir()) == [
+        "chained.txt",
+        "renamed.txt",
+    ]
     events, diagnostics = smb1_events(pcap)
     assert not diagnostics.counts
     assert {e.status for e in events} == {"STATUS_SUCCESS"}
@@ -238,6 +241,20 @@ def test_what_only_other_clients_send(lab: SambaLab, tmp_path: Path) -> None:
     assert (touched.path, touched.info_class) == ("renamed.txt", "FileBasicInformation")
     deleted = only(events, action="delete")
     assert (deleted.path, deleted.info_class) == ("opened.exe", "SMB_SET_FILE_DISPOSITION_INFO")
+
+    chained = only(events, path="chained.txt", command="SMB_COM_NT_CREATE_ANDX")
+    connect = only(events, action="tree_connect", source_ref=chained.source_ref)
+    assert (chained.action, chained.create_action, chained.status) == (
+        "create",
+        "FILE_CREATED",
+        "STATUS_SUCCESS",
+    )
+    assert connect.tree_id is not None and connect.share_name == "DATA"
+    assert (chained.tree_id, chained.share, chained.user) == (
+        connect.tree_id,
+        connect.share,
+        lab.user,
+    )
 
     calls = [e for e in events if e.action == "rpc_call"]
     assert [e.rpc_operation for e in calls] == ["Bind", "NetrShareEnum"]

@@ -290,12 +290,14 @@ class Smb1Decoder:
         else:
             items = exchange.items
         following = deque(blocks)
-        for item in items:
+        for index, item in enumerate(items):
             block = None
             if following and following[0].command == item.command:
                 block = following.popleft()
             if item.event is not None:
                 item.event.status = rec.status_name(header)
+                if index and item.command != rec.SMB_COM_TREE_CONNECT_ANDX:
+                    self._chained(item.event, header)
             try:
                 _RESPONSES[item.command](self, item, header, msg, block)
             except _MALFORMED as exc:
@@ -828,12 +830,23 @@ class Smb1Decoder:
             message_id=header.mid,
         )
         self._identify(event, header.uid)
-        tree = self._trees.get(header.tid)
+        self._describe_tree(event, header.tid)
+        return event
+
+    def _describe_tree(self, event: SmbEvent, tid: int) -> None:
+        tree = self._trees.get(tid)
         if tree is not None:
             event.share, event.share_name = tree.share, tree.share_name
             event.share_type = tree.share_type
             event.server = tree.server or event.server
-        return event
+
+    def _chained(self, event: SmbEvent, header: rec.Header) -> None:
+        """A command chained after a SESSION_SETUP or TREE_CONNECT: the session and tree the
+        response assigned are its own."""
+        self._identify(event, header.uid)
+        if event.tree_id is None and header.tid not in (0, _NO_TREE):
+            event.tree_id = header.tid
+            self._describe_tree(event, header.tid)
 
     def _identify(self, event: SmbEvent, uid: int) -> None:
         """The session's identity on an event (a chained request learns it from the response)."""
