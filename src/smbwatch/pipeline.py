@@ -19,9 +19,10 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.nbss import DecoderFactory, SmbConnection
+from smbwatch.smb.smb1 import Smb1Decoder
 
 CAPTURE_FORMATS = ("pcap", "pcapng")
-DECODERS: dict[int, DecoderFactory] = {}
+DECODERS: dict[int, DecoderFactory] = {0xFF: Smb1Decoder}
 
 
 class InputError(Exception):
