@@ -68,12 +68,11 @@ class _Tree:
 
 
 class _File:
-    __slots__ = ("fid", "tid", "path", "pipe", "rpc", "carrier")
+    __slots__ = ("fid", "uid", "tid", "path", "pipe", "rpc")
 
-    def __init__(self, fid: int, tid: int, path: str | None, pipe: str | None) -> None:
-        self.fid, self.tid, self.path, self.pipe = fid, tid, path, pipe
-        self.rpc: RpcPipe | None = None  # DCE/RPC on an open named pipe
-        self.carrier: SmbEvent | None = None  # the last SMB event that moved its bytes
+    def __init__(self, fid: int, header: rec.Header, path: str | None, pipe: str | None) -> None:
+        self.fid, self.uid, self.tid, self.path, self.pipe = fid, header.uid, header.tid, path, pipe
+        self.rpc: RpcPipe | None = None  # the DCE/RPC reader of an open named pipe
 
 
 class _Parts:
@@ -129,7 +128,6 @@ class _Item:
     __slots__ = (
         "command",
         "event",
-        "carrier",
         "quiet",
         "emitted",
         "file",
@@ -141,8 +139,6 @@ class _Item:
     def __init__(self, command: int, event: SmbEvent | None, file: _File | None = None) -> None:
         self.command = command
         self.event = event
-        self.carrier = event  # what DCE/RPC calls on a pipe are reported as (a transact has
-        # no event of its own)
         self.quiet = False  # not worth an event if it is never answered
         self.emitted = False
         self.file = file
@@ -528,8 +524,10 @@ class Smb1Decoder:
         if response.create_action < len(fscc.CREATE_ACTIONS):
             event.create_action = fscc.CREATE_ACTIONS[response.create_action]
             event.action = _ACTION_BY_CREATE_ACTION[response.create_action]
-        file = _File(response.fid, header.tid, event.path, event.pipe)
-        self._remember(self._files, response.fid, file, MAX_FILES)
+        file = _File(response.fid, header, event.path, event.pipe)
+        if file.pipe is not None:
+            file.rpc = RpcPipe(self._diag, file.pipe)
+        self._remember_file(file)
 
     def _emit_create(self, item: _Item, header: rec.Header) -> None:
         self._emit(item)
@@ -568,7 +566,7 @@ class Smb1Decoder:
             event.bytes = length
             if event.pipe is not None:
                 self._emit(item)
-                self._pipe_data(item, False, msg[data_offset : data_offset + length], length)
+                self._pipe_data(item.file, False, msg[data_offset : data_offset + length], length)
                 return
             if event.offset == 0 and length:
                 window = msg[data_offset : data_offset + min(length, SNIFF_WINDOW)]
@@ -585,7 +583,7 @@ class Smb1Decoder:
         if event.pipe is not None:
             if write.write_mode & rec.WRITE_RAW_MODE and write.write_mode & rec.WRITE_MESSAGE_START:
                 start, length = start + 2, length - 2  # a message length comes first
-            self._pipe_data(item, True, req.msg[start : start + length], length)
+            self._pipe_data(item.file, True, req.msg[start : start + length], length)
         elif write.offset == 0 and length:
             event.magic = sniff_magic(req.msg[start : start + min(length, SNIFF_WINDOW)])
         return item
@@ -639,10 +637,7 @@ class Smb1Decoder:
             and item.subcommand == rec.TRANS_TRANSACT_NMPIPE
             and len(part.setup) >= 2
         ):
-            fid = part.setup[1]
-            item.file = self._files.get(fid)
-            item.carrier = self._event("rpc_call", req, block.command)
-            self._describe_file(item.carrier, fid, item.file)
+            item.file = self._files.get(part.setup[1])  # Setup[1]: the pipe's FID
         item.trans = (_Parts(), _Parts())
         item.trans[0].add(part)
         if item.trans[0].complete:
@@ -659,8 +654,8 @@ class Smb1Decoder:
         parameters, data = bytes(parts[0].parameters), bytes(parts[0].data)
         unicode = req.header.unicode
         try:
-            if item.carrier is not None and item.command == rec.SMB_COM_TRANSACTION:
-                self._pipe_data(item, True, data, len(data))
+            if item.command == rec.SMB_COM_TRANSACTION:
+                self._pipe_data(item.file, True, data, len(data))
             elif item.command == rec.SMB_COM_TRANSACTION2:
                 item.event = self._trans2_event(req, item, parameters, data, unicode)
             elif (
@@ -742,10 +737,9 @@ class Smb1Decoder:
         if not parts[1].complete:
             return
         self._emit(item)
-        if item.carrier is not None and item.command == rec.SMB_COM_TRANSACTION:
+        if item.command == rec.SMB_COM_TRANSACTION:
             if not _overflow(item):
-                item.carrier.status = rec.status_name(header)
-                self._pipe_data(item, False, bytes(parts[1].data), len(parts[1].data))
+                self._pipe_data(item.file, False, bytes(parts[1].data), len(parts[1].data))
             return
         self._transaction_response_done(item, header, bytes(parts[1].parameters))
 
@@ -781,25 +775,34 @@ class Smb1Decoder:
         if file is not None:
             event.path, event.pipe = file.path, file.pipe
 
-    def _pipe_data(self, item: _Item, from_client: bool, data: bytes, length: int) -> None:
+    def _pipe_data(self, file: _File | None, from_client: bool, data: bytes, length: int) -> None:
         """Bytes written to or read from an open named pipe: DCE/RPC calls become events."""
-        file, carrier = item.file, item.carrier
-        if file is None or file.pipe is None or carrier is None or not length:
+        if file is None or file.rpc is None or not length:
             return
         if len(data) != length:
             self._diag.warn("smb1_pipe_data_truncated", f"{file.pipe}: {len(data)} of {length}")
+            file.rpc.gap(from_client)
             return
-        if file.rpc is None:
-            file.rpc = RpcPipe(self._diag, file.pipe)
-        file.carrier = carrier
-        for call in file.rpc.feed(from_client, data, self._time, self._frame):
-            self._events.append(_rpc_event(carrier, call))
+        self._rpc_events(file, file.rpc.feed(from_client, data, self._time, self._frame))
 
     def _pipe_closed(self, file: _File) -> None:
         """The calls left on a pipe that is closed or whose connection ended."""
-        if file.rpc is not None and file.carrier is not None:
-            self._events.extend(_rpc_event(file.carrier, call) for call in file.rpc.finish())
+        if file.rpc is not None:
+            self._rpc_events(file, file.rpc.finish())
         file.rpc = None
+
+    def _rpc_events(self, file: _File, calls: list[RpcCall]) -> None:
+        """An ``rpc_call`` event per completed call, at the time and frame of its request."""
+        for call in calls:
+            if call.request_time is not None and call.request_frame is not None:
+                time, frame = call.request_time, call.request_frame
+            else:
+                time, frame = call.response_time or 0, call.response_frame or 0
+            event = self._new_event("rpc_call", time, frame, file.uid, file.tid)
+            event.path, event.file_id, event.pipe = file.path, _file_id(file.fid), file.pipe
+            for name, value in call_fields(call).items():
+                setattr(event, name, value)
+            self._events.append(event)
 
     def _is_pipe(self, fid: int | None, tid: int) -> bool:
         """Whether a FID is a named pipe; for a FID opened before the capture, its tree says."""
@@ -810,27 +813,31 @@ class Smb1Decoder:
         return tree is not None and tree.share_type == "pipe"
 
     def _event(self, action: str, req: _Request, command: int) -> SmbEvent:
-        """An event with what the connection, session and tree say of every command on them."""
+        """The event of one command of a request."""
         header = req.header
+        event = self._new_event(action, req.time, req.frame, header.uid, header.tid)
+        event.command, event.message_id = rec.command_name(command), header.mid
+        return event
+
+    def _new_event(self, action: str, time: int, frame: int, uid: int, tid: int) -> SmbEvent:
+        """An event with what the connection, session and tree say of everything on them."""
         endpoints = self._endpoints
         event = SmbEvent(
-            time=req.time,
+            time=time,
             source="network",
             action=action,
             source_format=endpoints.source_format,
             source_file=endpoints.source_file,
-            source_ref=req.frame,
+            source_ref=frame,
             src_ip=endpoints.src_ip,
             src_port=endpoints.src_port,
             dst_ip=endpoints.dst_ip,
             dst_port=endpoints.dst_port,
-            tree_id=header.tid if header.tid not in (0, _NO_TREE) else None,
+            tree_id=tid if tid not in (0, _NO_TREE) else None,
             dialect=self.dialect,
-            command=rec.command_name(command),
-            message_id=header.mid,
         )
-        self._identify(event, header.uid)
-        self._describe_tree(event, header.tid)
+        self._identify(event, uid)
+        self._describe_tree(event, tid)
         return event
 
     def _describe_tree(self, event: SmbEvent, tid: int) -> None:
@@ -892,11 +899,19 @@ class Smb1Decoder:
                 return exchange
         return None
 
+    def _remember_file(self, file: _File) -> None:
+        """Remember an open file; when too many are open, the oldest is forgotten (counted) and
+        the calls left on it, if it is a pipe, are reported."""
+        if file.fid not in self._files and len(self._files) >= MAX_FILES:
+            self._diag.warn("smb1_state_evicted", f"more than {MAX_FILES} open files")
+            self._pipe_closed(self._files.pop(next(iter(self._files))))
+        self._files[file.fid] = file
+
     def _remember(self, table: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
         """Put ``value`` in a bounded table, pushing out the oldest entry when it is full."""
         if key not in table and len(table) >= limit:
             del table[next(iter(table))]
-            self._diag.warn("smb1_state_evicted", f"more than {limit} sessions/trees/files")
+            self._diag.warn("smb1_state_evicted", f"more than {limit} sessions/trees/searches")
         table[key] = value
 
 
@@ -909,18 +924,6 @@ def _carries_data(header: rec.Header) -> bool:
 
 def _overflow(item: _Item) -> bool:
     return item.trans is not None and (item.trans[0].overflow or item.trans[1].overflow)
-
-
-def _rpc_event(carrier: SmbEvent, call: RpcCall) -> SmbEvent:
-    """A DCE/RPC call as an event on the pipe, at the time and frame of its request."""
-    return dataclasses.replace(
-        carrier,
-        time=call.request_time if call.request_time is not None else carrier.time,
-        source_ref=call.request_frame if call.request_frame is not None else carrier.source_ref,
-        bytes=None,
-        offset=None,
-        **call_fields(call),
-    )
 
 
 def _file_id(fid: int) -> str:
