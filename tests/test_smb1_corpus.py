@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 from lab import tshark_fields
-from smb1_support import smb1_events
+from smb1_support import ENDPOINTS, replay, smb1_connections, smb1_events
 
+from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.smb.smb1 import Smb1Decoder
 from smbwatch.smb.smb2_records import CREATE_ACTIONS
 
 SMB1_CAPTURES = (
@@ -301,3 +303,19 @@ def test_an_smb1_negotiate_answered_in_smb2_is_no_smb1_event(
     events, diagnostics = smb1_events(pcap)
     assert events == []
     assert not any(kind.startswith("smb1_") for kind in diagnostics.counts)
+
+
+def test_wanted_keeps_file_data_out_and_pipe_data_in(shared_data: Path) -> None:
+    """A WRITE_ANDX to a file is kept to its sniff window; one to a named pipe whole."""
+    (connection,) = smb1_connections(shared_data / "suricata-verify" / SMB1_CAPTURES[1])
+    events, _ = replay(connection)
+    to_pipe = {e.source_ref: e.pipe is not None for e in events if e.action == "write"}
+    decoder = Smb1Decoder(ENDPOINTS, Diagnostics())
+    kept: dict[bool, list[float]] = {True: [], False: []}
+    for m in connection:
+        if m.from_client and m.data[4] == 0x2F:
+            wanted = decoder.wanted(True, m.data[:512], len(m.data))
+            kept[to_pipe[m.frame]].append(wanted / len(m.data))
+        decoder.message(m.from_client, m.data, len(m.data), m.time, m.frame)
+    assert kept[True] and set(kept[True]) == {1.0}
+    assert len(kept[False]) > 50 and max(kept[False]) < 0.5

@@ -191,3 +191,24 @@ def test_messages_of_no_use_are_counted_not_raised(eicar: list[Message]) -> None
     assert decoder.message(True, response.data, len(response.data), 0, 1) == []  # wrong way
     assert decoder.message(True, b"\xffSMB", 4, 0, 2) == []
     assert diagnostics.counts["smb1_malformed"] == 2
+
+
+def test_open_files_are_bounded(eicar: list[Message]) -> None:
+    """Thousands of opens never closed: the file table stays bounded and counts what it drops."""
+    index = first_request(eicar, 0xA2)
+    request, response = eicar[index].data, eicar[index + 1].data
+    assert response[4] == 0xA2 and not eicar[index + 1].from_client
+    diagnostics = Diagnostics()
+    decoder = Smb1Decoder(ENDPOINTS, diagnostics)
+    opens = 0
+    for n in range(smb1.MAX_FILES + 500):
+        mid = struct.pack("<H", n & 0xFFFF)
+        fid = struct.pack("<H", n)
+        answer = bytearray(response)
+        answer[30:32] = mid
+        answer[WORDS + 5 : WORDS + 7] = fid  # AndX (4), OplockLevel (1), FID
+        decoder.message(True, request[:30] + mid + request[32:], len(request), 0, 2 * n)
+        opens += len(decoder.message(False, bytes(answer), len(answer), 0, 2 * n + 1))
+        assert len(decoder._files) <= smb1.MAX_FILES
+    assert opens == smb1.MAX_FILES + 500
+    assert diagnostics.counts["smb1_state_evicted"] == 500
