@@ -146,7 +146,7 @@ def test_smb2_headers_match_tshark(shared_data: Path) -> None:
 
 def test_skipped_bodies_keep_framing(shared_data: Path, tmp_path: Path) -> None:
     """Bodies the decoder does not want are skipped by the TCP layer: the framing is the same."""
-    captures = shared_captures(shared_data)
+    captures = all_captures(shared_data)
     lossy = tmp_path / "lossy.pcap"
     linktype, records = read_pcap_records(captures[4])
     write_pcap(lossy, linktype, [r for i, r in enumerate(records) if i % 37 != 20])
