@@ -205,10 +205,8 @@ class Smb1Decoder:
                 fid, data_offset = request.fid, request.data_offset
             else:
                 exchange = self._find((header.pid, header.mid), rec.SMB_COM_READ_ANDX)
-                if exchange is None:
-                    return everything
-                file = exchange.items[0].file
-                fid = file.fid if file is not None else None
+                file = exchange.items[0].file if exchange is not None else None
+                fid = file.fid if file is not None else None  # unknown: its tree decides
                 data_offset = rec.parse_read_response(head, blocks[0])[1]
         except _MALFORMED:
             return everything  # message() will say what is wrong with it
@@ -342,9 +340,7 @@ class Smb1Decoder:
     # -- NEGOTIATE, SESSION_SETUP_ANDX, LOGOFF_ANDX --------------------------------------------
 
     def _negotiate_request(self, req: _Request, block: rec.Block) -> _Item:
-        event = self._event("negotiate", req, block.command)
-        event.session_id = event.tree_id = None  # no session or tree yet, whatever the header says
-        item = _Item(block.command, event)
+        item = _Item(block.command, self._event("negotiate", req, block.command))
         item.dialects = rec.negotiate_dialects(req.msg, block)
         item.quiet = True  # an SMB2 server answers with SMB2: this request was only a probe
         return item
@@ -361,8 +357,10 @@ class Smb1Decoder:
             elif block.word_count == rec.NT_LM_RESPONSE_WORDS:
                 self.dialect = rec.NT_LM_0_12  # the request was not seen; the form says it
             self._security_mode = response.security_mode
-            assert item.event is not None
-            item.event.dialect = self.dialect
+        event = item.event
+        assert event is not None
+        event.dialect = self.dialect
+        event.session_id = event.tree_id = None  # none yet, whatever the header says
         self._emit(item)
 
     def _session_setup_request(self, req: _Request, block: rec.Block) -> _Item:
