@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from smbwatch import winlog
-from smbwatch.capture.link import SMB_PORTS, tcp_segment
+from smbwatch.capture.link import LINKTYPE_ETHERNET, SMB_PORTS, tcp_segment
 from smbwatch.capture.pcap import CaptureError, capture_format, open_maybe_gzip, read_packets
 from smbwatch.capture.tcp import StreamConsumer, TcpReassembler
 from smbwatch.dcerpc.transport import RpcTcpConnection
@@ -106,13 +106,14 @@ def capture_events(
         return RpcTcpConnection(endpoints, diagnostics, out)
 
     reassembler = TcpReassembler(connection, diagnostics)
-    segment = reassembler.segment
+    segment, ethernet_frame = reassembler.segment, reassembler.ethernet_frame
     rpc_flows: set[bytes] = set()
     for frame, time, linktype, data in packets:
-        seg = tcp_segment(linktype, data, diagnostics, rpc_flows)
-        if seg is None:
-            continue
-        segment(seg, time, frame)
+        if linktype != LINKTYPE_ETHERNET or not ethernet_frame(data, time, frame):
+            seg = tcp_segment(linktype, data, diagnostics, rpc_flows)
+            if seg is None:
+                continue
+            segment(seg, time, frame)
         if out:
             yield from out
             out.clear()
