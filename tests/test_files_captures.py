@@ -1,6 +1,6 @@
-"""File summaries on the shared real captures, against three independent accounts: the wire
-itself (tshark's reassembly, the tests' own MS-SMB2 walk), tshark's SMB object export, and the
-counts and hashes suricata-verify expects (read from each test.yaml)."""
+"""File summaries on the shared real captures, against independent accounts: the wire itself
+(tshark's reassembly, the tests' own MS-SMB2/MS-CIFS walk), tshark's SMB object export, the counts
+and hashes suricata-verify expects (read from each test.yaml), and the published EICAR file."""
 
 from __future__ import annotations
 
@@ -117,3 +117,38 @@ def test_the_decoder_asks_for_file_data_only_to_hash_it(
         assert asked and set(asked) <= {0x08, 0x09}  # READ responses, WRITE requests
     else:
         assert asked == []
+
+
+def suricata_file_expectations(shared_data: Path) -> list[tuple[Path, str, str]]:
+    """(capture, field, value) of every ``fileinfo.sha256``/``fileinfo.filename`` a
+    suricata-verify test expects."""
+    found = []
+    for test in sorted(shared_data.glob("suricata-verify/*/test.yaml")):
+        (capture,) = test.parent.glob("*.pcap")
+        for check in yaml.safe_load(test.read_text()).get("checks", []):
+            match = (check.get("filter") or {}).get("match", {})
+            for name in ("fileinfo.sha256", "fileinfo.filename"):
+                if name in match:
+                    found.append((capture, name, str(match[name])))
+    return found
+
+
+def test_suricata_verify_file_hashes_are_found(shared_data: Path) -> None:
+    expected = suricata_file_expectations(shared_data)
+    assert len({value for _, name, value in expected if name == "fileinfo.sha256"}) >= 2
+    for capture, name, value in expected:
+        events = decode(capture)[0]
+        if name == "fileinfo.sha256":
+            assert value in {e.sha256 for e in events}, capture
+        else:
+            assert value in {(e.path or "").rsplit("\\", 1)[-1] for e in events if e.sha256}
+
+
+def test_the_eicar_test_file_written_in_random_segments(shared_data: Path) -> None:
+    capture = shared_data / "suricata-verify/smb-eicar-file-segmentation-random/input.pcap"
+    # The anti-virus test file published by EICAR, in two halves so no scanner flags this file.
+    eicar = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$" + rb"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+    (event,) = summaries(decode(capture)[0]).values()
+    assert event.direction == "upload" and event.path == "eicar"
+    assert event.bytes_seen == event.file_size == len(eicar) == 68
+    assert event.sha256 == sha256(eicar)

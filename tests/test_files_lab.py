@@ -1,7 +1,7 @@
 """Files that crossed the wire, on traffic made here with Samba (tests/lab.py): uploads and
-downloads of several MB in every dialect, hashed as they stream and extracted byte for byte by
-``smbwatch events --extract-files``; a capture with a segment cut out; hostile file names; the
-same content seen twice. The judge is hashlib over the file the test wrote."""
+downloads of several MB in every dialect (SMB1 and SMB2/3), hashed as they stream and extracted
+byte for byte by ``smbwatch events --extract-files``; a capture with a segment cut out; hostile
+file names; the same content seen twice. The judge is hashlib over the file the test wrote."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab import CLIENT_IP, DIALECT_REVISION, USER, SambaLab, pe_bytes
+from lab import CLIENT_IP, DIALECTS, USER, SambaLab, pe_bytes
 from oracle import read_pcap_records, write_pcap
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def stored(directory: Path) -> dict[str, Path]:
     return {path.name: path for path in directory.iterdir() if path.name != ".lock"}
 
 
-@pytest.mark.parametrize("dialect", list(DIALECT_REVISION))
+@pytest.mark.parametrize("dialect", DIALECTS)
 def test_upload_and_download_are_hashed_and_extracted(
     lab: SambaLab, tmp_path: Path, dialect: str
 ) -> None:
@@ -81,7 +81,7 @@ def test_upload_and_download_are_hashed_and_extracted(
     for sighting, event in zip(sidecar["sightings"], found, strict=True):
         assert sighting["direction"] == event["direction"] and sighting["path"] == "drop.exe"
         assert sighting["src_ip"] == CLIENT_IP and sighting["user"] == USER
-        assert sighting["source_file"] == str(pcap) and sighting["share"].endswith("\\data")
+        assert sighting["source_file"] == str(pcap) and sighting["share"].lower().endswith("\\data")
         assert sighting["first_frame"] <= sighting["last_frame"] <= event["source_ref"]
         assert sighting["first_time"] <= sighting["last_time"] <= event["time"]
 
@@ -94,7 +94,7 @@ def tcp_payload(frame: bytes) -> bytes:
     return frame[14 + ihl + doff : 14 + total]
 
 
-@pytest.mark.parametrize("dialect", ["SMB2_02", "SMB3_11"])
+@pytest.mark.parametrize("dialect", ["NT1", "SMB2_02", "SMB3_11"])
 def test_a_segment_cut_out_leaves_a_hole_and_no_hash(
     lab: SambaLab, tmp_path: Path, dialect: str
 ) -> None:
