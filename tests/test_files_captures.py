@@ -5,7 +5,9 @@ and hashes suricata-verify expects (read from each test.yaml), and the published
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,15 @@ def test_the_eicar_test_file_written_in_random_segments(shared_data: Path) -> No
     assert event.direction == "upload" and event.path == "eicar"
     assert event.bytes_seen == event.file_size == len(eicar) == 68
     assert event.sha256 == sha256(eicar)
+
+
+def test_an_unusable_extraction_directory_is_one_clear_error(tmp_path: Path) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
+    command = [sys.executable, "-m", "smbwatch.cli", "events", str(EXAMPLE)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    done = subprocess.run(
+        [*command, "--extract-files", str(taken / "files")], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and str(taken) in done.stderr
