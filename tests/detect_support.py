@@ -8,26 +8,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import evtx
+from conftest import shared_dir
 
 from smbwatch.detect.fields import HOST_ACTIONS
 from smbwatch.events import SmbEvent, parse_time
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_dir() -> Path:
-    """The shared corpus: $SMBWATCH_SHARED, else ../shared beside the checkout, else /work/shared."""
-    candidates = [os.environ.get("SMBWATCH_SHARED"), REPO.parent / "shared", Path("/work/shared")]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "data").is_dir():
-            return Path(candidate)
-    raise RuntimeError("the shared corpus (../shared/data) is missing: set SMBWATCH_SHARED")
-
 
 HOST = shared_dir() / "data" / "host"
 SIGMA = shared_dir() / "sigma"

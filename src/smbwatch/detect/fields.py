@@ -127,6 +127,8 @@ _TEXT_FIELDS = {"session_id", "access_list", "delete_on_close", "encrypted", "rp
 
 _EVENT_ID = _f("_event_id(e)", "int")
 _SHARE_NAME = _f("_share_unc(e)")
+# Windows logs ``\\*\ADMIN$``, some rules expect ``ADMIN$``: a rule's ShareName matches either.
+_SHARE_NAME_EITHER = Field(("_share_unc(e)", "e.share_name"), "str")
 _TARGET = _f("(e.path if e.path is not None else e.pipe)")
 _ACCESS_MASK = _f("_hex(e.access_mask)")
 _ACCESS_LIST = _f("_access_list(_effective_access(e))", costly=True)
@@ -138,7 +140,7 @@ _SRC_PORT = _f("e.src_port", "int")
 # Names used by Windows event logs (Security 5140/5145/4624/4697, System 7045).
 WINDOWS_FIELDS: dict[str, Field] = {
     "EventID": _EVENT_ID,
-    "ShareName": _SHARE_NAME,
+    "ShareName": _SHARE_NAME_EITHER,
     "ShareLocalPath": _f("e.share_path"),
     "RelativeTargetName": _TARGET,
     "AccessMask": _ACCESS_MASK,
