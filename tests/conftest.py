@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_dir() -> Path:
-    """The shared corpus: $SMBWATCH_SHARED, else ../shared beside the checkout, else /work/shared."""
+    """The corpus: $SMBWATCH_SHARED, else ../shared beside the checkout, else /work/shared."""
     candidates = [os.environ.get("SMBWATCH_SHARED"), REPO.parent / "shared", Path("/work/shared")]
     for candidate in candidates:
         if candidate and (Path(candidate) / "data").is_dir():

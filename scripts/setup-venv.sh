@@ -1,0 +1,26 @@
+#!/bin/sh
+# Creates .venv (Python 3.11+) and installs smbwatch into it; with "test", also what the tests need.
+set -eu
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "smbwatch needs Python 3.11 or newer as '$PYTHON' (set PYTHON=...)" >&2
+    exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+    if ! "$PYTHON" -m venv .venv 2>/dev/null; then
+        if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+            apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+            "$PYTHON" -m venv .venv
+        else
+            echo "cannot create a virtual environment: install python3-venv (as root)" >&2
+            exit 1
+        fi
+    fi
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+if [ "${1:-}" = "test" ]; then
+    .venv/bin/python -m pip install -q -e '.[test]'
+else
+    .venv/bin/python -m pip install -q -e .
+fi

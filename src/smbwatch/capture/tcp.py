@@ -1,0 +1,255 @@
+"""TCP reassembly: ordered bytes per direction, from the segments real captures contain.
+
+Handles out-of-order segments (held, bounded), retransmissions and overlaps (trimmed), missing
+segments (reported as a gap of N bytes so the consumer can resynchronise), captures that start
+mid-connection, and frames the capture's snap length cut short (a gap too). It knows nothing of
+SMB: a consumer per connection receives ``data`` and ``gap`` per direction, and ``close``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Protocol
+
+from smbwatch.capture.link import SMB_PORTS, Segment
+from smbwatch.diagnostics import Diagnostics
+
+FIN, SYN, RST = 0x01, 0x02, 0x04
+SEQ_MASK = 0xFFFFFFFF
+MAX_PENDING_BYTES = 1 << 20  # out-of-order data held per direction before declaring a gap
+MAX_PENDING_SEGMENTS = 1024
+MAX_CONNECTIONS = 65536
+LATE_SYN_WINDOW = 1 << 30  # a SYN this close behind the stream belongs to it
+
+
+class StreamConsumer(Protocol):
+    """What reassembly feeds: one per TCP connection."""
+
+    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> None: ...
+    def gap(self, from_client: bool, length: int) -> None: ...
+    def close(self) -> None: ...
+
+
+# Called for each new connection: client address, client port, server address, server port.
+ConsumerFactory = Callable[[str, int, str, int], StreamConsumer]
+
+
+class _Half:
+    """One direction: where the next byte belongs, and segments that arrived early."""
+
+    __slots__ = ("next_seq", "pending", "pending_bytes", "fin")
+
+    def __init__(self) -> None:
+        self.next_seq: int | None = None
+        self.pending: dict[int, tuple[bytes, int, int, int]] = {}
+        self.pending_bytes = 0
+        self.fin = False
+
+
+class _Connection:
+    __slots__ = ("consumer", "client", "server", "last_time", "keys", "seen_data")
+
+    def __init__(self, consumer: StreamConsumer, keys: tuple[tuple, tuple], time: int) -> None:
+        self.consumer = consumer
+        self.client = _Half()
+        self.server = _Half()
+        self.last_time = time
+        self.keys = keys
+        self.seen_data = False
+
+
+def _address(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))
+
+
+class TcpReassembler:
+    """Routes segments to connections and delivers each direction's bytes in order."""
+
+    def __init__(self, factory: ConsumerFactory, diagnostics: Diagnostics) -> None:
+        self.factory = factory
+        self.diagnostics = diagnostics
+        self.flows: dict[tuple, tuple[_Connection, bool]] = {}
+
+    def segment(self, seg: Segment, time: int, frame: int) -> None:
+        """Take one captured segment (see ``capture.link.tcp_segment``)."""
+        source, destination, source_port, destination_port, seq, flags, payload, cut = seg
+        entry = self.flows.get((source, source_port, destination, destination_port))
+        if entry is not None and flags & SYN and entry[0].seen_data:
+            half = entry[0].client if entry[1] else entry[0].server
+            if _is_late_syn(half, seq):
+                return
+            self._close(entry[0])  # the 4-tuple is reused by a new connection
+            entry = None
+        if entry is None:
+            if flags & RST or not (payload or cut or flags & SYN):
+                return  # a bare ACK or reset of a connection we never saw says nothing
+            entry = self._open(source, source_port, destination, destination_port, time)
+        connection, from_client = entry
+        connection.last_time = time
+        half = connection.client if from_client else connection.server
+        if flags & SYN:
+            half.next_seq = (seq + 1) & SEQ_MASK
+        elif payload or cut:
+            connection.seen_data = True
+            self._receive(connection, half, from_client, seq, payload, cut, time, frame)
+        if flags & RST:
+            self._close(connection)
+        elif flags & FIN:
+            half.fin = True
+            if connection.client.fin and connection.server.fin:
+                self._close(connection)
+
+    def finish(self) -> None:
+        """End of input: deliver what is held and close every connection."""
+        for connection in {id(c): c for c, _ in self.flows.values()}.values():
+            self._close(connection)
+
+    def _open(
+        self, source: bytes, source_port: int, destination: bytes, destination_port: int, time: int
+    ) -> tuple[_Connection, bool]:
+        from_client = destination_port in SMB_PORTS and (
+            source_port not in SMB_PORTS or destination_port <= source_port
+        )
+        if from_client:
+            client, client_port, server, server_port = (
+                source, source_port, destination, destination_port,
+            )  # fmt: skip
+        else:
+            client, client_port, server, server_port = (
+                destination, destination_port, source, source_port,
+            )  # fmt: skip
+        if len(self.flows) >= 2 * MAX_CONNECTIONS:
+            self._evict()
+        consumer = self.factory(_address(client), client_port, _address(server), server_port)
+        to_server = (client, client_port, server, server_port)
+        to_client = (server, server_port, client, client_port)
+        connection = _Connection(consumer, (to_server, to_client), time)
+        self.flows[to_server] = (connection, True)
+        self.flows[to_client] = (connection, False)
+        return connection, from_client
+
+    def _evict(self) -> None:
+        """Close the least recently active tenth of the connections (bounded state)."""
+        connections = sorted(
+            {id(c): c for c, _ in self.flows.values()}.values(), key=lambda c: c.last_time
+        )
+        victims = connections[: max(1, len(connections) // 10)]
+        self.diagnostics.warn("tcp_connections_evicted", f"{len(victims)} idle connections")
+        for connection in victims:
+            self._close(connection)
+
+    def _close(self, connection: _Connection) -> None:
+        for from_client, half in ((True, connection.client), (False, connection.server)):
+            while half.pending:
+                self._skip_to_earliest(connection, half, from_client)
+        for key in connection.keys:
+            self.flows.pop(key, None)
+        connection.consumer.close()
+
+    def _receive(
+        self,
+        connection: _Connection,
+        half: _Half,
+        from_client: bool,
+        seq: int,
+        payload: bytes,
+        cut: int,
+        time: int,
+        frame: int,
+    ) -> None:
+        if half.next_seq is None:
+            half.next_seq = seq  # the capture starts mid-connection
+        ahead = (seq - half.next_seq) & SEQ_MASK
+        if ahead and ahead < 0x80000000:
+            self._hold(connection, half, from_client, seq, payload, cut, time, frame)
+            return
+        if ahead:
+            trimmed = _trim(0x100000000 - ahead, payload, cut)
+            if trimmed is None:
+                return
+            payload, cut = trimmed
+        self._deliver(connection, half, from_client, payload, cut, time, frame)
+        if half.pending:
+            self._drain(connection, half, from_client)
+
+    def _deliver(
+        self,
+        connection: _Connection,
+        half: _Half,
+        from_client: bool,
+        payload: bytes,
+        cut: int,
+        time: int,
+        frame: int,
+    ) -> None:
+        half.next_seq = (half.next_seq + len(payload) + cut) & SEQ_MASK  # type: ignore[operator]
+        if payload:
+            connection.consumer.data(from_client, payload, time, frame)
+        if cut:
+            self.diagnostics.warn("snaplen_cut", "frames shorter than their TCP payload")
+            connection.consumer.gap(from_client, cut)
+
+    def _hold(
+        self,
+        connection: _Connection,
+        half: _Half,
+        from_client: bool,
+        seq: int,
+        payload: bytes,
+        cut: int,
+        time: int,
+        frame: int,
+    ) -> None:
+        held = half.pending.get(seq)
+        if held is not None and len(held[0]) + held[1] >= len(payload) + cut:
+            return
+        half.pending[seq] = (payload, cut, time, frame)
+        half.pending_bytes += len(payload)
+        if half.pending_bytes > MAX_PENDING_BYTES or len(half.pending) > MAX_PENDING_SEGMENTS:
+            self._skip_to_earliest(connection, half, from_client)
+
+    def _drain(self, connection: _Connection, half: _Half, from_client: bool) -> None:
+        """Deliver held segments that now continue the stream (exactly or overlapping)."""
+        pending = half.pending
+        while pending:
+            seq = half.next_seq
+            held = pending.pop(seq, None)  # type: ignore[arg-type]
+            if held is None:
+                behind = [s for s in pending if (s - seq) & SEQ_MASK >= 0x80000000]  # type: ignore[operator]
+                if not behind:
+                    return
+                held = pending.pop(behind[0])
+                trimmed = _trim((seq - behind[0]) & SEQ_MASK, held[0], held[1])  # type: ignore[operator]
+                half.pending_bytes -= len(held[0])
+                if trimmed is not None:
+                    self._deliver(connection, half, from_client, *trimmed, held[2], held[3])
+                continue
+            half.pending_bytes -= len(held[0])
+            self._deliver(connection, half, from_client, *held)
+
+    def _skip_to_earliest(self, connection: _Connection, half: _Half, from_client: bool) -> None:
+        """Give up waiting for missing bytes: report the gap and go on from the earliest held."""
+        earliest = min(half.pending, key=lambda s: (s - half.next_seq) & SEQ_MASK)  # type: ignore[operator]
+        missing = (earliest - half.next_seq) & SEQ_MASK  # type: ignore[operator]
+        if missing and missing < 0x80000000:
+            self.diagnostics.warn("tcp_gap", f"{missing} bytes never captured")
+            connection.consumer.gap(from_client, missing)
+        half.next_seq = earliest
+        self._drain(connection, half, from_client)
+
+
+def _trim(behind: int, payload: bytes, cut: int) -> tuple[bytes, int] | None:
+    """What is new in a segment that starts ``behind`` bytes before the next expected byte."""
+    if behind >= len(payload) + cut:
+        return None  # a pure retransmission
+    if behind < len(payload):
+        return payload[behind:], cut
+    return b"", cut - (behind - len(payload))
+
+
+def _is_late_syn(half: _Half, seq: int) -> bool:
+    """A SYN of the connection already under way (captured late or retransmitted)."""
+    if half.next_seq is None:
+        return True
+    return (half.next_seq - seq - 1) & SEQ_MASK <= LATE_SYN_WINDOW

@@ -1,0 +1,147 @@
+"""The command line: verbs, their arguments, and the wiring from inputs to sinks.
+
+Exit codes (also in the README):
+  0  done; 2  a user error (bad arguments, a named input missing or not a capture/log: the other
+  inputs are still processed and written); 3  an input was damaged (truncated, corrupt): what
+  could be read was decoded and written; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TextIO
+
+from smbwatch import __version__
+from smbwatch.diagnostics import Diagnostics
+from smbwatch.events import FIELD_NAMES
+from smbwatch.pipeline import InputError, iter_events
+from smbwatch.sinks.csv import write_csv
+from smbwatch.sinks.jsonl import write_jsonl
+from smbwatch.sinks.table import EVENT_COLUMNS, write_table
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_DAMAGED = 3
+EXIT_INTERRUPTED = 130
+INPUT_FORMATS = ("pcap", "pcapng", "evtx", "xml", "json", "splunk")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors in one line with the documented exit code."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"smbwatch: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="smbwatch", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"smbwatch {__version__}")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    events = verbs.add_parser(
+        "events",
+        help="every SMB event in captures and Windows logs",
+        description="Report every SMB event (who reached which share and file, how, when).",
+    )
+    _add_input_arguments(events)
+    _add_output_arguments(events)
+    events.set_defaults(run=run_events)
+    return parser
+
+
+def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="capture or log files, or directories of them"
+    )
+    parser.add_argument(
+        "--input-format",
+        choices=INPUT_FORMATS,
+        help="read every input as this format instead of recognising it from its content",
+    )
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="inputs read in parallel by this many processes (default: one per core)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no warning summary on stderr")
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--format",
+        choices=("table", "jsonl", "csv"),
+        help="output format (default: table on a terminal, else jsonl)",
+    )
+    parser.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+
+
+@contextmanager
+def _output(path: str | None) -> Iterator[TextIO]:
+    if path is None:
+        yield sys.stdout
+        return
+    try:
+        handle = open(path, "w", encoding="utf-8", errors="backslashreplace", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write: {exc.strerror}") from None
+    with handle:
+        yield handle
+
+
+def _format(args: argparse.Namespace, out: TextIO) -> str:
+    if args.format:
+        return args.format
+    return "table" if out.isatty() else "jsonl"
+
+
+def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
+    """``smbwatch events``: decode every input and write its events."""
+    events = iter_events(args.inputs, diagnostics, args.input_format, errors, max(1, args.jobs))
+    rows = (event.to_dict() for event in events)
+    with _output(args.output) as out:
+        fmt = _format(args, out)
+        if fmt == "jsonl":
+            write_jsonl(rows, out)
+        elif fmt == "csv":
+            write_csv(rows, out, FIELD_NAMES)
+        else:
+            write_table(rows, out, EVENT_COLUMNS, "SMB events")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``smbwatch`` console script."""
+    args = build_parser().parse_args(argv)
+    diagnostics = Diagnostics()
+    errors: list[str] = []
+    try:
+        code = args.run(args, diagnostics, errors)
+    except InputError as exc:
+        print(f"smbwatch: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("smbwatch: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (| head): not an error worth a traceback
+        return EXIT_OK
+    for message in errors:
+        print(f"smbwatch: error: {message}", file=sys.stderr)
+    if not args.quiet:
+        for line in diagnostics.summary_lines():
+            print(f"smbwatch: {line}", file=sys.stderr)
+    if errors:
+        return EXIT_USAGE
+    if diagnostics.damaged_inputs:
+        return EXIT_DAMAGED
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

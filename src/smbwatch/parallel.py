@@ -1,0 +1,87 @@
+"""Several inputs at once: one worker process per input, events streamed back in input order.
+
+Each worker runs ``pipeline.input_events`` on one file and sends its events in batches through a
+small bounded queue, so memory is bounded by ``jobs x QUEUE_BATCHES x BATCH`` events whatever the
+inputs' sizes. The parent yields the inputs' events in the order the inputs were given (workers
+ahead of the one being read wait when their queue is full), so the output does not depend on
+which worker finishes first.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Iterator
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
+from typing import Any
+
+from smbwatch.diagnostics import Diagnostics
+from smbwatch.events import SmbEvent
+
+BATCH = 2000
+QUEUE_BATCHES = 4
+
+
+def _worker(path: str, input_format: str | None, queue: Queue) -> None:
+    from smbwatch.pipeline import InputError, input_events
+
+    diagnostics = Diagnostics()
+    error = None
+    batch: list[SmbEvent] = []
+    try:
+        for event in input_events(path, diagnostics, input_format):
+            batch.append(event)
+            if len(batch) >= BATCH:
+                queue.put(("events", batch))
+                batch = []
+    except InputError as exc:
+        error = str(exc)
+    except Exception as exc:  # a bug must cost this input, not the whole run
+        diagnostics.damaged(path, f"internal error: {exc!r}")
+    queue.put(("events", batch))
+    queue.put(("done", diagnostics, error))
+
+
+def _context() -> Any:
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def parallel_events(
+    files: list[tuple[str, bool]],
+    diagnostics: Diagnostics,
+    input_format: str | None,
+    errors: list[str],
+    jobs: int,
+) -> Iterator[SmbEvent]:
+    """Events of every (path, named explicitly) input, read by up to ``jobs`` processes."""
+    context = _context()
+    waiting = deque(files)
+    running: deque[tuple[str, bool, BaseProcess, Queue]] = deque()
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                path, explicit = waiting.popleft()
+                queue = context.Queue(QUEUE_BATCHES)
+                process = context.Process(target=_worker, args=(path, input_format, queue))
+                process.start()
+                running.append((path, explicit, process, queue))
+            path, explicit, process, queue = running.popleft()
+            while True:
+                message = queue.get()
+                if message[0] == "events":
+                    yield from message[1]
+                    continue
+                diagnostics.merge(message[1])
+                if message[2] is not None:
+                    if explicit:
+                        errors.append(message[2])
+                    else:
+                        diagnostics.warn("input_skipped", message[2])
+                break
+            process.join()
+    finally:
+        for _, _, process, _ in running:
+            process.kill()
+            process.join()

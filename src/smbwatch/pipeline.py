@@ -1,0 +1,140 @@
+"""Inputs → readers and decoders → events, one pass per input.
+
+``iter_events`` is the one function every front end (CLI, parallel runner, tests) calls: it
+expands directories, recognises each input from its content, and yields the events of each input
+in order. Per-input work is a plain function (``input_events``) so a process pool or a cluster
+can run the very same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from smbwatch.capture.link import tcp_segment
+from smbwatch.capture.pcap import CaptureError, capture_format, open_maybe_gzip, read_packets
+from smbwatch.capture.tcp import TcpReassembler
+from smbwatch.diagnostics import Diagnostics
+from smbwatch.events import SmbEvent
+from smbwatch.smb.endpoint import Endpoints
+from smbwatch.smb.nbss import DecoderFactory, SmbConnection
+
+CAPTURE_FORMATS = ("pcap", "pcapng")
+DECODERS: dict[int, DecoderFactory] = {}
+
+
+class InputError(Exception):
+    """An input the user named cannot be used (missing, unreadable, unknown format)."""
+
+
+def expand_inputs(paths: Iterable[str], errors: list[str] | None = None) -> list[tuple[str, bool]]:
+    """Files to read, as (path, named explicitly); a directory means every file below it.
+
+    A name that is neither is reported in ``errors`` (raised as InputError when it is None).
+    """
+    files: list[tuple[str, bool]] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            below = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            files.extend((str(p), False) for p in below)
+            continue
+        if path.is_file():
+            files.append((name, True))
+            continue
+        problem = "not a regular file" if path.exists() else "no such file or directory"
+        if errors is None:
+            raise InputError(f"{name}: {problem}")
+        errors.append(f"{name}: {problem}")
+    return files
+
+
+def sniff_format(path: str) -> str | None:
+    """The input's format from its first bytes (gzip looked through), or None if unknown."""
+    try:
+        with open_maybe_gzip(path) as stream:
+            head = stream.read(4096)
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
+    return capture_format(head)
+
+
+def input_events(
+    path: str, diagnostics: Diagnostics, input_format: str | None = None
+) -> Iterator[SmbEvent]:
+    """The events of one input file. Raises InputError if it is not something smbwatch reads."""
+    kind = input_format or sniff_format(path)
+    if kind in CAPTURE_FORMATS:
+        try:
+            yield from capture_events(path, diagnostics)
+        except CaptureError as exc:
+            raise InputError(str(exc)) from None
+        return
+    raise InputError(f"{path}: not a capture (pcap, pcapng) or a Windows log this version reads")
+
+
+def capture_events(
+    path: str,
+    diagnostics: Diagnostics,
+    source_format: str | None = None,
+    decoders: dict[int, DecoderFactory] = DECODERS,
+) -> Iterator[SmbEvent]:
+    """SMB events of one capture file, in the order their messages complete.
+
+    ``decoders`` maps an SMB protocol id byte (0xFE, 0xFF) to the decoder for that dialect family.
+    """
+    out: list[SmbEvent] = []
+    packets = read_packets(path, diagnostics)
+    if source_format is None:
+        source_format = sniff_format(path) or "pcap"
+
+    def connection(client: str, client_port: int, server: str, server_port: int) -> SmbConnection:
+        endpoints = Endpoints(client, client_port, server, server_port, source_format, path)
+        return SmbConnection(endpoints, diagnostics, decoders, out)
+
+    reassembler = TcpReassembler(connection, diagnostics)
+    segment = reassembler.segment
+    for frame, time, linktype, data in packets:
+        seg = tcp_segment(linktype, data, diagnostics)
+        if seg is None:
+            continue
+        segment(seg, time, frame)
+        if out:
+            yield from out
+            out.clear()
+    reassembler.finish()
+    yield from out
+
+
+def iter_events(
+    paths: Iterable[str],
+    diagnostics: Diagnostics,
+    input_format: str | None = None,
+    errors: list[str] | None = None,
+    jobs: int = 1,
+) -> Iterator[SmbEvent]:
+    """Events of every input in turn (in input order), with up to ``jobs`` worker processes.
+
+    An input named explicitly that cannot be read is reported in ``errors`` (raised as
+    InputError when ``errors`` is None); a file met inside a directory that is not a capture or
+    log is only counted as a warning.
+    """
+    files = expand_inputs(paths, errors)
+    if jobs > 1 and len(files) > 1:
+        from smbwatch.parallel import parallel_events
+
+        collected: list[str] = [] if errors is None else errors
+        yield from parallel_events(files, diagnostics, input_format, collected, jobs)
+        if errors is None and collected:
+            raise InputError(collected[0])
+        return
+    for path, explicit in files:
+        try:
+            yield from input_events(path, diagnostics, input_format)
+        except InputError as exc:
+            if explicit and errors is not None:
+                errors.append(str(exc))
+            elif explicit:
+                raise
+            else:
+                diagnostics.warn("input_skipped", str(exc))

@@ -1,0 +1,67 @@
+"""Independent oracles for the tests: tshark, and plain capture writers that share no code with
+smbwatch's readers. A missing tool fails the test loudly (the test setup installs it)."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+
+def tool(name: str) -> str:
+    """Path of a required command-line tool; fail (never skip) when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        raise AssertionError(f"{name} is required by this test: run scripts/install-test-deps.sh")
+    return path
+
+
+def tshark_fields(
+    capture: Path | str, fields: Sequence[str], display_filter: str = ""
+) -> list[list[str]]:
+    """One row per frame (matching the filter) with the requested tshark fields."""
+    command = [tool("tshark"), "-n", "-r", str(capture), "-T", "fields", "-E", "separator=\t"]
+    if display_filter:
+        command += ["-Y", display_filter]
+    for field in fields:
+        command += ["-e", field]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode not in (0, 2):  # 2: tshark read a truncated file to its end
+        raise AssertionError(f"tshark failed on {capture}: {done.stderr}")
+    return [line.split("\t") for line in done.stdout.splitlines()]
+
+
+def read_pcap_records(path: Path) -> tuple[int, list[tuple[int, int, bytes]]]:
+    """(link type, [(seconds, microseconds, frame)]) of a little-endian µs pcap, for rewriting."""
+    data = path.read_bytes()
+    assert data[:4] == b"\xd4\xc3\xb2\xa1", "test inputs are little-endian microsecond pcaps"
+    linktype = struct.unpack_from("<I", data, 20)[0]
+    records, pos = [], 24
+    while pos + 16 <= len(data):
+        seconds, micros, caplen, _ = struct.unpack_from("<IIII", data, pos)
+        if pos + 16 + caplen > len(data):
+            break
+        records.append((seconds, micros, data[pos + 16 : pos + 16 + caplen]))
+        pos += 16 + caplen
+    return linktype, records
+
+
+def write_pcap(
+    path: Path,
+    linktype: int,
+    records: Iterable[tuple[int, int, bytes]],
+    *,
+    big_endian: bool = False,
+    nanoseconds: bool = False,
+) -> None:
+    """A classic pcap file in either byte order and time resolution."""
+    order = ">" if big_endian else "<"
+    magic = 0xA1B23C4D if nanoseconds else 0xA1B2C3D4
+    parts = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 262144, linktype)]
+    for seconds, micros, frame in records:
+        fraction = micros * 1000 if nanoseconds else micros
+        parts.append(struct.pack(order + "IIII", seconds, fraction, len(frame), len(frame)))
+        parts.append(frame)
+    path.write_bytes(b"".join(parts))

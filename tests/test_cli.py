@@ -1,0 +1,135 @@
+"""The command line as a user meets it: formats, files, exit codes, and hostile names.
+
+Runs the installed console script in a subprocess, so argument parsing, output encoding and exit
+codes are exercised exactly as a user or a pipeline sees them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from oracle import read_pcap_records, write_pcap
+
+from smbwatch.sinks.csv import cell
+from smbwatch.sinks.table import safe_text
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "lateral-movement.pcap"
+
+
+def smbwatch(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "smbwatch.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_jsonl_is_the_contract() -> None:
+    done = smbwatch("events", str(EXAMPLE), "--format", "jsonl")
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(events) > 50
+    for event in events:
+        assert event["source"] == "network" and event["source_format"] == "pcap"
+        assert event["time"].endswith("Z") and len(event["time"]) == 27
+        assert event["src_ip"] == "10.45.0.20" and event["dst_ip"] == "10.45.0.10"
+        assert None not in event.values()
+    actions = {event["action"] for event in events}
+    assert {"logon", "tree_connect", "create", "write", "read", "close"} <= actions
+
+
+def test_output_file_csv_and_directory_input(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "example.pcap").write_bytes(EXAMPLE.read_bytes())
+    (tmp_path / "in" / "notes.txt").write_text("not a capture\n")
+    out = tmp_path / "events.csv"
+    done = smbwatch("events", str(tmp_path / "in"), "--format", "csv", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "input_skipped" in done.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    jsonl = smbwatch("events", str(EXAMPLE), "--format", "jsonl").stdout.splitlines()
+    assert len(rows) == len(jsonl)
+    assert {"time", "src_ip", "action", "share", "path", "access_mask"} <= set(rows[0])
+
+
+def test_parallel_output_equals_serial(tmp_path: Path) -> None:
+    copies = []
+    for name in ("a.pcap", "b.pcap", "c.pcap"):
+        copies.append(tmp_path / name)
+        copies[-1].write_bytes(EXAMPLE.read_bytes())
+    serial = smbwatch("events", *map(str, copies), "-f", "jsonl", "--jobs", "1")
+    parallel = smbwatch("events", *map(str, copies), "-f", "jsonl", "--jobs", "3")
+    assert serial.returncode == parallel.returncode == 0
+    assert serial.stdout == parallel.stdout
+    assert len(serial.stdout.splitlines()) == 3 * len(
+        smbwatch("events", str(EXAMPLE)).stdout.splitlines()
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["events", "/nonexistent/capture.pcap"], "no such file"),
+        (["events", "--format", "xml", "x"], "invalid choice"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_user_errors_are_one_line(args: list[str], message: str) -> None:
+    done = smbwatch(*args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2
+
+
+def test_not_a_capture_still_writes_the_others(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.pcap"
+    bogus.write_bytes(b"this is not a capture at all" * 10)
+    done = smbwatch("events", str(bogus), str(EXAMPLE), "-f", "jsonl")
+    assert done.returncode == 2
+    assert "bogus.pcap" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stdout.splitlines()) > 50
+
+
+def test_truncated_capture_exit_code(tmp_path: Path) -> None:
+    data = EXAMPLE.read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    done = smbwatch("events", str(cut), "-f", "jsonl")
+    assert done.returncode == 3
+    assert "input_damaged" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stdout.splitlines()) > 10
+
+
+def _rename_in_capture(source: Path, target: Path, old: str, new: str) -> None:
+    """Replace a UTF-16LE file name in every frame (same length), as hostile traffic would."""
+    old_bytes, new_bytes = old.encode("utf-16-le"), new.encode("utf-16-le")
+    assert len(old_bytes) == len(new_bytes)
+    linktype, records = read_pcap_records(source)
+    replaced = [(s, u, f.replace(old_bytes, new_bytes)) for s, u, f in records]
+    assert replaced != records
+    write_pcap(target, linktype, replaced)
+
+
+def test_hostile_names_are_escaped_and_defused(tmp_path: Path) -> None:
+    hostile = tmp_path / "hostile.pcap"
+    _rename_in_capture(EXAMPLE, hostile, "psexesvc.exe", "=\x1b[2J\u202eexe.ab")
+    table = smbwatch("events", str(hostile), "-f", "table")
+    assert table.returncode == 0
+    assert "\x1b[2J" not in table.stdout and "\u202e" not in table.stdout
+    assert "\\x1b[2J" in table.stdout
+    rows = list(csv.reader(io.StringIO(smbwatch("events", str(hostile), "-f", "csv").stdout)))
+    paths = [row for row in rows if any("\x1b" in c for c in row)]
+    assert paths, "the hostile name must reach the CSV"
+    for row in paths:
+        assert all(not c.startswith("=") for c in row)
+
+
+def test_cell_and_safe_text_units() -> None:
+    assert cell("=1+1") == "'=1+1" and cell("-2") == "'-2" and cell(-2) == "-2"
+    assert cell({"a": 1}) == '{"a":1}' and cell(None) == "" and cell(True) == "true"
+    assert safe_text("a\x07b\u202ec") == "a\\x07b\\u202ec"
