@@ -276,7 +276,7 @@ class Compiler:
         if isinstance(value, SigmaNumber):
             if spec.kind == "int":
                 return f"{raw.first} == {value.number!r}"
-            return f"{self._var(spec, index, 'low').first} == {str(value.number).lower()!r}"
+            return f"_num({raw.first}) == {value.number!r}"  # AccessMask '0x2' equals 2
         if isinstance(value, SigmaBool):
             if spec.kind == "str":
                 low = self._var(spec, index, "low")

@@ -27,12 +27,11 @@ from sigma.correlations import (
 
 from smbwatch.detect import fields
 from smbwatch.detect.compiler import Key, admits
-from smbwatch.detect.sigma import DEFAULT_GROUP_BY, Rule, RuleSet
+from smbwatch.detect.sigma import DEFAULT_GROUP_BY, TEMPLATE_FIELD, Rule, RuleSet
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent, format_time
 
 Matcher = Callable[[SmbEvent], list[int]]
-_TEMPLATE_FIELD = "$"
 _MISSING = "-"
 
 
@@ -269,13 +268,9 @@ def _message(rule: Rule, by: dict[str, Any], events: list[SmbEvent]) -> str:
     if rule.message is None:
         shown = ", ".join(f"{k}={v}" for k, v in by.items() if v is not None)
         return f"{rule.title}: {shown}" if shown else rule.title
-    pieces = rule.message.split(_TEMPLATE_FIELD)
-    for i in range(1, len(pieces), 2):
-        if i == len(pieces) - 1:  # an unpaired $ stays as written
-            pieces[i] = _TEMPLATE_FIELD + pieces[i]
-            break
-        pieces[i] = _template_value(pieces[i], by, events, rule.zeek)
-    return "".join(pieces)
+    return TEMPLATE_FIELD.sub(
+        lambda m: _template_value(m.group(1), by, events, rule.zeek), rule.message
+    )
 
 
 def _template_value(name: str, by: dict[str, Any], events: list[SmbEvent], zeek: bool) -> str:
@@ -283,7 +278,7 @@ def _template_value(name: str, by: dict[str, Any], events: list[SmbEvent], zeek:
     if value is None:
         get = fields.getter(name, zeek)
         if get is None:
-            return _TEMPLATE_FIELD + name + _TEMPLATE_FIELD
+            return f"${name}$"
         value = next((v for e in events if (v := get(e)) is not None), None)
     return _MISSING if value is None else str(value)
 

@@ -49,21 +49,22 @@ SUPPORTED_CORRELATIONS = {
     SigmaCorrelationType.TEMPORAL,
     SigmaCorrelationType.TEMPORAL_ORDERED,
 }
-# Keys every alert has; a group-by field may not take one of these names.
-RESERVED_ALERT_FIELDS = frozenset(
-    {
-        "rule_id",
-        "title",
-        "severity",
-        "risk_score",
-        "message",
-        "attack",
-        "first_time",
-        "last_time",
-        "count",
-        "evidence",
-    }
+# The fields every alert has, in output order (its group-by fields follow, then "evidence");
+# a group-by field may not take one of these names.
+ALERT_FIELDS = (
+    "rule_id",
+    "title",
+    "severity",
+    "risk_score",
+    "message",
+    "attack",
+    "first_time",
+    "last_time",
+    "count",
 )
+RESERVED_ALERT_FIELDS = frozenset((*ALERT_FIELDS, "evidence"))
+# ``$field$`` in a message template (a ``$`` elsewhere, as in ``ADMIN$``, is plain text).
+TEMPLATE_FIELD = re.compile(r"\$([A-Za-z_][\w.]*)\$")
 _ATTACK_TECHNIQUE = re.compile(r"t\d{4}(\.\d{3})?", re.IGNORECASE)
 
 # Events each Zeek log describes, as (source, action) dispatch keys; Zeek-flavoured rules only
@@ -246,7 +247,7 @@ def _rule(sigma: SigmaRule | SigmaCorrelationRule, origin: str, compiler: Compil
 
 def _template_fields(message: str | None) -> list[str]:
     """The ``$field$`` names of a message template."""
-    return (message or "").split("$")[1:-1:2]
+    return TEMPLATE_FIELD.findall(message or "")
 
 
 def _correlation_limits(sigma: SigmaCorrelationRule) -> list[str]:
