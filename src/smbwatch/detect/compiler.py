@@ -1,11 +1,12 @@
 """Sigma detections compiled to Python source, once, so that matching an event costs a few
 comparisons on local variables instead of a walk over a condition tree per event per rule.
 
-A rule's condition (pySigma's parsed tree) becomes one boolean Python expression. Field values
-are read by a prelude shared by all rules evaluated on the same kind of event (each field once,
-already lower-cased for Sigma's case-insensitive matching); literals are lower-cased at compile
-time. Rule text only ever enters the generated source through ``repr()`` of a string or number,
-so a hostile rule cannot inject code.
+A rule's condition (pySigma's parsed tree) becomes AND-ed Python expressions. The rules that can
+match one kind of event are generated into one function: terms several rules share are tested
+once, and each field is read once, where a test first needs it, already lower-cased for Sigma's
+case-insensitive matching (literals are lower-cased at compile time). Rule text only ever
+enters the generated source through ``repr()`` of a string or number, so a hostile rule cannot
+inject code.
 
 A construct smbwatch cannot evaluate (an unresolved placeholder, a field no event has, a query
 expression) compiles to ``False`` and is reported once, naming the rule and the construct.
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections import Counter
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from sigma.conditions import (
     ConditionAND,
@@ -66,29 +68,43 @@ _RE_FLAGS = {
     SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
     SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
 }
+_EAGER_READERS = 3  # a field this many rules read is read once when the matcher starts
+_UNSET = object()  # a field variable not computed yet on this path
+_VARIABLE = re.compile(r"\b[rl]\d+\b")
 _EVENT_ID_EXPR = fields.WINDOWS_FIELDS["EventID"].exprs
 _ACTION_EXPR = fields.CONTRACT_FIELDS["action"].exprs
 
 
 @dataclass(frozen=True, slots=True)
 class Operand:
-    """A value in generated code: ``first`` where it is first read, ``again`` for later reads."""
+    """A value in generated code: ``first`` where it is first read, ``again`` for later reads.
+
+    A lower-cased field variable is ``''`` when the field is missing (``maybe_none`` False), so
+    its tests need no None check; ``raw`` then tells missing from empty, for the patterns that
+    match an empty text.
+    """
 
     first: str
     again: str
+    maybe_none: bool = True
+    raw: Operand | None = None
 
 
 @dataclass
 class Compiled:
-    """One rule's condition as a Python expression, the prelude variables it reads and its keys."""
+    """One rule's condition as AND-ed Python expressions, and the event kinds it can match."""
 
-    code: str
+    terms: list[str]
     keys: KeySet
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def code(self) -> str:
+        return self.terms[0] if len(self.terms) == 1 else "(" + " and ".join(self.terms) + ")"
+
 
 class Compiler:
-    """Turns condition trees into expressions; owns the shared prelude variables and constants.
+    """Turns condition trees into expressions; owns the shared field variables and constants.
 
     One Compiler serves a whole rule set, so that two rules reading the same field share the
     variable that holds it.
@@ -98,7 +114,9 @@ class Compiler:
         self._vars: dict[tuple[str, str], str] = {}  # (field expression, form) → variable name
         self._var_code: dict[str, str] = {}  # variable name → its assignment's right-hand side
         self.constants: dict[str, Any] = dict(fields.NAMESPACE)
-        self.constants.update(_keyword_text=_keyword_text, _in_cidr=_in_cidr, _num=_num, _low=_low)
+        self.constants.update(
+            _keyword_text=_keyword_text, _in_cidr=_in_cidr, _num=_num, _low=_low, _UNSET=_UNSET
+        )
         self._warnings: list[str] = []
         self._zeek = False
 
@@ -106,58 +124,56 @@ class Compiler:
         """Compile one parsed Sigma condition; ``zeek`` selects Zeek's meaning of ``path``."""
         self._warnings = []
         self._zeek = zeek
-        code, keys = self._node(condition)
-        return Compiled(code, keys, self._warnings)
+        expr = self._node(condition)
+        return Compiled(expr.terms, expr.keys, self._warnings)
 
-    def prelude(self, codes: list[str]) -> list[str]:
-        """Assignments of the variables the given expressions read, in dependency order."""
-        used = [name for name in self._var_code if re.search(rf"\b{name}\b", " ".join(codes))]
-        needed: list[str] = []
-        for name in used:
-            raw = "r" + name[1:]
-            if name.startswith("l") and raw in self._var_code and raw not in needed:
-                needed.append(raw)
-            if name not in needed:
-                needed.append(name)
-        order = list(self._var_code)
-        return [f"{name} = {self._var_code[name]}" for name in sorted(needed, key=order.index)]
+    def matcher_source(self, entries: list[tuple[int, list[str]]]) -> str:
+        """One function evaluating several rules (index, terms); it returns the matching indexes.
+
+        A term several rules share (``EventID == 5145``, ``ShareName == \\\\*\\IPC$``) is
+        tested once and the rules that need it are nested under it, and a field is read where a
+        test first needs it, once, so an event pays for the rules that concern it.
+        """
+        emitter = _Emitter(self._var_code)
+        readers = Counter(
+            name for _, terms in entries for name in set(_VARIABLE.findall(" ".join(terms)))
+        )
+        everywhere = {name for name, count in readers.items() if count >= _EAGER_READERS}
+        emitter.emit(entries, 1, emitter.assign(" ".join(sorted(everywhere)), "    ", set()))
+        head = ["def _matcher(e):", "    hits = []"]
+        if emitter.guarded:
+            head.append("    " + " = ".join(sorted(emitter.guarded)) + " = _UNSET")
+        return "\n".join([*head, *emitter.lines, "    return hits"]) + "\n"
 
     # --- condition tree -------------------------------------------------------------------
-    def _node(self, node: Any) -> tuple[str, KeySet]:
+    def _node(self, node: Any) -> _Expr:
         if isinstance(node, ConditionAND):
-            return self._join(" and ", intersect, [self._node(arg) for arg in node.args])
+            return _all_of([self._node(arg) for arg in node.args])
         if isinstance(node, ConditionOR):
-            return self._join(" or ", _union, self._or_parts(node.args))
+            return _any_of(self._or_parts(node.args))
         if isinstance(node, ConditionNOT):
-            code, _ = self._node(node.args[0])
-            return f"(not {code})", None
+            inner = self._node(node.args[0])
+            if inner.code in (TRUE.code, FALSE.code):
+                return FALSE if inner.code == TRUE.code else TRUE
+            return _leaf(f"(not {inner.code})", None)
         if isinstance(node, ConditionFieldEqualsValueExpression):
             return self._field_item(node.field, node.value)
         if isinstance(node, ConditionValueExpression):
-            return self._keyword(node.value), None
+            return _leaf(self._keyword(node.value), None)
         self._warn(f"condition element {type(node).__name__}")
-        return "False", None
+        return FALSE
 
-    @staticmethod
-    def _join(joiner: str, combine: Any, parts: list[tuple[str, KeySet]]) -> tuple[str, KeySet]:
-        keys = parts[0][1]
-        for _, other in parts[1:]:
-            keys = combine(keys, other)
-        if len(parts) == 1:
-            return parts[0][0], keys
-        return "(" + joiner.join(code for code, _ in parts) + ")", keys
-
-    def _or_parts(self, args: list[Any]) -> list[tuple[str, KeySet]]:
+    def _or_parts(self, args: list[Any]) -> list[_Expr]:
         """OR-ed items, with the plain patterns on one field merged into a single test.
 
         ``RelativeTargetName|endswith: [.exe, .dll, ...]`` reads the field once and becomes one
         ``endswith((...))``; a list of exact values one set membership test.
         """
         slots: list[Any] = []  # an item to compile alone, or the field name of a merged group
-        merged: dict[str | None, list[tuple[Any, tuple[str, str]]]] = {}
+        merged: dict[Any, list[tuple[Any, tuple[str, str]]]] = {}
         for arg in args:
             name, pattern = self._plain_pattern(arg)
-            if pattern is None:
+            if name is None or pattern is None:
                 slots.append(arg)
                 continue
             if name not in merged:
@@ -174,28 +190,31 @@ class Compiler:
                 parts.append(self._merged(slot[0], merged[slot[0]]))
         return parts
 
-    def _plain_pattern(self, node: Any) -> tuple[str | None, tuple[str, str] | None]:
-        """(field, (test, lower-cased text)) for an item that is a plain string pattern."""
+    def _plain_pattern(self, node: Any) -> tuple[Any, tuple[str, str] | None]:
+        """(group, (test, lower-cased text)) for an item that is a plain string pattern; the
+        group is the field's spec (items on one field merge) or _KEYWORD."""
         if isinstance(node, ConditionValueExpression):
-            name, value = None, node.value
+            group, value = _KEYWORD, node.value
         elif isinstance(node, ConditionFieldEqualsValueExpression):
-            name, value = node.field, node.value
-            spec = fields.lookup(name, self._zeek)
+            value = node.value
+            group = spec = self._resolve(node.field, value)
             if spec is None or spec.kind == "int":
-                return name, None
+                return None, None
         else:
             return None, None
         if type(value) is not SigmaString or value.contains_placeholder():
-            return name, None
+            return None, None
         parts = list(value.s)
-        if name is None:  # a keyword is a substring search
+        if group is _KEYWORD:  # a keyword is a substring search
             parts = _star_around(parts)
         star = SpecialChars.WILDCARD_MULTI
         texts = [p.lower() for p in parts if isinstance(p, str)]
-        if any(p == SpecialChars.WILDCARD_SINGLE for p in parts) or len(texts) != 1:
-            return name, None
-        if name is not None and spec.exprs == _ACTION_EXPR and texts[0].startswith("smb::"):
-            return name, None  # a Zeek action, translated by _field_item
+        if any(p == SpecialChars.WILDCARD_SINGLE for p in parts) or texts in ([], [""]):
+            return None, None
+        if len(texts) != 1:
+            return None, None
+        if group is not _KEYWORD and spec.exprs == _ACTION_EXPR and texts[0].startswith("smb::"):
+            return None, None  # a Zeek action, translated by _field_item
         shape = tuple(p == star for p in parts)
         test = {
             (False,): "eq",
@@ -203,23 +222,20 @@ class Compiler:
             (False, True): "prefix",
             (True, False, True): "contains",
         }.get(shape)
-        return name, ((test, texts[0]) if test else None)
+        return group, ((test, texts[0]) if test else None)
 
-    def _merged(
-        self, name: str | None, items: list[tuple[Any, tuple[str, str]]]
-    ) -> tuple[str, KeySet]:
+    def _merged(self, group: Any, items: list[tuple[Any, tuple[str, str]]]) -> _Expr:
         patterns = [pattern for _, pattern in items]
-        if name is None:
-            return self._pattern_test(Operand("(t_ := _keyword_text(e))", "t_"), patterns), None
-        spec = fields.lookup(name, self._zeek)
-        assert spec is not None
+        if group is _KEYWORD:
+            return _leaf(self._pattern_test(Operand("(t_ := _keyword_text(e))", "t_"), patterns))
+        spec: Field = group
         tests = [
             self._pattern_test(self._var(spec, i, "low"), patterns) for i in range(len(spec.exprs))
         ]
         keys: KeySet = frozenset()
         for node, _ in items:
             keys = _union(keys, _item_keys(spec, node.value))
-        return (tests[0] if len(tests) == 1 else "(" + " or ".join(tests) + ")"), keys
+        return _leaf(tests[0] if len(tests) == 1 else "(" + " or ".join(tests) + ")", keys)
 
     def _pattern_test(self, value: Operand, patterns: list[tuple[str, str]]) -> str:
         """One test of many plain patterns against a value, reading it once."""
@@ -238,19 +254,28 @@ class Compiler:
             if test in by_test:
                 tests.append(f"{again}.{method}({tuple(by_test[test])!r})")
         tests.extend(f"{text!r} in {again}" for text in by_test.get("contains", ()))
+        if not value.maybe_none:
+            return f"({' or '.join(tests)})"
         return f"({value.first} is not None and ({' or '.join(tests)}))"
 
-    def _field_item(self, name: str, value: Any) -> tuple[str, KeySet]:
+    def _resolve(self, name: str, value: Any) -> Field | None:
+        """The field a rule item reads; a bare ``ADMIN$`` for ShareName reads the share name."""
         spec = fields.lookup(name, self._zeek)
+        if spec is fields.WINDOWS_FIELDS["ShareName"] and _is_bare_name(value):
+            return fields.CONTRACT_FIELDS["share_name"]  # Windows logs \\*\ADMIN$
+        return spec
+
+    def _field_item(self, name: str, value: Any) -> _Expr:
+        spec = self._resolve(name, value)
         if spec is None:
             self._warn(f"field '{name}' (no smbwatch event has it)")
-            return "False", frozenset()
+            return FALSE
         if spec.exprs == _ACTION_EXPR and isinstance(value, SigmaString):
             translated = fields.ZEEK_ACTIONS.get(str(value).lower())
             if translated:
                 value = SigmaExpansion([SigmaString(action) for action in translated])
         code = self._value(spec, name, value)
-        return code, _item_keys(spec, value)
+        return _leaf(code, _item_keys(spec, value)) if code != "False" else FALSE
 
     def _value(self, spec: Field, name: str, value: Any) -> str:
         if isinstance(value, SigmaExpansion):
@@ -309,13 +334,14 @@ class Compiler:
         if other is None or other.costly or spec.costly:
             self._warn(f"field reference to '{ref.field}'")
             return "False"
-        mine, theirs = self._var(spec, index, "low").first, self._var(other, 0, "low").first
-        test = f"{mine} == {theirs}"
+        mine, theirs = self._var(spec, index, "low"), self._var(other, 0, "low")
+        test = f"{mine.first} == {theirs.first}"
         if ref.starts_with:
-            test = f"{mine}.startswith({theirs})"
+            test = f"{mine.first}.startswith({theirs.first})"
         elif ref.ends_with:
-            test = f"{mine}.endswith({theirs})"
-        return f"({mine} is not None and {theirs} is not None and {test})"
+            test = f"{mine.first}.endswith({theirs.first})"
+        assert mine.raw is not None and theirs.raw is not None
+        return f"({mine.raw.first} is not None and {theirs.raw.first} is not None and {test})"
 
     def _keyword(self, value: Any) -> str:
         """A value without a field: full-text search over the event's values (substring)."""
@@ -333,7 +359,7 @@ class Compiler:
     def _var(self, spec: Field, index: int, form: str) -> Operand:
         """Where a field's value (``raw``) or its lower-cased text (``low``) is read from.
 
-        Cheap fields become prelude variables; costly ones are computed where used, into ``t_``.
+        Cheap fields become variables assigned once; costly ones are computed where used (``t_``).
         """
         expr = spec.exprs[index]
         if spec.costly:
@@ -341,15 +367,15 @@ class Compiler:
             return Operand(f"(t_ := {computed})", "t_")
         name = self._vars.get((expr, form))
         if name is None:
+            name = f"{form[0]}{len(self._vars)}"
             if form == "raw":
-                name = f"r{len(self._var_code)}"
                 self._var_code[name] = expr
             else:
-                raw = self._var(spec, index, "raw").first
-                name = "l" + raw[1:]
-                text = raw if spec.kind == "str" else f"str({raw})"
-                self._var_code[name] = f"{text}.lower() if {raw} is not None else None"
+                text = "v_" if spec.kind == "str" else "str(v_)"
+                self._var_code[name] = f"{text}.lower() if (v_ := {expr}) is not None else ''"
             self._vars[(expr, form)] = name
+        if form == "low":
+            return Operand(name, name, False, self._var(spec, index, "raw"))
         return Operand(name, name)
 
     def _constant(self, value: Any) -> str:
@@ -365,18 +391,23 @@ class Compiler:
 def _string_test(value: Operand, parts: list[Any], cased: bool, constants: dict[str, Any]) -> str:
     """Python test of a Sigma string pattern (wildcards ``*`` and ``?``) against ``value``."""
     first, again = value.first, value.again
+    guard = f"{first} is not None and " if value.maybe_none else ""
+    after = again if value.maybe_none else first
     texts = [p if cased else p.lower() for p in parts if isinstance(p, str)]
     star = SpecialChars.WILDCARD_MULTI
     if not any(isinstance(p, SpecialChars) for p in parts):
-        return f"{first} == {''.join(texts)!r}"
-    if parts == [star]:
-        return f"({first} is not None)"
+        literal = "".join(texts)
+        if literal == "" and value.raw is not None:  # empty, not missing
+            return f"({value.raw.first} is not None and {first} == '')"
+        return f"{first} == {literal!r}"
+    if all(p == star for p in parts):
+        return f"({(value.raw or value).first} is not None)"
     if len(parts) == 2 and parts[0] == star and isinstance(parts[1], str):
-        return f"({first} is not None and {again}.endswith({texts[0]!r}))"
+        return f"({guard}{after}.endswith({texts[0]!r}))"
     if len(parts) == 2 and parts[1] == star and isinstance(parts[0], str):
-        return f"({first} is not None and {again}.startswith({texts[0]!r}))"
+        return f"({guard}{after}.startswith({texts[0]!r}))"
     if len(parts) == 3 and parts[0] == star == parts[2] and isinstance(parts[1], str):
-        return f"({first} is not None and {texts[0]!r} in {again})"
+        return f"({guard}{texts[0]!r} in {after})"
     regex = "".join(
         ".*"
         if p == star
@@ -387,7 +418,108 @@ def _string_test(value: Operand, parts: list[Any], cased: bool, constants: dict[
     )
     name = f"_k{len(constants)}"
     constants[name] = re.compile(regex, re.DOTALL)
-    return f"({first} is not None and {name}.fullmatch({again}) is not None)"
+    return f"({guard}{name}.fullmatch({after}) is not None)"
+
+
+class _Expr(NamedTuple):
+    """A compiled (sub)condition: its code, the event kinds it admits, its AND-ed terms."""
+
+    code: str
+    keys: KeySet
+    terms: list[str]
+
+
+def _leaf(code: str, keys: KeySet = None) -> _Expr:
+    return _Expr(code, keys, [code])
+
+
+TRUE = _Expr("True", None, [])
+FALSE = _Expr("False", frozenset(), ["False"])
+_KEYWORD = object()  # the group of keyword (field-less) items
+
+
+def _all_of(parts: list[_Expr]) -> _Expr:
+    """AND, with constants folded: a False term makes it False, True terms drop out."""
+    if any(part.code == FALSE.code for part in parts):
+        return FALSE
+    parts = [part for part in parts if part.code != TRUE.code]
+    if not parts:
+        return TRUE
+    keys: KeySet = None
+    for part in parts:
+        keys = intersect(keys, part.keys)
+    terms = [term for part in parts for term in part.terms]
+    code = terms[0] if len(terms) == 1 else "(" + " and ".join(terms) + ")"
+    return _Expr(code, keys, terms)
+
+
+def _any_of(parts: list[_Expr]) -> _Expr:
+    """OR, with constants folded: a True part makes it True, False parts drop out."""
+    if any(part.code == TRUE.code for part in parts):
+        return TRUE
+    parts = [part for part in parts if part.code != FALSE.code]
+    if not parts:
+        return FALSE
+    if len(parts) == 1:
+        return parts[0]
+    keys: KeySet = frozenset()
+    for part in parts:
+        keys = _union(keys, part.keys)
+    return _leaf("(" + " or ".join(part.code for part in parts) + ")", keys)
+
+
+class _Emitter:
+    """Writes the body of a matcher function: nested tests, field variables assigned once."""
+
+    def __init__(self, var_code: dict[str, str]) -> None:
+        self.var_code = var_code
+        self.lines: list[str] = []
+        self.assigned: set[str] = set()  # assigned somewhere above (maybe on another branch)
+        self.guarded: set[str] = set()  # assigned under a guard: initialised to _UNSET first
+
+    def emit(self, entries: list[tuple[int, list[str]]], depth: int, computed: set[str]) -> None:
+        pad = "    " * depth
+        computed = set(computed)  # what a nested block computes is unknown after it
+        while entries:
+            counts = Counter(term for _, terms in entries for term in set(terms))
+            shared = max(counts, key=lambda t: (counts[t], "t_ :=" not in t, -len(t)), default="")
+            if counts.get(shared, 0) < 2:
+                break
+            self.assign(shared, pad, computed)
+            self.lines.append(f"{pad}if {shared}:")
+            inner = [
+                (i, [t for t in terms if t != shared]) for i, terms in entries if shared in terms
+            ]
+            self.emit(inner, depth + 1, computed)
+            entries = [(i, terms) for i, terms in entries if shared not in terms]
+        for index, terms in entries:  # one nested test per term: fields read only when needed
+            inner, known = pad, set(computed)
+            for term in terms:
+                self.assign(term, inner, known)
+                self.lines.append(f"{inner}if {term}:")
+                inner += "    "
+            self.lines.append(f"{inner}hits.append({index})")
+
+    def assign(self, code: str, pad: str, computed: set[str]) -> set[str]:
+        """Assign the field variables ``code`` reads that this branch has not computed yet."""
+        for name in dict.fromkeys(_VARIABLE.findall(code)):
+            if name not in self.var_code or name in computed:
+                continue
+            value = self.var_code[name]
+            if name in self.assigned:  # computed on an earlier branch, perhaps
+                self.guarded.add(name)
+                self.lines.append(f"{pad}if {name} is _UNSET:")
+                self.lines.append(f"{pad}    {name} = {value}")
+            else:
+                self.lines.append(f"{pad}{name} = {value}")
+                self.assigned.add(name)
+            computed.add(name)
+        return computed
+
+
+def _is_bare_name(value: Any) -> bool:
+    """A share written without its UNC prefix: a plain string with no backslash."""
+    return type(value) is SigmaString and not any(isinstance(p, str) and "\\" in p for p in value.s)
 
 
 def _star_around(parts: list[Any]) -> list[Any]:
@@ -466,7 +598,7 @@ def _num(value: Any) -> int | float | None:
     return _parse_int(str(value)) if value is not None else None
 
 
-@cache
+@lru_cache(maxsize=4096)  # addresses come from the wire: bounded
 def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(text)

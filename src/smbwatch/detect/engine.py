@@ -127,16 +127,11 @@ class Detector:
 
     def _matcher_source(self, key: Key) -> tuple[str, bool]:
         chosen = [
-            (i, rule.compiled.code)
+            (i, rule.compiled.terms)
             for i, rule in enumerate(self._rules)
             if rule.compiled is not None and admits(rule.compiled.keys, key)
         ]
-        prelude = self._ruleset.compiler.prelude([code for _, code in chosen])
-        lines = ["def _matcher(e):", *(f"    {line}" for line in prelude), "    hits = []"]
-        for i, code in chosen:
-            lines += [f"    if {code}:", f"        hits.append({i})"]
-        lines.append("    return hits")
-        return "\n".join(lines) + "\n", bool(chosen)
+        return self._ruleset.compiler.matcher_source(chosen), bool(chosen)
 
     def _record(self, index: int, event: SmbEvent) -> None:
         rule = self._rules[index]

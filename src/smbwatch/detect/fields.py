@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from smbwatch.events import FIELD_NAMES, SmbEvent, share_class
@@ -125,10 +125,8 @@ _CONTRACT_KINDS: dict[str, str] = {
 }
 _TEXT_FIELDS = {"session_id", "access_list", "delete_on_close", "encrypted", "rpc_args"}
 
-_EVENT_ID = _f("_event_id(e)", "int")
+_EVENT_ID = _f("(e.event_code if e.source == 'host' else _NETWORK_EVENT_IDS.get(e.action))", "int")
 _SHARE_NAME = _f("_share_unc(e)")
-# Windows logs ``\\*\ADMIN$``, some rules expect ``ADMIN$``: a rule's ShareName matches either.
-_SHARE_NAME_EITHER = Field(("_share_unc(e)", "e.share_name"), "str")
 _TARGET = _f("(e.path if e.path is not None else e.pipe)")
 _ACCESS_MASK = _f("_hex(e.access_mask)")
 _ACCESS_LIST = _f("_access_list(_effective_access(e))", costly=True)
@@ -140,7 +138,7 @@ _SRC_PORT = _f("e.src_port", "int")
 # Names used by Windows event logs (Security 5140/5145/4624/4697, System 7045).
 WINDOWS_FIELDS: dict[str, Field] = {
     "EventID": _EVENT_ID,
-    "ShareName": _SHARE_NAME_EITHER,
+    "ShareName": _f("_share_unc(e)"),  # a bare 'ADMIN$' in a rule: share_name (compiler)
     "ShareLocalPath": _f("e.share_path"),
     "RelativeTargetName": _TARGET,
     "AccessMask": _ACCESS_MASK,
@@ -227,12 +225,6 @@ def lookup(name: str, zeek: bool = False) -> Field | None:
 
 
 # Helpers the field expressions call; the compiled rules and the getters share this namespace.
-def _event_id(e: SmbEvent) -> int | None:
-    if e.source == "host":
-        return e.event_code
-    return NETWORK_EVENT_IDS.get(e.action)
-
-
 def _share_unc(e: SmbEvent) -> str | None:
     """The share as Windows logs it: as seen on host events, ``\\\\*\\NAME`` for the wire's."""
     if e.share_name and (e.source != "host" or e.share is None):
@@ -259,7 +251,7 @@ def _map_generic(mask: int) -> int:
     return mask
 
 
-@cache
+@lru_cache(maxsize=4096)  # masks come from the wire: bounded
 def _access_list(mask: int | None) -> str | None:
     """AccessList as Windows writes it (``%%4417``) followed by the rendered names."""
     if mask is None:
@@ -286,7 +278,7 @@ def _rpc_arg(args: Any, key: str) -> Any:
 
 
 NAMESPACE: dict[str, Any] = {
-    "_event_id": _event_id,
+    "_NETWORK_EVENT_IDS": NETWORK_EVENT_IDS,
     "_share_unc": _share_unc,
     "_hex": _hex,
     "_effective_access": _effective_access,

@@ -271,14 +271,19 @@ def _compile_detection(sigma: SigmaRule, compiler: Compiler, zeek: bool) -> Comp
     parts = [
         compiler.compile(condition.parsed, zeek) for condition in sigma.detection.parsed_condition
     ]
-    code = parts[0].code if len(parts) == 1 else "(" + " or ".join(p.code for p in parts) + ")"
-    keys = parts[0].keys
-    for part in parts[1:]:
-        keys = None if keys is None or part.keys is None else keys | part.keys
+    compiled = parts[0]
+    if len(parts) > 1:  # several conditions (deprecated Sigma): any of them
+        keys = parts[0].keys
+        for part in parts[1:]:
+            keys = None if keys is None or part.keys is None else keys | part.keys
+        code = "(" + " or ".join(part.code for part in parts) + ")"
+        warnings = list(dict.fromkeys(w for part in parts for w in part.warnings))
+        compiled = Compiled([code], keys, warnings)
     if zeek:
-        keys = intersect(keys, ZEEK_LOG_KEYS.get((sigma.logsource.service or "").lower()))
-    warnings = [w for part in parts for w in part.warnings]
-    return Compiled(code, keys, list(dict.fromkeys(warnings)))
+        compiled.keys = intersect(
+            compiled.keys, ZEEK_LOG_KEYS.get((sigma.logsource.service or "").lower())
+        )
+    return compiled
 
 
 def _metadata(sigma: SigmaRule | SigmaCorrelationRule, origin: str) -> dict[str, Any]:
