@@ -126,20 +126,20 @@ def test_improved_rule_on_psexec_sees_every_write_access() -> None:
     assert [e["source_ref"] for e in by_path["cmd.exe"]["evidence"]] == [15, 16]  # 0x17019f, 0x2
 
 
-def test_service_installed_after_network_logon_on_psexec() -> None:
-    (alert,) = alerts_of("Network Logon Followed by a Service Installation", PSEXEC_EVTX)
-    assert alert["server"] == "srvdefender01.offsec.lan"
-    assert alert["user"] == "admmig"
-    assert "from 10.23.42.22" in alert["message"]
-    assert "PSEXESVC (%SystemRoot%\\PSEXESVC.exe)" in alert["message"]
-    assert alert["evidence"][-1]["source_ref"] == 10  # the 4697
-    assert alert["evidence"][0]["source_ref"] == 1  # the first type-3 logon
+def test_service_installed_by_a_network_logon_session_on_psexec() -> None:
+    (alert,) = alerts_of("Service Installed by a Network Logon Session", PSEXEC_EVTX)
+    assert (alert["server"], alert["session_id"]) == ("srvdefender01.offsec.lan", "0x1376020")
+    assert alert["message"] == (
+        "admmig logged on to srvdefender01.offsec.lan from 10.23.42.22 and installed service "
+        "PSEXESVC (%SystemRoot%\\PSEXESVC.exe)"
+    )
+    assert [e["source_ref"] for e in alert["evidence"]] == [8, 10]  # its 4624, then the 4697
 
 
 def test_building_blocks_of_a_correlation_raise_no_alert_of_their_own() -> None:
     titles = {a["title"] for a in detect(evtx_events(PSEXEC_EVTX), builtin())}
     assert "Network Logon From a Remote Address" not in titles
-    assert "Service Installed" not in titles
+    assert "Service Installed (4697)" not in titles
 
 
 def test_pipe_rules_on_host_logs() -> None:

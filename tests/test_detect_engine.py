@@ -294,8 +294,8 @@ def test_temporal_ordered_correlation(tmp_path: Path) -> None:
     pairs = [[e["source_ref"] for e in a["evidence"]] for a in detect(PSEXEC, in_order)]
     assert sorted(pairs) == [[2, 3], [13, 14]]  # ADMIN$ then PSEXESVC.exe; IPC$ then its pipe
     reversed_order = correlation(tmp_path, rules="share_access, share_connect", **common)
-    (alert,) = detect(PSEXEC, reversed_order)  # an access (3), then the IPC$ connect (13)
-    assert [e["source_ref"] for e in alert["evidence"]] == [3, 13]
+    (alert,) = detect(PSEXEC, reversed_order)  # the last access (4) before the IPC$ connect (13)
+    assert [e["source_ref"] for e in alert["evidence"]] == [4, 13]
     assert detect([ADMIN_CONNECT], in_order) == []
 
 

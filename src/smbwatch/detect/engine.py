@@ -206,23 +206,24 @@ def _windows(
 def _ordered(
     entries: list[tuple[int, int, SmbEvent]], span: int, n: int
 ) -> Iterable[list[tuple[int, int, SmbEvent]]]:
-    """Sequences of the referenced rules in order (rule 1, then 2, ...) within ``span``."""
-    i = 0
-    while i < len(entries):
-        if entries[i][1] != 0:
-            i += 1
-            continue
-        chosen, want, j = [entries[i]], 1, i + 1
-        while j < len(entries) and want < n and entries[j][0] - entries[i][0] <= span:
-            if entries[j][1] == want:
-                chosen.append(entries[j])
-                want += 1
-            j += 1
-        if want == n:
-            yield chosen
-            i = j
+    """Sequences of the referenced rules in order (rule 1, then 2, ...) within ``span``.
+
+    ``chains[k]`` is the partial sequence through rule k+1 that started latest, so a sequence
+    shows the last logon before a service installation, not the first of the day.
+    """
+    chains: list[list[tuple[int, int, SmbEvent]] | None] = [None] * n
+    for entry in entries:
+        time, position, _ = entry
+        if position == 0:
+            chains[0] = [entry]
         else:
-            i += 1
+            before = chains[position - 1]
+            if before is None or time - before[0][0] > span:
+                continue
+            chains[position] = [*before, entry]
+        if chains[n - 1] is not None:
+            yield chains[n - 1]
+            chains = [None] * n
 
 
 def _compare(condition: SigmaCorrelationCondition, count: int) -> bool:
