@@ -384,3 +384,26 @@ def test_rules_are_compiled_once_per_event_kind(tmp_path: Path) -> None:
     assert "hits.append(0)" in detector.generated_source(("network", "write"))
     detector.feed_all(PSEXEC)
     assert set(detector._matchers) == {(e.source, e.action) for e in PSEXEC}
+
+
+def test_improved_rule_on_the_wire(tmp_path: Path) -> None:
+    """The improved rule sees a CREATE with write access, a WRITE, a rename to an executable
+    name and a PE written under any name (real records turned into their wire equivalents)."""
+    improved = load_rules()
+    malwr = next(e for e in evtx_events(FILE_COPY_EVTX) if e.source_ref == 826)  # C$, 0x17019f
+
+    def titles(event: SmbEvent) -> set[str]:
+        return {a["title"] for a in detect([event], improved)}
+
+    name = "Executable Written to an Administrative Share"
+    assert name in titles(as_network(malwr, "create"))
+    assert name in titles(as_network(replace(malwr, access_mask=0x40000000), "create"))
+    assert name not in titles(as_network(replace(malwr, access_mask=0x120089), "open"))
+    write = replace(as_network(malwr, "write"), access_mask=None, bytes=4096, offset=0)
+    assert name in titles(write)
+    text_pe = replace(write, path="notes.txt", magic="PE")
+    assert name in titles(text_pe)
+    assert name not in titles(replace(text_pe, magic=None))
+    assert name not in titles(replace(text_pe, share_name="DATA", share="\\\\PC01\\DATA"))
+    renamed = replace(as_network(malwr, "rename"), path="x.tmp", new_path="Windows\\x.scr")
+    assert name in titles(renamed)
