@@ -14,8 +14,10 @@ expression) compiles to ``False`` and is reported once, naming the rule and the 
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import re
+import tokenize
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -70,7 +72,6 @@ _RE_FLAGS = {
 }
 _EAGER_READERS = 3  # a field this many rules read is read once when the matcher starts
 _UNSET = object()  # a field variable not computed yet on this path
-_VARIABLE = re.compile(r"\b[rl]\d+\b")
 _EVENT_ID_EXPR = fields.WINDOWS_FIELDS["EventID"].exprs
 _ACTION_EXPR = fields.CONTRACT_FIELDS["action"].exprs
 
@@ -135,9 +136,7 @@ class Compiler:
         test first needs it, once, so an event pays for the rules that concern it.
         """
         emitter = _Emitter(self._var_code)
-        readers = Counter(
-            name for _, terms in entries for name in set(_VARIABLE.findall(" ".join(terms)))
-        )
+        readers = Counter(name for _, terms in entries for name in set(_names(" and ".join(terms))))
         everywhere = {name for name, count in readers.items() if count >= _EAGER_READERS}
         emitter.emit(entries, 1, emitter.assign(" ".join(sorted(everywhere)), "    ", set()))
         head = ["def _matcher(e):", "    hits = []"]
@@ -502,7 +501,7 @@ class _Emitter:
 
     def assign(self, code: str, pad: str, computed: set[str]) -> set[str]:
         """Assign the field variables ``code`` reads that this branch has not computed yet."""
-        for name in dict.fromkeys(_VARIABLE.findall(code)):
+        for name in _names(code):
             if name not in self.var_code or name in computed:
                 continue
             value = self.var_code[name]
@@ -515,6 +514,12 @@ class _Emitter:
                 self.assigned.add(name)
             computed.add(name)
         return computed
+
+
+def _names(code: str) -> tuple[str, ...]:
+    """The names a piece of generated code reads, in order (never text inside its literals)."""
+    tokens = tokenize.generate_tokens(io.StringIO(code).readline)
+    return tuple(dict.fromkeys(t.string for t in tokens if t.type == tokenize.NAME))
 
 
 def _is_bare_name(value: Any) -> bool:
