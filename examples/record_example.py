@@ -1,6 +1,6 @@
 """Record examples/lateral-movement.pcap: a PsExec-style story played against a real Samba server.
 
-Run as root (``sudo /work/venv/bin/python examples/record_example.py``) with the tools of
+Run as root (``sudo python3 examples/record_example.py``, stdlib only) with the tools of
 scripts/install-test-deps.sh. The workstation WKSTN01 (10.45.0.20) works against the file server
 FILESRV (10.45.0.10) as LAB\\Administrator, every step a real Samba client (tests/lab.py):
 

@@ -5,10 +5,10 @@
 # Idempotent: does nothing when every tool is already there.
 set -eu
 
-# tool:package, one per tool the lab runs (tests/lab.py TOOLS, plus tshark and file)
-NEEDED="smbd:samba smbpasswd:samba-common-bin net:samba-common-bin testparm:samba-common-bin
+# tool:package for every tool the lab runs (tests/lab.py TOOLS) and tshark and file(1)
+NEEDED="smbd:samba smbpasswd:samba-common-bin net:samba-common-bin
 smbclient:smbclient rpcclient:smbclient tcpdump:tcpdump tshark:tshark ethtool:ethtool
-ip:iproute2 ss:iproute2 file:file"
+ip:iproute2 ss:iproute2 taskset:util-linux file:file"
 
 missing=""
 for pair in $NEEDED; do

@@ -8,7 +8,9 @@ give the capture distinct client and server addresses, as on a real network.
 
 The link has an MTU of 1500 and segmentation, receive and checksum offloads off, so frames are at
 most 1514 bytes and carry valid TCP checksums, like an Ethernet capture (not 64 KiB loopback
-super-frames).
+super-frames). Server, clients and tcpdump run on one CPU: veth queues packets per sending CPU, so
+a sender spread over two CPUs gets its segments reordered, and the capture fills with out-of-order
+segments and retransmissions that a real switched network would rarely show.
 
 Everything lives in one work directory (configs, passdb, state, logs, share roots). On exit, also on
 failure, smbd and whatever is left in the namespaces is killed by pid and the namespaces deleted.
@@ -68,7 +70,11 @@ DIALECT_REVISION: dict[str, int] = {
     "SMB3_11": 0x0311,
 }
 
-TOOLS = ("ip", "ss", "ethtool", "smbd", "smbpasswd", "smbclient", "rpcclient", "net", "tcpdump")
+#: What the lab runs (scripts/install-test-deps.sh installs them; taskset is in util-linux).
+TOOLS = (
+    "ip", "ss", "ethtool", "taskset", "tcpdump",
+    "smbd", "smbpasswd", "smbclient", "rpcclient", "net",
+)  # fmt: skip
 SHARES = ("ADMIN$", "data", "secret")  # and IPC$, which Samba always offers
 WORKGROUP = "LAB"
 SERVER_NAME = "FILESRV"
@@ -166,6 +172,8 @@ class SambaLab:
     ``workdir`` holds everything and must be short (Samba's unix sockets live below it); by default
     a fresh directory under /tmp is made and removed on stop. ``mtu=None`` and ``offloads=True``
     leave the veth link as the kernel made it (MTU 1500, offloads on: frames up to 64 KiB).
+    ``cpu`` is the one CPU everything runs on (by default one of ours, chosen by pid so parallel
+    labs spread out); ``cpu=None`` lets the scheduler choose, at the price of reordered segments.
     """
 
     def __init__(
@@ -176,7 +184,12 @@ class SambaLab:
         offloads: bool = False,
         user: str = USER,
         password: str = PASSWORD,
+        cpu: int | None | Literal["auto"] = "auto",
     ) -> None:
+        if cpu == "auto":
+            allowed = sorted(os.sched_getaffinity(0))
+            cpu = allowed[os.getpid() % len(allowed)]
+        self.cpu = cpu
         self.own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="smblab-")).resolve()
         if len(str(self.workdir)) > MAX_WORKDIR_LEN:
@@ -255,7 +268,7 @@ class SambaLab:
         With ``check`` a non-zero exit raises LabError carrying the command's output.
         """
         return _run(
-            ["ip", "netns", "exec", self.client_ns, *argv],
+            self._in(self.client_ns, argv),
             check=check,
             timeout=timeout,
             cwd=cwd or self.client_dir,
@@ -362,7 +375,7 @@ class SambaLab:
         """
         capture = Capture(Path(path).resolve())
         capture.path.parent.mkdir(parents=True, exist_ok=True)
-        argv = ["ip", "netns", "exec", self.server_ns, "tcpdump", "-i", self.interface, "-n"]
+        argv = self._in(self.server_ns, ["tcpdump", "-i", self.interface, "-n"])
         argv += ["-U", "--immediate-mode", "-B", "32768", "-s", str(snaplen), "-Z", "root"]
         argv += ["-w", str(capture.path), CAPTURE_FILTER]
         tcpdump = subprocess.Popen(
@@ -382,7 +395,8 @@ class SambaLab:
     # --- setup ---------------------------------------------------------------------------------
 
     def _write_configs(self) -> None:
-        for sub in ("private", "lock", "state", "cache", "pid", "ncalrpc", "client", "c"):
+        state = ("private", "lock", "state", "cache", "pid", "ncalrpc", "client-state")
+        for sub in (*state, "client"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         for share in SHARES:
             self.share_path(share).mkdir(parents=True, exist_ok=True)
@@ -432,10 +446,10 @@ smb encrypt = required
         self.client_conf.write_text(f"""[global]
 workgroup = {WORKGROUP}
 netbios name = {CLIENT_NAME}
-private dir = {d}/c
-lock directory = {d}/c
-state directory = {d}/c
-cache directory = {d}/c
+private dir = {d}/client-state
+lock directory = {d}/client-state
+state directory = {d}/client-state
+cache directory = {d}/client-state
 log file = {d}/client.log
 name resolve order = host
 client use kerberos = off
@@ -466,7 +480,7 @@ client use kerberos = off
         argv = ["smbd", "--foreground", "--no-process-group", "--debug-stdout", "--debuglevel=1"]
         with log:
             self._smbd = subprocess.Popen(
-                ["ip", "netns", "exec", self.server_ns, *argv, f"--configfile={self.server_conf}"],
+                self._in(self.server_ns, [*argv, f"--configfile={self.server_conf}"]),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -477,6 +491,11 @@ client use kerberos = off
             if self._smbd.poll() is not None or time.monotonic() > deadline:
                 raise LabError(f"smbd did not start:\n{self._logs()}")
             time.sleep(0.05)
+
+    def _in(self, ns: str, argv: Sequence[str]) -> list[str]:
+        """``argv`` run inside namespace ``ns``, on the lab's CPU."""
+        pin = ["taskset", "-c", str(self.cpu)] if self.cpu is not None else []
+        return ["ip", "netns", "exec", ns, *pin, *argv]
 
     def _listening(self, *ports: int) -> bool:
         out = _run(["ss", "-N", self.server_ns, "-Hltn"]).stdout

@@ -33,6 +33,7 @@ class MessageCounter:
     """A decoder that counts SMB2 headers (compound parts included) and SMB1 messages."""
 
     counts: dict[str, int]
+    wants_body = True
 
     def __init__(self, endpoints: object, diagnostics: Diagnostics) -> None:
         self.counts = COUNTS
@@ -62,7 +63,36 @@ class MessageCounter:
         return []
 
 
+class MessageSizes(MessageCounter):
+    """Sees only the start of each message; the rest is skipped by the TCP layer."""
+
+    wants_body = False
+
+    def wanted(self, from_client: bool, head: bytes, total_len: int) -> int:
+        return min(total_len, 100)
+
+    def message(self, from_client: bool, data: bytes, total: int, time: int, frame: int) -> list:
+        self.counts["messages"] += 1
+        self.counts["bytes"] += total
+        return []
+
+
 COUNTS: dict[str, int] = {}
+
+
+def message_sizes(path: Path, decoder: type = MessageSizes) -> tuple[int, int]:
+    """(messages, their total size) framed out of a capture."""
+    COUNTS.clear()
+    COUNTS.update(messages=0, bytes=0)
+    list(capture_events(str(path), Diagnostics(), decoders={0xFE: decoder, 0xFF: decoder}))
+    return COUNTS["messages"], COUNTS["bytes"]
+
+
+class FullMessageSizes(MessageSizes):
+    wants_body = True
+
+    def wanted(self, from_client: bool, head: bytes, total_len: int) -> int:
+        return total_len
 
 
 def count_messages(path: Path) -> tuple[dict[str, int], Diagnostics]:
@@ -74,7 +104,8 @@ def count_messages(path: Path) -> tuple[dict[str, int], Diagnostics]:
             str(path), diagnostics, decoders={0xFE: MessageCounter, 0xFF: MessageCounter}
         )
     )
-    assert events == []
+    # Only DCE/RPC straight over TCP produces events without an SMB decoder.
+    assert all(e.action == "rpc_call" and e.dst_port not in (139, 445) for e in events)
     return dict(COUNTS), diagnostics
 
 
@@ -111,6 +142,19 @@ def test_smb2_headers_match_tshark(shared_data: Path) -> None:
     for capture in shared_captures(shared_data):
         counts, _ = count_messages(capture)
         assert counts["smb2"] == tshark_smb2_headers(capture), capture
+
+
+def test_skipped_bodies_keep_framing(shared_data: Path, tmp_path: Path) -> None:
+    """Bodies the decoder does not want are skipped by the TCP layer: the framing is the same."""
+    captures = shared_captures(shared_data)
+    lossy = tmp_path / "lossy.pcap"
+    linktype, records = read_pcap_records(captures[4])
+    write_pcap(lossy, linktype, [r for i, r in enumerate(records) if i % 37 != 20])
+    for capture in captures:
+        assert message_sizes(capture) == message_sizes(capture, FullMessageSizes), capture
+    # A loss inside a skipped body keeps the framing in step, where a buffered message is lost.
+    skipped, buffered = message_sizes(lossy), message_sizes(lossy, FullMessageSizes)
+    assert skipped[0] >= buffered[0] > 0
 
 
 @pytest.fixture(scope="module")

@@ -67,16 +67,17 @@ def test_each_dialect_is_forced(lab: SambaLab, tmp_path: Path, dialect: str) -> 
     pcap = tmp_path / f"{dialect}.pcap"
     with lab.capture(pcap):
         lab.smbclient("data", "ls", protocol=dialect)
-    smb1 = tshark_fields(pcap, "smb", ["smb.cmd"])
-    smb2 = tshark_fields(pcap, "smb2.cmd == 0 && smb2.flags.response == 1", ["smb2.dialect"])
-    users = tshark_fields(pcap, "ntlmssp.auth.username", ["ntlmssp.auth.username"])
-    assert users == [(lab.user,)]
+    fields = ["smb.cmd", "smb.flags.response", "smb2.cmd", "smb2.flags.response", "smb2.dialect"]
+    rows = tshark_fields(pcap, "smb or smb2", [*fields, "ntlmssp.auth.username"])
+    smb1 = [row for row in rows if row[0]]
+    smb1_negotiated = [row for row in smb1 if row[0].startswith("0x72") and row[1] == "1"]
+    smb2_negotiated = [row[4] for row in rows if row[2] == "0" and row[3] == "1"]
+    assert [row[5] for row in rows if row[5]] == [lab.user]
     if dialect == "NT1":
-        negotiate = tshark_fields(pcap, "smb.cmd == 0x72 && smb.flags.response == 1", ["smb.cmd"])
-        assert len(negotiate) == 1
-        assert smb2 == []
+        assert len(smb1_negotiated) == 1
+        assert smb2_negotiated == [] and len(smb1) == len(rows)
     else:
-        assert smb2 == [(f"0x{DIALECT_REVISION[dialect]:04x}",)]
+        assert smb2_negotiated == [f"0x{DIALECT_REVISION[dialect]:04x}"]
         assert smb1 == []
 
 
@@ -92,8 +93,8 @@ def test_encrypted_session_shows_only_transform_headers(lab: SambaLab, tmp_path:
     assert len(transformed) > 5
     on_the_wire = tshark_fields(pcap, "tcp.payload contains fd:53:4d:42", ["frame.number"])
     assert len(on_the_wire) >= len(transformed)
-    assert tshark_fields(pcap, 'smb2.filename contains "payroll"', ["frame.number"]) == []
-    assert tshark_fields(pcap, 'frame contains "confidential"', ["frame.number"]) == []
+    in_clear = 'smb2.filename contains "payroll" or frame contains "confidential"'
+    assert tshark_fields(pcap, in_clear, ["frame.number"]) == []
 
 
 def test_frames_fit_ethernet_with_valid_checksums(lab: SambaLab, tmp_path: Path) -> None:
@@ -107,6 +108,8 @@ def test_frames_fit_ethernet_with_valid_checksums(lab: SambaLab, tmp_path: Path)
     bad = tshark_fields(pcap, "tcp.checksum.status == 0", ["frame.number"], *checksum)
     good = tshark_fields(pcap, "tcp.checksum.status == 1", ["frame.number"], *checksum)
     assert bad == [] and len(good) == len(lengths)
+    # one CPU for the whole lab: veth does not reorder segments
+    assert tshark_fields(pcap, "tcp.analysis.out_of_order", ["frame.number"]) == []
     assert (lab.client_dir / "big.back").read_bytes() == (lab.client_dir / "big.bin").read_bytes()
 
 
@@ -170,6 +173,37 @@ def _running(pid: str) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def test_failing_smbd_start_raises_with_its_log(lab: SambaLab) -> None:
+    # a second smbd on the same state directories refuses to run beside the first
+    with pytest.raises(LabError, match="smbd did not start(.|\n)*already running"):
+        SambaLab(lab.workdir).start()
+    assert lab.smbclient("data", "ls").returncode == 0  # the first one is untouched
+
+
 def test_missing_tool_fails_loudly() -> None:
     with pytest.raises(LabError, match="smbwatch-no-such-tool.*install-test-deps"):
         require_tools(["smbwatch-no-such-tool"])
+
+
+def test_example_capture_tells_its_story() -> None:
+    """examples/lateral-movement.pcap (committed) holds what examples/README.md says."""
+    pcap = Path(__file__).resolve().parents[1] / "examples" / "lateral-movement.pcap"
+    assert pcap.stat().st_size < 1 << 20
+    frames = tshark_fields(
+        pcap,
+        "smb2 or smb",
+        ["frame.len", "smb2.cmd", "smb2.filename", "smb2.tree", "smb2.nt_status", "smb.cmd"],
+    )
+    filenames = {row[2] for row in frames}
+    assert {"psexesvc.exe", "invoice.txt", "report.docx", "old.log", "notes.tmp"} <= filenames
+    assert {"srvsvc", "svcctl", "winreg"} <= filenames
+    assert any(row[3].endswith("\\ADMIN$") for row in frames)
+    assert any(STATUS_LOGON_FAILURE in row[4] for row in frames)
+    assert any(row[5] for row in frames)  # an SMB1 session
+    renamed = tshark_fields(pcap, "smb2.cmd == 17 && smb2.flags.response == 0", ["smb2.filename"])
+    assert ("archived.log",) in renamed  # SET_INFO FileRenameInformation
+    created = tshark_fields(pcap, "svcctl.opnum == 12", ["svcctl.binarypathname"])
+    assert created == [(r"%SystemRoot%\PSEXESVC.exe",)]
+    assert tshark_fields(pcap, "smb2.header.transform.flags.encrypted == 1", ["frame.number"])
+    lengths = tshark_fields(pcap, "frame", ["frame.len"])
+    assert max(int(n) for (n,) in lengths) <= 1514

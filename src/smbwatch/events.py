@@ -66,6 +66,7 @@ class SmbEvent:
     pipe: str | None = None
     rpc_interface: str | None = None
     rpc_operation: str | None = None
+    rpc_opnum: int | None = None
     rpc_status: str | None = None
     rpc_args: dict[str, Any] | None = None
     magic: str | None = None  # PE, ELF, script, ...

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from smbwatch.capture.link import tcp_segment
+from smbwatch.capture.link import SMB_PORTS, tcp_segment
 from smbwatch.capture.pcap import CaptureError, capture_format, open_maybe_gzip, read_packets
-from smbwatch.capture.tcp import TcpReassembler
+from smbwatch.capture.tcp import StreamConsumer, TcpReassembler
+from smbwatch.dcerpc.transport import RpcTcpConnection
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.smb.endpoint import Endpoints
@@ -88,14 +89,17 @@ def capture_events(
     if source_format is None:
         source_format = sniff_format(path) or "pcap"
 
-    def connection(client: str, client_port: int, server: str, server_port: int) -> SmbConnection:
+    def connection(client: str, client_port: int, server: str, server_port: int) -> StreamConsumer:
         endpoints = Endpoints(client, client_port, server, server_port, source_format, path)
-        return SmbConnection(endpoints, diagnostics, decoders, out)
+        if server_port in SMB_PORTS:
+            return SmbConnection(endpoints, diagnostics, decoders, out)
+        return RpcTcpConnection(endpoints, diagnostics, out)
 
     reassembler = TcpReassembler(connection, diagnostics)
     segment = reassembler.segment
+    rpc_flows: set[bytes] = set()
     for frame, time, linktype, data in packets:
-        seg = tcp_segment(linktype, data, diagnostics)
+        seg = tcp_segment(linktype, data, diagnostics, rpc_flows)
         if seg is None:
             continue
         segment(seg, time, frame)

@@ -32,16 +32,47 @@ BSD_AF_INET6 = frozenset((10, 24, 28, 30))  # Linux, NetBSD/OpenBSD, FreeBSD, ma
 IPV6_EXTENSIONS = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
 IPV6_FRAGMENT = 44
 PROTO_TCP = 6
+DCERPC_BIND = b"\x05\x00\x0b"  # rpc_vers 5, rpc_vers_minor 0, PTYPE bind
+MAX_RPC_FLOWS = 1 << 17
 
 _u16 = struct.Struct("!H").unpack_from
 _tcp = struct.Struct("!HHIIH").unpack_from
+_ipv4_header = struct.Struct("!BxHxxHxB").unpack_from  # version/IHL, length, fragment, protocol
 
-# (client/server address bytes, ports, sequence number, TCP flags, payload, bytes the capture cut)
-Segment = tuple[bytes, bytes, int, int, int, int, bytes, int]
+# (flow key, ports, sequence number, TCP flags, payload, bytes the capture's snap length cut).
+# The key is the source and destination addresses followed by the two ports as they stand in the
+# TCP header: one bytes object that identifies the direction of a connection.
+Segment = tuple[bytes, int, int, int, int, bytes, int]
 
 
-def tcp_segment(linktype: int, frame: bytes, diagnostics: Diagnostics) -> Segment | None:
-    """The TCP segment in ``frame`` if it is to or from an SMB port, else None."""
+def tcp_segment(
+    linktype: int, frame: bytes, diagnostics: Diagnostics, rpc_flows: set[bytes]
+) -> Segment | None:
+    """The TCP segment in ``frame`` if it is SMB (port 445/139) or DCE/RPC over TCP, else None.
+
+    DCE/RPC over TCP runs on dynamic ports: a flow whose payload starts with a DCE/RPC BIND is
+    added to ``rpc_flows`` (both directions) and kept from then on.
+    """
+    if linktype == LINKTYPE_ETHERNET and frame[12:14] == b"\x08\x00" and len(frame) >= 54:
+        # The common case, Ethernet + IPv4 + TCP, without a function call per layer.
+        version_ihl, total_len, fragment, protocol = _ipv4_header(frame, 14)
+        if protocol != PROTO_TCP or fragment & 0x3FFF or version_ihl != 0x45 or total_len < 40:
+            return _ipv4(frame, 14, diagnostics, rpc_flows) if protocol == PROTO_TCP else None
+        source_port, destination_port, seq, _, offset_flags = _tcp(frame, 34)
+        start, end = 34 + (offset_flags >> 12) * 4, 14 + total_len
+        if (
+            source_port not in SMB_PORTS
+            and destination_port not in SMB_PORTS
+            and not _is_rpc(frame, start, frame[26:38], rpc_flows)
+        ):
+            return None
+        if start > end:
+            return None
+        payload = frame[start:end]
+        return (
+            frame[26:38], source_port, destination_port, seq, offset_flags & 0x3F, payload,
+            end - start - len(payload),
+        )  # fmt: skip
     if linktype == LINKTYPE_ETHERNET:
         if len(frame) < 14:
             return None
@@ -76,13 +107,15 @@ def tcp_segment(linktype: int, frame: bytes, diagnostics: Diagnostics) -> Segmen
         diagnostics.warn("unsupported_link_type", f"link type {linktype}")
         return None
     if ethertype == ETHERTYPE_IPV4:
-        return _ipv4(frame, offset, diagnostics)
+        return _ipv4(frame, offset, diagnostics, rpc_flows)
     if ethertype == ETHERTYPE_IPV6:
-        return _ipv6(frame, offset, diagnostics)
+        return _ipv6(frame, offset, diagnostics, rpc_flows)
     return None
 
 
-def _ipv4(frame: bytes, offset: int, diagnostics: Diagnostics) -> Segment | None:
+def _ipv4(
+    frame: bytes, offset: int, diagnostics: Diagnostics, rpc_flows: set[bytes]
+) -> Segment | None:
     if len(frame) < offset + 20 or frame[offset + 9] != PROTO_TCP or frame[offset] >> 4 != 4:
         return None
     header_len = (frame[offset] & 0x0F) * 4
@@ -97,11 +130,13 @@ def _ipv4(frame: bytes, offset: int, diagnostics: Diagnostics) -> Segment | None
     end = offset + total_len if total_len else len(frame)  # 0: segmentation offload on capture
     return _tcp_segment(
         frame, offset + header_len, end, frame[offset + 12 : offset + 16],
-        frame[offset + 16 : offset + 20],
+        frame[offset + 16 : offset + 20], rpc_flows,
     )  # fmt: skip
 
 
-def _ipv6(frame: bytes, offset: int, diagnostics: Diagnostics) -> Segment | None:
+def _ipv6(
+    frame: bytes, offset: int, diagnostics: Diagnostics, rpc_flows: set[bytes]
+) -> Segment | None:
     if len(frame) < offset + 40:
         return None
     next_header = frame[offset + 6]
@@ -110,7 +145,7 @@ def _ipv6(frame: bytes, offset: int, diagnostics: Diagnostics) -> Segment | None
     pos = offset + 40
     for _ in range(8):  # bounded walk over extension headers
         if next_header == PROTO_TCP:
-            return _tcp_segment(frame, pos, end, source, destination)
+            return _tcp_segment(frame, pos, end, source, destination, rpc_flows)
         if next_header == IPV6_FRAGMENT:
             if len(frame) >= pos + 8 and _u16(frame, pos + 2)[0] & 0xFFF8 == 0:
                 _count_fragment(frame, pos + 8, diagnostics)
@@ -130,18 +165,35 @@ def _count_fragment(frame: bytes, pos: int, diagnostics: Diagnostics) -> None:
 
 
 def _tcp_segment(
-    frame: bytes, pos: int, end: int, source: bytes, destination: bytes
+    frame: bytes, pos: int, end: int, source: bytes, destination: bytes, rpc_flows: set[bytes]
 ) -> Segment | None:
     if len(frame) < pos + 20:
         return None
     source_port, destination_port, seq, _, offset_flags = _tcp(frame, pos)
-    if source_port not in SMB_PORTS and destination_port not in SMB_PORTS:
-        return None
     start = pos + (offset_flags >> 12) * 4
+    key = source + destination + frame[pos : pos + 4]
+    if (
+        source_port not in SMB_PORTS
+        and destination_port not in SMB_PORTS
+        and not _is_rpc(frame, start, key, rpc_flows)
+    ):
+        return None
     if start > end:
         return None
     payload = frame[start:end]
     cut = end - start - len(payload)  # bytes the capture's snap length left out
-    return (
-        source, destination, source_port, destination_port, seq, offset_flags & 0x3F, payload, cut,
-    )  # fmt: skip
+    return key, source_port, destination_port, seq, offset_flags & 0x3F, payload, cut
+
+
+def _is_rpc(frame: bytes, start: int, key: bytes, rpc_flows: set[bytes]) -> bool:
+    """Is this a DCE/RPC over TCP flow: known, or starting with a BIND (version 5.0, NDR)?"""
+    if key in rpc_flows:
+        return True
+    if frame[start : start + 3] != DCERPC_BIND or frame[start + 4 : start + 5] != b"\x10":
+        return False
+    if len(rpc_flows) >= MAX_RPC_FLOWS:
+        rpc_flows.clear()  # bounded: hostile traffic full of binds cannot grow it without end
+    half = len(key) // 2 - 2
+    rpc_flows.add(key)
+    rpc_flows.add(key[half : 2 * half] + key[:half] + key[-2:] + key[-4:-2])
+    return True

@@ -104,27 +104,35 @@ def _pcap_records(
         return
     linktype = struct.unpack_from(order + "I", chunks.buf, 20)[0] & 0x0FFFFFFF
     chunks.pos = 24
-    record = struct.Struct(order + "IIII")
-    unpack = record.unpack_from
+    unpack = struct.Struct(order + "IIII").unpack_from
     frame = 0
+    buf, pos, end = chunks.buf, chunks.pos, len(chunks.buf)
     while True:
-        if not chunks.need(16):
-            if len(chunks.buf) != chunks.pos:
-                diagnostics.damaged(path, f"truncated record header after frame {frame}")
-            return
-        buf, pos = chunks.buf, chunks.pos
+        if end - pos < 16:
+            chunks.pos = pos
+            if not chunks.need(16):
+                if len(chunks.buf) != chunks.pos:
+                    diagnostics.damaged(path, f"truncated record header after frame {frame}")
+                return
+            buf, pos, end = chunks.buf, chunks.pos, len(chunks.buf)
         seconds, fraction, caplen, _ = unpack(buf, pos)
-        if caplen > MAX_RECORD:
+        stop = pos + 16 + caplen
+        if stop > end:
+            if caplen > MAX_RECORD:
+                diagnostics.damaged(path, f"corrupt record length {caplen} after frame {frame}")
+                return
+            chunks.pos = pos
+            if not chunks.need(16 + caplen):
+                diagnostics.damaged(path, f"truncated packet after frame {frame}")
+                return
+            buf, pos, end = chunks.buf, chunks.pos, len(chunks.buf)
+            stop = pos + 16 + caplen
+        elif caplen > MAX_RECORD:
             diagnostics.damaged(path, f"corrupt record length {caplen} after frame {frame}")
             return
-        if not chunks.need(16 + caplen):
-            diagnostics.damaged(path, f"truncated packet after frame {frame}")
-            return
-        buf, pos = chunks.buf, chunks.pos
         frame += 1
-        chunks.pos = pos + 16 + caplen
-        micros = seconds * 1_000_000 + fraction // divisor
-        yield frame, micros, linktype, buf[pos + 16 : pos + 16 + caplen]
+        yield frame, seconds * 1_000_000 + fraction // divisor, linktype, buf[pos + 16 : stop]
+        pos = stop
 
 
 class _Interface:

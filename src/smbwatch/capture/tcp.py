@@ -9,6 +9,7 @@ SMB: a consumer per connection receives ``data`` and ``gap`` per direction, and 
 from __future__ import annotations
 
 import ipaddress
+import struct
 from collections.abc import Callable
 from typing import Protocol
 
@@ -24,9 +25,14 @@ LATE_SYN_WINDOW = 1 << 30  # a SYN this close behind the stream belongs to it
 
 
 class StreamConsumer(Protocol):
-    """What reassembly feeds: one per TCP connection."""
+    """What reassembly feeds: one per TCP connection.
 
-    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> None: ...
+    ``data`` returns how many of the bytes that follow in that direction the consumer does not
+    need to see (the rest of a file transfer nobody inspects): reassembly then only counts them
+    off, with no call per segment. The consumer has already accounted for them.
+    """
+
+    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> int: ...
     def gap(self, from_client: bool, length: int) -> None: ...
     def close(self) -> None: ...
 
@@ -38,10 +44,11 @@ ConsumerFactory = Callable[[str, int, str, int], StreamConsumer]
 class _Half:
     """One direction: where the next byte belongs, and segments that arrived early."""
 
-    __slots__ = ("next_seq", "pending", "pending_bytes", "fin")
+    __slots__ = ("next_seq", "skip", "pending", "pending_bytes", "fin")
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
+        self.skip = 0  # bytes to come that the consumer said it does not need
         self.pending: dict[int, tuple[bytes, int, int, int]] = {}
         self.pending_bytes = 0
         self.fin = False
@@ -50,7 +57,7 @@ class _Half:
 class _Connection:
     __slots__ = ("consumer", "client", "server", "last_time", "keys", "seen_data")
 
-    def __init__(self, consumer: StreamConsumer, keys: tuple[tuple, tuple], time: int) -> None:
+    def __init__(self, consumer: StreamConsumer, keys: tuple[bytes, bytes], time: int) -> None:
         self.consumer = consumer
         self.client = _Half()
         self.server = _Half()
@@ -69,12 +76,27 @@ class TcpReassembler:
     def __init__(self, factory: ConsumerFactory, diagnostics: Diagnostics) -> None:
         self.factory = factory
         self.diagnostics = diagnostics
-        self.flows: dict[tuple, tuple[_Connection, bool]] = {}
+        self.flows: dict[bytes, tuple[_Connection, bool]] = {}
 
     def segment(self, seg: Segment, time: int, frame: int) -> None:
         """Take one captured segment (see ``capture.link.tcp_segment``)."""
-        source, destination, source_port, destination_port, seq, flags, payload, cut = seg
-        entry = self.flows.get((source, source_port, destination, destination_port))
+        key, source_port, destination_port, seq, flags, payload, cut = seg
+        entry = self.flows.get(key)
+        if entry is not None and not flags & (SYN | FIN | RST) and payload and not cut:
+            connection, from_client = entry
+            half = connection.client if from_client else connection.server
+            if seq == half.next_seq and not half.pending:  # the common case: next in order
+                size = len(payload)
+                half.next_seq = (seq + size) & SEQ_MASK
+                if half.skip >= size:
+                    half.skip -= size
+                    return
+                connection.last_time = time
+                connection.seen_data = True
+                if half.skip:
+                    payload, half.skip = payload[half.skip :], 0
+                half.skip = connection.consumer.data(from_client, payload, time, frame)
+                return
         if entry is not None and flags & SYN and entry[0].seen_data:
             half = entry[0].client if entry[1] else entry[0].server
             if _is_late_syn(half, seq):
@@ -84,7 +106,7 @@ class TcpReassembler:
         if entry is None:
             if flags & RST or not (payload or cut or flags & SYN):
                 return  # a bare ACK or reset of a connection we never saw says nothing
-            entry = self._open(source, source_port, destination, destination_port, time)
+            entry = self._open(key, source_port, destination_port, time)
         connection, from_client = entry
         connection.last_time = time
         half = connection.client if from_client else connection.server
@@ -106,11 +128,16 @@ class TcpReassembler:
             self._close(connection)
 
     def _open(
-        self, source: bytes, source_port: int, destination: bytes, destination_port: int, time: int
+        self, key: bytes, source_port: int, destination_port: int, time: int
     ) -> tuple[_Connection, bool]:
-        from_client = destination_port in SMB_PORTS and (
-            source_port not in SMB_PORTS or destination_port <= source_port
-        )
+        size = len(key) // 2 - 2
+        source, destination = key[:size], key[size : 2 * size]
+        if source_port in SMB_PORTS or destination_port in SMB_PORTS:
+            from_client = destination_port in SMB_PORTS and (
+                source_port not in SMB_PORTS or destination_port <= source_port
+            )
+        else:  # DCE/RPC over TCP: the flow is first seen with the client's BIND
+            from_client = True
         if from_client:
             client, client_port, server, server_port = (
                 source, source_port, destination, destination_port,
@@ -122,8 +149,8 @@ class TcpReassembler:
         if len(self.flows) >= 2 * MAX_CONNECTIONS:
             self._evict()
         consumer = self.factory(_address(client), client_port, _address(server), server_port)
-        to_server = (client, client_port, server, server_port)
-        to_client = (server, server_port, client, client_port)
+        to_server = client + server + struct.pack("!HH", client_port, server_port)
+        to_client = server + client + struct.pack("!HH", server_port, client_port)
         connection = _Connection(consumer, (to_server, to_client), time)
         self.flows[to_server] = (connection, True)
         self.flows[to_client] = (connection, False)
@@ -184,11 +211,21 @@ class TcpReassembler:
         frame: int,
     ) -> None:
         half.next_seq = (half.next_seq + len(payload) + cut) & SEQ_MASK  # type: ignore[operator]
+        if half.skip:
+            skipped = min(half.skip, len(payload))
+            payload, half.skip = payload[skipped:], half.skip - skipped
         if payload:
-            connection.consumer.data(from_client, payload, time, frame)
+            half.skip = connection.consumer.data(from_client, payload, time, frame)
         if cut:
             self.diagnostics.warn("snaplen_cut", "frames shorter than their TCP payload")
-            connection.consumer.gap(from_client, cut)
+            self._lost(connection, half, from_client, cut)
+
+    def _lost(self, connection: _Connection, half: _Half, from_client: bool, length: int) -> None:
+        """Bytes that never reached the capture: within skipped bytes they do not matter."""
+        inside = min(half.skip, length)
+        half.skip -= inside
+        if length > inside:
+            connection.consumer.gap(from_client, length - inside)
 
     def _hold(
         self,
@@ -234,7 +271,7 @@ class TcpReassembler:
         missing = (earliest - half.next_seq) & SEQ_MASK  # type: ignore[operator]
         if missing and missing < 0x80000000:
             self.diagnostics.warn("tcp_gap", f"{missing} bytes never captured")
-            connection.consumer.gap(from_client, missing)
+            self._lost(connection, half, from_client, missing)
         half.next_seq = earliest
         self._drain(connection, half, from_client)
 

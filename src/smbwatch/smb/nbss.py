@@ -26,7 +26,13 @@ SMB_SIGNATURE = b"SMB"
 
 
 class Decoder(Protocol):
-    """A protocol decoder for one connection (see CONTRIBUTING.md, "Seams")."""
+    """A protocol decoder for one connection (see CONTRIBUTING.md, "Seams").
+
+    ``wants_body`` False means the rest of a message beyond ``wanted`` is never looked at: it is
+    then skipped by the TCP layer without a call per segment.
+    """
+
+    wants_body: bool
 
     def wanted(self, from_client: bool, head: bytes, total_len: int) -> int: ...
     def message(
@@ -77,10 +83,11 @@ class SmbConnection:
         self.out = out
         self.directions = {True: _Direction(), False: _Direction()}
 
-    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> None:
-        """Frame the next in-order bytes of one direction."""
+    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> int:
+        """Frame the next in-order bytes of one direction; how many following bytes to skip."""
         state = self.directions[from_client]
-        pos, end = 0, len(payload)
+        end = len(payload)
+        pos = 0
         while pos < end:
             if state.body_left:
                 take = min(state.body_left, end - pos)
@@ -96,6 +103,10 @@ class SmbConnection:
                 if not state.buf and state.length < 0:
                     state.time, state.frame = time, frame
                 pos = self._collect(state, from_client, payload, pos)
+        if state.decoder is None and state.body_left:
+            skip, state.body_left = state.body_left, 0  # reassembly counts these off for us
+            return skip
+        return 0
 
     def gap(self, from_client: bool, length: int) -> None:
         """Bytes of one direction were never captured."""
@@ -124,59 +135,86 @@ class SmbConnection:
         self.decoders.clear()
 
     def _collect(self, state: _Direction, from_client: bool, payload: bytes, pos: int) -> int:
-        """Buffer the NBSS header, then the wanted part of the message; dispatch when complete."""
-        if state.length < 0:
-            pos = _fill(state.buf, payload, pos, 4)
-            if len(state.buf) < 4:
-                return pos
-            kind, length = state.buf[0], int.from_bytes(state.buf[1:4], "big")
-            state.buf.clear()
-            if kind == SESSION_MESSAGE and 4 <= length <= MAX_MESSAGE:
-                state.length = length
-            elif kind in NBSS_CONTROL and length <= PEEK:
-                state.body_left, state.decoder = length, None
+        """Take the NBSS header, then the wanted part of the message; dispatch when complete.
+
+        Whatever is needed next is read straight out of the segment when the segment holds all
+        of it (the common case); only a message split over segments is copied into ``buf``.
+        """
+        end = len(payload)
+        while True:
+            if state.length < 0:
+                need = 4
+            elif state.want < 0:
+                need = 4 + min(state.length, PEEK)
             else:
-                self._lose_sync(state, f"NBSS type {kind:#x} length {length}")
-            return pos
-        if state.want < 0:
-            peek = min(state.length, PEEK)
-            pos = _fill(state.buf, payload, pos, peek)
-            if len(state.buf) < peek:
-                return pos
-            head = bytes(state.buf)
-            if head[1:4] != SMB_SIGNATURE or head[0] not in PROTOCOL_IDS:
-                self._lose_sync(state, f"not an SMB message: {head[:4].hex()}")
-                return pos
-            decoder = self._decoder(head[0])
-            if decoder is None:  # a dialect family this build does not decode: skip the message
-                self.diagnostics.warn("smb_not_decoded", f"protocol id {head[0]:#x}")
-                state.body_left, state.decoder = state.length - len(state.buf), None
-                state.reset()
-                return pos
-            state.decoder = decoder
-            try:
-                wanted = decoder.wanted(from_client, head, state.length)
-            except Exception as exc:  # a decoder bug on hostile bytes costs this message only
-                self.diagnostics.warn("decoder_error", f"wanted: {exc!r}")
-                wanted = state.length
-            state.want = max(peek, min(wanted, state.length))
-        pos = _fill(state.buf, payload, pos, state.want)
-        if len(state.buf) < state.want:
-            return pos
+                need = 4 + state.want
+            if state.buf:
+                pos = _fill(state.buf, payload, pos, need)
+                if len(state.buf) < need:
+                    return pos
+                view, start = state.buf, 0
+            elif end - pos >= need:
+                view, start = payload, pos
+            else:
+                state.buf += payload[pos:]
+                return end
+            if state.length < 0:
+                length = int.from_bytes(view[start + 1 : start + 4])
+                if not self._header(state, view[start], length):
+                    state.buf.clear()
+                    return start + 4 if view is payload else pos
+            elif state.want < 0:
+                if not self._choose(state, from_client, bytes(view[start + 4 : start + need])):
+                    return start + need if view is payload else pos
+            else:
+                self._dispatch(state, from_client, bytes(view[start + 4 : start + need]))
+                return start + need if view is payload else pos
+
+    def _header(self, state: _Direction, kind: int, length: int) -> bool:
+        """Judge an NBSS header; True when a session message follows (its length is kept)."""
+        if kind == SESSION_MESSAGE and 4 <= length <= MAX_MESSAGE:
+            state.length = length
+            return True
+        if kind in NBSS_CONTROL and length <= PEEK:
+            state.body_left, state.decoder = length, None
+        else:
+            self._lose_sync(state, f"NBSS type {kind:#x} length {length}")
+        return False
+
+    def _choose(self, state: _Direction, from_client: bool, head: bytes) -> bool:
+        """Pick the decoder from the protocol id and ask how much of the message it wants."""
+        if head[1:4] != SMB_SIGNATURE or head[0] not in PROTOCOL_IDS:
+            self._lose_sync(state, f"not an SMB message: {head[:4].hex()}")
+            return False
+        decoder = self._decoder(head[0])
+        if decoder is None:  # a dialect family this build does not decode: skip the message
+            self.diagnostics.warn("smb_not_decoded", f"protocol id {head[0]:#x}")
+            state.body_left, state.decoder = state.length - len(head), None
+            state.reset()
+            return False
+        state.decoder = decoder
+        try:
+            wanted = decoder.wanted(from_client, head, state.length)
+        except Exception as exc:  # a decoder bug on hostile bytes costs this message only
+            self.diagnostics.warn("decoder_error", f"wanted: {exc!r}")
+            wanted = state.length
+        state.want = max(len(head), min(wanted, state.length))
+        return True
+
+    def _dispatch(self, state: _Direction, from_client: bool, message: bytes) -> None:
         decoder = state.decoder
         assert decoder is not None
         try:
-            events = decoder.message(
-                from_client, bytes(state.buf), state.length, state.time, state.frame
-            )
+            events = decoder.message(from_client, message, state.length, state.time, state.frame)
         except Exception as exc:  # a decoder bug on hostile bytes costs this message only
             self.diagnostics.warn("decoder_error", f"frame {state.frame}: {exc!r}")
             events = None
         if events:
             self.out.extend(events)
         state.body_left = state.length - state.want
+        if not decoder.wants_body:
+            state.decoder = None
         state.reset()
-        return pos
 
     def _decoder(self, protocol_id: int) -> Decoder | None:
         key = 0xFE if protocol_id in (0xFD, 0xFC) else protocol_id

@@ -1,0 +1,48 @@
+"""DCE/RPC directly over TCP (ncacn_ip_tcp): the transport of remote service control on a
+dynamic port (PsExec and others), read with the same ``RpcPipe`` as named pipes."""
+
+from __future__ import annotations
+
+from smbwatch.dcerpc.events import call_fields
+from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
+from smbwatch.diagnostics import Diagnostics
+from smbwatch.events import SmbEvent
+from smbwatch.smb.endpoint import Endpoints
+
+
+class RpcTcpConnection:
+    """Consumer of one reassembled TCP connection carrying DCE/RPC PDUs."""
+
+    def __init__(self, endpoints: Endpoints, diagnostics: Diagnostics, out: list[SmbEvent]) -> None:
+        self.endpoints = endpoints
+        self.pipe = RpcPipe(diagnostics)
+        self.out = out
+
+    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> int:
+        for call in self.pipe.feed(from_client, payload, time, frame):
+            self.out.append(self._event(call))
+        return 0
+
+    def gap(self, from_client: bool, length: int) -> None:
+        self.pipe.gap(from_client)
+
+    def close(self) -> None:
+        for call in self.pipe.finish():
+            self.out.append(self._event(call))
+
+    def _event(self, call: RpcCall) -> SmbEvent:
+        ends = self.endpoints
+        return SmbEvent(
+            time=call.request_time if call.request_time is not None else call.response_time or 0,
+            source="network",
+            source_format=ends.source_format,
+            source_file=ends.source_file,
+            source_ref=call.request_frame
+            if call.request_frame is not None
+            else call.response_frame,
+            src_ip=ends.src_ip,
+            src_port=ends.src_port,
+            dst_ip=ends.dst_ip,
+            dst_port=ends.dst_port,
+            **call_fields(call),
+        )

@@ -1,0 +1,152 @@
+"""Test helper: the bytes of each named pipe (or DCE/RPC TCP connection) in a capture, via tshark.
+
+tshark is run with its DCE/RPC dissector disabled, so the SMB2 WRITE/READ/IOCTL payloads come out
+raw (``data.data``); they are grouped per pipe (TCP stream + FileId) in capture order. This is
+the independent source of pipe bytes for the dcerpc tests, apart from smbwatch's own SMB layer.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
+from smbwatch.diagnostics import Diagnostics
+
+SMB2_CREATE, SMB2_READ, SMB2_WRITE, SMB2_IOCTL = 5, 8, 9, 11
+FSCTL_PIPE_TRANSCEIVE = 0x0011C017
+STATUS_PENDING = 0x00000103
+
+
+@dataclass
+class Chunk:
+    """Bytes written to (``from_client``) or read from a pipe, with their frame and time."""
+
+    from_client: bool
+    data: bytes
+    time: int
+    frame: int
+
+
+@dataclass
+class PipeStream:
+    """Everything that crossed one pipe, in order."""
+
+    name: str | None
+    chunks: list[Chunk] = field(default_factory=list)
+
+
+def tshark() -> str:
+    """The tshark binary; a missing one fails the test loudly."""
+    path = shutil.which("tshark")
+    if path is None:
+        raise RuntimeError("tshark is required by the dcerpc tests")
+    return path
+
+
+def tshark_fields(capture: Path, display_filter: str, fields: list[str], *options: str):
+    """Rows of the requested fields (all occurrences, comma separated) for matching frames."""
+    command = [tshark(), "-r", str(capture), *options, "-Y", display_filter, "-T", "fields"]
+    command += ["-E", "occurrence=a", "-E", "separator=\t"]
+    for name in fields:
+        command += ["-e", name]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode and "cut short" not in done.stderr:  # a truncated capture still reads
+        raise RuntimeError(f"tshark failed on {capture}: {done.stderr.strip()}")
+    return [line.split("\t") for line in done.stdout.splitlines()]
+
+
+def epoch_micros(text: str) -> int:
+    """``1600585067.403473000`` as integer microseconds, exactly."""
+    seconds, _, fraction = text.partition(".")
+    return int(seconds) * 1_000_000 + int((fraction + "000000")[:6])
+
+
+def smb2_pipes(capture: Path) -> list[PipeStream]:
+    """The pipe streams of an SMB2 capture: CREATE names them, WRITE/READ/IOCTL carry bytes."""
+    rows = tshark_fields(
+        capture,
+        " || ".join(f"smb2.cmd == {c}" for c in (SMB2_CREATE, SMB2_READ, SMB2_WRITE, SMB2_IOCTL)),
+        [
+            "frame.number",
+            "frame.time_epoch",
+            "tcp.stream",
+            "smb2.cmd",
+            "smb2.flags.response",
+            "smb2.msg_id",
+            "smb2.fid",
+            "smb2.filename",
+            "smb2.nt_status",
+            "smb2.ioctl.function",
+            "data.data",
+        ],
+        "--disable-protocol",
+        "dcerpc",
+    )
+    pipes: dict[tuple[str, str], PipeStream] = {}
+    names: dict[tuple[str, str], str] = {}  # CREATE request name by (stream, msg_id)
+    request_fid: dict[tuple[str, str], str] = {}  # READ request FileId by (stream, msg_id)
+    for frame, epoch, stream, cmd, response, msg_id, fid, name, status, function, data in rows:
+        if "," in cmd:
+            raise RuntimeError(f"frame {frame}: several SMB2 messages; helper handles one")
+        command, is_response = int(cmd), response in ("1", "True")
+        key = (stream, msg_id)
+        if command == SMB2_CREATE:
+            if not is_response:
+                names[key] = name
+            elif int(status, 16) == 0 and key in names:
+                pipes[(stream, fid)] = PipeStream(names.pop(key))
+            continue
+        if command == SMB2_READ and not is_response:
+            request_fid[key] = fid
+            continue
+        if is_response and status and int(status, 16) == STATUS_PENDING:
+            continue
+        if command == SMB2_IOCTL and int(function, 16) != FSCTL_PIPE_TRANSCEIVE:
+            continue
+        if command == SMB2_READ:
+            fid = request_fid.get(key, "")
+        pipe = pipes.get((stream, fid))
+        if pipe is None or not data:
+            continue
+        pipe.chunks.append(
+            Chunk(not is_response, bytes.fromhex(data), epoch_micros(epoch), int(frame))
+        )
+    return list(pipes.values())
+
+
+def tcp_streams(capture: Path, port: int) -> list[PipeStream]:
+    """DCE/RPC over TCP to ``port``: each connection's payload, client side first."""
+    rows = tshark_fields(
+        capture,
+        f"tcp.port == {port} && tcp.len > 0",
+        ["frame.number", "frame.time_epoch", "tcp.stream", "tcp.dstport", "tcp.payload"],
+        "--disable-protocol",
+        "dcerpc",
+    )
+    streams: dict[str, PipeStream] = {}
+    for frame, epoch, stream, dst_port, payload in rows:
+        pipe = streams.setdefault(stream, PipeStream(None))
+        pipe.chunks.append(
+            Chunk(int(dst_port) == port, bytes.fromhex(payload), epoch_micros(epoch), int(frame))
+        )
+    return list(streams.values())
+
+
+def run_pipe(stream: PipeStream, diagnostics: Diagnostics | None = None) -> list[RpcCall]:
+    """Feed one stream's chunks through an RpcPipe; every call it completes, then the rest."""
+    pipe = RpcPipe(diagnostics or Diagnostics(), stream.name)
+    calls: list[RpcCall] = []
+    for chunk in stream.chunks:
+        calls += pipe.feed(chunk.from_client, chunk.data, chunk.time, chunk.frame)
+    return calls + pipe.finish()
+
+
+def capture_calls(streams: list[PipeStream], diagnostics: Diagnostics | None = None):
+    """All calls of all streams, requests before binds when they share a frame (none do)."""
+    calls: list[RpcCall] = []
+    for stream in streams:
+        calls += run_pipe(stream, diagnostics)
+    return calls
