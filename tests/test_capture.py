@@ -21,7 +21,7 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.pipeline import capture_events
 
 
-def shared_captures(shared_data: Path) -> list[Path]:
+def all_captures(shared_data: Path) -> list[Path]:
     found = sorted(shared_data.glob("suricata-verify/*/*.pcap")) + sorted(
         shared_data.glob("pcap/*.cap")
     )
@@ -115,7 +115,7 @@ def tshark_smb2_headers(path: Path) -> int:
 
 
 def test_frames_and_times_match_tshark(shared_data: Path) -> None:
-    for capture in shared_captures(shared_data):
+    for capture in all_captures(shared_data):
         diagnostics = Diagnostics()
         packets = list(read_packets(str(capture), diagnostics))
         rows = tshark_fields(capture, ["frame.time_epoch"])
@@ -139,14 +139,14 @@ def test_truncated_capture_is_reported_not_fatal(shared_data: Path) -> None:
 
 
 def test_smb2_headers_match_tshark(shared_data: Path) -> None:
-    for capture in shared_captures(shared_data):
+    for capture in all_captures(shared_data):
         counts, _ = count_messages(capture)
         assert counts["smb2"] == tshark_smb2_headers(capture), capture
 
 
 def test_skipped_bodies_keep_framing(shared_data: Path, tmp_path: Path) -> None:
     """Bodies the decoder does not want are skipped by the TCP layer: the framing is the same."""
-    captures = shared_captures(shared_data)
+    captures = all_captures(shared_data)
     lossy = tmp_path / "lossy.pcap"
     linktype, records = read_pcap_records(captures[4])
     write_pcap(lossy, linktype, [r for i, r in enumerate(records) if i % 37 != 20])

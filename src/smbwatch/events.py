@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -89,21 +91,24 @@ class SmbEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """The event as the JSON object the contract describes (ISO time, no null fields)."""
-        out: dict[str, Any] = {}
-        for name in FIELD_NAMES:
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
+        out = {n: v for n, v in zip(FIELD_NAMES, _all_fields(self), strict=True) if v is not None}
         out["time"] = format_time(self.time)
         return out
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(SmbEvent))
+_all_fields = attrgetter(*FIELD_NAMES)
+
+
+@lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def format_time(micros: int) -> str:
     """ISO 8601 UTC with microseconds and ``Z``, exact (no float rounding)."""
-    return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    seconds, fraction = divmod(micros, 1_000_000)
+    return f"{_second(seconds)}.{fraction:06d}Z"
 
 
 def parse_time(text: str) -> int:

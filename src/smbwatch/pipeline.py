@@ -19,9 +19,10 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.nbss import DecoderFactory, SmbConnection
+from smbwatch.smb.smb2 import Smb2Decoder
 
 CAPTURE_FORMATS = ("pcap", "pcapng")
-DECODERS: dict[int, DecoderFactory] = {}
+DECODERS: dict[int, DecoderFactory] = {0xFE: Smb2Decoder}
 
 
 class InputError(Exception):

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 BATCH = 1000  # rows per printed table: bounded memory on long outputs
+NON_TERMINAL_WIDTH = 240  # a table written to a file or pipe is not folded to 80 columns
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 Column = tuple[str, Callable[[dict[str, Any]], Any]]
@@ -36,7 +37,8 @@ def write_table(
     rows: Iterable[dict[str, Any]], out: TextIO, columns: Sequence[Column], title: str
 ) -> int:
     """Print rows as tables of at most BATCH rows; the number of rows."""
-    console = Console(file=out, highlight=False, soft_wrap=False)
+    width = None if out.isatty() else NON_TERMINAL_WIDTH
+    console = Console(file=out, highlight=False, soft_wrap=False, width=width)
     count = 0
     table = _new_table(columns, title)
     for row in rows:
@@ -91,9 +93,12 @@ def _details(row: dict[str, Any]) -> str:
     if row.get("bytes") is not None:
         parts.append(f"{row['bytes']}B@{row.get('offset') or 0}")
     if row.get("rpc_operation"):
-        parts.append(f"{row.get('rpc_interface') or '?'}.{row['rpc_operation']}")
-    if row.get("rpc_args"):
-        parts.append(" ".join(f"{k}={v}" for k, v in row["rpc_args"].items()))
+        call = f"{row.get('rpc_interface') or '?'}.{row['rpc_operation']}"
+        parts.append(f"{call} -> {row['rpc_status']}" if row.get("rpc_status") else call)
+    args = row.get("rpc_args")
+    if args:
+        shown = {"interfaces": args["interfaces"]} if "contexts" in args else args
+        parts.append(" ".join(f"{k}={v}" for k, v in shown.items()))
     if row.get("service_name"):
         parts.append(f"service={row['service_name']} image={row.get('image_path')}")
     if row.get("sha256"):

@@ -1,0 +1,871 @@
+"""Smb2Decoder: the SMB2/SMB3 state of one TCP connection, turned into SmbEvents.
+
+Requests are remembered by MessageId until their response arrives, so that each event carries
+what the client asked (path, access, offset) and what the server answered (status, file id,
+create action); the event's time and frame are the request's. Sessions, trees and open files
+are remembered so that a READ knows its path and share. Every table is bounded; what is pushed
+out is counted, and a pending request pushed out is emitted unanswered rather than lost.
+Sans-I/O: bytes in, events out (CONTRIBUTING.md, "Capture → SMB").
+"""
+
+from __future__ import annotations
+
+import operator
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from smbwatch.dcerpc.events import call_fields
+from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
+from smbwatch.diagnostics import Diagnostics
+from smbwatch.events import FIELD_NAMES, SmbEvent
+from smbwatch.smb import gssapi, ntlmssp
+from smbwatch.smb import smb2_records as rec
+from smbwatch.smb.endpoint import Endpoints
+from smbwatch.smb.files import sniff_magic
+from smbwatch.smb.status import (
+    STATUS_BUFFER_OVERFLOW,
+    STATUS_MORE_PROCESSING_REQUIRED,
+    STATUS_PENDING,
+    STATUS_SUCCESS,
+    nt_status_name,
+)
+
+SNIFF_WINDOW = 512  # data bytes kept from a file WRITE/READ: enough to recognise its type
+MAX_PENDING = 4096  # requests awaiting a response
+MAX_FILES = 4096
+MAX_TREES = 1024
+MAX_SESSIONS = 256
+MAX_DECOMPRESSED = 16 * 1024 * 1024
+
+_ALL_ONES_FILE_ID = b"\xff" * 16  # "the file of the previous request" in a related compound
+_ALL_ONES_SESSION_ID = 0xFFFFFFFFFFFFFFFF
+_ALL_ONES_TREE_ID = 0xFFFFFFFF
+_ACTION_BY_CREATE_ACTION = ("create", "open", "create", "create")  # superseded/opened/...
+_IPC_SHARE = "IPC$"
+# Commands that do not work on a tree, whatever TreeId their header carries.
+_NOT_ON_A_TREE = frozenset((rec.NEGOTIATE, rec.SESSION_SETUP, rec.LOGOFF, rec.TREE_CONNECT))
+_EVENT_FIELDS = operator.attrgetter(*FIELD_NAMES)  # every field, in SmbEvent's argument order
+
+
+class _Session:
+    __slots__ = ("user", "domain", "workstation", "auth", "server", "encrypted", "seen_encrypted")
+
+    def __init__(self) -> None:
+        self.user: str | None = None
+        self.domain: str | None = None
+        self.workstation: str | None = None
+        self.auth: str | None = None
+        self.server: str | None = None  # as the server names itself (NTLM) or the SPN's host
+        self.encrypted = False  # SESSION_SETUP said SMB2_SESSION_FLAG_ENCRYPT_DATA
+        self.seen_encrypted: set[bool] = set()  # directions whose hidden traffic was reported
+
+
+class _Tree:
+    __slots__ = ("share", "share_name", "server", "share_type", "encrypted")
+
+    def __init__(self, share: str | None, share_name: str | None, server: str | None) -> None:
+        self.share = share
+        self.share_name = share_name
+        self.server = server
+        self.share_type: str | None = None
+        self.encrypted = False
+
+
+class _OpenFile:
+    __slots__ = ("key", "file_id", "path", "pipe", "rpc", "session_id", "tree_id")
+
+    def __init__(self, key: bytes, event: SmbEvent) -> None:
+        self.key = key  # FileId as on the wire
+        self.file_id = key.hex()
+        self.path = event.path
+        self.pipe = event.pipe  # the pipe name when this is an open named pipe
+        self.rpc: RpcPipe | None = None  # the DCE/RPC state of an open pipe
+        self.session_id = event.session_id
+        self.tree_id = event.tree_id
+
+
+class _Pending:
+    """A request waiting for its response: its event, and what the response handler needs."""
+
+    __slots__ = ("event", "command", "file", "chain_create", "opened", "ctl_code", "quiet")
+
+    def __init__(self, event: SmbEvent, command: int, file: _OpenFile | None = None) -> None:
+        self.event = event
+        self.command = command
+        self.file = file
+        self.chain_create: _Pending | None = None  # the CREATE before it in a related compound
+        self.opened: _OpenFile | None = None  # what a CREATE opened, once answered
+        self.ctl_code: int | None = None  # IOCTL
+        self.quiet = False  # not worth an event unless answered (an NTLM NEGOTIATE round)
+
+
+class _Chain:
+    """What a related operation in a compound request inherits from the one before it."""
+
+    __slots__ = ("session_id", "tree_id", "file", "create")
+
+    def __init__(self) -> None:
+        self.session_id: int | None = None
+        self.tree_id: int | None = None
+        self.file: _OpenFile | None = None
+        self.create: _Pending | None = None
+
+
+class _Request:
+    """One request being decoded, with the session and tree it really works under."""
+
+    __slots__ = ("header", "msg", "session_id", "tree_id", "time", "frame", "chain")
+
+    def __init__(
+        self,
+        header: rec.Header,
+        msg: bytes,
+        session_id: int,
+        tree_id: int | None,
+        time: int,
+        frame: int,
+        chain: _Chain,
+    ) -> None:
+        self.header = header
+        self.msg = msg
+        self.session_id = session_id
+        self.tree_id = tree_id
+        self.time = time
+        self.frame = frame
+        self.chain = chain
+
+
+def _split_unc(unc: str) -> tuple[str | None, str | None]:
+    r"""(server, share name) of ``\\SERVER\SHARE``."""
+    if not unc.startswith("\\\\"):
+        return None, unc or None
+    server, _, share = unc[2:].partition("\\")
+    return server or None, share or None
+
+
+def _spn_host(spn: str | None) -> str | None:
+    """``server.domain`` of ``cifs/server.domain``."""
+    if not spn or "/" not in spn:
+        return None
+    return spn.split("/")[1] or None
+
+
+def _body_present(command: int, status: int) -> bool:
+    """Whether a response carries its command's structure rather than an ERROR response."""
+    if status == STATUS_SUCCESS:
+        return True
+    if status == STATUS_BUFFER_OVERFLOW:
+        return command in (rec.READ, rec.IOCTL, rec.QUERY_INFO)
+    return status == STATUS_MORE_PROCESSING_REQUIRED and command == rec.SESSION_SETUP
+
+
+class Smb2Decoder:
+    """Decodes the SMB2/3 messages of one connection (the ``Decoder`` of CONTRIBUTING.md).
+
+    The bytes written to and read from each open named pipe go to a ``dcerpc.RpcPipe``; each
+    call it completes becomes an ``rpc_call`` event on that pipe.
+    """
+
+    def __init__(self, endpoints: Endpoints, diagnostics: Diagnostics) -> None:
+        self._endpoints = endpoints
+        self._diag = diagnostics
+        self.dialect: str | None = None
+        self._sessions: dict[int, _Session] = {}
+        self._trees: dict[tuple[int, int], _Tree] = {}
+        self._files: dict[bytes, _OpenFile] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._events: list[SmbEvent] = []
+        # By command code; None: the command yields no event (FLUSH, LOCK, CANCEL, ECHO,
+        # CHANGE_NOTIFY, QUERY_INFO, OPLOCK_BREAK).
+        self._requests: tuple[Callable[[_Request], _Pending] | None, ...] = (
+            self._negotiate_request,
+            self._session_setup_request,
+            self._logoff_request,
+            self._tree_connect_request,
+            self._tree_disconnect_request,
+            self._create_request,
+            self._close_request,
+            None,
+            self._read_request,
+            self._write_request,
+            None,
+            self._ioctl_request,
+            None,
+            None,
+            self._query_directory_request,
+            None,
+            None,
+            self._set_info_request,
+            None,
+        )
+        self._responses: tuple[Callable[..., None] | None, ...] = (
+            self._negotiate_response,
+            self._session_setup_response,
+            self._logoff_response,
+            self._tree_connect_response,
+            self._tree_disconnect_response,
+            self._create_response,
+            self._close_response,
+            None,
+            self._read_response,
+            self._write_response,
+            None,
+            self._ioctl_response,
+            None,
+            None,
+            self._query_directory_response,
+            None,
+            None,
+            self._set_info_response,
+            None,
+        )
+
+    wants_body = False  # file data past the sniff window is skipped by the TCP layer
+
+    # -- the Decoder interface ---------------------------------------------------------------
+
+    def wanted(self, from_client: bool, head: bytes, total_len: int) -> int:
+        """All of a message, except the data of a file WRITE request or READ response."""
+        if total_len <= rec.WRITE_REQUEST_FIXED_END + SNIFF_WINDOW:
+            return total_len
+        if head.startswith(rec.TRANSFORM_PROTOCOL_ID):
+            return rec.TRANSFORM_HEADER_SIZE  # encrypted: only the header can be read
+        if not head.startswith(rec.PROTOCOL_ID):
+            return total_len
+        try:
+            header = rec.parse_header(head)
+            if header.next_command:
+                return total_len  # a compound: the commands after this one are needed
+            response = header.flags & rec.SMB2_FLAGS_SERVER_TO_REDIR
+            if header.command == rec.WRITE and not response:
+                write = rec.parse_write_request(head)
+                file = self._files.get(write.file_id)
+                data_start = write.data_offset
+            elif header.command == rec.READ and response:
+                pending = self._pending.get(header.message_id)
+                file = self._resolve_chain(pending) if pending is not None else None
+                data_start, _ = rec.parse_read_response(head)
+            else:
+                return total_len
+        except struct.error:
+            return total_len  # message() will say what is wrong with it
+        if file is not None and file.pipe is not None:
+            return total_len  # pipe data is small and DCE/RPC needs all of it
+        return min(total_len, max(data_start, rec.HEADER_SIZE) + SNIFF_WINDOW)
+
+    def message(
+        self, from_client: bool, data: bytes, total_len: int, time: int, frame: int
+    ) -> list[SmbEvent]:
+        """Decode one SMB2 message: a (compound) message, an encrypted or a compressed one."""
+        try:
+            if data.startswith(rec.PROTOCOL_ID):
+                self._chain(data, time, frame)
+            elif data.startswith(rec.TRANSFORM_PROTOCOL_ID):
+                self._encrypted(from_client, data, time, frame)
+            elif data.startswith(rec.COMPRESSION_PROTOCOL_ID):
+                self._compressed(data, time, frame)
+            else:
+                self._diag.warn("smb2_not_smb2", f"frame {frame}: protocol id {data[:4].hex()}")
+        except (ValueError, struct.error) as error:
+            self._diag.warn("smb2_malformed", f"frame {frame}: {error}")
+        events, self._events = self._events, []
+        return events
+
+    def body(self, from_client: bool, chunk: bytes) -> None:
+        """File data past the sniff window: nothing is kept (hashing will hook in here)."""
+
+    def body_gap(self, from_client: bool, length: int) -> None:
+        """File data past the sniff window was not captured: nothing depends on it yet."""
+
+    def finish(self) -> list[SmbEvent]:
+        """Requests that never got a response (``status`` None), and pipes' unanswered calls."""
+        events = [pending.event for pending in self._pending.values() if not pending.quiet]
+        self._pending.clear()
+        for file in self._files.values():
+            if file.rpc is not None:
+                events.extend(self._rpc_events(file, file.rpc.finish()))
+        self._files.clear()
+        return events
+
+    # -- framing ------------------------------------------------------------------------------
+
+    def _chain(self, data: bytes, time: int, frame: int) -> None:
+        """Each command of a compound chain (MS-SMB2 3.2.4.1.4); NextCommand only goes forward."""
+        chain = _Chain()
+        start = 0
+        while True:
+            msg = data if start == 0 else data[start:]
+            header = rec.parse_header(msg)
+            next_command = header.next_command
+            if next_command:
+                if next_command < rec.HEADER_SIZE or next_command % 8:
+                    raise ValueError(f"NextCommand {next_command} is not a valid offset")
+                msg = msg[:next_command]
+            try:
+                if header.flags & rec.SMB2_FLAGS_SERVER_TO_REDIR:
+                    self._response(header, msg, time, frame)
+                else:
+                    self._request(header, msg, time, frame, chain)
+            except (ValueError, struct.error) as error:
+                where = f"frame {frame} command {header.command}"
+                self._diag.warn("smb2_malformed", f"{where}: {error}")
+            if not next_command:
+                return
+            start += next_command
+            if not data.startswith(rec.PROTOCOL_ID, start):
+                raise ValueError("NextCommand does not point at an SMB2 header in the message")
+
+    def _encrypted(self, from_client: bool, data: bytes, time: int, frame: int) -> None:
+        """SMB3 encryption hides everything but the session: say so once per direction."""
+        _, session_id = rec.parse_transform_header(data)
+        session = self._session(session_id)
+        if from_client in session.seen_encrypted:
+            return
+        session.seen_encrypted.add(from_client)
+        event = self._event("encrypted", None, None, session_id, None, time, frame)
+        event.encrypted = True
+        self._events.append(event)
+
+    def _compressed(self, data: bytes, time: int, frame: int) -> None:
+        """SMB 3.1.1 compression: decoded when uncompressed or Pattern_V1 chained, else the
+        uncompressed head (often a whole header and fixed part) is decoded for what it has."""
+        try:
+            inner = rec.decompress(data, MAX_DECOMPRESSED)
+        except rec.UnsupportedCompression as error:
+            self._diag.warn("smb2_compression_unsupported", f"frame {frame}: {error}")
+            inner = error.prefix
+        if inner.startswith(rec.PROTOCOL_ID) and len(inner) >= rec.HEADER_SIZE:
+            self._chain(inner, time, frame)
+
+    # -- pairing ------------------------------------------------------------------------------
+
+    def _request(
+        self, header: rec.Header, msg: bytes, time: int, frame: int, chain: _Chain
+    ) -> None:
+        session_id, tree_id = header.session_id, header.tree_id
+        if header.flags & rec.SMB2_FLAGS_RELATED_OPERATIONS:
+            if session_id in (0, _ALL_ONES_SESSION_ID) and chain.session_id is not None:
+                session_id = chain.session_id
+            if tree_id in (0, _ALL_ONES_TREE_ID, None) and chain.tree_id is not None:
+                tree_id = chain.tree_id
+        else:
+            chain.file = chain.create = None
+        chain.session_id, chain.tree_id = session_id, tree_id
+        if header.command in _NOT_ON_A_TREE:
+            tree_id = None
+        if header.command >= len(self._requests):
+            self._diag.warn("smb2_unknown_command", f"frame {frame}: command {header.command}")
+            return
+        handler = self._requests[header.command]
+        if handler is None:
+            return
+        pending = handler(_Request(header, msg, session_id, tree_id, time, frame, chain))
+        if len(self._pending) >= MAX_PENDING:
+            self._diag.warn("smb2_pending_evicted", f"more than {MAX_PENDING} unanswered")
+            self._unanswered(self._pending.pop(next(iter(self._pending))))
+        previous = self._pending.pop(header.message_id, None)
+        if previous is not None:
+            self._unanswered(previous)  # the MessageId was used again before any response
+        self._pending[header.message_id] = pending
+
+    def _unanswered(self, pending: _Pending) -> None:
+        if not pending.quiet:
+            self._events.append(pending.event)
+
+    def _response(self, header: rec.Header, msg: bytes, time: int, frame: int) -> None:
+        if header.status == STATUS_PENDING and header.flags & rec.SMB2_FLAGS_ASYNC_COMMAND:
+            return  # interim response: the final one follows with the same MessageId
+        if header.command >= len(self._responses):
+            self._diag.warn("smb2_unknown_command", f"frame {frame}: command {header.command}")
+            return
+        pending = self._pending.pop(header.message_id, None)
+        if pending is not None:
+            if pending.command != header.command:
+                self._diag.warn("smb2_response_mismatch", f"frame {frame}: MessageId reused")
+                self._unanswered(pending)
+                pending = None
+            else:
+                pending.event.status = nt_status_name(header.status)
+        handler = self._responses[header.command]
+        if handler is not None:
+            handler(header, msg, pending, time, frame)
+
+    def _orphan(self, action: str, header: rec.Header, time: int, frame: int) -> SmbEvent:
+        """The event of a response whose request was not seen (a capture started mid-session)."""
+        tree_id = header.tree_id
+        if header.command in _NOT_ON_A_TREE and header.command != rec.TREE_CONNECT:
+            tree_id = None
+        event = self._event(
+            action, header.command, header.message_id, header.session_id, tree_id, time, frame
+        )
+        event.status = nt_status_name(header.status)
+        return event
+
+    def _file(self, file_id: bytes, chain: _Chain) -> tuple[_OpenFile | None, _Pending | None]:
+        """The open file a request names, or the CREATE it follows in a related compound."""
+        if file_id == _ALL_ONES_FILE_ID:
+            return chain.file, chain.create
+        file = self._files.get(file_id)
+        chain.file, chain.create = file, None
+        return file, None
+
+    def _file_request(self, action: str, req: _Request, file_id: bytes) -> _Pending:
+        """The pending event of a request on an open file (or on the one a compound creates)."""
+        file, chain_create = self._file(file_id, req.chain)
+        event = self._request_event(action, req)
+        if file is not None:
+            event.path, event.file_id, event.pipe = file.path, file.file_id, file.pipe
+        elif chain_create is not None:
+            event.path, event.pipe = chain_create.event.path, chain_create.event.pipe
+        elif file_id != _ALL_ONES_FILE_ID:
+            event.file_id = file_id.hex()  # opened before the capture began
+        pending = _Pending(event, req.header.command, file)
+        pending.chain_create = chain_create
+        return pending
+
+    @staticmethod
+    def _resolve_chain(pending: _Pending) -> _OpenFile | None:
+        """The file a request works on; for a related one, what the CREATE before it opened."""
+        if pending.file is None and pending.chain_create is not None:
+            pending.file = pending.chain_create.opened
+            if pending.file is not None:
+                pending.event.file_id = pending.file.file_id
+        return pending.file
+
+    # -- NEGOTIATE, SESSION_SETUP, LOGOFF ------------------------------------------------------
+
+    def _negotiate_request(self, req: _Request) -> _Pending:
+        return _Pending(self._request_event("negotiate", req), req.header.command)
+
+    def _negotiate_response(
+        self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
+    ) -> None:
+        revision = None
+        if header.status == STATUS_SUCCESS:
+            revision = rec.negotiate_response_dialect(msg)
+        if revision == rec.SMB2_DIALECT_WILDCARD:
+            return  # the answer to an SMB1 negotiate: the SMB2 NEGOTIATE follows
+        event = pending.event if pending else self._orphan("negotiate", header, time, frame)
+        if revision is not None:
+            self.dialect = rec.DIALECTS.get(revision, f"0x{revision:04x}")
+            event.dialect = self.dialect
+        self._events.append(event)
+
+    def _session_setup_request(self, req: _Request) -> _Pending:
+        event = self._request_event("logon", req)
+        pending = _Pending(event, req.header.command)
+        pending.quiet = True
+        token = gssapi.parse_security_buffer(rec.session_setup_request_buffer(req.msg))
+        event.auth = token.mechanism
+        if token.ntlmssp is not None:
+            if ntlmssp.message_type(token.ntlmssp) == ntlmssp.AUTHENTICATE_MESSAGE:
+                identity = ntlmssp.parse_authenticate(token.ntlmssp)
+                event.user = identity.user or None
+                event.domain = identity.domain or None
+                event.workstation = identity.workstation or None
+                if identity.anonymous:
+                    event.auth = "anonymous"
+                pending.quiet = False
+        elif token.realm is not None or token.spn is not None:
+            event.realm, event.spn = token.realm, token.spn
+            event.server = _spn_host(token.spn) or event.server
+            pending.quiet = False
+        return pending
+
+    def _session_setup_response(
+        self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
+    ) -> None:
+        session = self._session(header.session_id) if header.session_id else None
+        session_flags = 0
+        if _body_present(header.command, header.status):
+            session_flags, buffer = rec.parse_session_setup_response(msg)
+            if session is not None and buffer:
+                session.server = _challenge_server(buffer) or session.server
+        if header.status == STATUS_MORE_PROCESSING_REQUIRED:
+            return  # the next round carries the identity
+        event = pending.event if pending else self._orphan("logon", header, time, frame)
+        event.session_id = header.session_id or None
+        if session_flags & rec.SMB2_SESSION_FLAG_IS_GUEST:
+            event.auth = "guest"
+        elif session_flags & rec.SMB2_SESSION_FLAG_IS_NULL:
+            event.auth = "anonymous"
+        if session_flags & rec.SMB2_SESSION_FLAG_ENCRYPT_DATA:
+            event.encrypted = True
+        if session is not None:
+            event.server = event.server or session.server
+            if header.status == STATUS_SUCCESS:
+                session.user, session.domain = event.user, event.domain
+                session.workstation, session.auth = event.workstation, event.auth
+                session.server = event.server
+                session.encrypted = bool(event.encrypted)
+        self._events.append(event)
+
+    def _logoff_request(self, req: _Request) -> _Pending:
+        return _Pending(self._request_event("logoff", req), req.header.command)
+
+    def _logoff_response(
+        self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
+    ) -> None:
+        event = pending.event if pending else self._orphan("logoff", header, time, frame)
+        if header.status == STATUS_SUCCESS and event.session_id is not None:
+            self._sessions.pop(event.session_id, None)
+        self._events.append(event)
+
+    # -- TREE_CONNECT, TREE_DISCONNECT ---------------------------------------------------------
+
+    def _tree_connect_request(self, req: _Request) -> _Pending:
+        event = self._request_event("tree_connect", req)  # its TreeId comes with the response
+        event.share = rec.tree_connect_request_path(req.msg)
+        event.server, event.share_name = _split_unc(event.share)
+        return _Pending(event, req.header.command)
+
+    def _tree_connect_response(
+        self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
+    ) -> None:
+        event = pending.event if pending else self._orphan("tree_connect", header, time, frame)
+        if header.status == STATUS_SUCCESS and header.tree_id is not None:
+            share_type, share_flags, _ = rec.parse_tree_connect_response(msg)
+            tree = _Tree(event.share, event.share_name, event.server)
+            tree.share_type = rec.SHARE_TYPES.get(share_type)
+            session = self._sessions.get(header.session_id)
+            tree.encrypted = bool(share_flags & rec.SMB2_SHAREFLAG_ENCRYPT_DATA) or bool(
+                session is not None and session.encrypted
+            )
+            self._remember(self._trees, (header.session_id, header.tree_id), tree, MAX_TREES)
+            event.tree_id = header.tree_id
+            event.share_type = tree.share_type
+            if tree.encrypted:
+                event.encrypted = True
+        self._events.append(event)
+
+    def _tree_disconnect_request(self, req: _Request) -> _Pending:
+        return _Pending(self._request_event("tree_disconnect", req), req.header.command)
+
+    def _tree_disconnect_response(
+        self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
+    ) -> None:
+        event = pending.event if pending else self._orphan("tree_disconnect", header, time, frame)
+        if header.status == STATUS_SUCCESS and event.tree_id is not None:
+            self._trees.pop((event.session_id or 0, event.tree_id), None)
+        self._events.append(event)
+
+    # -- CREATE, CLOSE -------------------------------------------------------------------------
+
+    def _create_request(self, req: _Request) -> _Pending:
+        create = rec.parse_create_request(req.msg)
+        event = self._request_event("open", req)
+        event.path = create.name
+        event.access_mask = create.desired_access
+        event.share_access = create.share_access
+        event.create_options = create.create_options
+        if create.create_disposition < len(rec.CREATE_DISPOSITIONS):
+            event.disposition = rec.CREATE_DISPOSITIONS[create.create_disposition]
+        if create.create_options & rec.FILE_DELETE_ON_CLOSE:
+            event.delete_on_close = True
+        if event.share_type == "pipe" or (
+            event.share_type is None and (event.share_name or "").upper() == _IPC_SHARE
+        ):
+            event.pipe = create.name
+        pending = _Pending(event, req.header.command)
+        req.chain.file, req.chain.create = None, pending
+        return pending
+
+    def _create_response(
+        self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
+    ) -> None:
+        event = pending.event if pending else self._orphan("open", header, time, frame)
+        if header.status == STATUS_SUCCESS:
+            response = rec.parse_create_response(msg)
+            file = _OpenFile(response.file_id, event)
+            if file.pipe is not None:
+                file.rpc = RpcPipe(self._diag, file.pipe)
+            self._remember_file(file)
+            if pending is not None:
+                pending.opened = file
+            event.file_id = file.file_id
+            event.file_size = response.end_of_file
+            if response.create_action < len(rec.CREATE_ACTIONS):
+                event.create_action = rec.CREATE_ACTIONS[response.create_action]
+                event.action = _ACTION_BY_CREATE_ACTION[response.create_action]
+        self._events.append(event)
+        if event.delete_on_close and header.status == STATUS_SUCCESS:
+            twin = SmbEvent(*_EVENT_FIELDS(event))  # a copy: dataclasses.replace is 7x slower
+            twin.action = "delete"
+            self._events.append(twin)
+
+    def _close_request(self, req: _Request) -> _Pending:
+        return self._file_request("close", req, rec.close_request_file_id(req.msg))
+
+    def _close_response(
+        self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
+    ) -> None:
+        if pending is None:
+            self._events.append(self._orphan("close", header, time, frame))
+            return
+        file = self._resolve_chain(pending)
+        if header.status == STATUS_SUCCESS:
+            pending.event.file_size = rec.close_response_end_of_file(msg)
+        self._events.append(pending.event)
+        if header.status == STATUS_SUCCESS and file is not None:
+            self._forget_file(file)
+
+    # -- READ, WRITE ---------------------------------------------------------------------------
+
+    def _read_request(self, req: _Request) -> _Pending:
+        read = rec.parse_read_request(req.msg)
+        pending = self._file_request("read", req, read.file_id)
+        pending.event.offset = read.offset
+        pending.event.bytes = read.length
+        return pending
+
+    def _read_response(
+        self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
+    ) -> None:
+        event = pending.event if pending else self._orphan("read", header, time, frame)
+        file = self._resolve_chain(pending) if pending else None
+        event.bytes = 0
+        if not _body_present(header.command, header.status):
+            self._events.append(event)
+            return
+        data_offset, data_length = rec.parse_read_response(msg)
+        event.bytes = data_length
+        self._events.append(event)
+        if file is not None and file.pipe is not None:
+            data = rec.available(msg, data_offset, data_length)
+            self._pipe_data(file, False, data, data_length, time, frame)
+        elif event.offset == 0:
+            window = rec.available(msg, data_offset, min(data_length, SNIFF_WINDOW))
+            event.magic = sniff_magic(window)
+
+    def _write_request(self, req: _Request) -> _Pending:
+        write = rec.parse_write_request(req.msg)
+        pending = self._file_request("write", req, write.file_id)
+        event = pending.event
+        event.offset = write.offset
+        event.bytes = write.length
+        file = pending.file
+        if file is not None and file.pipe is not None:
+            data = rec.available(req.msg, write.data_offset, write.length)
+            self._pipe_data(file, True, data, write.length, req.time, req.frame)
+        elif write.offset == 0:
+            window = rec.available(req.msg, write.data_offset, min(write.length, SNIFF_WINDOW))
+            event.magic = sniff_magic(window)
+        return pending
+
+    def _write_response(
+        self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
+    ) -> None:
+        if pending is None:
+            event = self._orphan("write", header, time, frame)
+            if header.status == STATUS_SUCCESS:
+                event.bytes = rec.write_response_count(msg)
+            self._events.append(event)
+            return
+        self._resolve_chain(pending)
+        self._events.append(pending.event)
+
+    # -- IOCTL, QUERY_DIRECTORY, SET_INFO ------------------------------------------------------
+
+    def _ioctl_request(self, req: _Request) -> _Pending:
+        ioctl = rec.parse_ioctl_request(req.msg)
+        pending = self._file_request("ioctl", req, ioctl.file_id)
+        pending.event.fsctl = rec.FSCTL_NAMES.get(ioctl.ctl_code, f"0x{ioctl.ctl_code:08x}")
+        pending.ctl_code = ioctl.ctl_code
+        file = pending.file
+        if ioctl.ctl_code == rec.FSCTL_PIPE_TRANSCEIVE and file is not None and file.pipe:
+            self._pipe_data(file, True, ioctl.input, len(ioctl.input), req.time, req.frame)
+        return pending
+
+    def _ioctl_response(
+        self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
+    ) -> None:
+        if pending is None:
+            self._events.append(self._orphan("ioctl", header, time, frame))
+            return
+        file = self._resolve_chain(pending)
+        self._events.append(pending.event)
+        if (
+            pending.ctl_code == rec.FSCTL_PIPE_TRANSCEIVE
+            and file is not None
+            and file.pipe is not None
+            and _body_present(header.command, header.status)
+        ):
+            output = rec.ioctl_response_output(msg)
+            self._pipe_data(file, False, output, len(output), time, frame)
+
+    def _query_directory_request(self, req: _Request) -> _Pending:
+        file_id, pattern = rec.parse_query_directory_request(req.msg)
+        pending = self._file_request("query_directory", req, file_id)
+        pending.event.pattern = pattern
+        return pending
+
+    def _query_directory_response(
+        self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
+    ) -> None:
+        if pending is None:
+            self._events.append(self._orphan("query_directory", header, time, frame))
+            return
+        self._resolve_chain(pending)
+        self._events.append(pending.event)
+
+    def _set_info_request(self, req: _Request) -> _Pending:
+        info = rec.parse_set_info_request(req.msg)
+        action = "set_info"
+        target = None
+        if info.info_type == rec.SMB2_0_INFO_FILE:
+            info_class = info.file_info_class
+            if info_class in (rec.FileRenameInformation, rec.FileRenameInformationEx):
+                action = "rename"
+                target = rec.file_rename_information_name(info.buffer)
+            elif info_class == rec.FileLinkInformation:
+                target = rec.file_rename_information_name(info.buffer)
+            elif info_class in (
+                rec.FileDispositionInformation,
+                rec.FileDispositionInformationEx,
+            ) and rec.disposition_deletes(info_class, info.buffer):
+                action = "delete"
+        pending = self._file_request(action, req, info.file_id)
+        pending.event.info_class = rec.info_class_name(info.info_type, info.file_info_class)
+        pending.event.new_path = target
+        if action == "delete":
+            pending.event.delete_on_close = True  # DeletePending: gone when the last handle closes
+        return pending
+
+    def _set_info_response(
+        self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
+    ) -> None:
+        if pending is None:
+            self._events.append(self._orphan("set_info", header, time, frame))
+            return
+        file = self._resolve_chain(pending)
+        event = pending.event
+        if event.action == "rename" and header.status == STATUS_SUCCESS and file is not None:
+            file.path = event.new_path
+        self._events.append(event)
+
+    # -- state and events ----------------------------------------------------------------------
+
+    def _session(self, session_id: int) -> _Session:
+        session = self._sessions.get(session_id)
+        if session is None:
+            session = _Session()
+            self._remember(self._sessions, session_id, session, MAX_SESSIONS)
+        return session
+
+    def _remember(self, table: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
+        """Put ``value`` in a bounded table, pushing out the oldest entry when it is full."""
+        if key not in table and len(table) >= limit:
+            del table[next(iter(table))]
+            self._diag.warn("smb2_state_evicted", f"more than {limit} sessions/trees/files")
+        table[key] = value
+
+    def _request_event(self, action: str, req: _Request) -> SmbEvent:
+        header = req.header
+        return self._event(
+            action,
+            header.command,
+            header.message_id,
+            req.session_id,
+            req.tree_id,
+            req.time,
+            req.frame,
+        )
+
+    def _event(
+        self,
+        action: str,
+        command: int | None,
+        message_id: int | None,
+        session_id: int | None,
+        tree_id: int | None,
+        time: int,
+        frame: int,
+    ) -> SmbEvent:
+        """An event with what the connection, session and tree say of every command on them."""
+        endpoints = self._endpoints
+        event = SmbEvent(
+            time=time,
+            source="network",
+            action=action,
+            source_format=endpoints.source_format,
+            source_file=endpoints.source_file,
+            source_ref=frame,
+            src_ip=endpoints.src_ip,
+            src_port=endpoints.src_port,
+            dst_ip=endpoints.dst_ip,
+            dst_port=endpoints.dst_port,
+            session_id=session_id or None,
+            tree_id=tree_id or None,
+            dialect=self.dialect,
+            command=rec.COMMAND_NAMES[command] if command is not None else None,
+            message_id=message_id,
+        )
+        if not session_id:
+            return event
+        session = self._sessions.get(session_id)
+        if session is not None:
+            event.user, event.domain = session.user, session.domain
+            event.workstation, event.auth = session.workstation, session.auth
+            event.server = session.server
+            if session.encrypted:
+                event.encrypted = True
+        if tree_id:
+            tree = self._trees.get((session_id, tree_id))
+            if tree is not None:
+                event.share, event.share_name = tree.share, tree.share_name
+                event.share_type = tree.share_type
+                event.server = tree.server or event.server
+                if tree.encrypted:
+                    event.encrypted = True
+        return event
+
+    def _pipe_data(
+        self, file: _OpenFile, from_client: bool, data: bytes, length: int, time: int, frame: int
+    ) -> None:
+        """Bytes written to or read from an open named pipe, for its DCE/RPC reader."""
+        if file.rpc is None or not length:
+            return
+        if len(data) != length:
+            self._diag.warn("smb2_pipe_data_truncated", f"{file.pipe}: {len(data)} of {length}")
+            file.rpc.gap(from_client)
+            return
+        self._events.extend(self._rpc_events(file, file.rpc.feed(from_client, data, time, frame)))
+
+    def _rpc_events(self, file: _OpenFile, calls: list[RpcCall]) -> list[SmbEvent]:
+        """An ``rpc_call`` event per completed call, at the time and frame of its request."""
+        events = []
+        for call in calls:
+            if call.request_time is not None and call.request_frame is not None:
+                time, frame = call.request_time, call.request_frame
+            else:
+                time, frame = call.response_time or 0, call.response_frame or 0
+            event = self._event("rpc_call", None, None, file.session_id, file.tree_id, time, frame)
+            event.path, event.file_id, event.pipe = file.path, file.file_id, file.pipe
+            for name, value in call_fields(call).items():
+                setattr(event, name, value)
+            events.append(event)
+        return events
+
+    def _remember_file(self, file: _OpenFile) -> None:
+        """Remember an open file; when too many are open, the oldest is forgotten (counted)."""
+        if file.key not in self._files and len(self._files) >= MAX_FILES:
+            self._diag.warn("smb2_state_evicted", f"more than {MAX_FILES} open files")
+            self._forget_file(self._files[next(iter(self._files))])
+        self._files[file.key] = file
+
+    def _forget_file(self, file: _OpenFile) -> None:
+        """A file closed (or pushed out): its pipe's unanswered calls are reported."""
+        self._files.pop(file.key, None)
+        if file.rpc is not None:
+            self._events.extend(self._rpc_events(file, file.rpc.finish()))
+            file.rpc = None
+
+
+def _challenge_server(buffer: bytes) -> str | None:
+    """The server's own name, from the NTLM CHALLENGE in a SESSION_SETUP response."""
+    token = gssapi.parse_security_buffer(buffer)
+    if token.ntlmssp is None or ntlmssp.message_type(token.ntlmssp) != ntlmssp.CHALLENGE_MESSAGE:
+        return None
+    challenge = ntlmssp.parse_challenge(token.ntlmssp)
+    return challenge.dns_computer_name or challenge.nb_computer_name

@@ -1,0 +1,581 @@
+"""Pure parsers of SMB2/SMB3 structures (MS-SMB2 section 2.2), named as in the specification.
+
+Every parser takes one SMB2 message that starts with its 64-byte header (offsets inside a
+message are relative to that header) and reads only what smbwatch reports. Structures are read
+with precompiled ``struct.Struct`` objects; a truncated structure raises ``struct.error`` and an
+offset or length that points outside the message raises ``ValueError``. Nothing is copied that
+is not returned.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+PROTOCOL_ID = b"\xfeSMB"
+TRANSFORM_PROTOCOL_ID = b"\xfdSMB"
+COMPRESSION_PROTOCOL_ID = b"\xfcSMB"
+HEADER_SIZE = 64
+
+# Commands (2.2.1)
+NEGOTIATE = 0x00
+SESSION_SETUP = 0x01
+LOGOFF = 0x02
+TREE_CONNECT = 0x03
+TREE_DISCONNECT = 0x04
+CREATE = 0x05
+CLOSE = 0x06
+FLUSH = 0x07
+READ = 0x08
+WRITE = 0x09
+LOCK = 0x0A
+IOCTL = 0x0B
+CANCEL = 0x0C
+ECHO = 0x0D
+QUERY_DIRECTORY = 0x0E
+CHANGE_NOTIFY = 0x0F
+QUERY_INFO = 0x10
+SET_INFO = 0x11
+OPLOCK_BREAK = 0x12
+COMMAND_NAMES: tuple[str, ...] = (
+    "NEGOTIATE",
+    "SESSION_SETUP",
+    "LOGOFF",
+    "TREE_CONNECT",
+    "TREE_DISCONNECT",
+    "CREATE",
+    "CLOSE",
+    "FLUSH",
+    "READ",
+    "WRITE",
+    "LOCK",
+    "IOCTL",
+    "CANCEL",
+    "ECHO",
+    "QUERY_DIRECTORY",
+    "CHANGE_NOTIFY",
+    "QUERY_INFO",
+    "SET_INFO",
+    "OPLOCK_BREAK",
+)
+
+# Header flags (2.2.1.2)
+SMB2_FLAGS_SERVER_TO_REDIR = 0x00000001
+SMB2_FLAGS_ASYNC_COMMAND = 0x00000002
+SMB2_FLAGS_RELATED_OPERATIONS = 0x00000004
+
+DIALECTS = {
+    0x0202: "2.0.2",
+    0x0210: "2.1",
+    0x0300: "3.0",
+    0x0302: "3.0.2",
+    0x0311: "3.1.1",
+}
+SMB2_DIALECT_WILDCARD = 0x02FF  # answer to an SMB1 negotiate: a real SMB2 NEGOTIATE follows
+
+# SESSION_SETUP response SessionFlags (2.2.6)
+SMB2_SESSION_FLAG_IS_GUEST = 0x0001
+SMB2_SESSION_FLAG_IS_NULL = 0x0002
+SMB2_SESSION_FLAG_ENCRYPT_DATA = 0x0004
+
+# TREE_CONNECT response (2.2.10)
+SHARE_TYPES = {0x01: "disk", 0x02: "pipe", 0x03: "print"}
+SMB2_SHAREFLAG_ENCRYPT_DATA = 0x00008000
+
+# CREATE (2.2.13, 2.2.14)
+CREATE_DISPOSITIONS = (
+    "FILE_SUPERSEDE",
+    "FILE_OPEN",
+    "FILE_CREATE",
+    "FILE_OPEN_IF",
+    "FILE_OVERWRITE",
+    "FILE_OVERWRITE_IF",
+)
+CREATE_ACTIONS = ("FILE_SUPERSEDED", "FILE_OPENED", "FILE_CREATED", "FILE_OVERWRITTEN")
+FILE_OPENED = 1
+FILE_DELETE_ON_CLOSE = 0x00001000
+
+# CLOSE (2.2.15)
+SMB2_CLOSE_FLAG_POSTQUERY_ATTRIB = 0x0001
+
+# SET_INFO / QUERY_INFO InfoType (2.2.39)
+SMB2_0_INFO_FILE = 0x01
+SMB2_0_INFO_FILESYSTEM = 0x02
+INFO_TYPE_NAMES = {0x03: "SMB2_0_INFO_SECURITY", 0x04: "SMB2_0_INFO_QUOTA"}
+
+# FileInformationClass (MS-FSCC 2.4)
+FileRenameInformation = 10
+FileLinkInformation = 11
+FileDispositionInformation = 13
+FileDispositionInformationEx = 64
+FileRenameInformationEx = 65
+FILE_DISPOSITION_DELETE = 0x00000001
+FILE_INFORMATION_CLASSES = {
+    1: "FileDirectoryInformation",
+    2: "FileFullDirectoryInformation",
+    3: "FileBothDirectoryInformation",
+    4: "FileBasicInformation",
+    5: "FileStandardInformation",
+    6: "FileInternalInformation",
+    7: "FileEaInformation",
+    8: "FileAccessInformation",
+    9: "FileNameInformation",
+    10: "FileRenameInformation",
+    11: "FileLinkInformation",
+    12: "FileNamesInformation",
+    13: "FileDispositionInformation",
+    14: "FilePositionInformation",
+    15: "FileFullEaInformation",
+    16: "FileModeInformation",
+    17: "FileAlignmentInformation",
+    18: "FileAllInformation",
+    19: "FileAllocationInformation",
+    20: "FileEndOfFileInformation",
+    21: "FileAlternateNameInformation",
+    22: "FileStreamInformation",
+    23: "FilePipeInformation",
+    24: "FilePipeLocalInformation",
+    25: "FilePipeRemoteInformation",
+    28: "FileCompressionInformation",
+    29: "FileObjectIdInformation",
+    32: "FileQuotaInformation",
+    33: "FileReparsePointInformation",
+    34: "FileNetworkOpenInformation",
+    35: "FileAttributeTagInformation",
+    36: "FileTrackingInformation",
+    37: "FileIdBothDirectoryInformation",
+    38: "FileIdFullDirectoryInformation",
+    39: "FileValidDataLengthInformation",
+    40: "FileShortNameInformation",
+    46: "FileHardLinkInformation",
+    48: "FileNormalizedNameInformation",
+    59: "FileIdInformation",
+    60: "FileIdExtdDirectoryInformation",
+    63: "FileIdExtdBothDirectoryInformation",
+    64: "FileDispositionInformationEx",
+    65: "FileRenameInformationEx",
+}
+# FsInformationClass (MS-FSCC 2.5)
+FS_INFORMATION_CLASSES = {
+    1: "FileFsVolumeInformation",
+    2: "FileFsLabelInformation",
+    3: "FileFsSizeInformation",
+    4: "FileFsDeviceInformation",
+    5: "FileFsAttributeInformation",
+    6: "FileFsControlInformation",
+    7: "FileFsFullSizeInformation",
+    8: "FileFsObjectIdInformation",
+    11: "FileFsSectorSizeInformation",
+}
+
+# IOCTL CtlCode (2.2.31, MS-FSCC 2.3)
+FSCTL_PIPE_TRANSCEIVE = 0x0011C017
+FSCTL_NAMES = {
+    0x00060194: "FSCTL_DFS_GET_REFERRALS",
+    0x000601B0: "FSCTL_DFS_GET_REFERRALS_EX",
+    0x0009003C: "FSCTL_GET_COMPRESSION",
+    0x00090064: "FSCTL_GET_NTFS_VOLUME_DATA",
+    0x0009009C: "FSCTL_GET_OBJECT_ID",
+    0x000900A4: "FSCTL_SET_REPARSE_POINT",
+    0x000900A8: "FSCTL_GET_REPARSE_POINT",
+    0x000900C0: "FSCTL_CREATE_OR_GET_OBJECT_ID",
+    0x000900C4: "FSCTL_SET_SPARSE",
+    0x0009027C: "FSCTL_GET_INTEGRITY_INFORMATION",
+    0x00090284: "FSCTL_QUERY_FILE_REGIONS",
+    0x00090300: "FSCTL_QUERY_SHARED_VIRTUAL_DISK_SUPPORT",
+    0x00090304: "FSCTL_SVHDX_SYNC_TUNNEL_REQUEST",
+    0x00090350: "FSCTL_STORAGE_QOS_CONTROL",
+    0x00090364: "FSCTL_SVHDX_ASYNC_TUNNEL_REQUEST",
+    0x000940CF: "FSCTL_QUERY_ALLOCATED_RANGES",
+    0x00094264: "FSCTL_OFFLOAD_READ",
+    0x00098098: "FSCTL_SET_OBJECT_ID",
+    0x000980A0: "FSCTL_DELETE_OBJECT_ID",
+    0x000900AC: "FSCTL_DELETE_REPARSE_POINT",
+    0x000980BC: "FSCTL_SET_OBJECT_ID_EXTENDED",
+    0x000980C8: "FSCTL_SET_ZERO_DATA",
+    0x00098208: "FSCTL_FILE_LEVEL_TRIM",
+    0x00098268: "FSCTL_OFFLOAD_WRITE",
+    0x0009C040: "FSCTL_SET_COMPRESSION",
+    0x0009C280: "FSCTL_SET_INTEGRITY_INFORMATION",
+    0x00110018: "FSCTL_PIPE_WAIT",
+    0x0011400C: "FSCTL_PIPE_PEEK",
+    0x0011C017: "FSCTL_PIPE_TRANSCEIVE",
+    0x00140078: "FSCTL_SRV_REQUEST_RESUME_KEY",
+    0x001401D4: "FSCTL_LMR_REQUEST_RESILIENCY",
+    0x001401FC: "FSCTL_QUERY_NETWORK_INTERFACE_INFO",
+    0x00140204: "FSCTL_VALIDATE_NEGOTIATE_INFO",
+    0x00144064: "FSCTL_SRV_ENUMERATE_SNAPSHOTS",
+    0x001440F2: "FSCTL_SRV_COPYCHUNK",
+    0x001441BB: "FSCTL_SRV_READ_HASH",
+    0x001480F2: "FSCTL_SRV_COPYCHUNK_WRITE",
+}
+
+# StructureSize, CreditCharge, Status, Command, CreditRequest/Response, Flags, NextCommand,
+# MessageId, AsyncId (or Reserved + TreeId), SessionId; the Signature is not read.
+_HEADER = struct.Struct("<4xHHIHHIIQQQ")
+
+
+class Header(NamedTuple):
+    """SMB2 packet header (2.2.1). ``tree_id`` is None in an async header."""
+
+    status: int
+    command: int
+    flags: int
+    next_command: int
+    message_id: int
+    async_id: int | None
+    tree_id: int | None
+    session_id: int
+
+
+def parse_header(msg: bytes) -> Header:
+    """The SYNC or ASYNC header at the start of ``msg`` (the protocol id is the caller's)."""
+    (_, _, status, command, _, flags, next_command, message_id, word, session_id) = (
+        _HEADER.unpack_from(msg)
+    )
+    if flags & SMB2_FLAGS_ASYNC_COMMAND:
+        return Header(status, command, flags, next_command, message_id, word, None, session_id)
+    tree_id = word >> 32
+    return Header(status, command, flags, next_command, message_id, None, tree_id, session_id)
+
+
+def buffer(msg: bytes, offset: int, length: int, what: str) -> bytes:
+    """``length`` bytes at ``offset`` of the message, or ValueError when they are not all there."""
+    if length == 0:
+        return b""
+    if offset < HEADER_SIZE or offset + length > len(msg):
+        raise ValueError(f"{what} at {offset}+{length} outside a {len(msg)}-byte message")
+    return msg[offset : offset + length]
+
+
+def _utf16(msg: bytes, offset: int, length: int, what: str) -> str:
+    return buffer(msg, offset, length, what).decode("utf-16-le", "replace")
+
+
+# NEGOTIATE response (2.2.4): StructureSize, SecurityMode, DialectRevision
+_NEGOTIATE_RESPONSE = struct.Struct("<HHH")
+
+
+def negotiate_response_dialect(msg: bytes) -> int:
+    """DialectRevision of a NEGOTIATE response."""
+    return _NEGOTIATE_RESPONSE.unpack_from(msg, HEADER_SIZE)[2]
+
+
+# SESSION_SETUP request (2.2.5): StructureSize, Flags, SecurityMode, Capabilities, Channel,
+# SecurityBufferOffset, SecurityBufferLength, PreviousSessionId
+_SESSION_SETUP_REQUEST = struct.Struct("<HBBIIHHQ")
+# SESSION_SETUP response (2.2.6): StructureSize, SessionFlags, SecurityBufferOffset/Length
+_SESSION_SETUP_RESPONSE = struct.Struct("<HHHH")
+
+
+def session_setup_request_buffer(msg: bytes) -> bytes:
+    """The security buffer (SPNEGO/NTLMSSP/Kerberos token) of a SESSION_SETUP request."""
+    fields = _SESSION_SETUP_REQUEST.unpack_from(msg, HEADER_SIZE)
+    return buffer(msg, fields[5], fields[6], "SESSION_SETUP security buffer")
+
+
+def parse_session_setup_response(msg: bytes) -> tuple[int, bytes]:
+    """(SessionFlags, security buffer) of a SESSION_SETUP response."""
+    _, session_flags, offset, length = _SESSION_SETUP_RESPONSE.unpack_from(msg, HEADER_SIZE)
+    return session_flags, buffer(msg, offset, length, "SESSION_SETUP security buffer")
+
+
+# TREE_CONNECT request (2.2.9): StructureSize, Flags, PathOffset, PathLength
+_TREE_CONNECT_REQUEST = struct.Struct("<HHHH")
+# TREE_CONNECT response (2.2.10): StructureSize, ShareType, Reserved, ShareFlags, Capabilities,
+# MaximalAccess
+_TREE_CONNECT_RESPONSE = struct.Struct("<HBxIII")
+
+
+def tree_connect_request_path(msg: bytes) -> str:
+    """The share path as sent by the client: ``\\\\SERVER\\SHARE``."""
+    _, _, offset, length = _TREE_CONNECT_REQUEST.unpack_from(msg, HEADER_SIZE)
+    return _utf16(msg, offset, length, "TREE_CONNECT path")
+
+
+def parse_tree_connect_response(msg: bytes) -> tuple[int, int, int]:
+    """(ShareType, ShareFlags, MaximalAccess) of a TREE_CONNECT response."""
+    _, share_type, share_flags, _, maximal_access = _TREE_CONNECT_RESPONSE.unpack_from(
+        msg, HEADER_SIZE
+    )
+    return share_type, share_flags, maximal_access
+
+
+# CREATE request (2.2.13): StructureSize, SecurityFlags, RequestedOplockLevel,
+# ImpersonationLevel, SmbCreateFlags, Reserved, DesiredAccess, FileAttributes, ShareAccess,
+# CreateDisposition, CreateOptions, NameOffset, NameLength, CreateContextsOffset/Length
+_CREATE_REQUEST = struct.Struct("<HBBIQQIIIIIHHII")
+
+
+class CreateRequest(NamedTuple):
+    desired_access: int
+    file_attributes: int
+    share_access: int
+    create_disposition: int
+    create_options: int
+    name: str
+
+
+def parse_create_request(msg: bytes) -> CreateRequest:
+    """What a CREATE request asks for, and the file name relative to the share."""
+    fields = _CREATE_REQUEST.unpack_from(msg, HEADER_SIZE)
+    name = _utf16(msg, fields[11], fields[12], "CREATE name")
+    return CreateRequest(fields[6], fields[7], fields[8], fields[9], fields[10], name)
+
+
+# CREATE response (2.2.14): StructureSize, OplockLevel, Flags, CreateAction, CreationTime,
+# LastAccessTime, LastWriteTime, ChangeTime, AllocationSize, EndofFile, FileAttributes,
+# Reserved2, FileId
+_CREATE_RESPONSE = struct.Struct("<HBBIQQQQQQII16s")
+
+
+class CreateResponse(NamedTuple):
+    create_action: int
+    end_of_file: int
+    file_attributes: int
+    file_id: bytes
+
+
+def parse_create_response(msg: bytes) -> CreateResponse:
+    fields = _CREATE_RESPONSE.unpack_from(msg, HEADER_SIZE)
+    return CreateResponse(fields[3], fields[9], fields[10], fields[12])
+
+
+# CLOSE request (2.2.15): StructureSize, Flags, Reserved, FileId
+_CLOSE_REQUEST = struct.Struct("<HH4x16s")
+# CLOSE response (2.2.16): StructureSize, Flags, Reserved, CreationTime, LastAccessTime,
+# LastWriteTime, ChangeTime, AllocationSize, EndofFile
+_CLOSE_RESPONSE = struct.Struct("<HH4x32xQQ")
+
+
+def close_request_file_id(msg: bytes) -> bytes:
+    return _CLOSE_REQUEST.unpack_from(msg, HEADER_SIZE)[2]
+
+
+def close_response_end_of_file(msg: bytes) -> int | None:
+    """EndofFile of a CLOSE response, when the client asked for the attributes after close."""
+    _, flags, _, end_of_file = _CLOSE_RESPONSE.unpack_from(msg, HEADER_SIZE)
+    return end_of_file if flags & SMB2_CLOSE_FLAG_POSTQUERY_ATTRIB else None
+
+
+# READ request (2.2.19): StructureSize, Padding, Flags, Length, Offset, FileId
+_READ_REQUEST = struct.Struct("<HBBIQ16s")
+# READ response (2.2.20): StructureSize, DataOffset, Reserved, DataLength, DataRemaining
+_READ_RESPONSE = struct.Struct("<HBxII")
+READ_RESPONSE_FIXED_END = HEADER_SIZE + 16  # where the data of a READ response may start
+
+
+class ReadRequest(NamedTuple):
+    length: int
+    offset: int
+    file_id: bytes
+
+
+def parse_read_request(msg: bytes) -> ReadRequest:
+    _, _, _, length, offset, file_id = _READ_REQUEST.unpack_from(msg, HEADER_SIZE)
+    return ReadRequest(length, offset, file_id)
+
+
+def parse_read_response(msg: bytes) -> tuple[int, int]:
+    """(DataOffset, DataLength) of a READ response; the data may lie beyond ``msg``."""
+    _, data_offset, data_length, _ = _READ_RESPONSE.unpack_from(msg, HEADER_SIZE)
+    return data_offset, data_length
+
+
+# WRITE request (2.2.21): StructureSize, DataOffset, Length, Offset, FileId
+_WRITE_REQUEST = struct.Struct("<HHIQ16s")
+WRITE_REQUEST_FIXED_END = HEADER_SIZE + 48  # where the data of a WRITE request may start
+# WRITE response (2.2.22): StructureSize, Reserved, Count
+_WRITE_RESPONSE = struct.Struct("<H2xI")
+
+
+class WriteRequest(NamedTuple):
+    data_offset: int
+    length: int
+    offset: int
+    file_id: bytes
+
+
+def parse_write_request(msg: bytes) -> WriteRequest:
+    """A WRITE request's fixed part; the data may lie beyond ``msg``."""
+    _, data_offset, length, offset, file_id = _WRITE_REQUEST.unpack_from(msg, HEADER_SIZE)
+    return WriteRequest(data_offset, length, offset, file_id)
+
+
+def write_response_count(msg: bytes) -> int:
+    return _WRITE_RESPONSE.unpack_from(msg, HEADER_SIZE)[1]
+
+
+def available(msg: bytes, offset: int, length: int) -> bytes:
+    """The part of a data buffer that is present in ``msg`` (the decoder may hold only a head)."""
+    if offset < HEADER_SIZE:
+        return b""
+    return msg[offset : offset + length]
+
+
+# IOCTL request (2.2.31): StructureSize, Reserved, CtlCode, FileId, InputOffset, InputCount,
+# MaxInputResponse, OutputOffset, OutputCount, MaxOutputResponse, Flags
+_IOCTL_REQUEST = struct.Struct("<H2xI16sIIIIIII")
+# IOCTL response (2.2.32): StructureSize, Reserved, CtlCode, FileId, InputOffset, InputCount,
+# OutputOffset, OutputCount
+_IOCTL_RESPONSE = struct.Struct("<H2xI16sIIII")
+
+
+class IoctlRequest(NamedTuple):
+    ctl_code: int
+    file_id: bytes
+    input: bytes
+
+
+def parse_ioctl_request(msg: bytes) -> IoctlRequest:
+    fields = _IOCTL_REQUEST.unpack_from(msg, HEADER_SIZE)
+    return IoctlRequest(fields[1], fields[2], buffer(msg, fields[3], fields[4], "IOCTL input"))
+
+
+def ioctl_response_output(msg: bytes) -> bytes:
+    fields = _IOCTL_RESPONSE.unpack_from(msg, HEADER_SIZE)
+    return buffer(msg, fields[5], fields[6], "IOCTL output")
+
+
+# QUERY_DIRECTORY request (2.2.33): StructureSize, FileInformationClass, Flags, FileIndex,
+# FileId, FileNameOffset, FileNameLength
+_QUERY_DIRECTORY_REQUEST = struct.Struct("<HBBI16sHH")
+
+
+def parse_query_directory_request(msg: bytes) -> tuple[bytes, str]:
+    """(FileId of the directory, search pattern) of a QUERY_DIRECTORY request."""
+    fields = _QUERY_DIRECTORY_REQUEST.unpack_from(msg, HEADER_SIZE)
+    return fields[4], _utf16(msg, fields[5], fields[6], "QUERY_DIRECTORY pattern")
+
+
+# SET_INFO request (2.2.39): StructureSize, InfoType, FileInfoClass, BufferLength,
+# BufferOffset, Reserved, AdditionalInformation, FileId
+_SET_INFO_REQUEST = struct.Struct("<HBBIH2xI16s")
+
+
+class SetInfoRequest(NamedTuple):
+    info_type: int
+    file_info_class: int
+    file_id: bytes
+    buffer: bytes
+
+
+def parse_set_info_request(msg: bytes) -> SetInfoRequest:
+    _, info_type, info_class, length, offset, _, file_id = _SET_INFO_REQUEST.unpack_from(
+        msg, HEADER_SIZE
+    )
+    return SetInfoRequest(info_type, info_class, file_id, buffer(msg, offset, length, "SET_INFO"))
+
+
+def info_class_name(info_type: int, info_class: int) -> str:
+    """``FileRenameInformation``; the InfoType name where the class is not a file class."""
+    if info_type == SMB2_0_INFO_FILE:
+        table = FILE_INFORMATION_CLASSES
+    elif info_type == SMB2_0_INFO_FILESYSTEM:
+        table = FS_INFORMATION_CLASSES
+    else:
+        return INFO_TYPE_NAMES.get(info_type, f"InfoType {info_type}")
+    return table.get(info_class, f"{info_class}")
+
+
+# FILE_RENAME_INFORMATION_TYPE_2 / FILE_LINK_INFORMATION_TYPE_2 (MS-FSCC 2.4.42.2, 2.4.27.2):
+# ReplaceIfExists (or Flags in the Ex form), Reserved, RootDirectory, FileNameLength
+_FILE_RENAME_INFORMATION = struct.Struct("<8xQI")
+
+
+def file_rename_information_name(buffer: bytes) -> str:
+    """The target name of a FileRenameInformation(Ex) or FileLinkInformation buffer."""
+    _, length = _FILE_RENAME_INFORMATION.unpack_from(buffer)
+    start = _FILE_RENAME_INFORMATION.size
+    if start + length > len(buffer):
+        raise ValueError(f"rename target of {length} bytes beyond a {len(buffer)}-byte buffer")
+    return buffer[start : start + length].decode("utf-16-le", "replace")
+
+
+_U8 = struct.Struct("<B")
+_U32 = struct.Struct("<I")
+
+
+def disposition_deletes(info_class: int, buffer: bytes) -> bool:
+    """Whether a FileDispositionInformation(Ex) buffer marks the file for deletion."""
+    if info_class == FileDispositionInformation:
+        return _U8.unpack_from(buffer)[0] != 0  # DeletePending
+    return bool(_U32.unpack_from(buffer)[0] & FILE_DISPOSITION_DELETE)  # Flags
+
+
+# SMB2 TRANSFORM_HEADER (2.2.41): Signature, Nonce, OriginalMessageSize, Reserved,
+# Flags/EncryptionAlgorithm, SessionId
+_TRANSFORM_HEADER = struct.Struct("<4x16s16sIHHQ")
+TRANSFORM_HEADER_SIZE = _TRANSFORM_HEADER.size
+
+
+def parse_transform_header(msg: bytes) -> tuple[int, int]:
+    """(OriginalMessageSize, SessionId) of an encrypted message."""
+    fields = _TRANSFORM_HEADER.unpack_from(msg)
+    return fields[2], fields[5]
+
+
+# COMPRESSION_TRANSFORM_HEADER (2.2.42): OriginalCompressedSegmentSize, then either
+# CompressionAlgorithm, Flags, Offset (unchained) or the first chained payload header.
+_COMPRESSION_TRANSFORM_HEADER = struct.Struct("<4xIHHI")
+COMPRESSION_HEADER_SIZE = _COMPRESSION_TRANSFORM_HEADER.size
+_CHAINED_PAYLOAD_HEADER = struct.Struct("<HHI")  # CompressionAlgorithm, Flags, Length
+_PATTERN_V1 = struct.Struct("<B3xI")  # Pattern, Reserved1, Reserved2, Repetitions
+SMB2_COMPRESSION_FLAG_CHAINED = 0x0001
+COMPRESSION_NONE = 0x0000
+COMPRESSION_PATTERN_V1 = 0x0004
+COMPRESSION_ALGORITHMS = {
+    0x0000: "NONE",
+    0x0001: "LZNT1",
+    0x0002: "LZ77",
+    0x0003: "LZ77+Huffman",
+    0x0004: "Pattern_V1",
+    0x0005: "LZ4",
+}
+
+
+class UnsupportedCompression(ValueError):
+    """The message uses a compression algorithm smbwatch does not decompress."""
+
+    def __init__(self, algorithm: int, prefix: bytes) -> None:
+        name = COMPRESSION_ALGORITHMS.get(algorithm, f"0x{algorithm:04x}")
+        super().__init__(f"{name} compression")
+        self.prefix = prefix  # the uncompressed head of the message, often a whole header
+
+
+def decompress(msg: bytes, limit: int) -> bytes:
+    """The SMB2 message inside a compressed one: uncompressed and Pattern_V1 parts only.
+
+    ``limit`` caps the output so a small message cannot expand into a huge one.
+    """
+    original_size, algorithm, flags, offset = _COMPRESSION_TRANSFORM_HEADER.unpack_from(msg)
+    if original_size > limit:
+        raise ValueError(f"compressed message expands to {original_size} bytes")
+    if not flags & SMB2_COMPRESSION_FLAG_CHAINED:
+        start = COMPRESSION_HEADER_SIZE + offset
+        if start > len(msg):
+            raise ValueError("compressed data offset beyond the message")
+        raise UnsupportedCompression(algorithm, msg[COMPRESSION_HEADER_SIZE:start])
+    parts: list[bytes] = []
+    size = 0
+    position = 8  # the first chained payload header follows OriginalCompressedSegmentSize
+    while position < len(msg):
+        algorithm, _, length = _CHAINED_PAYLOAD_HEADER.unpack_from(msg, position)
+        position += _CHAINED_PAYLOAD_HEADER.size
+        if position + length > len(msg):
+            raise ValueError("chained compression payload beyond the message")
+        if algorithm == COMPRESSION_NONE:
+            part = msg[position : position + length]
+        elif algorithm == COMPRESSION_PATTERN_V1:
+            pattern, repetitions = _PATTERN_V1.unpack_from(msg, position)
+            if size + repetitions > original_size:
+                raise ValueError("Pattern_V1 repeats beyond the original size")
+            part = bytes((pattern,)) * repetitions
+        else:
+            raise UnsupportedCompression(algorithm, b"".join(parts))
+        parts.append(part)
+        size += len(part)
+        if size > original_size:
+            raise ValueError("chained compression expands beyond the original size")
+        position += length
+    return b"".join(parts)
