@@ -1,4 +1,5 @@
-"""Test support for the detection tests: the shared corpus, and SmbEvents from real records.
+"""Test support for the detection tests: the shared corpus, SmbEvents from real records, and
+tshark (the independent oracle) read the way smbwatch counts frames.
 
 ``evtx_events`` is a small TEST-ONLY converter of Windows Security/System records (5140, 5145,
 4624, 4697, 7045) read with the ``evtx`` package into SmbEvents. It exists only until
@@ -8,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +98,29 @@ def evtx_events(path: Path) -> list[SmbEvent]:
             )
         )
     return events
+
+
+def tshark(capture: Path, display_filter: str, *fields: str) -> list[list[str]]:
+    done = subprocess.run(
+        ["tshark", "-n", "-r", str(capture), "-Y", display_filter, "-T", "fields", "-E"]
+        + ["separator=|", *(arg for field in fields for arg in ("-e", field))],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return [line.split("|") for line in done.stdout.splitlines()]
+
+
+def tshark_frames(capture: Path, display_filter: str) -> list[int]:
+    """The frame where each matching message began, as smbwatch counts: the first TCP segment
+    of its first DCE/RPC fragment (tshark names the frame where it was reassembled)."""
+    starts = {
+        int(frame): min(int(f) for f in segments.split(","))
+        for frame, segments in tshark(capture, "tcp.segment", "frame.number", "tcp.segment")
+    }
+    frames = []
+    for frame, fragments in tshark(capture, display_filter, "frame.number", "dcerpc.fragment"):
+        first = min(int(f) for f in fragments.split(",")) if fragments else int(frame)
+        frames.append(starts.get(first, first))
+    return frames

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
 from functools import cache
 from pathlib import Path
 
 import pytest
 from conftest import shared_dir
+from detect_support import tshark, tshark_frames
 
 from smbwatch.detect.engine import detect
 from smbwatch.detect.sigma import RuleSet, load_rules
@@ -25,32 +25,6 @@ SERVICE_CREATION = "Remote Service Created or Reconfigured Through svcctl"
 @cache
 def all_rules() -> RuleSet:
     return load_rules([SIGMA])
-
-
-def tshark(capture: Path, display_filter: str, *fields: str) -> list[list[str]]:
-    done = subprocess.run(
-        ["tshark", "-n", "-r", str(capture), "-Y", display_filter, "-T", "fields", "-E"]
-        + ["separator=|", *(arg for field in fields for arg in ("-e", field))],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    return [line.split("|") for line in done.stdout.splitlines()]
-
-
-def tshark_frames(capture: Path, display_filter: str) -> list[int]:
-    """The frame where each matching message began, as smbwatch counts: the first TCP segment
-    of its first DCE/RPC fragment (tshark names the frame where it was reassembled)."""
-    starts = {
-        int(frame): min(int(f) for f in segments.split(","))
-        for frame, segments in tshark(capture, "tcp.segment", "frame.number", "tcp.segment")
-    }
-    frames = []
-    for frame, fragments in tshark(capture, display_filter, "frame.number", "dcerpc.fragment"):
-        first = min(int(f) for f in fragments.split(",")) if fragments else int(frame)
-        frames.append(starts.get(first, first))
-    return frames
 
 
 def alerts_on(capture: Path) -> list[dict]:
