@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 TSHARK_FIELDS = [
     "frame.time_epoch", "ip.src", "tcp.srcport", "ip.dst", "tcp.dstport", "smb2.cmd",
     "smb2.sesid", "smb2.tid", "smb2.fid", "smb2.nt_status", "smb2.filename", "smb2.tree",
-    "smb2.acct", "smb2.domain", "smb2.host", "smb2.create.disposition", "smb2.access_mask",
+    "smb2.acct", "smb2.domain", "smb2.host", "smb2.create.disposition", "smb.access_mask",
     "smb2.write_length", "smb2.read_length", "smb2.file_offset", "smb.cmd", "smb.file",
 ]  # fmt: skip
 DPKT_FLOOR = """

@@ -266,3 +266,22 @@ def test_wanted_never_fails_or_overreaches(seed: int) -> None:
         total = rng.choice((len(head), len(head) + rng.randrange(1 << 24)))
         wanted = decoder.wanted(bool(rng.randrange(2)), head, total)
         assert 0 <= wanted <= total
+
+
+def test_a_broken_security_buffer_costs_the_identity_not_the_logon(shared_data: Path) -> None:
+    capture = next(p for p in all_captures(shared_data) if "smb2-ntlmssp-order" in str(p))
+    setups = [(h, m) for _, h, m in smb2_commands(capture) if h.command == rec.SESSION_SETUP]
+    request, response = next(
+        (m, r)
+        for h, m in setups
+        if not h.flags & rec.SMB2_FLAGS_SERVER_TO_REDIR and b"NTLMSSP\x00\x03" in m
+        for hr, r in setups
+        if hr.flags & rec.SMB2_FLAGS_SERVER_TO_REDIR and hr.message_id == h.message_id
+    )
+    at = request.index(b"NTLMSSP\x00\x03")
+    broken = patched(request, at + 36, "<HHI", 40, 40, 0xFFFF)  # UserName beyond the buffer
+    decoder, diagnostics = fresh_decoder()
+    run(decoder, False, broken)
+    (logon,) = run(decoder, True, response)
+    assert logon.action == "logon" and logon.status == "STATUS_SUCCESS" and logon.user is None
+    assert diagnostics.counts == {"smb2_security_buffer_malformed": 1}

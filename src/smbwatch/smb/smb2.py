@@ -167,6 +167,8 @@ class Smb2Decoder:
     call it completes becomes an ``rpc_call`` event on that pipe.
     """
 
+    wants_body = False  # file data past the sniff window is skipped by the TCP layer
+
     def __init__(self, endpoints: Endpoints, diagnostics: Diagnostics) -> None:
         self._endpoints = endpoints
         self._diag = diagnostics
@@ -295,13 +297,14 @@ class Smb2Decoder:
         chain = _Chain()
         start = 0
         while True:
-            msg = data if start == 0 else data[start:]
-            header = rec.parse_header(msg)
+            header = rec.parse_header(data, start)
             next_command = header.next_command
             if next_command:
                 if next_command < rec.HEADER_SIZE or next_command % 8:
                     raise ValueError(f"NextCommand {next_command} is not a valid offset")
-                msg = msg[:next_command]
+                msg = data[start : start + next_command]
+            else:
+                msg = data[start:] if start else data
             try:
                 if header.flags & rec.SMB2_FLAGS_SERVER_TO_REDIR:
                     self._response(header, msg, time, frame)
@@ -456,7 +459,17 @@ class Smb2Decoder:
         event = self._request_event("logon", req)
         pending = _Pending(event, req.header.command)
         pending.quiet = True
-        token = gssapi.parse_security_buffer(rec.session_setup_request_buffer(req.msg))
+        try:
+            pending.quiet = not self._identity(event, rec.session_setup_request_buffer(req.msg))
+        except (ValueError, struct.error) as error:  # costs the identity, not the logon
+            self._diag.warn("smb2_security_buffer_malformed", f"frame {req.frame}: {error}")
+        return pending
+
+    @staticmethod
+    def _identity(event: SmbEvent, buffer: bytes) -> bool:
+        """Who logs on, from NTLMSSP AUTHENTICATE or the ticket of a Kerberos AP-REQ; False
+        when the buffer is an earlier round that names no one (NTLMSSP NEGOTIATE)."""
+        token = gssapi.parse_security_buffer(buffer)
         event.auth = token.mechanism
         if token.ntlmssp is not None:
             if ntlmssp.message_type(token.ntlmssp) == ntlmssp.AUTHENTICATE_MESSAGE:
@@ -466,12 +479,12 @@ class Smb2Decoder:
                 event.workstation = identity.workstation or None
                 if identity.anonymous:
                     event.auth = "anonymous"
-                pending.quiet = False
+                return True
         elif token.realm is not None or token.spn is not None:
             event.realm, event.spn = token.realm, token.spn
             event.server = _spn_host(token.spn) or event.server
-            pending.quiet = False
-        return pending
+            return True
+        return False
 
     def _session_setup_response(
         self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
@@ -481,7 +494,10 @@ class Smb2Decoder:
         if _body_present(header.command, header.status):
             session_flags, buffer = rec.parse_session_setup_response(msg)
             if session is not None and buffer:
-                session.server = _challenge_server(buffer) or session.server
+                try:
+                    session.server = _challenge_server(buffer) or session.server
+                except (ValueError, struct.error) as error:  # costs the server's name only
+                    self._diag.warn("smb2_security_buffer_malformed", f"frame {frame}: {error}")
         if header.status == STATUS_MORE_PROCESSING_REQUIRED:
             return  # the next round carries the identity
         event = pending.event if pending else self._orphan("logon", header, time, frame)

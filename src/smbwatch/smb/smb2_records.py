@@ -228,10 +228,10 @@ class Header(NamedTuple):
     session_id: int
 
 
-def parse_header(msg: bytes) -> Header:
-    """The SYNC or ASYNC header at the start of ``msg`` (the protocol id is the caller's)."""
+def parse_header(msg: bytes, offset: int = 0) -> Header:
+    """The SYNC or ASYNC header at ``offset`` of ``msg`` (the protocol id is the caller's)."""
     (_, _, status, command, _, flags, next_command, message_id, word, session_id) = (
-        _HEADER.unpack_from(msg)
+        _HEADER.unpack_from(msg, offset)
     )
     if flags & SMB2_FLAGS_ASYNC_COMMAND:
         return Header(status, command, flags, next_command, message_id, word, None, session_id)
