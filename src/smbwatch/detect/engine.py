@@ -67,7 +67,7 @@ class Detector:
         self._ruleset = ruleset
         self._rules = ruleset.rules
         self._diagnostics = diagnostics if diagnostics is not None else Diagnostics()
-        self._matchers: dict[Key, Matcher] = {}
+        self._matchers: dict[Key, Matcher] = ruleset.matchers
         self._index = {id(rule.sigma): i for i, rule in enumerate(self._rules)}
         self._getters = [_group_getters(rule) for rule in self._rules]
         self._groups: list[dict[tuple[Any, ...], _Group]] = [{} for _ in self._rules]

@@ -18,7 +18,7 @@ ATT&CK technique ids come from the rule's standard Sigma tags (``attack.t1021.00
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -114,6 +114,9 @@ class RuleSet:
     rules: list[Rule]
     compiler: Compiler
     warnings: list[str] = field(default_factory=list)
+    # One generated matcher per kind of event (source, action), built by the engine the first
+    # time such an event comes, then shared by every Detector of this rule set.
+    matchers: dict[tuple[str, str], Callable[[Any], list[int]]] = field(default_factory=dict)
 
     def listing(self) -> list[dict[str, Any]]:
         """What ``smbwatch rules list`` shows: one row per rule, in load order."""
