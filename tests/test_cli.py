@@ -133,3 +133,18 @@ def test_cell_and_safe_text_units() -> None:
     assert cell("=1+1") == "'=1+1" and cell("-2") == "'-2" and cell(-2) == "-2"
     assert cell({"a": 1}) == '{"a":1}' and cell(None) == "" and cell(True) == "true"
     assert safe_text("a\x07b\u202ec") == "a\\x07b\\u202ec"
+
+
+def test_one_command_for_captures_and_logs(shared_data: Path) -> None:
+    """A whole incident in one command: a capture, an EVTX file and an NXLog JSON export."""
+    evtx = shared_data / "host" / "ATTACK-SAMPLES_LM_5145_Remote_FileCopy.evtx"
+    nxlog = next((shared_data / "host").glob("empire_smbexec_*.json.gz"))
+    done = smbwatch("events", str(EXAMPLE), str(evtx), str(nxlog), "-f", "jsonl")
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    by_format = {e["source_format"] for e in events}
+    assert by_format == {"pcap", "evtx", "json"}
+    assert any(e["source"] == "host" and e.get("path") == "malwr.exe" for e in events)
+    assert [e["source_file"] for e in events] == sorted(
+        (e["source_file"] for e in events), key=[str(EXAMPLE), str(evtx), str(nxlog)].index
+    )

@@ -10,6 +10,7 @@ Exit codes (also in the README):
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -118,6 +119,8 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
 @contextmanager
 def _output(path: str | None) -> Iterator[TextIO]:
     if path is None:
+        if isinstance(sys.stdout, io.TextIOWrapper):  # names from the wire may not encode
+            sys.stdout.reconfigure(errors="backslashreplace")
         yield sys.stdout
         return
     try:

@@ -8,10 +8,12 @@ can run the very same code.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from smbwatch.capture.link import SMB_PORTS, tcp_segment
+from smbwatch import winlog
+from smbwatch.capture.link import LINKTYPE_ETHERNET, SMB_PORTS, tcp_segment
 from smbwatch.capture.pcap import CaptureError, capture_format, open_maybe_gzip, read_packets
 from smbwatch.capture.tcp import StreamConsumer, TcpReassembler
 from smbwatch.dcerpc.transport import RpcTcpConnection
@@ -19,10 +21,11 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.nbss import DecoderFactory, SmbConnection
+from smbwatch.smb.smb1 import Smb1Decoder
 from smbwatch.smb.smb2 import Smb2Decoder
 
 CAPTURE_FORMATS = ("pcap", "pcapng")
-DECODERS: dict[int, DecoderFactory] = {0xFE: Smb2Decoder}
+DECODERS: dict[int, DecoderFactory] = {0xFE: Smb2Decoder, 0xFF: Smb1Decoder}
 
 
 class InputError(Exception):
@@ -56,9 +59,9 @@ def sniff_format(path: str) -> str | None:
     try:
         with open_maybe_gzip(path) as stream:
             head = stream.read(4096)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
-    return capture_format(head)
+    return capture_format(head) or winlog.sniff_format(head)
 
 
 def input_events(
@@ -72,7 +75,13 @@ def input_events(
         except CaptureError as exc:
             raise InputError(str(exc)) from None
         return
-    raise InputError(f"{path}: not a capture (pcap, pcapng) or a Windows log this version reads")
+    if kind is None:
+        raise InputError(f"{path}: not a capture (pcap, pcapng) or a Windows event log")
+    try:
+        events = winlog.read_events(path, diagnostics, kind)
+    except (winlog.NotALogError, OSError) as exc:
+        raise InputError(str(exc)) from None
+    yield from events
 
 
 def capture_events(
@@ -97,13 +106,14 @@ def capture_events(
         return RpcTcpConnection(endpoints, diagnostics, out)
 
     reassembler = TcpReassembler(connection, diagnostics)
-    segment = reassembler.segment
+    segment, ethernet_frame = reassembler.segment, reassembler.ethernet_frame
     rpc_flows: set[bytes] = set()
     for frame, time, linktype, data in packets:
-        seg = tcp_segment(linktype, data, diagnostics, rpc_flows)
-        if seg is None:
-            continue
-        segment(seg, time, frame)
+        if linktype != LINKTYPE_ETHERNET or not ethernet_frame(data, time, frame):
+            seg = tcp_segment(linktype, data, diagnostics, rpc_flows)
+            if seg is None:
+                continue
+            segment(seg, time, frame)
         if out:
             yield from out
             out.clear()

@@ -7,8 +7,12 @@ being parsed: memory does not grow with the capture.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
+import mmap
 import struct
+import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -56,83 +60,103 @@ def capture_format(head: bytes) -> str | None:
 def read_packets(path: str, diagnostics: Diagnostics) -> Iterator[Packet]:
     """Every packet of a pcap or pcapng file (gzip or not), in file order.
 
-    Raises CaptureError when the file is not a capture at all; a truncated or corrupt file ends
-    the iteration early with ``diagnostics.damaged`` instead.
+    Raises CaptureError now when the file is not a capture at all; a truncated or corrupt file
+    ends the iteration early with ``diagnostics.damaged`` instead.
     """
-    with open_maybe_gzip(path) as stream:
-        try:
-            head = stream.read(4)
-        except (OSError, EOFError) as exc:
-            raise CaptureError(f"{path}: cannot read: {exc}") from None
-        kind = capture_format(head)
-        if kind is None:
-            raise CaptureError(f"{path}: not a pcap or pcapng capture")
-        reader = _pcap_records if kind == "pcap" else _pcapng_records
-        try:
-            yield from reader(stream, head, path, diagnostics)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            diagnostics.damaged(path, f"read error: {exc}")
+    stream = open_maybe_gzip(path)
+    try:
+        head = stream.read(4)
+    except (OSError, EOFError) as exc:
+        stream.close()
+        raise CaptureError(f"{path}: cannot read: {exc}") from None
+    kind = capture_format(head)
+    if kind is None:
+        stream.close()
+        raise CaptureError(f"{path}: not a pcap or pcapng capture")
+    reader = _pcap_records if kind == "pcap" else _pcapng_records
+    return reader(_Chunks(stream, head, path, diagnostics), head, path, diagnostics)
 
 
 class _Chunks:
-    """A sliding window over a stream: ``need(n)`` makes n bytes available from ``pos``."""
+    """A sliding window over the file: ``need(n)`` makes n bytes available in ``buf`` from
+    ``pos`` (up to ``end``). A plain file is memory-mapped and the pages already read are handed
+    back to the kernel as the window moves, so neither copies nor memory grow with the file;
+    a compressed one is read in chunks."""
 
-    __slots__ = ("stream", "buf", "pos")
+    __slots__ = ("stream", "buf", "pos", "end", "mapped", "path", "diagnostics")
 
-    def __init__(self, stream: BinaryIO, initial: bytes) -> None:
-        self.stream = stream
-        self.buf = initial
+    def __init__(self, stream: BinaryIO, head: bytes, path: str, diagnostics: Diagnostics) -> None:
+        self.stream, self.path, self.diagnostics = stream, path, diagnostics
+        self.mapped: mmap.mmap | None = None
+        if isinstance(stream, io.BufferedReader):
+            with contextlib.suppress(OSError, ValueError):  # empty, or not a regular file
+                self.mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+        self.buf: bytes | mmap.mmap = self.mapped if self.mapped is not None else head
         self.pos = 0
+        self.end = min(len(self.buf), CHUNK)
 
     def need(self, n: int) -> bool:
-        if len(self.buf) - self.pos >= n:
+        if self.end - self.pos >= n:
             return True
-        rest = self.buf[self.pos :]
-        more = self.stream.read(max(CHUNK, n - len(rest)))
+        if self.mapped is not None:
+            released = self.pos - self.pos % mmap.PAGESIZE
+            if released:
+                self.mapped.madvise(mmap.MADV_DONTNEED, 0, released)
+            self.end = min(len(self.mapped), self.pos + max(CHUNK, n))
+            return self.end - self.pos >= n
+        rest = self.buf[self.pos : self.end]
+        try:
+            more = self.stream.read(max(CHUNK, n - len(rest)))
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            self.diagnostics.damaged(self.path, f"read error: {exc}")
+            more = b""
         self.buf = rest + more
-        self.pos = 0
-        return len(self.buf) >= n
+        self.pos, self.end = 0, len(self.buf)
+        return self.end >= n
+
+    def close(self) -> None:
+        if self.mapped is not None:
+            self.mapped.close()
+        self.stream.close()
 
 
 def _pcap_records(
-    stream: BinaryIO, magic: bytes, path: str, diagnostics: Diagnostics
+    chunks: _Chunks, magic: bytes, path: str, diagnostics: Diagnostics
 ) -> Iterator[Packet]:
-    order, divisor = PCAP_MAGICS[magic]
-    chunks = _Chunks(stream, magic)
-    if not chunks.need(24):
-        diagnostics.damaged(path, "truncated pcap file header")
-        return
-    linktype = struct.unpack_from(order + "I", chunks.buf, 20)[0] & 0x0FFFFFFF
-    chunks.pos = 24
-    unpack = struct.Struct(order + "IIII").unpack_from
-    frame = 0
-    buf, pos, end = chunks.buf, chunks.pos, len(chunks.buf)
-    while True:
-        if end - pos < 16:
-            chunks.pos = pos
-            if not chunks.need(16):
-                if len(chunks.buf) != chunks.pos:
-                    diagnostics.damaged(path, f"truncated record header after frame {frame}")
-                return
-            buf, pos, end = chunks.buf, chunks.pos, len(chunks.buf)
-        seconds, fraction, caplen, _ = unpack(buf, pos)
-        stop = pos + 16 + caplen
-        if stop > end:
+    try:
+        order, divisor = PCAP_MAGICS[magic]
+        if not chunks.need(24):
+            diagnostics.damaged(path, "truncated pcap file header")
+            return
+        linktype = struct.unpack_from(order + "I", chunks.buf, 20)[0] & 0x0FFFFFFF
+        unpack = struct.Struct(order + "IIII").unpack_from
+        frame = 0
+        buf, pos, end = chunks.buf, 24, chunks.end
+        while True:
+            if end - pos < 16:
+                chunks.pos = pos
+                if not chunks.need(16):
+                    if chunks.end != chunks.pos:
+                        diagnostics.damaged(path, f"truncated record header after frame {frame}")
+                    return
+                buf, pos, end = chunks.buf, chunks.pos, chunks.end
+            seconds, fraction, caplen, _ = unpack(buf, pos)
+            stop = pos + 16 + caplen
             if caplen > MAX_RECORD:
                 diagnostics.damaged(path, f"corrupt record length {caplen} after frame {frame}")
                 return
-            chunks.pos = pos
-            if not chunks.need(16 + caplen):
-                diagnostics.damaged(path, f"truncated packet after frame {frame}")
-                return
-            buf, pos, end = chunks.buf, chunks.pos, len(chunks.buf)
-            stop = pos + 16 + caplen
-        elif caplen > MAX_RECORD:
-            diagnostics.damaged(path, f"corrupt record length {caplen} after frame {frame}")
-            return
-        frame += 1
-        yield frame, seconds * 1_000_000 + fraction // divisor, linktype, buf[pos + 16 : stop]
-        pos = stop
+            if stop > end:
+                chunks.pos = pos
+                if not chunks.need(16 + caplen):
+                    diagnostics.damaged(path, f"truncated packet after frame {frame}")
+                    return
+                buf, pos, end = chunks.buf, chunks.pos, chunks.end
+                stop = pos + 16 + caplen
+            frame += 1
+            yield frame, seconds * 1_000_000 + fraction // divisor, linktype, buf[pos + 16 : stop]
+            pos = stop
+    finally:
+        chunks.close()
 
 
 class _Interface:
@@ -164,57 +188,60 @@ def _interface(body: bytes, order: str) -> _Interface:
 
 
 def _pcapng_records(
-    stream: BinaryIO, magic: bytes, path: str, diagnostics: Diagnostics
+    chunks: _Chunks, magic: bytes, path: str, diagnostics: Diagnostics
 ) -> Iterator[Packet]:
-    chunks = _Chunks(stream, magic)
-    order = "<"
-    interfaces: list[_Interface] = []
-    frame = 0
-    while True:
-        if not chunks.need(12):
-            if len(chunks.buf) != chunks.pos:
-                diagnostics.damaged(path, f"truncated block header after frame {frame}")
-            return
-        buf, pos = chunks.buf, chunks.pos
-        if buf[pos : pos + 4] == PCAPNG_MAGIC:
-            bom = buf[pos + 8 : pos + 12]
-            if bom == b"\x4d\x3c\x2b\x1a":
-                order = "<"
-            elif bom == b"\x1a\x2b\x3c\x4d":
-                order = ">"
-            else:
-                diagnostics.damaged(path, "bad section byte-order magic")
+    try:
+        order = "<"
+        interfaces: list[_Interface] = []
+        frame = 0
+        while True:
+            if not chunks.need(12):
+                if chunks.end != chunks.pos:
+                    diagnostics.damaged(path, f"truncated block header after frame {frame}")
                 return
-            interfaces = []
-        block_type, block_len = struct.unpack_from(order + "II", buf, pos)
-        if block_len < 12 or block_len % 4 or block_len > MAX_RECORD + 64 * 1024:
-            diagnostics.damaged(path, f"corrupt block length {block_len} after frame {frame}")
-            return
-        if not chunks.need(block_len):
-            diagnostics.damaged(path, f"truncated block after frame {frame}")
-            return
-        buf, pos = chunks.buf, chunks.pos
-        chunks.pos = pos + block_len
-        body = buf[pos + 8 : pos + block_len - 4]
-        if block_type == 1 and len(body) >= 8:  # Interface Description Block
-            interfaces.append(_interface(body, order))
-            continue
-        if block_type == 3 and len(body) >= 4 and interfaces:  # Simple Packet Block: no time
-            iface = interfaces[0]
-            original = struct.unpack_from(order + "I", body, 0)[0]
+            buf, pos = chunks.buf, chunks.pos
+            if buf[pos : pos + 4] == PCAPNG_MAGIC:
+                bom = buf[pos + 8 : pos + 12]
+                if bom == b"\x4d\x3c\x2b\x1a":
+                    order = "<"
+                elif bom == b"\x1a\x2b\x3c\x4d":
+                    order = ">"
+                else:
+                    diagnostics.damaged(path, "bad section byte-order magic")
+                    return
+                interfaces = []
+            block_type, block_len = struct.unpack_from(order + "II", buf, pos)
+            if block_len < 12 or block_len % 4 or block_len > MAX_RECORD + 64 * 1024:
+                diagnostics.damaged(path, f"corrupt block length {block_len} after frame {frame}")
+                return
+            if not chunks.need(block_len):
+                diagnostics.damaged(path, f"truncated block after frame {frame}")
+                return
+            buf, pos = chunks.buf, chunks.pos
+            chunks.pos = pos + block_len
+            body = buf[pos + 8 : pos + block_len - 4]
+            if block_type == 1 and len(body) >= 8:  # Interface Description Block
+                interfaces.append(_interface(body, order))
+                continue
+            if block_type == 3 and len(body) >= 4 and interfaces:  # Simple Packet Block: no time
+                iface = interfaces[0]
+                original = struct.unpack_from(order + "I", body, 0)[0]
+                frame += 1
+                yield frame, 0, iface.linktype, body[4 : 4 + min(original, iface.snaplen)]
+                continue
+            if block_type == 6 and len(body) >= 20:  # Enhanced Packet Block
+                iface_id, high, low, caplen = struct.unpack_from(order + "IIII", body, 0)
+            elif block_type == 2 and len(body) >= 20:  # obsolete Packet Block
+                iface_id, _, high, low, caplen = struct.unpack_from(order + "HHIII", body, 0)
+            else:
+                continue
+            if iface_id >= len(interfaces) or caplen > len(body) - 20:
+                diagnostics.warn("pcapng_bad_packet_block", f"{path}: after frame {frame}")
+                continue
+            iface = interfaces[iface_id]
             frame += 1
-            yield frame, 0, iface.linktype, body[4 : 4 + min(original, iface.snaplen)]
-            continue
-        if block_type == 6 and len(body) >= 20:  # Enhanced Packet Block
-            iface_id, high, low, caplen = struct.unpack_from(order + "IIII", body, 0)
-        elif block_type == 2 and len(body) >= 20:  # obsolete Packet Block
-            iface_id, _, high, low, caplen = struct.unpack_from(order + "HHIII", body, 0)
-        else:
-            continue
-        if iface_id >= len(interfaces) or caplen > len(body) - 20:
-            diagnostics.warn("pcapng_bad_packet_block", f"{path}: after frame {frame}")
-            continue
-        iface = interfaces[iface_id]
-        frame += 1
-        micros = ((high << 32) | low) * 1_000_000 // iface.units_per_second
-        yield frame, micros, iface.linktype, body[20 : 20 + caplen]
+            micros = ((high << 32) | low) * 1_000_000 // iface.units_per_second
+            yield frame, micros, iface.linktype, body[20 : 20 + caplen]
+
+    finally:
+        chunks.close()

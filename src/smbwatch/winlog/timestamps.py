@@ -1,0 +1,62 @@
+"""Event times from each format's clock, as microseconds since the epoch (UTC).
+
+EVTX, event XML, Winlogbeat and Splunk JSON carry UTC or an explicit offset. NXLog's ``EventTime``
+and Splunk's WinEventLog header are the logging host's local time without a zone: NXLog's offset
+can be recovered from its own receive time against the collector's UTC ``@timestamp``; Splunk
+text has no such clue and is read as UTC, with a warning.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from smbwatch.events import parse_time
+
+_QUARTER_HOUR = 15 * 60 * 1_000_000
+_EVTX_SYSTEM_TIME_LENGTH = len("2021-04-21T09:40:32.342397Z")
+_EPOCH = datetime(1970, 1, 1)  # naive, as the fast path's times are once their Z is cut
+_ZONE = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")
+_SPLUNK_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S")
+
+
+def system_time(text: str) -> int:
+    """``TimeCreated/@SystemTime`` in any rendering (evtx adds `` UTC``, python-evtx a space).
+
+    The evtx library's own rendering (``2021-04-21T09:40:32.342397Z``) takes a fast path: it is
+    every record of an EVTX file, and ``datetime`` parsing would be a good part of their cost.
+    """
+    if len(text) == _EVTX_SYSTEM_TIME_LENGTH and text[26] == "Z":
+        try:
+            since = datetime.fromisoformat(text[:26]) - _EPOCH
+        except ValueError:
+            pass  # the general parser says what is wrong
+        else:
+            return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
+    return parse_time(text.removesuffix(" UTC"))
+
+
+def has_zone(text: str) -> bool:
+    """Whether an ISO time says which zone it is in."""
+    return _ZONE.search(text.strip()) is not None
+
+
+def local_offset(local_text: str, utc_text: str) -> int:
+    """The zone offset between a local clock reading and a UTC reading of about the same moment.
+
+    Rounded to the quarter hour (every zone is a multiple of it), which absorbs the delay
+    between the two readings as long as it stays under 7.5 minutes.
+    """
+    difference = parse_time(local_text) - parse_time(utc_text)
+    return round(difference / _QUARTER_HOUR) * _QUARTER_HOUR
+
+
+def splunk_time(text: str) -> int:
+    """Splunk's WinEventLog header (``04/21/2021 09:40:32 AM``), read as UTC."""
+    for layout in _SPLUNK_FORMATS:
+        try:
+            moment = datetime.strptime(text.strip(), layout).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        return int(moment.timestamp()) * 1_000_000
+    raise ValueError(f"not a WinEventLog time: {text.strip()[:40]!r}")

@@ -1,0 +1,271 @@
+"""The same Windows events written in every format responders receive give the same SmbEvents.
+
+Each EVTX file of the corpus is read by python-evtx (``winlog_oracle``) and rewritten by the
+tests' own writers (``winlog_convert``) as event XML, Winlogbeat, evtx_dump, Splunk text and
+Splunk JSON, plain and gzip-compressed. smbwatch must find in each exactly the events it finds
+in the EVTX file itself.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import shared_dir
+from winlog_convert import (
+    json_lines,
+    to_elastic_hit,
+    to_evtx_dump,
+    to_splunk_fields,
+    to_splunk_json,
+    to_splunk_text,
+    to_splunk_xml_json,
+    to_winlogbeat,
+    to_xml,
+    to_xml_document,
+)
+from winlog_oracle import OracleEvent, evtx_events, nxlog_records
+
+from smbwatch.diagnostics import Diagnostics
+from smbwatch.winlog import NotALogError, read_events, sniff_format
+
+HOST = shared_dir() / "data" / "host"
+EVTX_FILES = sorted(HOST.glob("*.evtx"))
+CONVERTED = ("source_format", "source_file")
+
+
+def _xml_lines(events: list[OracleEvent]) -> bytes:
+    return "".join(to_xml(event) + "\n" for event in events).encode()
+
+
+def _splunk_xml(events: list[OracleEvent]) -> bytes:
+    """Splunk's XmlWinEventLog ``_raw``: single-quoted attributes, one event per line."""
+    return "".join(to_xml(event, quote="'") + "\n" for event in events).encode()
+
+
+def _xml_utf16(events: list[OracleEvent]) -> bytes:
+    """PowerShell's ``Out-File`` (Windows PowerShell 5.1) writes UTF-16 LE with a BOM."""
+    document = to_xml_document(events).replace('encoding="UTF-8"', 'encoding="UTF-16"')
+    return document.encode("utf-16")
+
+
+def _winlogbeat_array(events: list[OracleEvent]) -> bytes:
+    return json.dumps([to_winlogbeat(event) for event in events], indent=2).encode()
+
+
+def _evtx_dump_pretty(events: list[OracleEvent]) -> bytes:
+    """evtx_dump's default output: "Record N" lines, each followed by an indented object."""
+    return "".join(
+        f"Record {number}\n{json.dumps(to_evtx_dump(event), indent=2)}\n"
+        for number, event in enumerate(events, 1)
+    ).encode()
+
+
+def _lines_of(writer: Callable[[OracleEvent], dict]) -> Callable[[list[OracleEvent]], bytes]:
+    return lambda events: json_lines([writer(event) for event in events]).encode()
+
+
+WRITERS: dict[str, tuple[str, Callable[[list[OracleEvent]], bytes]]] = {
+    "xml-lines": ("xml", _xml_lines),
+    "xml-document": ("xml", lambda events: to_xml_document(events).encode()),
+    "xml-splunk": ("xml", _splunk_xml),
+    "xml-utf16": ("xml", _xml_utf16),
+    "winlogbeat-lines": ("json", _lines_of(to_winlogbeat)),
+    "winlogbeat-array": ("json", _winlogbeat_array),
+    "elastic-hits": ("json", _lines_of(to_elastic_hit)),
+    "evtx_dump-lines": ("json", _lines_of(to_evtx_dump)),
+    "evtx_dump-pretty": ("json", _evtx_dump_pretty),
+    "splunk-json": ("json", _lines_of(to_splunk_json)),
+    "splunk-json-xml": ("json", _lines_of(to_splunk_xml_json)),
+    "splunk-fields": ("json", _lines_of(to_splunk_fields)),
+    "splunk-text": ("splunk", lambda events: "".join(map(to_splunk_text, events)).encode()),
+}
+
+
+def events_of(path: Path) -> tuple[list[dict], Diagnostics]:
+    diagnostics = Diagnostics()
+    found = [event.to_dict() for event in read_events(str(path), diagnostics)]
+    for event in found:
+        for key in CONVERTED:
+            event.pop(key)
+    return found, diagnostics
+
+
+@pytest.fixture(scope="module", params=EVTX_FILES, ids=lambda path: path.name[:40])
+def evtx_file(request: pytest.FixtureRequest) -> tuple[Path, list[dict]]:
+    events, diagnostics = events_of(request.param)
+    assert events and not diagnostics.counts
+    return request.param, events
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_every_format_gives_the_events_of_the_evtx(
+    evtx_file: tuple[Path, list[dict]], writer: str, compressed: bool, tmp_path: Path
+) -> None:
+    path, from_evtx = evtx_file
+    expected_format, write = WRITERS[writer]
+    content = write(list(evtx_events(path)))
+    assert sniff_format(content[:65536]) == expected_format
+    target = tmp_path / ("events.gz" if compressed else "events")  # no telling suffix
+    target.write_bytes(gzip.compress(content) if compressed else content)
+
+    found, diagnostics = events_of(target)
+
+    if writer == "splunk-text":  # WinEventLog times are zone-less seconds: read as UTC
+        assert list(diagnostics.counts) == ["time_zone_unknown"]
+        from_evtx = [{**event, "time": event["time"][:19]} for event in from_evtx]
+        found = [{**event, "time": event["time"][:19]} for event in found]
+    else:
+        assert not diagnostics.counts, diagnostics.summary_lines()
+    assert found == from_evtx
+
+
+def test_a_forced_format_overrides_detection(tmp_path: Path) -> None:
+    events = list(evtx_events(next(p for p in EVTX_FILES if "PSexec" in p.name)))
+    target = tmp_path / "events.txt"
+    target.write_bytes(_xml_lines(events))
+    as_xml, _ = events_of(target)
+    diagnostics = Diagnostics()
+    as_json = list(read_events(str(target), diagnostics, input_format="json"))
+    assert as_xml and as_json == []
+    with pytest.raises(NotALogError, match="not an EVTX file"):
+        read_events(str(target), Diagnostics(), input_format="evtx")
+    with pytest.raises(ValueError, match="unknown input format"):
+        read_events(str(target), Diagnostics(), input_format="csv")
+
+
+def test_a_capture_is_not_a_log(shared_data: Path, tmp_path: Path) -> None:
+    capture = next((shared_data / "pcap").iterdir())
+    with pytest.raises(NotALogError, match="not a Windows event log"):
+        read_events(str(capture), Diagnostics())
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")
+    with pytest.raises(NotALogError, match="empty"):
+        read_events(str(empty), Diagnostics())
+    assert sniff_format(capture.read_bytes()[:65536]) is None
+
+
+def nxlog_7045() -> tuple[dict, OracleEvent]:
+    """A real NXLog 7045 (System channel), and the same event as an independent reading."""
+    path = next(HOST.glob("covenant*.json.gz"))
+    record = next(r for r in nxlog_records(path) if r["EventID"] == 7045)
+    account = re.search(r"Service Account:\s+(\S+)", record["Message"]).group(1)  # type: ignore[union-attr]
+    event = OracleEvent(
+        event_id=7045,
+        record_id=record["RecordNumber"],
+        system_time=record["@timestamp"],
+        computer=record["Hostname"],
+        provider=record["SourceName"],
+        channel=record["Channel"],
+        data={
+            "ServiceName": record["ServiceName"],
+            "ImagePath": record["ImagePath"],
+            "ServiceType": record["ServiceType"],
+            "StartType": record["StartType"],
+            "AccountName": account,
+        },
+        chunk=None,
+        parser="json",
+    )
+    return record, event
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_a_service_install_reads_the_same_in_every_format(writer: str, tmp_path: Path) -> None:
+    """The NXLog 7045, rewritten by the tests in each format, gives the event NXLog gives."""
+    record, event = nxlog_7045()
+    from_nxlog = [
+        found
+        for found in events_of(next(HOST.glob("covenant*.json.gz")))[0]
+        if found["source_ref"] == record["RecordNumber"]
+    ]
+    target = tmp_path / "service"
+    target.write_bytes(WRITERS[writer][1]([event]))
+    rewritten, _ = events_of(target)
+    assert len(from_nxlog) == len(rewritten) == 1
+    for reading in (from_nxlog, rewritten):
+        reading[0].pop("time")
+    assert rewritten == from_nxlog
+    assert from_nxlog[0]["account"] == event.data["AccountName"] != record["AccountName"]
+
+
+# 5142/5143/5144 (share added, modified, deleted) are in none of the shared logs: these records
+# carry the fields Microsoft documents for each event, with values in its examples' style.
+_SUBJECT = {
+    "SubjectUserSid": "S-1-5-21-3457937927-2839227994-823803824-1104",
+    "SubjectUserName": "dadmin",
+    "SubjectDomainName": "CONTOSO",
+    "SubjectLogonId": "0x4a2a0e",
+}
+SHARE_CHANGES = [
+    OracleEvent(
+        event_id=5142,
+        record_id=268495,
+        system_time="2015-09-17T01:35:05.7499397Z",
+        computer="DC01.contoso.local",
+        provider="Microsoft-Windows-Security-Auditing",
+        channel="Security",
+        data={**_SUBJECT, "ShareName": "\\\\*\\Documents", "ShareLocalPath": "C:\\Documents"},
+        chunk=None,
+        parser="documented",
+    ),
+    OracleEvent(
+        event_id=5143,
+        record_id=268496,
+        system_time="2015-09-17T01:36:10.1234567Z",
+        computer="DC01.contoso.local",
+        provider="Microsoft-Windows-Security-Auditing",
+        channel="Security",
+        data={
+            **_SUBJECT,
+            "ObjectType": "Directory",
+            "ShareName": "\\\\*\\Documents",
+            "ShareLocalPath": "C:\\Documents",
+            "OldRemark": "N/A",
+            "NewRemark": "Documents of Contoso",
+            "OldMaxUsers": "0xffffffff",
+            "NewMaxUsers": "0x100",
+            "OldShareFlags": "0x800",
+            "NewShareFlags": "0x800",
+            "OldSD": "O:BAG:DUD:(A;;0x1200a9;;;WD)",
+            "NewSD": "O:BAG:DUD:(A;;FA;;;WD)",
+        },
+        chunk=None,
+        parser="documented",
+    ),
+    OracleEvent(
+        event_id=5144,
+        record_id=268497,
+        system_time="2015-09-17T01:37:00.0000001Z",
+        computer="DC01.contoso.local",
+        provider="Microsoft-Windows-Security-Auditing",
+        channel="Security",
+        data={**_SUBJECT, "ShareName": "\\\\*\\Documents", "ShareLocalPath": "C:\\Documents"},
+        chunk=None,
+        parser="documented",
+    ),
+]
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_share_changes_read_the_same_in_every_format(writer: str, tmp_path: Path) -> None:
+    target = tmp_path / "changes"
+    target.write_bytes(WRITERS[writer][1](SHARE_CHANGES))
+    found, _ = events_of(target)
+    assert [event["event_code"] for event in found] == [5142, 5143, 5144]
+    for event, logged in zip(found, SHARE_CHANGES, strict=True):
+        assert event["action"] == "share_change"
+        assert event["source_ref"] == logged.record_id
+        assert event["share"] == "\\\\*\\Documents" and event["share_name"] == "Documents"
+        assert event["share_path"] == "C:\\Documents"
+        assert (event["user"], event["domain"]) == ("dadmin", "CONTOSO")
+        assert event["session_id"] == "0x4a2a0e"
+        assert event["server"] == "DC01.contoso.local"
+        if writer != "splunk-text":
+            assert event["time"] == logged.system_time[:26] + "Z"
+    assert found[1]["object_type"] == "Directory"
