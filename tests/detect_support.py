@@ -1,9 +1,6 @@
-"""Test support for the detection tests: the shared corpus, SmbEvents from real records, and
-tshark (the independent oracle) read the way smbwatch counts frames.
-
-``evtx_events`` is a small TEST-ONLY converter of Windows Security/System records (5140, 5145,
-4624, 4697, 7045) read with the ``evtx`` package into SmbEvents. It exists only until
-``smbwatch.winlog.read_events`` lands in main; the tests then move onto the real reader.
+"""Test support for the detection tests: the shared corpus, events of real logs, the raw
+records (read with the ``evtx`` package, independently of smbwatch) and tshark (the oracle)
+read the way smbwatch counts frames.
 """
 
 from __future__ import annotations
@@ -16,8 +13,9 @@ from typing import Any
 import evtx
 from conftest import shared_dir
 
-from smbwatch.detect.fields import HOST_ACTIONS
-from smbwatch.events import SmbEvent, parse_time
+from smbwatch.diagnostics import Diagnostics
+from smbwatch.events import SmbEvent
+from smbwatch.winlog import read_events
 
 HOST = shared_dir() / "data" / "host"
 SIGMA = shared_dir() / "sigma"
@@ -39,7 +37,8 @@ SHARPHOUND_EVTX = (
 
 
 def raw_records(path: Path) -> list[dict[str, Any]]:
-    """Every record of an EVTX file as (record id, System, EventData) dicts."""
+    """Every record of an EVTX file: its event id, time and EventData, read independently of
+    smbwatch with the ``evtx`` package."""
     out = []
     for record in evtx.PyEvtxParser(str(path)).records_json():
         event = json.loads(record["data"])["Event"]
@@ -49,55 +48,17 @@ def raw_records(path: Path) -> list[dict[str, Any]]:
             event_id = event_id["#text"]
         out.append(
             {
-                "record": record["event_record_id"],
                 "event_id": int(event_id),
                 "time": system["TimeCreated"]["#attributes"]["SystemTime"],
-                "computer": system.get("Computer"),
                 "data": event.get("EventData") or {},
             }
         )
     return out
 
 
-def evtx_events(path: Path) -> list[SmbEvent]:
-    """TEST-ONLY: SmbEvents from the share, logon and service records of an EVTX file."""
-    events = []
-    for raw in raw_records(path):
-        code, data = raw["event_id"], raw["data"]
-        if code not in HOST_ACTIONS:
-            continue
-        share = data.get("ShareName")
-        user_key = "TargetUserName" if code == 4624 else "SubjectUserName"
-        logon_key = "TargetLogonId" if code == 4624 else "SubjectLogonId"
-        mask = data.get("AccessMask")
-        port = data.get("IpPort")
-        events.append(
-            SmbEvent(
-                time=parse_time(raw["time"]),
-                source="host",
-                action=HOST_ACTIONS[code],
-                source_format="evtx",
-                source_file=str(path),
-                source_ref=raw["record"],
-                event_code=code,
-                src_ip=data.get("IpAddress"),
-                src_port=int(port) if port not in (None, "", "-") else None,
-                server=raw["computer"],
-                user=data.get(user_key),
-                domain=data.get(user_key.replace("UserName", "DomainName")),
-                session_id=data.get(logon_key),
-                share=share,
-                share_name=share.rsplit("\\", 1)[-1] if share else None,
-                path=data.get("RelativeTargetName"),
-                access_mask=int(mask, 16) if mask else None,
-                object_type=data.get("ObjectType"),
-                logon_type=int(data["LogonType"]) if "LogonType" in data else None,
-                service_name=data.get("ServiceName"),
-                image_path=data.get("ServiceFileName") or data.get("ImagePath"),
-                share_path=data.get("ShareLocalPath"),
-            )
-        )
-    return events
+def host_events(path: Path) -> list[SmbEvent]:
+    """The SmbEvents smbwatch's Windows log reader makes of a log file."""
+    return list(read_events(str(path), Diagnostics()))
 
 
 def tshark(capture: Path, display_filter: str, *fields: str) -> list[list[str]]:

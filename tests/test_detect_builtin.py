@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import re
 from collections import defaultdict
 from functools import cache
@@ -14,7 +16,7 @@ from detect_support import (
     HOST,
     PSEXEC_EVTX,
     SVCCTL_EVTX,
-    evtx_events,
+    host_events,
     raw_records,
 )
 
@@ -33,7 +35,7 @@ def builtin() -> RuleSet:
 
 
 def alerts_of(title: str, path: Path) -> list[dict]:
-    return [a for a in detect(evtx_events(path), builtin()) if a["title"] == title]
+    return [a for a in detect(host_events(path), builtin()) if a["title"] == title]
 
 
 def splunk_rows(path: Path) -> dict[tuple, list[int]]:
@@ -104,7 +106,7 @@ def test_faithful_port_on_psexec() -> None:
         "admmig dropped or created an executable file in known sensitive SMB share.  "
         "Share name=\\\\*\\ADMIN$, Target name=PSEXESVC.exe, and Access mask=0x2"
     )
-    assert alerts[0]["evidence"] == [{"source_file": str(PSEXEC_EVTX), "source_ref": 4}]
+    assert alerts[0]["evidence"] == [{"source_file": str(PSEXEC_EVTX), "source_ref": 349325}]
 
 
 def test_faithful_port_misses_the_0x17019f_copy_the_improved_rule_finds() -> None:
@@ -114,7 +116,7 @@ def test_faithful_port_misses_the_0x17019f_copy_the_improved_rule_finds() -> Non
     assert {a["share"] for a in improved} == {"\\\\*\\C$"}
     malwr = next(a for a in improved if a["path"] == "malwr.exe")
     assert malwr["count"] == 2  # records 826 and 827
-    assert [e["source_ref"] for e in malwr["evidence"]] == [826, 827]
+    assert [e["source_ref"] for e in malwr["evidence"]] == [438297, 438298]
     assert "0x17019f" in malwr["message"] and "Administrator from 10.0.2.15" in malwr["message"]
 
 
@@ -122,8 +124,14 @@ def test_improved_rule_on_psexec_sees_every_write_access() -> None:
     improved = alerts_of(IMPROVED, PSEXEC_EVTX)
     by_path = {a["path"]: a for a in improved}
     assert sorted(by_path) == ["PSEXESVC.exe", "cmd.exe"]
-    assert [e["source_ref"] for e in by_path["PSEXESVC.exe"]["evidence"]] == [3, 4]  # 0x120196, 0x2
-    assert [e["source_ref"] for e in by_path["cmd.exe"]["evidence"]] == [15, 16]  # 0x17019f, 0x2
+    assert [e["source_ref"] for e in by_path["PSEXESVC.exe"]["evidence"]] == [
+        349324,
+        349325,
+    ]  # 0x120196, 0x2
+    assert [e["source_ref"] for e in by_path["cmd.exe"]["evidence"]] == [
+        349349,
+        349350,
+    ]  # 0x17019f, 0x2
 
 
 def test_service_installed_by_a_network_logon_session_on_psexec() -> None:
@@ -133,17 +141,17 @@ def test_service_installed_by_a_network_logon_session_on_psexec() -> None:
         "admmig logged on to srvdefender01.offsec.lan from 10.23.42.22 and installed service "
         "PSEXESVC (%SystemRoot%\\PSEXESVC.exe)"
     )
-    assert [e["source_ref"] for e in alert["evidence"]] == [8, 10]  # its 4624, then the 4697
+    assert [e["source_ref"] for e in alert["evidence"]] == [349340, 349343]  # its 4624, the 4697
 
 
 def test_building_blocks_of_a_correlation_raise_no_alert_of_their_own() -> None:
-    titles = {a["title"] for a in detect(evtx_events(PSEXEC_EVTX), builtin())}
+    titles = {a["title"] for a in detect(host_events(PSEXEC_EVTX), builtin())}
     assert "Network Logon From a Remote Address" not in titles
     assert "Service Installed (4697)" not in titles
 
 
 def test_pipe_rules_on_host_logs() -> None:
-    alerts = detect(evtx_events(PSEXEC_EVTX), builtin())
+    alerts = detect(host_events(PSEXEC_EVTX), builtin())
     pipes = sorted(
         a["RelativeTargetName"] for a in alerts if a["title"] == "PsExec-Style Named Pipes"
     )
@@ -155,7 +163,37 @@ def test_pipe_rules_on_host_logs() -> None:
 
 
 def test_alerts_sorted_by_risk_then_time() -> None:
-    alerts = detect(evtx_events(PSEXEC_EVTX), builtin())
+    alerts = detect(host_events(PSEXEC_EVTX), builtin())
     keys = [(-a["risk_score"], a["first_time"]) for a in alerts]
     assert keys == sorted(keys)
     assert len(alerts) >= 5
+
+
+@pytest.mark.parametrize("name", ["empire_smbexec", "covenant_sharpsc"])
+def test_service_installations_in_nxlog_json(name: str) -> None:
+    """OTRF's NXLog JSON exports: the 7045 and 4697 of the same attacks as the captures, each
+    joined to the network logon before it; the raw JSON records are the oracle."""
+    path = next(HOST.glob(f"{name}_*.json.gz"))
+    with gzip.open(path, "rt") as log:
+        records = [json.loads(line) for line in log]
+    alerts = detect(host_events(path), builtin())
+    installs = {
+        (a["title"], e["source_ref"])
+        for a in alerts
+        for e in a["evidence"]
+        if "Service" in a["title"]
+    }
+    for record in records:
+        if record.get("EventID") == 4697:
+            assert (
+                "Service Installed by a Network Logon Session",
+                record["RecordNumber"],
+            ) in installs
+        if record.get("EventID") == 7045:
+            assert (
+                "Service Installed Right After a Network Logon",
+                record["RecordNumber"],
+            ) in installs
+    for alert in alerts:
+        if alert["title"].startswith("Service Installed"):
+            assert "from 172.18.39.5" in alert["message"]  # the attacker's workstation

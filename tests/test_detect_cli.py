@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from detect_support import SIGMA
+from detect_support import FILE_COPY_EVTX, PSEXEC_EVTX, SHARPHOUND_EVTX, SIGMA
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "lateral-movement.pcap"
@@ -65,3 +65,35 @@ def test_missing_input_is_a_user_error() -> None:
     done = smbwatch("detect", "/nonexistent/capture.pcap", "-f", "jsonl")
     assert done.returncode == 2
     assert "no such file" in done.stderr
+
+
+def test_detect_exit_codes_and_formats(tmp_path: Path) -> None:
+    """1 when alerts fired (jsonl, csv to a file, table), 0 when nothing did."""
+    done = smbwatch("detect", str(PSEXEC_EVTX), "--format", "jsonl")
+    assert done.returncode == 1, done.stderr
+    alerts = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {"Write Executable in SMB Share", "PsExec-Style Named Pipes"} <= {
+        a["title"] for a in alerts
+    }
+    risks = [a["risk_score"] for a in alerts]
+    assert risks == sorted(risks, reverse=True)
+    out = tmp_path / "alerts.csv"
+    done = smbwatch(
+        "detect", str(FILE_COPY_EVTX), "--rules", str(SIGMA), "-f", "csv", "-o", str(out)
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert {r["title"] for r in rows} == {"Executable Written to an Administrative Share"}
+    table = smbwatch("detect", str(PSEXEC_EVTX), "--format", "table")
+    assert table.returncode == 1 and "Write Executable in SMB Share" in table.stdout
+    quiet = smbwatch("detect", str(SHARPHOUND_EVTX), "--rules", str(SIGMA), "-f", "jsonl", "-q")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+
+
+def test_detect_reads_logs_and_captures_together() -> None:
+    done = smbwatch("detect", str(PSEXEC_EVTX), str(EXAMPLE), "-f", "jsonl", "-j", "2")
+    assert done.returncode == 1, done.stderr
+    sources = {
+        e["source_file"] for line in done.stdout.splitlines() for e in json.loads(line)["evidence"]
+    }
+    assert sources == {str(PSEXEC_EVTX), str(EXAMPLE)}

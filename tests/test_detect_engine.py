@@ -9,17 +9,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from detect_support import FILE_COPY_EVTX, PSEXEC_EVTX, SVCCTL_EVTX, evtx_events
+from detect_support import FILE_COPY_EVTX, PSEXEC_EVTX, SVCCTL_EVTX, host_events
 
 from smbwatch.detect.engine import Detector, detect
 from smbwatch.detect.sigma import RuleError, RuleSet, load_rules
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 
-PSEXEC = evtx_events(PSEXEC_EVTX)
-PSEXESVC_WRITE = next(e for e in PSEXEC if e.source_ref == 4)  # 5145 PSEXESVC.exe 0x2 on ADMIN$
-ADMIN_CONNECT = next(e for e in PSEXEC if e.source_ref == 2)  # 5140 ADMIN$
-SVCCTL = evtx_events(SVCCTL_EVTX)[0]  # 5145 svcctl on IPC$, 0x12019f
+PSEXEC = host_events(PSEXEC_EVTX)
+PSEXESVC_WRITE = next(
+    e for e in PSEXEC if e.source_ref == 349325
+)  # 5145 PSEXESVC.exe 0x2 on ADMIN$
+ADMIN_CONNECT = next(e for e in PSEXEC if e.source_ref == 349323)  # 5140 ADMIN$
+SVCCTL = host_events(SVCCTL_EVTX)[0]  # 5145 svcctl on IPC$, 0x12019f
 
 
 def rules(tmp_path: Path, detection: str, extra: str = "", name: str = "rule.yml") -> RuleSet:
@@ -202,7 +204,7 @@ def test_aggregation_and_template(tmp_path: Path) -> None:
           group_by: [IpAddress, SubjectUserName]
         """,
     )
-    events = evtx_events(FILE_COPY_EVTX)
+    events = host_events(FILE_COPY_EVTX)
     (alert,) = detect(events, ruleset)
     assert alert["count"] == len(events)
     assert alert["risk_score"] == 42
@@ -267,7 +269,7 @@ def correlation(tmp_path: Path, **parts: str) -> RuleSet:
 
 
 def test_event_count_correlation(tmp_path: Path) -> None:
-    events = evtx_events(FILE_COPY_EVTX)  # 869 accesses in about 50 s from 10.0.2.15
+    events = host_events(FILE_COPY_EVTX)  # 869 accesses in about 50 s from 10.0.2.15
     common = {"type": "event_count", "rules": "share_access", "span": "10m"}
     (alert,) = detect(events, correlation(tmp_path, **common, condition=COUNT.format("gte: 800")))
     assert alert["IpAddress"] == "10.0.2.15"
@@ -279,7 +281,7 @@ def test_event_count_correlation(tmp_path: Path) -> None:
 
 
 def test_value_count_correlation(tmp_path: Path) -> None:
-    events = evtx_events(FILE_COPY_EVTX)
+    events = host_events(FILE_COPY_EVTX)
     condition = COUNT.format("field: RelativeTargetName\n    gte: {}")
     distinct = len({e.path.lower() for e in events})
     common = {"type": "value_count", "rules": "share_access", "span": "1h"}
@@ -292,10 +294,13 @@ def test_temporal_ordered_correlation(tmp_path: Path) -> None:
     common = {"type": "temporal_ordered", "span": "1m", "condition": ""}
     in_order = correlation(tmp_path, rules="share_connect, share_access", **common)
     pairs = [[e["source_ref"] for e in a["evidence"]] for a in detect(PSEXEC, in_order)]
-    assert sorted(pairs) == [[2, 3], [13, 14]]  # ADMIN$ then PSEXESVC.exe; IPC$ then its pipe
+    assert sorted(pairs) == [
+        [349323, 349324],
+        [349346, 349347],
+    ]  # ADMIN$ then PSEXESVC.exe; IPC$ then its pipe
     reversed_order = correlation(tmp_path, rules="share_access, share_connect", **common)
-    (alert,) = detect(PSEXEC, reversed_order)  # the last access (4) before the IPC$ connect (13)
-    assert [e["source_ref"] for e in alert["evidence"]] == [4, 13]
+    (alert,) = detect(PSEXEC, reversed_order)  # the last access before the IPC$ connect
+    assert [e["source_ref"] for e in alert["evidence"]] == [349325, 349346]
     assert detect([ADMIN_CONNECT], in_order) == []
 
 
@@ -390,7 +395,7 @@ def test_improved_rule_on_the_wire(tmp_path: Path) -> None:
     """The improved rule sees a CREATE with write access, a WRITE, a rename to an executable
     name and a PE written under any name (real records turned into their wire equivalents)."""
     improved = load_rules()
-    malwr = next(e for e in evtx_events(FILE_COPY_EVTX) if e.source_ref == 826)  # C$, 0x17019f
+    malwr = next(e for e in host_events(FILE_COPY_EVTX) if e.source_ref == 438297)  # C$, 0x17019f
 
     def titles(event: SmbEvent) -> set[str]:
         return {a["title"] for a in detect([event], improved)}

@@ -8,14 +8,14 @@ import json
 from dataclasses import replace
 
 import pytest
-from detect_support import FILE_COPY_EVTX, PSEXEC_EVTX, evtx_events
+from detect_support import FILE_COPY_EVTX, PSEXEC_EVTX, host_events
 
 from smbwatch.detect.engine import detect
 from smbwatch.detect.report import write_alerts
 from smbwatch.detect.sigma import ALERT_FIELDS, load_rules
 
 RULES = load_rules()
-PSEXEC_ALERTS = detect(evtx_events(PSEXEC_EVTX), RULES)
+PSEXEC_ALERTS = detect(host_events(PSEXEC_EVTX), RULES)
 
 
 def test_jsonl_has_the_alert_fields() -> None:
@@ -44,7 +44,7 @@ def test_csv_has_alert_and_group_columns() -> None:
 
 def test_hostile_names_are_defused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "400")  # a wide terminal: no cell folded
-    malwr = next(e for e in evtx_events(FILE_COPY_EVTX) if e.source_ref == 826)
+    malwr = next(e for e in host_events(FILE_COPY_EVTX) if e.source_ref == 438297)
     hostile = replace(malwr, path='=HYPERLINK("http://x")\x1b[2J\u202etxt.exe', user="-evil")
     alerts = detect([hostile], RULES)
     assert alerts and "\x1b[2J" in alerts[0]["message"]

@@ -17,7 +17,7 @@ from detect_support import (
     SIGMA,
     SPOOLSS_EVTX,
     SVCCTL_EVTX,
-    evtx_events,
+    host_events,
 )
 
 from smbwatch.detect.engine import detect
@@ -30,27 +30,27 @@ WINDOWS_RULES = sorted((SIGMA / "windows-security").glob("*.yml"))
 @cache
 def real(path: Path, record: int) -> SmbEvent:
     """The SmbEvent of one real record."""
-    return next(e for e in evtx_events(path) if e.source_ref == record)
+    return next(e for e in host_events(path) if e.source_ref == record)
 
 
 def svcctl() -> SmbEvent:
-    return real(SVCCTL_EVTX, 1)
+    return real(SVCCTL_EVTX, 568342)
 
 
 def spoolss() -> SmbEvent:
-    return real(SPOOLSS_EVTX, 1)
+    return real(SPOOLSS_EVTX, 160445)
 
 
 def malwr() -> SmbEvent:  # malwr.exe written to C$ with 0x17019f
-    return real(FILE_COPY_EVTX, 826)
+    return real(FILE_COPY_EVTX, 438297)
 
 
 def admin_connect() -> SmbEvent:  # 5140 to ADMIN$ by admmig
-    return real(PSEXEC_EVTX, 2)
+    return real(PSEXEC_EVTX, 349323)
 
 
 def psexec_stdin() -> SmbEvent:
-    return real(PSEXEC_EVTX, 18)
+    return real(PSEXEC_EVTX, 349352)
 
 
 def sysvol(path: str, mask: int) -> SmbEvent:
@@ -64,8 +64,8 @@ CASES = {
         lambda: replace(admin_connect(), user="WEC01$"),
     ),
     "win_security_atsvc_task": (
-        lambda: real(ATEXEC_EVTX, 1),
-        lambda: replace(real(ATEXEC_EVTX, 1), access_mask=0x1),
+        lambda: real(ATEXEC_EVTX, 2004847),
+        lambda: replace(real(ATEXEC_EVTX, 2004847), access_mask=0x1),
     ),
     "win_security_dce_rpc_smb_spoolss_named_pipe": (
         spoolss,
@@ -96,11 +96,11 @@ CASES = {
         psexec_stdin,
     ),
     "win_security_impacket_secretdump": (
-        lambda: replace(real(PSEXEC_EVTX, 3), path="SYSTEM32\\xHgLrPbo.tmp"),
-        lambda: real(ATEXEC_EVTX, 2),  # Temp\bouWFQYO.tmp on ADMIN$
+        lambda: replace(real(PSEXEC_EVTX, 349324), path="SYSTEM32\\xHgLrPbo.tmp"),
+        lambda: real(ATEXEC_EVTX, 2004857),  # Temp\bouWFQYO.tmp on ADMIN$
     ),
     "win_security_lm_namedpipe": (
-        lambda: real(PSEXEC_EVTX, 14),  # the PSEXESVC pipe
+        lambda: real(PSEXEC_EVTX, 349347),  # the PSEXESVC pipe
         svcctl,
     ),
     "win_security_malware_bluesky_ransomware_files_indicators": (
