@@ -13,7 +13,8 @@ rules plus every rule under ../shared/sigma. In one process, on the same inputs,
 - rules: the rule work alone, over the same events already decoded.
 
 The claim: the rules add at most 20 % to the time of ``smbwatch events`` (rules / events). Rule
-loading and compilation happens once per run and is shown apart.
+loading and compilation happens once per run and is shown apart. For a large input, make one with
+``benchmarks/make_capture.py --size-mb 100 --out /tmp/bench.pcap`` and pass it.
 """
 
 from __future__ import annotations

@@ -32,14 +32,12 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent, format_time
 
 Matcher = Callable[[SmbEvent], list[int]]
-_MISSING = "-"
+_MISSING = "-"  # a template field no event of the alert has
+_SAMPLES = 16  # events kept per alert to fill its message; evidence keeps a reference to all
 
 
 def _nothing(_event: SmbEvent) -> list[int]:
     return []
-
-
-_SAMPLES = 16  # events kept per alert to fill its message; evidence keeps a reference to all
 
 
 @dataclass
