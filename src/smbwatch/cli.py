@@ -1,9 +1,10 @@
 """The command line: verbs, their arguments, and the wiring from inputs to sinks.
 
 Exit codes (also in the README):
-  0  done; 2  a user error (bad arguments, a named input missing or not a capture/log: the other
-  inputs are still processed and written); 3  an input was damaged (truncated, corrupt): what
-  could be read was decoded and written; 130 interrupted.
+  0  done (detect: nothing fired); 1  detect: alerts fired; 2  a user error (bad arguments, a bad
+  rule, a named input missing or not a capture/log: the other inputs are still processed and
+  written); 3  an input was damaged (truncated, corrupt): what could be read was decoded and
+  written; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from smbwatch import __version__
+from smbwatch.detect.engine import detect
+from smbwatch.detect.report import write_alerts, write_rule_listing
+from smbwatch.detect.sigma import RuleError, RuleSet, load_rules
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import FIELD_NAMES
 from smbwatch.options import Options
@@ -27,6 +31,7 @@ from smbwatch.sinks.jsonl import write_jsonl
 from smbwatch.sinks.table import EVENT_COLUMNS, write_table
 
 EXIT_OK = 0
+EXIT_ALERTS = 1
 EXIT_USAGE = 2
 EXIT_DAMAGED = 3
 EXIT_INTERRUPTED = 130
@@ -62,7 +67,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="store each completely seen file in DIR, named by its sha256, with a JSON sidecar",
     )
     events.set_defaults(run=run_events)
+    detect_verb = verbs.add_parser(
+        "detect",
+        help="run the detection rules over captures and Windows logs",
+        description="Run the built-in and your Sigma rules over the events; write the alerts. "
+        "Exit code 0: nothing fired, 1: alerts fired, 2: user error.",
+    )
+    _add_input_arguments(detect_verb)
+    _add_rules_argument(detect_verb)
+    _add_output_arguments(detect_verb)
+    detect_verb.set_defaults(run=run_detect)
+    rules = verbs.add_parser("rules", help="the detection rules")
+    rules_verbs = rules.add_subparsers(dest="rules_verb", required=True, parser_class=_Parser)
+    rules_list = rules_verbs.add_parser(
+        "list", help="the rules loaded and where from", description="List the loaded rules."
+    )
+    _add_rules_argument(rules_list)
+    _add_output_arguments(rules_list)
+    rules_list.add_argument("-q", "--quiet", action="store_true", help="no warnings on stderr")
+    rules_list.set_defaults(run=run_rules_list)
     return parser
+
+
+def _add_rules_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rules",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="Sigma rule file or folder, added to the built-in rules (repeatable)",
+    )
 
 
 def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,6 +177,35 @@ def _options(args: argparse.Namespace) -> Options:
         raise InputError(str(exc)) from None
 
 
+def _load_rules(args: argparse.Namespace) -> RuleSet:
+    try:
+        ruleset = load_rules(args.rules)
+    except RuleError as exc:
+        raise InputError(str(exc)) from None
+    if not args.quiet:
+        for line in ruleset.warnings:
+            print(f"smbwatch: warning: {line}", file=sys.stderr)
+    return ruleset
+
+
+def run_detect(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
+    """``smbwatch detect``: run the rules over every input's events and write the alerts."""
+    ruleset = _load_rules(args)
+    events = iter_events(args.inputs, diagnostics, args.input_format, errors, max(1, args.jobs))
+    alerts = detect(events, ruleset, diagnostics)
+    with _output(args.output) as out:
+        write_alerts(alerts, _format(args, out), out)
+    return EXIT_ALERTS if alerts else EXIT_OK
+
+
+def run_rules_list(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
+    """``smbwatch rules list``: the loaded rules, their level, ATT&CK ids and origin."""
+    ruleset = _load_rules(args)
+    with _output(args.output) as out:
+        write_rule_listing(ruleset, _format(args, out), out)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``smbwatch`` console script."""
     args = build_parser().parse_args(argv)
@@ -166,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"smbwatch: {line}", file=sys.stderr)
     if errors:
         return EXIT_USAGE
-    if diagnostics.damaged_inputs:
+    if diagnostics.damaged_inputs and code == EXIT_OK:
         return EXIT_DAMAGED
     return code
 

@@ -85,21 +85,6 @@ class TcpReassembler:
         """Take one captured segment (see ``capture.link.tcp_segment``)."""
         key, source_port, destination_port, seq, flags, payload, cut = seg
         entry = self.flows.get(key)
-        if entry is not None and not flags & (SYN | FIN | RST) and payload and not cut:
-            connection, from_client = entry
-            half = connection.client if from_client else connection.server
-            if seq == half.next_seq and not half.pending:  # the common case: next in order
-                size = len(payload)
-                half.next_seq = (seq + size) & SEQ_MASK
-                if half.skip >= size:
-                    half.skip -= size
-                    return
-                connection.last_time = time
-                connection.seen_data = True
-                if half.skip:
-                    payload, half.skip = payload[half.skip :], 0
-                half.skip = connection.consumer.data(from_client, payload, time, frame)
-                return
         if entry is not None and flags & SYN and entry[0].seen_data:
             half = entry[0].client if entry[1] else entry[0].server
             if _is_late_syn(half, seq):

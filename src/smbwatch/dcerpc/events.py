@@ -22,9 +22,8 @@ SERVICE_FIELDS = (
 
 
 def call_fields(call: RpcCall) -> dict[str, Any]:
-    """SmbEvent keyword arguments describing one call (action ``rpc_call``)."""
+    """SmbEvent fields describing one call, for an event whose action is ``rpc_call``."""
     fields: dict[str, Any] = {
-        "action": "rpc_call",
         "rpc_interface": call.interface,
         "rpc_operation": call.operation,
         "rpc_opnum": call.opnum,

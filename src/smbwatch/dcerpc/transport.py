@@ -31,18 +31,7 @@ class RpcTcpConnection:
             self.out.append(self._event(call))
 
     def _event(self, call: RpcCall) -> SmbEvent:
-        ends = self.endpoints
-        return SmbEvent(
-            time=call.request_time if call.request_time is not None else call.response_time or 0,
-            source="network",
-            source_format=ends.source_format,
-            source_file=ends.source_file,
-            source_ref=call.request_frame
-            if call.request_frame is not None
-            else call.response_frame,
-            src_ip=ends.src_ip,
-            src_port=ends.src_port,
-            dst_ip=ends.dst_ip,
-            dst_port=ends.dst_port,
-            **call_fields(call),
-        )
+        answered_only = call.request_frame is None  # only the response was captured
+        time = call.response_time if answered_only else call.request_time
+        frame = call.response_frame if answered_only else call.request_frame
+        return self.endpoints.event("rpc_call", time or 0, frame, **call_fields(call))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from smbwatch.events import SmbEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,3 +18,19 @@ class Endpoints:
     dst_port: int
     source_format: str  # pcap, pcapng, live
     source_file: str
+
+    def event(self, action: str, time: int, frame: int | None, **fields: Any) -> SmbEvent:
+        """A network event on this connection: endpoints and where it was read filled in."""
+        return SmbEvent(
+            time=time,
+            source="network",
+            action=action,
+            source_format=self.source_format,
+            source_file=self.source_file,
+            source_ref=frame,
+            src_ip=self.src_ip,
+            src_port=self.src_port,
+            dst_ip=self.dst_ip,
+            dst_port=self.dst_port,
+            **fields,
+        )

@@ -883,18 +883,10 @@ class Smb1Decoder:
 
     def _new_event(self, action: str, time: int, frame: int, uid: int, tid: int) -> SmbEvent:
         """An event with what the connection, session and tree say of everything on them."""
-        endpoints = self._endpoints
-        event = SmbEvent(
-            time=time,
-            source="network",
-            action=action,
-            source_format=endpoints.source_format,
-            source_file=endpoints.source_file,
-            source_ref=frame,
-            src_ip=endpoints.src_ip,
-            src_port=endpoints.src_port,
-            dst_ip=endpoints.dst_ip,
-            dst_port=endpoints.dst_port,
+        event = self._endpoints.event(
+            action,
+            time,
+            frame,
             tree_id=tid if tid not in (0, _NO_TREE) else None,
             dialect=self.dialect,
         )

@@ -878,18 +878,10 @@ class Smb2Decoder:
         frame: int,
     ) -> SmbEvent:
         """An event with what the connection, session and tree say of every command on them."""
-        endpoints = self._endpoints
-        event = SmbEvent(
-            time=time,
-            source="network",
-            action=action,
-            source_format=endpoints.source_format,
-            source_file=endpoints.source_file,
-            source_ref=frame,
-            src_ip=endpoints.src_ip,
-            src_port=endpoints.src_port,
-            dst_ip=endpoints.dst_ip,
-            dst_port=endpoints.dst_port,
+        event = self._endpoints.event(
+            action,
+            time,
+            frame,
             session_id=session_id or None,
             tree_id=tree_id or None,
             dialect=self.dialect,
