@@ -477,3 +477,17 @@ class FileTracker:
         for transfer, target in zip(transfers, events, strict=False):
             transfer.report(target, end_of_file)
         return events
+
+
+class FileBodies:
+    """The part of the Decoder protocol that SMB1 and SMB2 share: the rest of a message past
+    what the decoder kept is file data for the connection's tracker (counted and hashed)."""
+
+    _tracker: FileTracker
+
+    def body(self, from_client: bool, chunk: bytes) -> None:
+        self._tracker.body(from_client, chunk)
+
+    def body_gap(self, from_client: bool, length: int) -> None:
+        """Bytes of that data were not captured: that file's hash is impossible."""
+        self._tracker.body_gap(from_client, length)

@@ -27,7 +27,7 @@ from smbwatch.smb import gssapi, ntlmssp
 from smbwatch.smb import smb1_records as rec
 from smbwatch.smb import smb2_records as fscc
 from smbwatch.smb.endpoint import Endpoints
-from smbwatch.smb.files import FileData, Transfers, sniff_magic
+from smbwatch.smb.files import FileBodies, FileData, Transfers, sniff_magic
 from smbwatch.smb.status import STATUS_BUFFER_OVERFLOW, STATUS_MORE_PROCESSING_REQUIRED
 
 SNIFF_WINDOW = 512  # data bytes kept from a file WRITE/READ: enough to recognise its type
@@ -167,7 +167,7 @@ Handler = Callable[["Smb1Decoder", _Request, rec.Block], _Item]
 ResponseHandler = Callable[["Smb1Decoder", _Item, rec.Header, bytes, "rec.Block | None"], None]
 
 
-class Smb1Decoder:
+class Smb1Decoder(FileBodies):
     """SMB1 of one connection (the ``Decoder`` protocol of ``smb.nbss``).
 
     The data of each open file goes to a ``files.FileTracker``: its summary (size, bytes seen,
@@ -250,14 +250,6 @@ class Smb1Decoder:
             self.wants_body = self._tracker.routed(from_client)
         events, self._events = self._events, []
         return events
-
-    def body(self, from_client: bool, chunk: bytes) -> None:
-        """File data past the sniff window, to be counted and hashed."""
-        self._tracker.body(from_client, chunk)
-
-    def body_gap(self, from_client: bool, length: int) -> None:
-        """File data past the sniff window was not captured: that file's hash is impossible."""
-        self._tracker.body_gap(from_client, length)
 
     def finish(self) -> list[SmbEvent]:
         """Requests never answered, pipes' unanswered calls, and a ``close`` event (no command,

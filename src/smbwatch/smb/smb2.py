@@ -23,7 +23,7 @@ from smbwatch.options import Options
 from smbwatch.smb import gssapi, ntlmssp
 from smbwatch.smb import smb2_records as rec
 from smbwatch.smb.endpoint import Endpoints
-from smbwatch.smb.files import FileData, Transfers, sniff_magic
+from smbwatch.smb.files import FileBodies, FileData, Transfers, sniff_magic
 from smbwatch.smb.status import (
     STATUS_BUFFER_OVERFLOW,
     STATUS_MORE_PROCESSING_REQUIRED,
@@ -165,7 +165,7 @@ def _body_present(command: int, status: int) -> bool:
     return status == STATUS_MORE_PROCESSING_REQUIRED and command == rec.SESSION_SETUP
 
 
-class Smb2Decoder:
+class Smb2Decoder(FileBodies):
     """Decodes the SMB2/3 messages of one connection (the ``Decoder`` of CONTRIBUTING.md).
 
     The bytes written to and read from each open named pipe go to a ``dcerpc.RpcPipe``; each
@@ -289,14 +289,6 @@ class Smb2Decoder:
             self.wants_body = self._tracker.routed(from_client)
         events, self._events = self._events, []
         return events
-
-    def body(self, from_client: bool, chunk: bytes) -> None:
-        """File data past the sniff window, to be counted and hashed."""
-        self._tracker.body(from_client, chunk)
-
-    def body_gap(self, from_client: bool, length: int) -> None:
-        """File data past the sniff window was not captured: that file's hash is impossible."""
-        self._tracker.body_gap(from_client, length)
 
     def finish(self) -> list[SmbEvent]:
         """Requests that never got a response (``status`` None), pipes' unanswered calls, and a
