@@ -483,7 +483,12 @@ class FileBodies:
     """The part of the Decoder protocol that SMB1 and SMB2 share: the rest of a message past
     what the decoder kept is file data for the connection's tracker (counted and hashed)."""
 
-    _tracker: FileTracker
+    def __init__(self, files: Transfers | None, diagnostics: Diagnostics) -> None:
+        self._tracker = (files or Transfers(Options(), diagnostics)).tracker()
+        # Set after each message: True only while file data to hash follows it (the TCP layer
+        # skips the rest of every other message without a call per segment).
+        self.wants_body = False
+        self._follows = 0  # bytes of the message being decoded that come to body() after it
 
     def body(self, from_client: bool, chunk: bytes) -> None:
         self._tracker.body(from_client, chunk)

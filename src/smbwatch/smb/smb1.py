@@ -22,7 +22,6 @@ from smbwatch.dcerpc import RpcCall, RpcPipe
 from smbwatch.dcerpc.events import call_fields
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
-from smbwatch.options import Options
 from smbwatch.smb import gssapi, ntlmssp
 from smbwatch.smb import smb1_records as rec
 from smbwatch.smb import smb2_records as fscc
@@ -180,11 +179,7 @@ class Smb1Decoder(FileBodies):
     ) -> None:
         self._endpoints = endpoints
         self._diag = diagnostics
-        self._tracker = (files or Transfers(Options(), diagnostics)).tracker()
-        # Set after each message: True only while file data to hash follows it (the TCP layer
-        # skips the rest of every other message without a call per segment).
-        self.wants_body = False
-        self._follows = 0  # bytes of the message being decoded that come to body() after it
+        super().__init__(files, diagnostics)
         self.dialect: str | None = None
         self._security_mode: int | None = None
         self._pending: dict[tuple[int, int], deque[_Exchange]] = {}

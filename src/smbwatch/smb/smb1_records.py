@@ -691,6 +691,30 @@ def _setup(msg: bytes, block: Block, at: int, count: int) -> tuple[int, ...]:
     return struct.unpack_from(f"<{count}H", msg, block.words + at)
 
 
+def _part(
+    msg: bytes,
+    total_parameters: int,
+    total_data: int,
+    parameter_count: int,
+    parameter_offset: int,
+    parameter_displacement: int,
+    data_count: int,
+    data_offset: int,
+    data_displacement: int,
+    setup: tuple[int, ...] = (),
+) -> TransactionPart:
+    """A transaction message's share: its parameters and data cut out by their offsets."""
+    return TransactionPart(
+        total_parameters,
+        total_data,
+        _slice(msg, parameter_offset, parameter_count, "parameters"),
+        parameter_displacement,
+        _slice(msg, data_offset, data_count, "data"),
+        data_displacement,
+        setup,
+    )
+
+
 def parse_transaction_request(msg: bytes, block: Block) -> TransactionPart:
     """A TRANSACTION or TRANSACTION2 primary request (MS-CIFS 2.2.4.33.1, 2.2.4.46.1).
 
@@ -700,15 +724,8 @@ def parse_transaction_request(msg: bytes, block: Block) -> TransactionPart:
     (total_p, total_d, _, _, _, _, _, p_count, p_off, d_count, d_off, setup_count) = _words(
         msg, block, _TRANS
     )
-    return TransactionPart(
-        total_p,
-        total_d,
-        _slice(msg, p_off, p_count, "parameters"),
-        0,
-        _slice(msg, d_off, d_count, "data"),
-        0,
-        _setup(msg, block, _TRANS.size, setup_count),
-    )
+    setup = _setup(msg, block, _TRANS.size, setup_count)
+    return _part(msg, total_p, total_d, p_count, p_off, 0, d_count, d_off, 0, setup)
 
 
 def parse_transaction_response(msg: bytes, block: Block) -> TransactionPart:
@@ -716,15 +733,8 @@ def parse_transaction_response(msg: bytes, block: Block) -> TransactionPart:
     (total_p, total_d, p_count, p_off, p_disp, d_count, d_off, d_disp, setup_count) = _words(
         msg, block, _TRANS_RESPONSE
     )
-    return TransactionPart(
-        total_p,
-        total_d,
-        _slice(msg, p_off, p_count, "parameters"),
-        p_disp,
-        _slice(msg, d_off, d_count, "data"),
-        d_disp,
-        _setup(msg, block, _TRANS_RESPONSE.size, setup_count),
-    )
+    setup = _setup(msg, block, _TRANS_RESPONSE.size, setup_count)
+    return _part(msg, total_p, total_d, p_count, p_off, p_disp, d_count, d_off, d_disp, setup)
 
 
 def parse_transaction_secondary(msg: bytes, block: Block) -> TransactionPart:
@@ -733,15 +743,7 @@ def parse_transaction_secondary(msg: bytes, block: Block) -> TransactionPart:
         fields = _words(msg, block, _NT_TRANS_SECONDARY)
     else:
         fields = _words(msg, block, _TRANS_SECONDARY)
-    (total_p, total_d, p_count, p_off, p_disp, d_count, d_off, d_disp) = fields
-    return TransactionPart(
-        total_p,
-        total_d,
-        _slice(msg, p_off, p_count, "parameters"),
-        p_disp,
-        _slice(msg, d_off, d_count, "data"),
-        d_disp,
-    )
+    return _part(msg, *fields)
 
 
 def parse_nt_transact_request(msg: bytes, block: Block) -> TransactionPart:
@@ -749,29 +751,14 @@ def parse_nt_transact_request(msg: bytes, block: Block) -> TransactionPart:
     (_, total_p, total_d, _, _, p_count, p_off, d_count, d_off, _, function) = _words(
         msg, block, _NT_TRANS
     )
-    return TransactionPart(
-        total_p,
-        total_d,
-        _slice(msg, p_off, p_count, "parameters"),
-        0,
-        _slice(msg, d_off, d_count, "data"),
-        0,
-        (function,),
-    )
+    return _part(msg, total_p, total_d, p_count, p_off, 0, d_count, d_off, 0, (function,))
 
 
 def parse_nt_transact_response(msg: bytes, block: Block) -> TransactionPart:
     (total_p, total_d, p_count, p_off, p_disp, d_count, d_off, d_disp, _) = _words(
         msg, block, _NT_TRANS_RESPONSE
     )
-    return TransactionPart(
-        total_p,
-        total_d,
-        _slice(msg, p_off, p_count, "parameters"),
-        p_disp,
-        _slice(msg, d_off, d_count, "data"),
-        d_disp,
-    )
+    return _part(msg, total_p, total_d, p_count, p_off, p_disp, d_count, d_off, d_disp)
 
 
 # --- TRANSACTION2 sub-commands (MS-CIFS 2.2.6) -------------------------------------------------
