@@ -194,7 +194,7 @@ SURICATA_ACCESS = {"delete on close": True, "normal": None}
 def suricata_match(match: dict[str, object]) -> dict[str, object]:
     """A suricata-verify ``smb`` filter in smbwatch's fields (keys without a counterpart go).
 
-    Not compared: smb.ntlmssp.version (no event field: test_ntlmssp checks it), smb.fuid and
+    Not compared: smb.fuid and
     smb.status_code (another rendering of file_id and status), the CREATE timestamps and the
     dcerpc records (the DCE/RPC decoder's business).
     """
@@ -224,6 +224,7 @@ def suricata_match(match: dict[str, object]) -> dict[str, object]:
                 "smb.ntlmssp.user": "user",
                 "smb.ntlmssp.domain": "domain",
                 "smb.ntlmssp.host": "workstation",
+                "smb.ntlmssp.version": "client_version",
                 "smb.rename.from": "path",
                 "smb.rename.to": "new_path",
             }.get(key)

@@ -38,6 +38,9 @@ class SmbEvent:
     user: str | None = None
     domain: str | None = None
     workstation: str | None = None
+    client_version: str | None = (
+        None  # logon: the client OS NTLMSSP names ("10.0 build 19041 rev 15")
+    )
     session_id: int | str | None = None  # SMB SessionId (network) / logon id (host)
     tree_id: int | None = None
     file_id: str | None = None  # hex of the SMB2 FileId (persistent+volatile) or SMB1 FID

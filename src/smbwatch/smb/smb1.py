@@ -405,6 +405,7 @@ class Smb1Decoder(FileBodies):
                 event.user = identity.user or None
                 event.domain = identity.domain or None
                 event.workstation = identity.workstation or None
+                event.client_version = identity.version
                 if identity.anonymous:
                     event.auth = "anonymous"
                 return True
