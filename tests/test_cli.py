@@ -148,3 +148,15 @@ def test_one_command_for_captures_and_logs(shared_data: Path) -> None:
     assert [e["source_file"] for e in events] == sorted(
         (e["source_file"] for e in events), key=[str(EXAMPLE), str(evtx), str(nxlog)].index
     )
+
+
+def test_detect_without_hashing_fires_the_same_rules() -> None:
+    def fired(*extra: str) -> list[tuple]:
+        done = smbwatch("detect", str(EXAMPLE), "-f", "jsonl", *extra)
+        assert done.returncode == 1, done.stderr  # alerts fired
+        alerts = [json.loads(line) for line in done.stdout.splitlines()]
+        return sorted((a["rule_id"], a["count"], a["first_time"]) for a in alerts)
+
+    with_hashes = fired()
+    assert len(with_hashes) >= 5
+    assert fired("--no-hash") == with_hashes

@@ -56,11 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_input_arguments(events)
     _add_output_arguments(events)
-    events.add_argument(
-        "--no-hash",
-        action="store_true",
-        help="no sha256/sha1/md5 of transferred files (file data is then skipped: fastest)",
-    )
+    _add_no_hash_argument(events)
     events.add_argument(
         "--extract-files",
         metavar="DIR",
@@ -74,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit code 0: nothing fired, 1: alerts fired, 2: user error.",
     )
     _add_input_arguments(detect_verb)
+    _add_no_hash_argument(detect_verb)
     _add_rules_argument(detect_verb)
     _add_output_arguments(detect_verb)
     detect_verb.set_defaults(run=run_detect)
@@ -116,6 +113,14 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
         help="inputs read in parallel by this many processes (default: one per core)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no warning summary on stderr")
+
+
+def _add_no_hash_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-hash",
+        action="store_true",
+        help="no sha256/sha1/md5 of transferred files (file data is then skipped: fastest)",
+    )
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -191,7 +196,9 @@ def _load_rules(args: argparse.Namespace) -> RuleSet:
 def run_detect(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch detect``: run the rules over every input's events and write the alerts."""
     ruleset = _load_rules(args)
-    events = iter_events(args.inputs, diagnostics, args.input_format, errors, max(1, args.jobs))
+    options = Options(hash_files=not args.no_hash)
+    jobs = max(1, args.jobs)
+    events = iter_events(args.inputs, diagnostics, args.input_format, errors, jobs, options)
     alerts = detect(events, ruleset, diagnostics)
     with _output(args.output) as out:
         write_alerts(alerts, _format(args, out), out)
