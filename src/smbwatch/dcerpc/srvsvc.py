@@ -17,45 +17,15 @@ Args = dict[str, Any]
 MAX_SHARES = 1024
 
 _STRINGS = frozenset(("share_name", "remark", "path", "password", "server_name"))
+_INFO_1 = ("share_name", "share_type", "remark")
+_INFO_2 = (*_INFO_1, "permissions", "max_uses", "current_uses", "path", "password")
 _LEVEL_FIELDS: dict[int, tuple[str, ...]] = {
     0: ("share_name",),
-    1: ("share_name", "share_type", "remark"),
-    2: (
-        "share_name",
-        "share_type",
-        "remark",
-        "permissions",
-        "max_uses",
-        "current_uses",
-        "path",
-        "password",
-    ),
-    501: ("share_name", "share_type", "remark", "flags"),
-    502: (
-        "share_name",
-        "share_type",
-        "remark",
-        "permissions",
-        "max_uses",
-        "current_uses",
-        "path",
-        "password",
-        "reserved",
-        "security_descriptor",
-    ),
-    503: (
-        "share_name",
-        "share_type",
-        "remark",
-        "permissions",
-        "max_uses",
-        "current_uses",
-        "path",
-        "password",
-        "server_name",
-        "reserved",
-        "security_descriptor",
-    ),
+    1: _INFO_1,
+    2: _INFO_2,
+    501: (*_INFO_1, "flags"),
+    502: (*_INFO_2, "reserved", "security_descriptor"),
+    503: (*_INFO_2, "server_name", "reserved", "security_descriptor"),
 }
 SHARE_TYPES = {0: "STYPE_DISKTREE", 1: "STYPE_PRINTQ", 2: "STYPE_DEVICE", 3: "STYPE_IPC"}
 STYPE_SPECIAL = 0x80000000

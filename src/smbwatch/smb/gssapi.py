@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from smbwatch.events import SmbEvent
+from smbwatch.smb import ntlmssp
 from smbwatch.smb.ntlmssp import SIGNATURE as NTLMSSP_SIGNATURE
 
 # DER identifiers used below
@@ -173,3 +175,24 @@ def _kerberos_string(blob: bytes, element: tuple[int, int, int]) -> str:
     """A KerberosString (GeneralString, IA5 in practice); UTF-8 tolerated, never fails."""
     _, start, end = element
     return blob[start:end].decode("utf-8", "replace")
+
+
+def fill_identity(event: SmbEvent, blob: bytes) -> bool:
+    """Who logs on, from a SESSION_SETUP security blob (SMB1 and SMB2 alike): the NTLMSSP
+    AUTHENTICATE identity, or the realm and SPN of a Kerberos AP-REQ. False when the blob is
+    an earlier round that names no one (NTLMSSP NEGOTIATE)."""
+    token = parse_security_buffer(blob)
+    event.auth = token.mechanism
+    if token.ntlmssp is not None:
+        if ntlmssp.message_type(token.ntlmssp) != ntlmssp.AUTHENTICATE_MESSAGE:
+            return False
+        identity = ntlmssp.parse_authenticate(token.ntlmssp)
+        event.user = identity.user or None
+        event.domain = identity.domain or None
+        event.workstation = identity.workstation or None
+        event.client_version = identity.version
+        if identity.anonymous:
+            event.auth = "anonymous"
+        return True
+    event.realm, event.spn = token.realm, token.spn
+    return token.realm is not None or token.spn is not None

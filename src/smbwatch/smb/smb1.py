@@ -396,21 +396,7 @@ class Smb1Decoder(FileBodies):
     def _security_blob(self, event: SmbEvent, blob: bytes, frame: int) -> bool:
         """Fill the identity from an extended-security blob; True if it carried one."""
         try:
-            token = gssapi.parse_security_buffer(blob)
-            event.auth = token.mechanism
-            if token.ntlmssp is not None:
-                if ntlmssp.message_type(token.ntlmssp) != ntlmssp.AUTHENTICATE_MESSAGE:
-                    return False
-                identity = ntlmssp.parse_authenticate(token.ntlmssp)
-                event.user = identity.user or None
-                event.domain = identity.domain or None
-                event.workstation = identity.workstation or None
-                event.client_version = identity.version
-                if identity.anonymous:
-                    event.auth = "anonymous"
-                return True
-            event.realm, event.spn = token.realm, token.spn
-            return token.realm is not None or token.spn is not None
+            return gssapi.fill_identity(event, blob)
         except _MALFORMED as exc:
             self._diag.warn("smb1_security_blob", f"frame {frame}: {exc}")
             return False

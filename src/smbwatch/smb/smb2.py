@@ -479,23 +479,10 @@ class Smb2Decoder(FileBodies):
     def _identity(event: SmbEvent, buffer: bytes) -> bool:
         """Who logs on, from NTLMSSP AUTHENTICATE or the ticket of a Kerberos AP-REQ; False
         when the buffer is an earlier round that names no one (NTLMSSP NEGOTIATE)."""
-        token = gssapi.parse_security_buffer(buffer)
-        event.auth = token.mechanism
-        if token.ntlmssp is not None:
-            if ntlmssp.message_type(token.ntlmssp) == ntlmssp.AUTHENTICATE_MESSAGE:
-                identity = ntlmssp.parse_authenticate(token.ntlmssp)
-                event.user = identity.user or None
-                event.domain = identity.domain or None
-                event.workstation = identity.workstation or None
-                event.client_version = identity.version
-                if identity.anonymous:
-                    event.auth = "anonymous"
-                return True
-        elif token.realm is not None or token.spn is not None:
-            event.realm, event.spn = token.realm, token.spn
-            event.server = _spn_host(token.spn) or event.server
-            return True
-        return False
+        named = gssapi.fill_identity(event, buffer)
+        if event.spn is not None:  # Kerberos: the ticket names the server
+            event.server = _spn_host(event.spn) or event.server
+        return named
 
     def _session_setup_response(
         self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
