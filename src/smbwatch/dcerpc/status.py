@@ -6,6 +6,8 @@ as ``0x%08X`` so nothing is lost.
 
 from __future__ import annotations
 
+from smbwatch.smb.status import nt_status_name
+
 WIN32_ERRORS: dict[int, str] = {
     0: "ERROR_SUCCESS",
     1: "ERROR_INVALID_FUNCTION",
@@ -69,41 +71,6 @@ WIN32_ERRORS: dict[int, str] = {
     2310: "NERR_NetNameNotFound",
 }
 
-NT_STATUSES: dict[int, str] = {
-    0x00000000: "STATUS_SUCCESS",
-    0x00000103: "STATUS_PENDING",
-    0x00000105: "STATUS_MORE_ENTRIES",
-    0x00000107: "STATUS_SOME_NOT_MAPPED",
-    0x80000005: "STATUS_BUFFER_OVERFLOW",
-    0x8000001A: "STATUS_NO_MORE_ENTRIES",
-    0xC0000001: "STATUS_UNSUCCESSFUL",
-    0xC0000002: "STATUS_NOT_IMPLEMENTED",
-    0xC0000003: "STATUS_INVALID_INFO_CLASS",
-    0xC0000008: "STATUS_INVALID_HANDLE",
-    0xC000000D: "STATUS_INVALID_PARAMETER",
-    0xC0000022: "STATUS_ACCESS_DENIED",
-    0xC0000023: "STATUS_BUFFER_TOO_SMALL",
-    0xC0000034: "STATUS_OBJECT_NAME_NOT_FOUND",
-    0xC0000035: "STATUS_OBJECT_NAME_COLLISION",
-    0xC0000064: "STATUS_NO_SUCH_USER",
-    0xC000006A: "STATUS_WRONG_PASSWORD",
-    0xC000006D: "STATUS_LOGON_FAILURE",
-    0xC0000072: "STATUS_ACCOUNT_DISABLED",
-    0xC0000073: "STATUS_NONE_MAPPED",
-    0xC00000BB: "STATUS_NOT_SUPPORTED",
-    0xC00000DF: "STATUS_NO_SUCH_DOMAIN",
-    0xC0000063: "STATUS_USER_EXISTS",
-    0xC0000066: "STATUS_NO_SUCH_GROUP",
-    0xC0000065: "STATUS_GROUP_EXISTS",
-    0xC0000151: "STATUS_NO_SUCH_ALIAS",
-    0xC0000152: "STATUS_MEMBER_NOT_IN_ALIAS",
-    0xC0000153: "STATUS_MEMBER_IN_ALIAS",
-    0xC0000154: "STATUS_ALIAS_EXISTS",
-    0xC000018B: "STATUS_NO_TRUST_SAM_ACCOUNT",
-    0xC0000225: "STATUS_NOT_FOUND",
-    0xC0020017: "RPC_NT_UNKNOWN_IF",
-    0xC002002E: "RPC_NT_PROCNUM_OUT_OF_RANGE",
-}
 
 HRESULTS: dict[int, str] = {
     0x00000000: "S_OK",
@@ -180,11 +147,6 @@ def _hex(code: int) -> str:
 def win32_name(code: int) -> str:
     """``ERROR_ACCESS_DENIED`` for 5; unknown codes as hex."""
     return WIN32_ERRORS.get(code) or _hex(code)
-
-
-def nt_status_name(code: int) -> str:
-    """``STATUS_ACCESS_DENIED`` for 0xC0000022; unknown codes as hex."""
-    return NT_STATUSES.get(code) or _hex(code)
 
 
 def hresult_name(code: int) -> str:
