@@ -24,16 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def run(capture: Path, extra: list[str], out: Path) -> tuple[float, float, float]:
     """One ``smbwatch events`` run; (wall seconds, CPU seconds, peak MB)."""
     command = [sys.executable, "-m", "smbwatch.cli", "events", str(capture)]
     command += ["-f", "jsonl", "-q", "-j", "1", "-o", str(out), *extra]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) not in (0, 3):

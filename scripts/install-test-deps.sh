@@ -1,14 +1,15 @@
 #!/bin/sh
 # Installs the system tools the tests, the example recorder and the benchmark need: a real Samba
 # server and clients, tcpdump to capture, tshark as the independent oracle, ethtool/iproute2 for the
-# lab's network namespaces, file(1) to check the executables it builds. Debian/Ubuntu, as root.
+# lab's network namespaces, file(1) to check the executables it builds; gcc and the Python headers
+# to compile the packet path (setup.py; tests/test_build.py checks it is). Debian/Ubuntu, as root.
 # Idempotent: does nothing when every tool is already there.
 set -eu
 
 # tool:package for every tool the lab runs (tests/lab.py TOOLS) and tshark and file(1)
 NEEDED="smbd:samba smbpasswd:samba-common-bin net:samba-common-bin
 smbclient:smbclient rpcclient:smbclient tcpdump:tcpdump tshark:tshark ethtool:ethtool
-ip:iproute2 ss:iproute2 taskset:util-linux file:file"
+ip:iproute2 ss:iproute2 taskset:util-linux file:file cc:gcc"
 
 missing=""
 for pair in $NEEDED; do
@@ -18,6 +19,13 @@ for pair in $NEEDED; do
         case " $missing " in *" $package "*) ;; *) missing="$missing $package" ;; esac
     fi
 done
+
+# Python.h of the interpreter the venv is made from (Debian's python3: python3-dev)
+PYTHON=${PYTHON:-python3}
+include=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null || true)
+if [ ! -f "$include/Python.h" ]; then
+    missing="$missing python3-dev"
+fi
 
 if [ -z "$missing" ]; then
     echo "install-test-deps: all test tools present"

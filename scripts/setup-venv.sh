@@ -1,5 +1,8 @@
 #!/bin/sh
 # Creates .venv (Python 3.11+) and installs smbwatch into it; with "test", also what the tests need.
+# The install compiles the packet path with mypyc (setup.py) when a C compiler and the Python
+# headers are there, and is pure Python otherwise. It is a regular install, not an editable one:
+# rerun this script after changing src/ (or see CONTRIBUTING.md for an editable, pure install).
 set -eu
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -20,7 +23,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "${1:-}" = "test" ]; then
-    .venv/bin/python -m pip install -q -e '.[test]'
+    .venv/bin/python -m pip install -q '.[test]'
 else
-    .venv/bin/python -m pip install -q -e .
+    .venv/bin/python -m pip install -q .
 fi
+.venv/bin/smbwatch --version

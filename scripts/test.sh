@@ -6,4 +6,5 @@ sh scripts/install-test-deps.sh
 sh scripts/setup-venv.sh test
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/ruff format --check src tests benchmarks
+.venv/bin/mypy
 .venv/bin/python -m pytest "$@"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import replace
 
 import pytest
 from detect_support import FILE_COPY_EVTX, PSEXEC_EVTX, host_events
@@ -45,7 +44,7 @@ def test_csv_has_alert_and_group_columns() -> None:
 def test_hostile_names_are_defused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "400")  # a wide terminal: no cell folded
     malwr = next(e for e in host_events(FILE_COPY_EVTX) if e.source_ref == 438297)
-    hostile = replace(malwr, path='=HYPERLINK("http://x")\x1b[2J\u202etxt.exe', user="-evil")
+    hostile = malwr.copy(path='=HYPERLINK("http://x")\x1b[2J\u202etxt.exe', user="-evil")
     alerts = detect([hostile], RULES)
     assert alerts and "\x1b[2J" in alerts[0]["message"]
     table = io.StringIO()

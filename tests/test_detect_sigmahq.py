@@ -5,7 +5,6 @@ both built from real records (changed only where the rule needs a value the corp
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -54,34 +53,34 @@ def psexec_stdin() -> SmbEvent:
 
 
 def sysvol(path: str, mask: int) -> SmbEvent:
-    return replace(malwr(), share="\\\\*\\SYSVOL", share_name="SYSVOL", path=path, access_mask=mask)
+    return malwr().copy(share="\\\\*\\SYSVOL", share_name="SYSVOL", path=path, access_mask=mask)
 
 
 # rule file stem → (positive, negative)
 CASES = {
     "win_security_admin_share_access": (
         admin_connect,
-        lambda: replace(admin_connect(), user="WEC01$"),
+        lambda: admin_connect().copy(user="WEC01$"),
     ),
     "win_security_atsvc_task": (
         lambda: real(ATEXEC_EVTX, 2004847),
-        lambda: replace(real(ATEXEC_EVTX, 2004847), access_mask=0x1),
+        lambda: real(ATEXEC_EVTX, 2004847).copy(access_mask=0x1),
     ),
     "win_security_dce_rpc_smb_spoolss_named_pipe": (
         spoolss,
-        lambda: replace(spoolss(), path="srvsvc"),
+        lambda: spoolss().copy(path="srvsvc"),
     ),
     "win_security_dcom_iertutil_dll_hijack": (
-        lambda: replace(malwr(), path="Program Files\\Internet Explorer\\iertutil.dll"),
-        lambda: replace(malwr(), path="Program Files\\Internet Explorer\\iertutil.dll", user="PC$"),
+        lambda: malwr().copy(path="Program Files\\Internet Explorer\\iertutil.dll"),
+        lambda: malwr().copy(path="Program Files\\Internet Explorer\\iertutil.dll", user="PC$"),
     ),
     "win_security_exploit_cve_2021_1675_printspooler_security": (
-        lambda: replace(spoolss(), access_mask=0x3),
+        lambda: spoolss().copy(access_mask=0x3),
         spoolss,
     ),
     "win_security_exploit_cve_2023_36884_office_windows_html_rce_share_access_pattern": (
-        lambda: replace(admin_connect(), share_path="\\\\104.234.239.26\\MSHTML_C7\\5\\"),
-        lambda: replace(admin_connect(), share_path="C:\\Windows\\MSHTML_C7\\5\\"),
+        lambda: admin_connect().copy(share_path="\\\\104.234.239.26\\MSHTML_C7\\5\\"),
+        lambda: admin_connect().copy(share_path="C:\\Windows\\MSHTML_C7\\5\\"),
     ),
     "win_security_gpo_scheduledtasks": (
         lambda: sysvol(
@@ -92,11 +91,11 @@ CASES = {
         ),
     ),
     "win_security_impacket_psexec": (
-        lambda: replace(psexec_stdin(), path="RemCom_stdin"),
+        lambda: psexec_stdin().copy(path="RemCom_stdin"),
         psexec_stdin,
     ),
     "win_security_impacket_secretdump": (
-        lambda: replace(real(PSEXEC_EVTX, 349324), path="SYSTEM32\\xHgLrPbo.tmp"),
+        lambda: real(PSEXEC_EVTX, 349324).copy(path="SYSTEM32\\xHgLrPbo.tmp"),
         lambda: real(ATEXEC_EVTX, 2004857),  # Temp\bouWFQYO.tmp on ADMIN$
     ),
     "win_security_lm_namedpipe": (
@@ -104,27 +103,27 @@ CASES = {
         svcctl,
     ),
     "win_security_malware_bluesky_ransomware_files_indicators": (
-        lambda: replace(malwr(), path="Users\\Public\\# DECRYPT FILES BLUESKY #.txt"),
+        lambda: malwr().copy(path="Users\\Public\\# DECRYPT FILES BLUESKY #.txt"),
         malwr,
     ),
     "win_security_net_share_obj_susp_desktop_ini": (
-        lambda: replace(malwr(), path="Users\\Public\\desktop.ini"),
-        lambda: replace(malwr(), path="Users\\Public\\desktop.ini", access_mask=0x120089),
+        lambda: malwr().copy(path="Users\\Public\\desktop.ini"),
+        lambda: malwr().copy(path="Users\\Public\\desktop.ini", access_mask=0x120089),
     ),
     "win_security_petitpotam_network_share": (
-        lambda: replace(spoolss(), path="lsarpc", user="ANONYMOUS LOGON"),
-        lambda: replace(spoolss(), path="lsarpc"),
+        lambda: spoolss().copy(path="lsarpc", user="ANONYMOUS LOGON"),
+        lambda: spoolss().copy(path="lsarpc"),
     ),
     "win_security_protected_storage_service_access": (
-        lambda: replace(svcctl(), path="protected_storage"),
+        lambda: svcctl().copy(path="protected_storage"),
         svcctl,
     ),
     "win_security_remote_registry_management_via_reg": (
-        lambda: replace(svcctl(), path="\\winreg"),
+        lambda: svcctl().copy(path="\\winreg"),
         svcctl,
     ),
     "win_security_smb_file_creation_admin_shares": (
-        lambda: replace(malwr(), access_mask=0x2),
+        lambda: malwr().copy(access_mask=0x2),
         malwr,  # 0x17019f: the rule's exact 0x2 misses it
     ),
     "win_security_susp_group_policy_startup_script_added_to_gpo": (
@@ -132,24 +131,24 @@ CASES = {
         lambda: sysvol("corp\\Policies\\Machine\\Scripts\\scripts.ini", 0x1),
     ),
     "win_security_susp_psexec": (
-        lambda: replace(psexec_stdin(), path="PAExec-4242-WS01-stdin"),
+        lambda: psexec_stdin().copy(path="PAExec-4242-WS01-stdin"),
         psexec_stdin,  # PSEXESVC-...-stdin is filtered out
     ),
     "win_security_susp_raccess_sensitive_fext": (
-        lambda: replace(malwr(), path="Users\\a\\Outlook\\archive.pst"),
+        lambda: malwr().copy(path="Users\\a\\Outlook\\archive.pst"),
         malwr,
     ),
     "win_security_svcctl_remote_service": (
         svcctl,
-        lambda: replace(svcctl(), access_mask=0x1),
+        lambda: svcctl().copy(access_mask=0x1),
     ),
     "win_security_transf_files_with_cred_data_via_network_shares": (
-        lambda: replace(malwr(), path="Windows\\System32\\config\\SAM"),
+        lambda: malwr().copy(path="Windows\\System32\\config\\SAM"),
         malwr,
     ),
     "win_security_wmiprvse_wbemcomn_dll_hijack": (
-        lambda: replace(malwr(), path="Windows\\System32\\wbem\\wbemcomn.dll"),
-        lambda: replace(malwr(), path="Windows\\System32\\wbem\\wbemcomn.dll", user="PC01$"),
+        lambda: malwr().copy(path="Windows\\System32\\wbem\\wbemcomn.dll"),
+        lambda: malwr().copy(path="Windows\\System32\\wbem\\wbemcomn.dll", user="PC01$"),
     ),
 }
 
@@ -193,6 +192,6 @@ def test_zeek_smb_files_rules_run_on_host_share_access() -> None:
     ruleset = load_rules([SIGMA / "zeek"], builtin=False)
     titles = {a["title"] for a in detect([spoolss()], ruleset)}
     assert titles == {"SMB Spoolss Name Piped Usage"}
-    titles = {a["title"] for a in detect([replace(malwr(), path="a\\b.kirbi")], ruleset)}
+    titles = {a["title"] for a in detect([malwr().copy(path="a\\b.kirbi")], ruleset)}
     assert titles == {"Suspicious Access to Sensitive File Extensions - Zeek"}
     assert detect([svcctl()], ruleset) == []  # svcctl is among the known pipes

@@ -5,7 +5,6 @@ and hashes suricata-verify expects (read from each test.yaml), and the published
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -160,9 +159,8 @@ def test_an_unusable_extraction_directory_is_one_clear_error(tmp_path: Path) -> 
     taken = tmp_path / "a-file"
     taken.write_text("not a directory")
     command = [sys.executable, "-m", "smbwatch.cli", "events", str(EXAMPLE)]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     done = subprocess.run(
-        [*command, "--extract-files", str(taken / "files")], capture_output=True, text=True, env=env
+        [*command, "--extract-files", str(taken / "files")], capture_output=True, text=True
     )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and str(taken) in done.stderr

@@ -53,6 +53,7 @@ def test_lying_writes_cost_only_their_files_hash(shared_data: Path, lie: tuple) 
             )
         events.extend(feed(decoder, message))
     events.extend(decoder.finish())
+    transfers.close()  # every digest still due is now on its event
     honest = summaries(events)
     assert transfers.held == 0
     uploads = [event for (file_id, direction), event in honest.items() if direction == "upload"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import struct
 import subprocess
@@ -35,10 +34,9 @@ def payload(tag: str, size: int = SIZE) -> bytes:
 
 
 def smbwatch(*args: str) -> subprocess.CompletedProcess[str]:
-    """The command line, as a user runs it, on this checkout."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    """The command line, as a user runs it, with the installed package."""
     command = [sys.executable, "-m", "smbwatch.cli", "events", "-f", "jsonl", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 
 def closes(done: subprocess.CompletedProcess[str]) -> list[dict]:

@@ -17,6 +17,7 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.options import Options
 from smbwatch.sinks.extract import FileExtractor
+from smbwatch.smb import digests
 from smbwatch.smb.files import MAX_RANGES, FileData, FileTracker, Transfers
 
 HEADER = 112  # where the data of an SMB2 WRITE request starts
@@ -72,7 +73,11 @@ def pieces(data: bytes, size: int) -> list[tuple[int, bytes]]:
 
 
 def close(files: FileTracker, file: FileData, end_of_file: int | None = None) -> list[SmbEvent]:
-    return files.report(file, SmbEvent(time=0, source="network", action="close"), end_of_file)
+    """The close events of ``file``, with the digests the hashing process computed."""
+    closes = files.report(file, SmbEvent(time=0, source="network", action="close"), end_of_file)
+    for event in closes:
+        assert files.transfers.settle(event)
+    return closes
 
 
 def test_in_order_upload_has_the_files_hashes_and_type() -> None:
@@ -191,7 +196,9 @@ def test_no_hash_counts_what_the_messages_announce() -> None:
     assert event.bytes_seen == event.file_size == len(REAL)
 
 
-def test_memory_stays_flat_however_large_the_file() -> None:
+def test_memory_stays_flat_however_large_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    # what waits for a busy hashing process is bounded (32 MiB by default; 1 MiB here)
+    monkeypatch.setattr(digests, "MAX_GATHERED", MIB)
     files, _, _ = tracker()
     file = FileData(0)
     block = bytes(random.Random(3).randbytes(1 << 16))
@@ -203,8 +210,13 @@ def test_memory_stays_flat_however_large_the_file() -> None:
     finally:
         tracemalloc.stop()
     (event,) = close(files, file)
-    assert event.bytes_seen == 32 * MIB and event.sha256 is not None
-    assert peak < MIB // 2
+    whole = block * 512
+    assert event.bytes_seen == 32 * MIB and event.sha256 == hashlib.sha256(whole).hexdigest()
+    assert (event.sha1, event.md5) == (
+        hashlib.sha1(whole).hexdigest(),
+        hashlib.md5(whole).hexdigest(),
+    )
+    assert peak < 2 * MIB + digests.FLUSH_AT
 
 
 def test_extraction_keeps_complete_files_only(tmp_path: Path) -> None:

@@ -13,13 +13,14 @@ from typing import Protocol
 from smbwatch.events import SmbEvent
 
 MIB = 1 << 20
+Bytes = bytes | bytearray | memoryview  # file data as it is handed on, without a copy
 
 
 class ExtractedFile(Protocol):
     """One file being stored as its data streams in (in order, from offset 0)."""
 
-    def write(self, block: bytes) -> None:
-        """The next bytes of the file. Called from the hashing thread; may raise OSError."""
+    def write(self, block: Bytes) -> None:
+        """The next bytes of the file, in order; may raise OSError."""
 
     def commit(self, event: SmbEvent, first: tuple[int, int], last: tuple[int, int]) -> None:
         """The file is complete: ``event`` carries its hashes, size and where it was seen;

@@ -9,6 +9,7 @@ can run the very same code.
 from __future__ import annotations
 
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
@@ -29,8 +30,12 @@ from smbwatch.smb.smb2 import Smb2Decoder
 
 CAPTURE_FORMATS = ("pcap", "pcapng")
 # Each decoder takes files=Transfers: what its connection's file data is reported with.
-DECODERS: dict[int, DecoderFactory] = {0xFE: Smb2Decoder, 0xFF: Smb1Decoder}
+DECODERS: dict[int, type[Smb2Decoder] | type[Smb1Decoder]] = {
+    0xFE: Smb2Decoder,
+    0xFF: Smb1Decoder,
+}
 DEFAULT_OPTIONS = Options()
+MAX_HELD_EVENTS = 16384  # events held back behind one whose file is still being hashed
 
 
 class InputError(Exception):
@@ -108,9 +113,23 @@ def capture_events(
     if decoders is None:
         decoders = {key: partial(decoder, files=transfers) for key, decoder in DECODERS.items()}
     try:
-        yield from _capture_events(path, diagnostics, source_format, decoders)
+        yield from _settled(_capture_events(path, diagnostics, source_format, decoders), transfers)
     finally:
         transfers.close()
+
+
+def _settled(batches: Iterator[list[SmbEvent]], transfers: Transfers) -> Iterator[SmbEvent]:
+    """The events in order, each once its file's digests are in: an event still waiting for
+    them holds back the ones after it, up to ``MAX_HELD_EVENTS``, while hashing goes on."""
+    held: deque[SmbEvent] = deque()
+    settle = transfers.settle
+    for batch in batches:
+        held.extend(batch)
+        while held and settle(held[0], len(held) > MAX_HELD_EVENTS):
+            yield held.popleft()
+    while held:
+        settle(held[0])
+        yield held.popleft()
 
 
 def _capture_events(
@@ -118,7 +137,8 @@ def _capture_events(
     diagnostics: Diagnostics,
     source_format: str | None,
     decoders: dict[int, DecoderFactory],
-) -> Iterator[SmbEvent]:
+) -> Iterator[list[SmbEvent]]:
+    """The events of the capture, in batches as frames complete messages."""
     out: list[SmbEvent] = []
     packets = read_packets(path, diagnostics)
     if source_format is None:
@@ -140,10 +160,10 @@ def _capture_events(
                 continue
             segment(seg, time, frame)
         if out:
-            yield from out
+            yield out  # taken in by the consumer before this resumes
             out.clear()
     reassembler.finish()
-    yield from out
+    yield out
 
 
 def iter_events(

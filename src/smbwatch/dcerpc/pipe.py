@@ -305,7 +305,8 @@ class RpcPipe:
         if pending is None:
             self._warn("dcerpc_response_without_request", f"call {header.call_id}")
             context = self._context(call.context_id)
-            name = self._interface_name(context) or (self._fallback and self._fallback.name)
+            fallback = self._fallback.name if self._fallback else None
+            name = self._interface_name(context) or fallback
             rpc = RpcCall(name, None, None, header.call_id, None, None, None, None)
             pending = _Pending(rpc, context, header.little_endian)
         rpc = pending.call
@@ -420,8 +421,8 @@ class RpcPipe:
             return
         rpc = offer.call
         rpc.response_time, rpc.response_frame = direction.start_time, direction.start_frame
-        details = []
-        accepted = []
+        details: list[dict[str, Any]] = []
+        accepted: list[str] = []
         for element, result in zip(offer.contexts, results, strict=False):
             interface = interface_for(element.abstract.uuid)
             name = interface.name if interface else element.abstract.uuid
@@ -452,7 +453,7 @@ class RpcPipe:
             rpc.interface = accepted[0]
             rpc.status = "acceptance"
         elif details:
-            rpc.status = details[0]["result"]
+            rpc.status = str(details[0]["result"])
         done.append(rpc)
 
     def _bind_nak(self, direction: _Direction, header: Header, pdu: bytes, done: list[RpcCall]):

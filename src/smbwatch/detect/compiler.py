@@ -192,6 +192,7 @@ class Compiler:
     def _plain_pattern(self, node: Any) -> tuple[Any, tuple[str, str] | None]:
         """(group, (test, lower-cased text)) for an item that is a plain string pattern; the
         group is the field's spec (items on one field merge) or _KEYWORD."""
+        spec = None
         if isinstance(node, ConditionValueExpression):
             group, value = _KEYWORD, node.value
         elif isinstance(node, ConditionFieldEqualsValueExpression):
@@ -212,7 +213,7 @@ class Compiler:
             return None, None
         if len(texts) != 1:
             return None, None
-        if group is not _KEYWORD and spec.exprs == _ACTION_EXPR and texts[0].startswith("smb::"):
+        if spec is not None and spec.exprs == _ACTION_EXPR and texts[0].startswith("smb::"):
             return None, None  # a Zeek action, translated by _field_item
         shape = tuple(p == star for p in parts)
         test = {
@@ -492,12 +493,12 @@ class _Emitter:
             self.emit(inner, depth + 1, computed)
             entries = [(i, terms) for i, terms in entries if shared not in terms]
         for index, terms in entries:  # one nested test per term: fields read only when needed
-            inner, known = pad, set(computed)
+            indent, known = pad, set(computed)
             for term in terms:
-                self.assign(term, inner, known)
-                self.lines.append(f"{inner}if {term}:")
-                inner += "    "
-            self.lines.append(f"{inner}hits.append({index})")
+                self.assign(term, indent, known)
+                self.lines.append(f"{indent}if {term}:")
+                indent += "    "
+            self.lines.append(f"{indent}hits.append({index})")
 
     def assign(self, code: str, pad: str, computed: set[str]) -> set[str]:
         """Assign the field variables ``code`` reads that this branch has not computed yet."""

@@ -98,7 +98,7 @@ class Detector:
 
     def alerts(self) -> list[dict[str, Any]]:
         """All alerts so far, highest risk first, then earliest."""
-        out = []
+        out: list[dict[str, Any]] = []
         for index, rule in enumerate(self._rules):
             if isinstance(rule.sigma, SigmaCorrelationRule):
                 groups = self._correlate(rule)
@@ -219,8 +219,8 @@ def _ordered(
             if before is None or time - before[0][0] > span:
                 continue
             chains[position] = [*before, entry]
-        if chains[n - 1] is not None:
-            yield chains[n - 1]
+        if (chain := chains[n - 1]) is not None:
+            yield chain
             chains = [None] * n
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from smbwatch.events import SmbEvent, format_time
+from smbwatch.options import Bytes
 
 MAX_IN_PROGRESS = 64  # files being extracted at once in one process
 SPOOL = 64 << 10  # a file's first bytes stay in memory: most files are small, many repeat
@@ -165,7 +166,7 @@ class _Extraction:
         self.path: Path | None = None
         self.done = False
 
-    def write(self, block: bytes) -> None:
+    def write(self, block: Bytes) -> None:
         if self.handle is None:
             self.spool += block
             if len(self.spool) <= SPOOL:

@@ -21,16 +21,9 @@ class Endpoints:
 
     def event(self, action: str, time: int, frame: int | None, **fields: Any) -> SmbEvent:
         """A network event on this connection: endpoints and where it was read filled in."""
-        return SmbEvent(
-            time=time,
-            source="network",
-            action=action,
-            source_format=self.source_format,
-            source_file=self.source_file,
-            source_ref=frame,
-            src_ip=self.src_ip,
-            src_port=self.src_port,
-            dst_ip=self.dst_ip,
-            dst_port=self.dst_port,
-            **fields,
-        )
+        event = SmbEvent(time, "network", action, **fields)
+        event.source_format, event.source_file = self.source_format, self.source_file
+        event.source_ref = frame
+        event.src_ip, event.src_port = self.src_ip, self.src_port
+        event.dst_ip, event.dst_port = self.dst_ip, self.dst_port
+        return event

@@ -3,25 +3,27 @@
 ``sniff_magic`` names a file's type from its first bytes, so a dropped binary is recognised even
 when it is called ``report.txt``; the names are short and stable because rules match on them.
 
-``FileTracker`` (one per connection's decoder) follows the data written to (upload) and read from
-(download) each open file: the distinct ranges seen, the type, and, while the data arrives in
-order from offset 0, sha256/sha1/md5 computed as it streams, and the file's bytes handed to the
-extraction sink. Nothing holds a whole file: in-order data is hashed as it arrives, data that
-arrives ahead of a missing part is held up to a bound per file and per capture, and beyond that
-bound, or after a hole, the hash is given up while ``bytes_seen`` stays exact. ``Transfers`` is
-what the trackers of one capture share.
+``FileTracker`` (one per connection's decoder) follows the data written to (upload) and read
+from (download) each open file: the distinct ranges seen, the type, and, while the data arrives
+in order from offset 0, sha256/sha1/md5 computed as it streams (by a process beside the decoder:
+``smb.digests``), and the file's bytes handed to the extraction sink. A close event whose
+digests are still being computed waits in ``Transfers`` until ``settle`` finds them in.
+
+Nothing holds a whole file: in-order data is hashed as it arrives, data that arrives ahead of a
+missing part is held up to a bound per file and per capture, and beyond that bound, or after a
+hole, the hash is given up while ``bytes_seen`` stays exact. ``Transfers`` is what the trackers
+of one capture share.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 from bisect import bisect_right
 from operator import itemgetter
 
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
-from smbwatch.options import ExtractedFile, Options
+from smbwatch.options import Bytes, ExtractedFile, Options
+from smbwatch.smb.digests import DigestError, DigestService, start_digests
 
 # (signature, offset, name): checked in order, first match wins.
 _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
@@ -80,26 +82,72 @@ class Transfers:
         self.hashing = options.hashing
         self.held = 0  # out-of-order bytes held by every file
         self.extracting: set[_Stream] = set()  # streams whose file is being extracted
+        self._digests: DigestService | None = None  # started with the first file to hash
+        self._streams = 0  # streams numbered so far
+        self._awaiting: dict[int, _Awaiting] = {}  # by id() of the event the digests go on
 
     def tracker(self) -> FileTracker:
         """The tracker of one connection."""
         return FileTracker(self)
 
+    def digests(self) -> DigestService:
+        if self._digests is None:
+            self._digests = start_digests()
+        return self._digests
+
+    def new_stream(self) -> int:
+        self._streams += 1
+        return self._streams
+
+    def await_digests(self, stream: _Stream, event: SmbEvent, first: Seen, last: Seen) -> None:
+        """``stream`` is complete: its digests go on ``event`` once they are in."""
+        self.digests().finish(stream.number)
+        self._awaiting[id(event)] = _Awaiting(stream, event, first, last)
+
+    def settle(self, event: SmbEvent, wait: bool = True) -> bool:
+        """Whether ``event`` is complete: it awaits no digests, or they are in now (and on it).
+        With ``wait`` False, digests not yet computed are not waited for."""
+        awaiting = self._awaiting.get(id(event))
+        if awaiting is None:
+            return True
+        digests = self.digests()
+        number = awaiting.stream.number
+        if not wait and not digests.ready(number):
+            return False
+        del self._awaiting[id(event)]
+        try:
+            found = digests.take(number)
+        except DigestError as error:
+            self.diagnostics.warn("file_hash_failed", str(error))
+            found = None
+        if found is None:
+            awaiting.stream.abandon(remote=False)
+        else:
+            event.sha256, event.sha1, event.md5 = found
+            awaiting.stream.commit(event, awaiting.first, awaiting.last)
+        return True
+
     def close(self) -> None:
-        """End of the capture: files still being extracted are incomplete."""
+        """End of the capture: every digest still due is waited for (on its event); files
+        still being extracted are incomplete."""
+        for awaiting in list(self._awaiting.values()):
+            self.settle(awaiting.event)
         for stream in list(self.extracting):
             stream.abandon()
+        if self._digests is not None:
+            self._digests.close()
+            self._digests = None
 
 
 class _Stream:
     """The in-order bytes of one file from offset 0: hashed, and extracted when asked."""
 
-    __slots__ = ("transfers", "updates", "hashes", "writer", "failed")
+    __slots__ = ("transfers", "digests", "number", "writer", "failed")
 
     def __init__(self, transfers: Transfers) -> None:
         self.transfers = transfers
-        self.hashes = (hashlib.sha256(), hashlib.sha1(), hashlib.md5())
-        self.updates = tuple(digest.update for digest in self.hashes)
+        self.digests = transfers.digests()
+        self.number = transfers.new_stream()
         self.writer: ExtractedFile | None = None
         self.failed: OSError | None = None  # the extraction could not be written
         sink = transfers.options.extract
@@ -110,21 +158,13 @@ class _Stream:
             else:
                 transfers.extracting.add(self)
 
-    def add(self, data: bytes | memoryview) -> None:
-        sha256, sha1, md5 = self.updates
-        sha256(data)
-        sha1(data)
-        md5(data)
+    def add(self, data: Bytes) -> None:
+        self.digests.data(self.number, data)
         if self.writer is not None and self.failed is None:
             try:
                 self.writer.write(data)
             except OSError as error:
                 self.failed = error
-
-    def finish(self) -> tuple[str, str, str]:
-        """(sha256, sha1, md5) of everything added."""
-        sha256, sha1, md5 = self.hashes
-        return sha256.hexdigest(), sha1.hexdigest(), md5.hexdigest()
 
     def commit(self, event: SmbEvent, first: tuple[int, int], last: tuple[int, int]) -> None:
         """The file is complete and ``event`` describes it: keep the extracted copy."""
@@ -143,12 +183,29 @@ class _Stream:
         self.transfers.diagnostics.warn("file_extract_failed", f"{event.path}: {error}")
         writer.discard()
 
-    def abandon(self) -> None:
-        """The file cannot be complete: drop any extracted part."""
+    def abandon(self, remote: bool = True) -> None:
+        """The file cannot be complete: drop its hashing (``remote``) and any extracted part."""
+        if remote:
+            self.digests.abandon(self.number)
         if self.writer is not None:
             self.writer.discard()
             self.writer = None
             self.transfers.extracting.discard(self)
+
+
+Seen = tuple[int, int]  # (time, frame) of a message with file data
+
+
+class _Awaiting:
+    """A complete stream whose digests are being computed, and the event they go on."""
+
+    __slots__ = ("stream", "event", "first", "last")
+
+    def __init__(self, stream: _Stream, event: SmbEvent, first: Seen, last: Seen) -> None:
+        self.stream = stream
+        self.event = event
+        self.first = first
+        self.last = last
 
 
 class _Transfer:
@@ -222,7 +279,7 @@ class _Transfer:
 
     # -- the in-order stream -------------------------------------------------------------------
 
-    def add(self, offset: int, data: bytes | memoryview) -> None:
+    def add(self, offset: int, data: Bytes) -> None:
         """Data at ``offset``: counted, and hashed in order (held for later if it is early)."""
         end = offset + len(data)
         if offset == self.run_end:
@@ -243,7 +300,7 @@ class _Transfer:
                 self._behind(offset, data)
                 self._drain()
 
-    def _behind(self, offset: int, data: bytes | memoryview) -> None:
+    def _behind(self, offset: int, data: Bytes) -> None:
         """Data that starts before ``position``: a download reads bytes again (the same file,
         only the new tail counts); an upload rewrites them, so the hash would not be the file's."""
         if self.upload:
@@ -272,7 +329,7 @@ class _Transfer:
             else:
                 self._behind(offset, data)
 
-    def _hold(self, offset: int, data: bytes | memoryview) -> None:
+    def _hold(self, offset: int, data: Bytes) -> None:
         """Keep data that arrived before the bytes preceding it, within the bounds."""
         options = self.transfers.options
         size = len(data)
@@ -331,8 +388,7 @@ class _Transfer:
         if stream is None or self.position != size:
             self.give_up(None)  # not seen whole (or not hashed): any extracted part goes
             return
-        event.sha256, event.sha1, event.md5 = stream.finish()
-        stream.commit(event, self.first, self.last)
+        self.transfers.await_digests(stream, event, self.first, self.last)
         self.stream = None
 
 
@@ -473,7 +529,7 @@ class FileTracker:
         file.upload = file.download = None
         if end_of_file is None:
             end_of_file = file.end_of_file or 0
-        events = [event] + [copy.copy(event) for _ in transfers[1:]]
+        events = [event] + [event.copy() for _ in transfers[1:]]
         for transfer, target in zip(transfers, events, strict=False):
             transfer.report(target, end_of_file)
         return events

@@ -113,7 +113,8 @@ def _neg_token_init(blob: bytes, start: int, end: int) -> SecurityToken:
     if 0xA0 in fields:  # mechTypes: the client's preference comes first
         types = _children(blob, *_inner(blob, fields[0xA0], _SEQUENCE))
         if _OID in types:
-            token.mechanism = _MECHANISMS.get(blob[slice(*types[_OID])])
+            oid_start, oid_end = types[_OID]
+            token.mechanism = _MECHANISMS.get(blob[oid_start:oid_end])
     if 0xA2 in fields:  # mechToken: the first token of the preferred mechanism
         inner = _mech_token(blob, *_inner(blob, fields[0xA2], _OCTET_STRING))
         return inner if inner.mechanism else token
@@ -124,7 +125,8 @@ def _neg_token_resp(blob: bytes, start: int, end: int) -> SecurityToken:
     fields = _children(blob, *_inner(blob, (start, end), _SEQUENCE))
     token = SecurityToken()
     if 0xA1 in fields:  # supportedMech: what the server chose
-        token.mechanism = _MECHANISMS.get(blob[slice(*_inner(blob, fields[0xA1], _OID))])
+        oid_start, oid_end = _inner(blob, fields[0xA1], _OID)
+        token.mechanism = _MECHANISMS.get(blob[oid_start:oid_end])
     if 0xA2 in fields:  # responseToken
         inner = _mech_token(blob, *_inner(blob, fields[0xA2], _OCTET_STRING))
         if inner.mechanism:

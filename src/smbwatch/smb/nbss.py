@@ -141,6 +141,7 @@ class SmbConnection:
         of it (the common case); only a message split over segments is copied into ``buf``.
         """
         end = len(payload)
+        view: bytes | bytearray
         while True:
             if state.length < 0:
                 need = 4

@@ -12,7 +12,6 @@ Sans-I/O: bytes in, events out (CONTRIBUTING.md, "Capture → SMB").
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -207,6 +206,7 @@ class Smb1Decoder(FileBodies):
             blocks, _ = rec.parse_chain(head, header.command)
             if not blocks or rec.andx_next(head, blocks[0]) != rec.SMB_COM_NO_ANDX_COMMAND:
                 return everything
+            fid: int | None
             if write:
                 request = rec.parse_write_request(head, blocks[0])
                 fid, data_offset = request.fid, request.data_offset
@@ -528,7 +528,7 @@ class Smb1Decoder(FileBodies):
         self._emit(item)
         event = item.event
         if event is not None and event.delete_on_close and header.status == 0:
-            self._events.append(dataclasses.replace(event, action="delete"))
+            self._events.append(event.copy(action="delete"))
 
     def _close_request(self, req: _Request, block: rec.Block) -> _Item:
         return self._file_item("close", req, block, rec.parse_fid(req.msg, block))
@@ -783,7 +783,7 @@ class Smb1Decoder(FileBodies):
         if item.command == rec.SMB_COM_NT_TRANSACT:
             self._opened(item, header, rec.parse_nt_transact_create_response(parameters))
             if event.delete_on_close:
-                self._events.append(dataclasses.replace(event, action="delete"))
+                self._events.append(event.copy(action="delete"))
         elif item.subcommand == rec.TRANS2_FIND_FIRST2:
             sid = rec.parse_find_first2_response(parameters)
             self._remember(self._searches, sid, (event.path, event.pattern), MAX_SEARCHES)
@@ -822,7 +822,7 @@ class Smb1Decoder(FileBodies):
             self._rpc_events(file, file.rpc.finish())
         file.rpc = None
         seen = file.data.last_seen if file.data is not None else None
-        if seen is not None:
+        if file.data is not None and seen is not None:
             event = self._new_event("close", *seen, file.uid, file.tid)
             event.path, event.file_id = file.path, _file_id(file.fid)
             self._events.extend(self._tracker.report(file.data, event))

@@ -10,7 +10,6 @@ Sans-I/O: bytes in, events out (CONTRIBUTING.md, "Capture → SMB").
 
 from __future__ import annotations
 
-import operator
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 from smbwatch.dcerpc.events import call_fields
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
-from smbwatch.events import FIELD_NAMES, SmbEvent
+from smbwatch.events import SmbEvent
 from smbwatch.smb import gssapi, ntlmssp
 from smbwatch.smb import smb2_records as rec
 from smbwatch.smb.endpoint import Endpoints
@@ -45,7 +44,6 @@ _ACTION_BY_CREATE_ACTION = ("create", "open", "create", "create")  # superseded/
 _IPC_SHARE = "IPC$"
 # Commands that do not work on a tree, whatever TreeId their header carries.
 _NOT_ON_A_TREE = frozenset((rec.NEGOTIATE, rec.SESSION_SETUP, rec.LOGOFF, rec.TREE_CONNECT))
-_EVENT_FIELDS = operator.attrgetter(*FIELD_NAMES)  # every field, in SmbEvent's argument order
 
 
 class _Session:
@@ -72,6 +70,11 @@ class _Tree:
         self.encrypted = False
 
 
+def _session(event: SmbEvent) -> int:
+    """The SessionId of a network event (0 when it has none)."""
+    return event.session_id if isinstance(event.session_id, int) else 0
+
+
 class _OpenFile:
     __slots__ = ("key", "file_id", "path", "pipe", "rpc", "session_id", "tree_id", "data")
 
@@ -81,7 +84,7 @@ class _OpenFile:
         self.path = event.path
         self.pipe = event.pipe  # the pipe name when this is an open named pipe
         self.rpc: RpcPipe | None = None  # the DCE/RPC state of an open pipe
-        self.session_id = event.session_id
+        self.session_id = _session(event)
         self.tree_id = event.tree_id
         self.data: FileData | None = None  # what crossed the wire of a file (not a pipe)
 
@@ -522,7 +525,7 @@ class Smb2Decoder(FileBodies):
         self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
     ) -> None:
         event = pending.event if pending else self._orphan("logoff", header, time, frame)
-        if header.status == STATUS_SUCCESS and event.session_id is not None:
+        if header.status == STATUS_SUCCESS and isinstance(event.session_id, int):
             self._sessions.pop(event.session_id, None)
         self._events.append(event)
 
@@ -561,7 +564,7 @@ class Smb2Decoder(FileBodies):
     ) -> None:
         event = pending.event if pending else self._orphan("tree_disconnect", header, time, frame)
         if header.status == STATUS_SUCCESS and event.tree_id is not None:
-            self._trees.pop((event.session_id or 0, event.tree_id), None)
+            self._trees.pop((_session(event), event.tree_id), None)
         self._events.append(event)
 
     # -- CREATE, CLOSE -------------------------------------------------------------------------
@@ -607,9 +610,7 @@ class Smb2Decoder(FileBodies):
                 event.action = _ACTION_BY_CREATE_ACTION[response.create_action]
         self._events.append(event)
         if event.delete_on_close and header.status == STATUS_SUCCESS:
-            twin = SmbEvent(*_EVENT_FIELDS(event))  # a copy: dataclasses.replace is 7x slower
-            twin.action = "delete"
-            self._events.append(twin)
+            self._events.append(event.copy(action="delete"))
 
     def _close_request(self, req: _Request) -> _Pending:
         return self._file_request("close", req, rec.close_request_file_id(req.msg))

@@ -15,7 +15,7 @@ import struct
 import tempfile
 import zlib
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import orjson
 from evtx import PyEvtxParser
@@ -61,7 +61,7 @@ def read_evtx(path: str, compressed: bool, source: Source) -> Iterator[SmbEvent]
         yield from _read_file(copy.name, source)
 
 
-def _gunzip(path: str, target: BinaryIO, source: Source) -> None:
+def _gunzip(path: str, target: IO[bytes], source: Source) -> None:
     """Decompress all that can be, also from a truncated or corrupt gzip stream (``gzip`` keeps
     nothing of a read that hits the damage)."""
     decompressor = zlib.decompressobj(wbits=_GZIP_WBITS)
@@ -96,6 +96,8 @@ def _read_file(path: str, source: Source) -> Iterator[SmbEvent]:
     while True:
         try:
             for record in records:
+                if record is None:  # the library's typing allows it; nothing to read
+                    continue
                 text = record["data"]
                 code = _wanted_event_id(text)
                 if code and worth_parsing(text, code):

@@ -12,7 +12,7 @@ import gzip
 import io
 import re
 from collections.abc import Iterator
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, TextIO, cast
 
 from smbwatch.winlog.record import Source
 
@@ -47,7 +47,7 @@ def open_binary(path: str) -> tuple[BinaryIO, bool]:
     with open(path, "rb") as probe:
         compressed = probe.read(2) == _GZIP_MAGIC
     if compressed:
-        return gzip.open(path, "rb"), True
+        return cast(BinaryIO, gzip.open(path, "rb")), True
     return open(path, "rb", buffering=READ_SIZE), False  # noqa: SIM115 - the caller closes it
 
 

@@ -87,7 +87,7 @@ def record_from_event_json(
     logged_id = _integer(_scalar(system.get("EventRecordID")))
     return WinRecord(
         int(_scalar(system["EventID"])),
-        system_time(_attribute(system, "TimeCreated", "SystemTime") or time),
+        system_time(_attribute(system, "TimeCreated", "SystemTime") or time or ""),
         logged_id if logged_id is not None else record_id,
         _scalar(system.get("Computer")),
         _event_data(event.get("EventData")),

@@ -154,7 +154,8 @@ def _service_install(event: SmbEvent, data: Mapping[str, Any]) -> bool:
     event.image_path = _text(_first(data, "ImagePath", "ServiceFileName"))
     event.service_type = _hex_or_text(data.get("ServiceType"))
     start = _first(data, "StartType", "ServiceStartType")
-    event.start_type = _START_TYPES.get(_number(start)) or _text(start)
+    number = _number(start)
+    event.start_type = (_START_TYPES.get(number) if number is not None else None) or _text(start)
     event.account = _text(_first(data, "AccountName", "ServiceAccount"))
     return True
 
