@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Final
 
-_EXAMPLES_PER_KIND = 3
+_EXAMPLES_PER_KIND: Final = 3
 
 
 @dataclass

@@ -8,11 +8,11 @@ stores it (``sinks.extract.FileExtractor``) without knowing anything of files on
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from smbwatch.events import SmbEvent
 
-MIB = 1 << 20
+MIB: Final = 1 << 20
 Bytes = bytes | bytearray | memoryview  # file data as it is handed on, without a copy
 
 

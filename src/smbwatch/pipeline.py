@@ -13,10 +13,11 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import Final
 
 from smbwatch import winlog
 from smbwatch.capture.link import LINKTYPE_ETHERNET, SMB_PORTS, tcp_segment
-from smbwatch.capture.pcap import CaptureError, capture_format, open_maybe_gzip, read_packets
+from smbwatch.capture.pcap import CaptureError, capture_format, open_maybe_gzip, read_frames
 from smbwatch.capture.tcp import StreamConsumer, TcpReassembler
 from smbwatch.dcerpc.transport import RpcTcpConnection
 from smbwatch.diagnostics import Diagnostics
@@ -28,14 +29,14 @@ from smbwatch.smb.nbss import DecoderFactory, SmbConnection
 from smbwatch.smb.smb1 import Smb1Decoder
 from smbwatch.smb.smb2 import Smb2Decoder
 
-CAPTURE_FORMATS = ("pcap", "pcapng")
+CAPTURE_FORMATS: Final = ("pcap", "pcapng")
 # Each decoder takes files=Transfers: what its connection's file data is reported with.
 DECODERS: dict[int, type[Smb2Decoder] | type[Smb1Decoder]] = {
     0xFE: Smb2Decoder,
     0xFF: Smb1Decoder,
 }
-DEFAULT_OPTIONS = Options()
-MAX_HELD_EVENTS = 16384  # events held back behind one whose file is still being hashed
+DEFAULT_OPTIONS: Final = Options()
+MAX_HELD_EVENTS: Final = 16384  # events held back behind one whose file is still being hashed
 
 
 class InputError(Exception):
@@ -140,7 +141,7 @@ def _capture_events(
 ) -> Iterator[list[SmbEvent]]:
     """The events of the capture, in batches as frames complete messages."""
     out: list[SmbEvent] = []
-    packets = read_packets(path, diagnostics)
+    frames = read_frames(path, diagnostics)
     if source_format is None:
         source_format = sniff_format(path) or "pcap"
 
@@ -151,17 +152,23 @@ def _capture_events(
         return RpcTcpConnection(endpoints, diagnostics, out)
 
     reassembler = TcpReassembler(connection, diagnostics)
-    segment, ethernet_frame = reassembler.segment, reassembler.ethernet_frame
     rpc_flows: set[bytes] = set()
-    for frame, time, linktype, data in packets:
-        if linktype != LINKTYPE_ETHERNET or not ethernet_frame(data, time, frame):
-            seg = tcp_segment(linktype, data, diagnostics, rpc_flows)
-            if seg is None:
-                continue
-            segment(seg, time, frame)
-        if out:
-            yield out  # taken in by the consumer before this resumes
-            out.clear()
+    try:
+        while frames.next():
+            buf, start, stop = frames.buf, frames.start, frames.stop
+            frame, time = frames.number, frames.time
+            if frames.linktype != LINKTYPE_ETHERNET or not reassembler.ethernet_frame(
+                buf, start, stop, time, frame
+            ):
+                seg = tcp_segment(frames.linktype, buf[start:stop], diagnostics, rpc_flows)
+                if seg is None:
+                    continue
+                reassembler.segment(seg, time, frame)
+            if out:
+                yield out  # taken in by the consumer before this resumes
+                out.clear()
+    finally:
+        frames.close()
     reassembler.finish()
     yield out
 

@@ -8,32 +8,33 @@ before any object is built for it.
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from smbwatch.diagnostics import Diagnostics
 
-SMB_PORTS = frozenset((445, 139))
+SMB_PORTS: Final = frozenset((445, 139))
 
 # Link types (tcpdump.org/linktypes.html).
-LINKTYPE_NULL = 0
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101
-LINKTYPE_LOOP = 108
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_IPV4 = 228
-LINKTYPE_IPV6 = 229
-LINKTYPE_LINUX_SLL2 = 276
-RAW_ALIASES = frozenset((LINKTYPE_RAW, 12, 14, LINKTYPE_IPV4, LINKTYPE_IPV6))
+LINKTYPE_NULL: Final = 0
+LINKTYPE_ETHERNET: Final = 1
+LINKTYPE_RAW: Final = 101
+LINKTYPE_LOOP: Final = 108
+LINKTYPE_LINUX_SLL: Final = 113
+LINKTYPE_IPV4: Final = 228
+LINKTYPE_IPV6: Final = 229
+LINKTYPE_LINUX_SLL2: Final = 276
+RAW_ALIASES: Final = frozenset((LINKTYPE_RAW, 12, 14, LINKTYPE_IPV4, LINKTYPE_IPV6))
 
-ETHERTYPE_IPV4 = 0x0800
-ETHERTYPE_IPV6 = 0x86DD
-VLAN_TAGS = frozenset((0x8100, 0x88A8, 0x9100))
-BSD_AF_INET6 = frozenset((10, 24, 28, 30))  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
+ETHERTYPE_IPV4: Final = 0x0800
+ETHERTYPE_IPV6: Final = 0x86DD
+VLAN_TAGS: Final = frozenset((0x8100, 0x88A8, 0x9100))
+BSD_AF_INET6: Final = frozenset((10, 24, 28, 30))  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
 
-IPV6_EXTENSIONS = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
-IPV6_FRAGMENT = 44
-PROTO_TCP = 6
-DCERPC_BIND = b"\x05\x00\x0b"  # rpc_vers 5, rpc_vers_minor 0, PTYPE bind
-MAX_RPC_FLOWS = 1 << 17
+IPV6_EXTENSIONS: Final = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
+IPV6_FRAGMENT: Final = 44
+PROTO_TCP: Final = 6
+DCERPC_BIND: Final = b"\x05\x00\x0b"  # rpc_vers 5, rpc_vers_minor 0, PTYPE bind
+MAX_RPC_FLOWS: Final = 1 << 17
 
 _u16 = struct.Struct("!H").unpack_from
 _tcp = struct.Struct("!HHIIH").unpack_from

@@ -14,24 +14,29 @@ import mmap
 import struct
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 from smbwatch.diagnostics import Diagnostics
 
-CHUNK = 1 << 22
-MAX_RECORD = 1 << 18  # no real link layer frame is larger; a bigger length means a corrupt file
+CHUNK: Final = 1 << 22
+MAX_RECORD: Final = (
+    1 << 18
+)  # no real link layer frame is larger; a bigger length means a corrupt file
 
-PCAP_MAGICS = {
+PCAP_MAGICS: Final = {
     b"\xd4\xc3\xb2\xa1": ("<", 1),
     b"\xa1\xb2\xc3\xd4": (">", 1),
     b"\x4d\x3c\xb2\xa1": ("<", 1000),  # nanosecond resolution: divide by 1000 for µs
     b"\xa1\xb2\x3c\x4d": (">", 1000),
 }
-PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
-GZIP_MAGIC = b"\x1f\x8b"
+PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"
+GZIP_MAGIC: Final = b"\x1f\x8b"
 
 # One packet: (frame number from 1, time in µs since the epoch, link type, frame bytes).
 Packet = tuple[int, int, int, bytes]
+# The same, its bytes left where they were read: ``buffer[start:stop]``, valid until the next one.
+Buffer = bytes | mmap.mmap
+Frame = tuple[int, int, int, Buffer, int, int]
 
 
 class CaptureError(Exception):
@@ -63,6 +68,63 @@ def read_packets(path: str, diagnostics: Diagnostics) -> Iterator[Packet]:
     Raises CaptureError now when the file is not a capture at all; a truncated or corrupt file
     ends the iteration early with ``diagnostics.damaged`` instead.
     """
+    return _packets(read_frames(path, diagnostics))
+
+
+def _packets(reader: FrameReader) -> Iterator[Packet]:
+    try:
+        while reader.next():
+            frame = reader.buf[reader.start : reader.stop]
+            yield reader.number, reader.time, reader.linktype, frame
+    finally:
+        reader.close()
+
+
+class FrameReader:
+    """The frames of a capture one at a time, without a copy of each: ``next()`` reads the next
+    frame and says whether there was one; its number, time, link type and bytes
+    (``buf[start:stop]``, valid until the next call) are then attributes. Pulled rather than
+    yielded because it is the loop every frame goes through: compiled, a call and a few fields
+    cost less than a generator's tuple per frame."""
+
+    def __init__(self) -> None:
+        self.number = 0  # frame number, from 1
+        self.time = 0  # µs since the epoch
+        self.linktype = 0
+        self.buf: Buffer = b""
+        self.start = 0
+        self.stop = 0
+
+    def next(self) -> bool:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop early (the end of the capture closes it too)."""
+
+
+class _FramesOf(FrameReader):
+    """A generator of frames as a FrameReader (pcapng, where blocks come in many kinds)."""
+
+    def __init__(self, frames: Iterator[Frame]) -> None:
+        super().__init__()
+        self.frames = frames
+
+    def next(self) -> bool:
+        frame = next(self.frames, None)
+        if frame is None:
+            return False
+        self.number, self.time, self.linktype, self.buf, self.start, self.stop = frame
+        return True
+
+    def close(self) -> None:
+        close = getattr(self.frames, "close", None)
+        if close is not None:
+            close()
+
+
+def read_frames(path: str, diagnostics: Diagnostics) -> FrameReader:
+    """``read_packets`` without a copy of each frame: the decoder reads the headers where they
+    lie (in the memory-mapped file) and copies only the payload it keeps."""
     stream = open_maybe_gzip(path)
     try:
         head = stream.read(4)
@@ -73,8 +135,10 @@ def read_packets(path: str, diagnostics: Diagnostics) -> Iterator[Packet]:
     if kind is None:
         stream.close()
         raise CaptureError(f"{path}: not a pcap or pcapng capture")
-    reader = _pcap_records if kind == "pcap" else _pcapng_records
-    return reader(_Chunks(stream, head, path, diagnostics), head, path, diagnostics)
+    chunks = _Chunks(stream, head, path, diagnostics)
+    if kind == "pcap":
+        return _PcapReader(chunks, head, path, diagnostics)
+    return _FramesOf(_pcapng_records(chunks, head, path, diagnostics))
 
 
 class _Chunks:
@@ -120,43 +184,65 @@ class _Chunks:
         self.stream.close()
 
 
-def _pcap_records(
-    chunks: _Chunks, magic: bytes, path: str, diagnostics: Diagnostics
-) -> Iterator[Packet]:
-    try:
-        order, divisor = PCAP_MAGICS[magic]
-        if not chunks.need(24):
+class _PcapReader(FrameReader):
+    """The records of a pcap file."""
+
+    def __init__(self, chunks: _Chunks, magic: bytes, path: str, diagnostics: Diagnostics):
+        super().__init__()
+        self.chunks, self.path, self.diagnostics = chunks, path, diagnostics
+        order, self.divisor = PCAP_MAGICS[magic]
+        self.unpack = struct.Struct(order + "IIII").unpack_from
+        self.pos = 24
+        self.end = chunks.end
+        self.done = not chunks.need(24)
+        if self.done:
             diagnostics.damaged(path, "truncated pcap file header")
+            chunks.close()
             return
-        linktype = struct.unpack_from(order + "I", chunks.buf, 20)[0] & 0x0FFFFFFF
-        unpack = struct.Struct(order + "IIII").unpack_from
-        frame = 0
-        buf, pos, end = chunks.buf, 24, chunks.end
-        while True:
-            if end - pos < 16:
-                chunks.pos = pos
-                if not chunks.need(16):
-                    if chunks.end != chunks.pos:
-                        diagnostics.damaged(path, f"truncated record header after frame {frame}")
-                    return
-                buf, pos, end = chunks.buf, chunks.pos, chunks.end
-            seconds, fraction, caplen, _ = unpack(buf, pos)
+        self.buf = chunks.buf
+        self.linktype = struct.unpack_from(order + "I", chunks.buf, 20)[0] & 0x0FFFFFFF
+
+    def next(self) -> bool:
+        if self.done:
+            return False
+        chunks, pos, end = self.chunks, self.pos, self.end
+        if end - pos < 16:
+            chunks.pos = pos
+            if not chunks.need(16):
+                if chunks.end != chunks.pos:
+                    self._damaged("truncated record header")
+                return self._finish()
+            self.buf, pos, end = chunks.buf, chunks.pos, chunks.end
+        seconds, fraction, caplen, _ = self.unpack(self.buf, pos)
+        stop = pos + 16 + caplen
+        if caplen > MAX_RECORD:
+            self._damaged(f"corrupt record length {caplen}")
+            return self._finish()
+        if stop > end:
+            chunks.pos = pos
+            if not chunks.need(16 + caplen):
+                self._damaged("truncated packet")
+                return self._finish()
+            self.buf, pos, end = chunks.buf, chunks.pos, chunks.end
             stop = pos + 16 + caplen
-            if caplen > MAX_RECORD:
-                diagnostics.damaged(path, f"corrupt record length {caplen} after frame {frame}")
-                return
-            if stop > end:
-                chunks.pos = pos
-                if not chunks.need(16 + caplen):
-                    diagnostics.damaged(path, f"truncated packet after frame {frame}")
-                    return
-                buf, pos, end = chunks.buf, chunks.pos, chunks.end
-                stop = pos + 16 + caplen
-            frame += 1
-            yield frame, seconds * 1_000_000 + fraction // divisor, linktype, buf[pos + 16 : stop]
-            pos = stop
-    finally:
-        chunks.close()
+        self.number += 1
+        self.time = seconds * 1_000_000 + fraction // self.divisor
+        self.start, self.stop = pos + 16, stop
+        self.pos, self.end = stop, end
+        return True
+
+    def close(self) -> None:
+        if not self.done:
+            self._finish()
+
+    def _damaged(self, what: str) -> None:
+        self.diagnostics.damaged(self.path, f"{what} after frame {self.number}")
+
+    def _finish(self) -> bool:
+        self.done = True
+        self.buf = b""
+        self.chunks.close()
+        return False
 
 
 class _Interface:
@@ -189,7 +275,7 @@ def _interface(body: bytes, order: str) -> _Interface:
 
 def _pcapng_records(
     chunks: _Chunks, magic: bytes, path: str, diagnostics: Diagnostics
-) -> Iterator[Packet]:
+) -> Iterator[Frame]:
     try:
         order = "<"
         interfaces: list[_Interface] = []
@@ -227,7 +313,14 @@ def _pcapng_records(
                 iface = interfaces[0]
                 original = struct.unpack_from(order + "I", body, 0)[0]
                 frame += 1
-                yield frame, 0, iface.linktype, body[4 : 4 + min(original, iface.snaplen)]
+                yield (
+                    frame,
+                    0,
+                    iface.linktype,
+                    body,
+                    4,
+                    min(4 + original, 4 + iface.snaplen, len(body)),
+                )
                 continue
             if block_type == 6 and len(body) >= 20:  # Enhanced Packet Block
                 iface_id, high, low, caplen = struct.unpack_from(order + "IIII", body, 0)
@@ -241,7 +334,7 @@ def _pcapng_records(
             iface = interfaces[iface_id]
             frame += 1
             micros = ((high << 32) | low) * 1_000_000 // iface.units_per_second
-            yield frame, micros, iface.linktype, body[20 : 20 + caplen]
+            yield frame, micros, iface.linktype, body, 20, 20 + caplen
 
     finally:
         chunks.close()

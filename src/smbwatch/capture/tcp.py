@@ -11,20 +11,23 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 from smbwatch.capture.link import SMB_PORTS, Segment
+from smbwatch.capture.pcap import Buffer
 from smbwatch.diagnostics import Diagnostics
 
 FIN, SYN, RST = 0x01, 0x02, 0x04
-SEQ_MASK = 0xFFFFFFFF
-ETHERNET_IPV4 = b"\x08\x00\x45"  # EtherType IPv4, then version 4 with a 20-byte header
+SEQ_MASK: Final = 0xFFFFFFFF
+ETHERNET_IPV4: Final = 0x0800_45  # EtherType IPv4, then version 4 with a 20-byte header
 # IPv4 total length, fragment field, protocol; TCP sequence number, data offset and flags
-_ipv4_tcp = struct.Struct("!2xH2xHxB14xI4xH").unpack_from
-MAX_PENDING_BYTES = 1 << 20  # out-of-order data held per direction before declaring a gap
-MAX_PENDING_SEGMENTS = 1024
-MAX_CONNECTIONS = 65536
-LATE_SYN_WINDOW = 1 << 30  # a SYN this close behind the stream belongs to it
+# From the EtherType: EtherType and IP version/length (24 bits), IPv4 total length, fragment
+# offset and flags, protocol; TCP sequence number, data offset and flags.
+_ETHERNET_IPV4_TCP: Final = struct.Struct("!IH2xHxB14xI4xH")
+MAX_PENDING_BYTES: Final = 1 << 20  # out-of-order data held per direction before declaring a gap
+MAX_PENDING_SEGMENTS: Final = 1024
+MAX_CONNECTIONS: Final = 65536
+LATE_SYN_WINDOW: Final = 1 << 30  # a SYN this close behind the stream belongs to it
 
 
 class StreamConsumer(Protocol):
@@ -110,19 +113,23 @@ class TcpReassembler:
             if connection.client.fin and connection.server.fin:
                 self._close(connection)
 
-    def ethernet_frame(self, frame: bytes, time: int, number: int) -> bool:
+    def ethernet_frame(self, buf: Buffer, first: int, stop: int, time: int, number: int) -> bool:
         """The hot path, without a call per layer: in-order data of a connection already under
-        way, in an Ethernet frame with an option-less IPv4 header. True when the frame was taken;
+        way, in the Ethernet frame ``buf[first:stop]`` with an option-less IPv4 header, read
+        where it lies (only data that is not skipped is copied). True when the frame was taken;
         False for anything else, which goes through ``capture.link.tcp_segment`` and ``segment``.
         """
-        if frame[12:15] != ETHERNET_IPV4 or len(frame) < 54:
+        if stop - first < 54:
             return False
-        entry = self.flows.get(frame[26:38])  # IPv4 addresses and TCP ports: the flow key
+        fields = _ETHERNET_IPV4_TCP.unpack_from(buf, first + 12)
+        if fields[0] >> 8 != ETHERNET_IPV4:
+            return False
+        entry = self.flows.get(buf[first + 26 : first + 38])  # IPv4 addresses and TCP ports
         if entry is None:
             return False
-        total_len, fragment, protocol, seq, offset_flags = _ipv4_tcp(frame, 14)
-        start, end = 34 + (offset_flags >> 12) * 4, 14 + total_len
-        if protocol != 6 or fragment & 0x3FFF or offset_flags & 0x07 or end > len(frame):
+        _, total_len, fragment, protocol, seq, offset_flags = fields
+        start, end = first + 34 + (offset_flags >> 12) * 4, first + 14 + total_len
+        if protocol != 6 or fragment & 0x3FFF or offset_flags & 0x07 or end > stop:
             return False
         connection, from_client = entry
         half = connection.client if from_client else connection.server
@@ -136,7 +143,7 @@ class TcpReassembler:
         connection.last_time = time
         connection.seen_data = True
         start += half.skip
-        half.skip = connection.consumer.data(from_client, frame[start:end], time, number)
+        half.skip = connection.consumer.data(from_client, buf[start:end], time, number)
         return True
 
     def finish(self) -> None:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from smbwatch.dcerpc.handles import HandleNames
 from smbwatch.dcerpc.ndr import NdrReader
 
 Args = dict[str, Any]
 
-DAYS_OF_WEEK = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-JOB_FLAGS = (
+DAYS_OF_WEEK: Final = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+JOB_FLAGS: Final = (
     (0x01, "JOB_RUN_PERIODICALLY"),
     (0x02, "JOB_EXEC_ERROR"),
     (0x04, "JOB_RUNS_TODAY"),

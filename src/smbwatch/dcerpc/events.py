@@ -8,11 +8,11 @@ seen on the wire reads like the 7045/4697 record the target would log.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from smbwatch.dcerpc.pipe import RpcCall
 
-SERVICE_FIELDS = (
+SERVICE_FIELDS: Final = (
     ("service_name", "service_name"),
     ("image_path", "binary_path"),
     ("start_type", "start_type"),

@@ -7,7 +7,9 @@ lets those calls carry the name. Bounded: the oldest handles are forgotten first
 
 from __future__ import annotations
 
-MAX_HANDLES = 4096
+from typing import Final
+
+MAX_HANDLES: Final = 4096
 
 
 class HandleNames:

@@ -15,10 +15,13 @@ an NTSTATUS or an HRESULT.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-NDR_UUID = "8a885d04-1ceb-11c9-9fe8-08002b104860"
-NDR64_UUID = "71710533-beba-4937-8319-b5dbef9ccc36"
-BIND_TIME_FEATURE_PREFIX = "6cb71c2c-9812-4540-"  # MS-RPCE 3.3.1.5.3: not a real transfer syntax
+NDR_UUID: Final = "8a885d04-1ceb-11c9-9fe8-08002b104860"
+NDR64_UUID: Final = "71710533-beba-4937-8319-b5dbef9ccc36"
+BIND_TIME_FEATURE_PREFIX: Final = (
+    "6cb71c2c-9812-4540-"  # MS-RPCE 3.3.1.5.3: not a real transfer syntax
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +44,8 @@ def _ops(names: str) -> tuple[str | None, ...]:
     return tuple(None if name == "-" else name for name in names.split())
 
 
-_IUNKNOWN = "QueryInterface AddRef Release "
-_EFSRPC = _ops("""
+_IUNKNOWN: Final = "QueryInterface AddRef Release "
+_EFSRPC: Final = _ops("""
         EfsRpcOpenFileRaw EfsRpcReadFileRaw EfsRpcWriteFileRaw EfsRpcCloseRaw
         EfsRpcEncryptFileSrv EfsRpcDecryptFileSrv EfsRpcQueryUsersOnFile
         EfsRpcQueryRecoveryAgents EfsRpcRemoveUsersFromFile EfsRpcAddUsersToFile -
@@ -52,7 +55,7 @@ _EFSRPC = _ops("""
         EfsRpcFlushEfsCache EfsRpcEncryptFileExSrv EfsRpcQueryProtectors
         """)
 
-_TABLE = (
+_TABLE: Final = (
     Interface(
         "svcctl",
         "367abb81-9844-35f1-ad32-98f038001003",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from smbwatch.dcerpc.handles import HandleNames
 from smbwatch.dcerpc.ndr import NdrError, NdrReader
@@ -11,9 +11,9 @@ from smbwatch.dcerpc.samr import MAX_NAMES, unicode_string_array
 
 Args = dict[str, Any]
 
-MAX_SIDS = 20480  # MS-LSAT 3.1.4.10: LsarLookupSids accepts at most 20480 SIDs
+MAX_SIDS: Final = 20480  # MS-LSAT 3.1.4.10: LsarLookupSids accepts at most 20480 SIDs
 
-POLICY_INFORMATION_CLASSES = {
+POLICY_INFORMATION_CLASSES: Final = {
     1: "PolicyAuditLogInformation",
     2: "PolicyAuditEventsInformation",
     3: "PolicyPrimaryDomainInformation",

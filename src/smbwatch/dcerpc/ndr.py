@@ -11,11 +11,12 @@ conformance/variance counts are 8 bytes aligned to 8, and enums are 4 bytes inst
 from __future__ import annotations
 
 import struct
+from typing import Final
 
-CONTEXT_HANDLE_SIZE = 20
+CONTEXT_HANDLE_SIZE: Final = 20
 
-_LE = (struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<Q"))
-_BE = (struct.Struct(">H"), struct.Struct(">I"), struct.Struct(">Q"))
+_LE: Final = (struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<Q"))
+_BE: Final = (struct.Struct(">H"), struct.Struct(">I"), struct.Struct(">Q"))
 
 
 class NdrError(ValueError):

@@ -9,30 +9,31 @@ from __future__ import annotations
 import struct
 import uuid
 from dataclasses import dataclass
+from typing import Final
 
-REQUEST = 0
-RESPONSE = 2
-FAULT = 3
-BIND = 11
-BIND_ACK = 12
-BIND_NAK = 13
-ALTER_CONTEXT = 14
-ALTER_CONTEXT_RESP = 15
-AUTH3 = 16
-SHUTDOWN = 17
-CO_CANCEL = 18
-ORPHANED = 19
+REQUEST: Final = 0
+RESPONSE: Final = 2
+FAULT: Final = 3
+BIND: Final = 11
+BIND_ACK: Final = 12
+BIND_NAK: Final = 13
+ALTER_CONTEXT: Final = 14
+ALTER_CONTEXT_RESP: Final = 15
+AUTH3: Final = 16
+SHUTDOWN: Final = 17
+CO_CANCEL: Final = 18
+ORPHANED: Final = 19
 
-PFC_FIRST_FRAG = 0x01
-PFC_LAST_FRAG = 0x02
-PFC_OBJECT_UUID = 0x80
+PFC_FIRST_FRAG: Final = 0x01
+PFC_LAST_FRAG: Final = 0x02
+PFC_OBJECT_UUID: Final = 0x80
 
-HEADER_SIZE = 16
-SEC_TRAILER_SIZE = 8
-AUTH_LEVEL_PKT_PRIVACY = 6
+HEADER_SIZE: Final = 16
+SEC_TRAILER_SIZE: Final = 8
+AUTH_LEVEL_PKT_PRIVACY: Final = 6
 
-ACK_RESULTS = ("acceptance", "user_rejection", "provider_rejection", "negotiate_ack")
-BIND_NAK_REASONS = (
+ACK_RESULTS: Final = ("acceptance", "user_rejection", "provider_rejection", "negotiate_ack")
+BIND_NAK_REASONS: Final = (
     "reason_not_specified",
     "temporary_congestion",
     "local_limit_exceeded",
@@ -45,15 +46,15 @@ BIND_NAK_REASONS = (
     "invalid_checksum",
 )
 
-_LE = {
+_LE: Final = {
     "H": struct.Struct("<H"),
     "I": struct.Struct("<I"),
     "HH": struct.Struct("<HH"),
     "IHH": struct.Struct("<IHH"),
     "HHI": struct.Struct("<HHI"),
 }
-_BE = {key: struct.Struct(">" + value.format[1:]) for key, value in _LE.items()}
-_COMMON = struct.Struct("<BBBB4s")
+_BE: Final = {key: struct.Struct(">" + value.format[1:]) for key, value in _LE.items()}
+_COMMON: Final = struct.Struct("<BBBB4s")
 
 
 class PduError(ValueError):

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Final
 
 from smbwatch.dcerpc import atsvc, efsrpc, lsarpc, samr, srvsvc, svcctl, tsch, winreg
 from smbwatch.dcerpc.handles import HandleNames
@@ -62,9 +62,9 @@ from smbwatch.dcerpc.status import fault_name, return_code_name
 from smbwatch.diagnostics import Diagnostics
 
 MAX_CALL_BYTES = 1 << 20
-MAX_PARTIAL_CALLS = 16
-MAX_PENDING_CALLS = 256
-MAX_CONTEXTS = 256
+MAX_PARTIAL_CALLS: Final = 16
+MAX_PENDING_CALLS: Final = 256
+MAX_CONTEXTS: Final = 256
 
 # Interface name → module with REQUESTS / RESPONSES decoders by opnum.
 DECODERS: dict[str, ModuleType] = {

@@ -6,14 +6,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from smbwatch.dcerpc.handles import HandleNames
 from smbwatch.dcerpc.ndr import NdrError, NdrReader
 
 Args = dict[str, Any]
 
-MAX_NAMES = 1000  # SamrLookupNamesInDomain accepts at most 1000 names (MS-SAMR 3.1.5.11.2)
+MAX_NAMES: Final = 1000  # SamrLookupNamesInDomain accepts at most 1000 names (MS-SAMR 3.1.5.11.2)
 
 
 def unicode_string_array(r: NdrReader, count: int) -> list[str]:

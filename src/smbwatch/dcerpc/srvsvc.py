@@ -7,18 +7,18 @@ all elements come first and the strings of each element follow in order (NDR def
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from smbwatch.dcerpc.handles import HandleNames
 from smbwatch.dcerpc.ndr import NdrError, NdrReader
 
 Args = dict[str, Any]
 
-MAX_SHARES = 1024
+MAX_SHARES: Final = 1024
 
-_STRINGS = frozenset(("share_name", "remark", "path", "password", "server_name"))
-_INFO_1 = ("share_name", "share_type", "remark")
-_INFO_2 = (*_INFO_1, "permissions", "max_uses", "current_uses", "path", "password")
+_STRINGS: Final = frozenset(("share_name", "remark", "path", "password", "server_name"))
+_INFO_1: Final = ("share_name", "share_type", "remark")
+_INFO_2: Final = (*_INFO_1, "permissions", "max_uses", "current_uses", "path", "password")
 _LEVEL_FIELDS: dict[int, tuple[str, ...]] = {
     0: ("share_name",),
     1: _INFO_1,
@@ -27,9 +27,9 @@ _LEVEL_FIELDS: dict[int, tuple[str, ...]] = {
     502: (*_INFO_2, "reserved", "security_descriptor"),
     503: (*_INFO_2, "server_name", "reserved", "security_descriptor"),
 }
-SHARE_TYPES = {0: "STYPE_DISKTREE", 1: "STYPE_PRINTQ", 2: "STYPE_DEVICE", 3: "STYPE_IPC"}
-STYPE_SPECIAL = 0x80000000
-STYPE_TEMPORARY = 0x40000000
+SHARE_TYPES: Final = {0: "STYPE_DISKTREE", 1: "STYPE_PRINTQ", 2: "STYPE_DEVICE", 3: "STYPE_IPC"}
+STYPE_SPECIAL: Final = 0x80000000
+STYPE_TEMPORARY: Final = 0x40000000
 
 
 def share_type_name(value: int) -> str:

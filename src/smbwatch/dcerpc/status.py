@@ -6,6 +6,8 @@ as ``0x%08X`` so nothing is lost.
 
 from __future__ import annotations
 
+from typing import Final
+
 from smbwatch.smb.status import nt_status_name
 
 WIN32_ERRORS: dict[int, str] = {
@@ -137,7 +139,7 @@ FAULT_STATUSES: dict[int, str] = {
     0x1C010017: "nca_s_unsupported_type",
 }
 
-_HRESULT_FACILITY_WIN32 = 0x80070000
+_HRESULT_FACILITY_WIN32: Final = 0x80070000
 
 
 def _hex(code: int) -> str:

@@ -8,27 +8,27 @@ Argument names follow the event contract's service fields: ``service_name``, ``d
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from smbwatch.dcerpc.handles import HandleNames
 from smbwatch.dcerpc.ndr import NdrReader
 
 Args = dict[str, Any]
 
-START_TYPES = {
+START_TYPES: Final = {
     0: "SERVICE_BOOT_START",
     1: "SERVICE_SYSTEM_START",
     2: "SERVICE_AUTO_START",
     3: "SERVICE_DEMAND_START",
     4: "SERVICE_DISABLED",
 }
-ERROR_CONTROLS = {
+ERROR_CONTROLS: Final = {
     0: "SERVICE_ERROR_IGNORE",
     1: "SERVICE_ERROR_NORMAL",
     2: "SERVICE_ERROR_SEVERE",
     3: "SERVICE_ERROR_CRITICAL",
 }
-SERVICE_TYPE_BITS = (
+SERVICE_TYPE_BITS: Final = (
     (0x001, "SERVICE_KERNEL_DRIVER"),
     (0x002, "SERVICE_FILE_SYSTEM_DRIVER"),
     (0x010, "SERVICE_WIN32_OWN_PROCESS"),
@@ -37,7 +37,7 @@ SERVICE_TYPE_BITS = (
     (0x080, "SERVICE_USERSERVICE_INSTANCE"),
     (0x100, "SERVICE_INTERACTIVE_PROCESS"),
 )
-CONTROLS = {
+CONTROLS: Final = {
     1: "SERVICE_CONTROL_STOP",
     2: "SERVICE_CONTROL_PAUSE",
     3: "SERVICE_CONTROL_CONTINUE",
@@ -49,7 +49,7 @@ CONTROLS = {
     9: "SERVICE_CONTROL_NETBINDENABLE",
     10: "SERVICE_CONTROL_NETBINDDISABLE",
 }
-SERVICE_NO_CHANGE = 0xFFFFFFFF
+SERVICE_NO_CHANGE: Final = 0xFFFFFFFF
 
 
 def _name(table: dict[int, str], value: int) -> str:

@@ -8,7 +8,7 @@ external) and bounded in size by the stub it came in.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 from xml.parsers import expat
 
 from smbwatch.dcerpc.handles import HandleNames
@@ -16,7 +16,7 @@ from smbwatch.dcerpc.ndr import NdrReader
 
 Args = dict[str, Any]
 
-CREATION_FLAGS = (
+CREATION_FLAGS: Final = (
     (0x1, "TASK_VALIDATE_ONLY"),
     (0x2, "TASK_CREATE"),
     (0x4, "TASK_UPDATE"),
@@ -24,7 +24,7 @@ CREATION_FLAGS = (
     (0x10, "TASK_DONT_ADD_PRINCIPAL_ACE"),
     (0x20, "TASK_IGNORE_REGISTRATION_TRIGGERS"),
 )
-LOGON_TYPES = {
+LOGON_TYPES: Final = {
     0: "TASK_LOGON_NONE",
     1: "TASK_LOGON_PASSWORD",
     2: "TASK_LOGON_S4U",
@@ -34,7 +34,7 @@ LOGON_TYPES = {
     6: "TASK_LOGON_INTERACTIVE_TOKEN_OR_PASSWORD",
 }
 # Task XML elements reported, by their path below <Task> (namespace dropped).
-_PRINCIPAL_FIELDS = {
+_PRINCIPAL_FIELDS: Final = {
     ("Principals", "Principal", "UserId"): "user_id",
     ("Principals", "Principal", "GroupId"): "group_id",
     ("Principals", "Principal", "RunLevel"): "run_level",

@@ -9,16 +9,16 @@ and integer types; other data is shown as hex, at most ``MAX_DATA_BYTES`` of it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from smbwatch.dcerpc.handles import HandleNames
 from smbwatch.dcerpc.ndr import NdrReader
 
 Args = dict[str, Any]
 
-MAX_DATA_BYTES = 256
+MAX_DATA_BYTES: Final = 256
 
-HIVES = {
+HIVES: Final = {
     0: "HKCR",  # OpenClassesRoot
     1: "HKCU",  # OpenCurrentUser
     2: "HKLM",  # OpenLocalMachine
@@ -29,7 +29,7 @@ HIVES = {
     32: "HKPT",  # OpenPerformanceText
     33: "HKPN",  # OpenPerformanceNlsText
 }
-VALUE_TYPES = {
+VALUE_TYPES: Final = {
     0: "REG_NONE",
     1: "REG_SZ",
     2: "REG_EXPAND_SZ",

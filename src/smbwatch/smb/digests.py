@@ -25,20 +25,20 @@ import signal
 import struct
 import subprocess
 import sys
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Final, Protocol
 
 from smbwatch.options import Bytes
 
-RECORD = struct.Struct("<cQI")
-LENGTH = struct.Struct("<I")  # the last field of RECORD, rewritten as a data record grows
-REPLY = struct.Struct("<Q32s20s16s")
-FLUSH_AT = 256 << 10  # parent: bytes gathered before the pipe is offered them
+RECORD: Final = struct.Struct("<cQI")
+LENGTH: Final = struct.Struct("<I")  # the last field of RECORD, rewritten as a data record grows
+REPLY: Final = struct.Struct("<Q32s20s16s")
+FLUSH_AT: Final = 256 << 10  # parent: bytes gathered before the pipe is offered them
 MAX_GATHERED = 16 << 20  # parent: what may wait for a busy child before the decoder waits too
-READ_SIZE = 1 << 20  # child: bytes read from the pipe at a time
-PIPE_SIZE = 1 << 20  # the pipe's capacity (Linux's default limit for a process)
+READ_SIZE: Final = 1 << 20  # child: bytes read from the pipe at a time
+PIPE_SIZE: Final = 1 << 20  # the pipe's capacity (Linux's default limit for a process)
 MAX_STREAMS = 1 << 16  # streams hashed at once (a hostile capture may open millions of files)
-CHILD = "from smbwatch.smb.digests import serve; serve()"
-LOST = (bytes(32), bytes(20), bytes(16))
+CHILD: Final = "from smbwatch.smb.digests import serve; serve()"
+LOST: Final = (bytes(32), bytes(20), bytes(16))
 
 Digests = tuple[str, str, str]  # sha256, sha1, md5, in hex
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from operator import itemgetter
+from typing import Final
 
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
@@ -48,9 +49,9 @@ _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
     (b"\xcf\xfa\xed\xfe", 0, "Mach-O"),
     (b"{\\rtf", 0, "RTF"),
 )
-_ZIP = b"PK\x03\x04"
-_OOXML_FIRST_ENTRY = b"[Content_Types].xml"
-_BATCH_PREFIXES = (b"@echo", b"@ECHO", b"@Echo")
+_ZIP: Final = b"PK\x03\x04"
+_OOXML_FIRST_ENTRY: Final = b"[Content_Types].xml"
+_BATCH_PREFIXES: Final = (b"@echo", b"@ECHO", b"@Echo")
 
 
 def sniff_magic(data: bytes) -> str | None:
@@ -67,9 +68,9 @@ def sniff_magic(data: bytes) -> str | None:
 
 
 UPLOAD, DOWNLOAD = "upload", "download"
-MAX_RANGES = 1024  # separate ranges remembered per file and direction
-MAX_HELD_PIECES = 1024  # separate out-of-order pieces held per file and direction
-_START = itemgetter(0)
+MAX_RANGES: Final = 1024  # separate ranges remembered per file and direction
+MAX_HELD_PIECES: Final = 1024  # separate out-of-order pieces held per file and direction
+_START: Final = itemgetter(0)
 
 
 class Transfers:

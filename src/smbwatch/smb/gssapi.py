@@ -8,36 +8,37 @@ The DER reader is minimal and bounds-checked: anything malformed raises ``ValueE
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from smbwatch.events import SmbEvent
 from smbwatch.smb import ntlmssp
 from smbwatch.smb.ntlmssp import SIGNATURE as NTLMSSP_SIGNATURE
 
 # DER identifiers used below
-_SEQUENCE = 0x30
-_OID = 0x06
-_OCTET_STRING = 0x04
-_GSS_INITIAL_CONTEXT_TOKEN = 0x60  # [APPLICATION 0]
-_NEG_TOKEN_INIT = 0xA0  # NegotiationToken choice [0]
-_NEG_TOKEN_RESP = 0xA1  # NegotiationToken choice [1]
-_KRB_AP_REQ = 0x6E  # [APPLICATION 14]
-_KRB_TICKET = 0x61  # [APPLICATION 1]
-_AP_REQ_TOKEN_ID = b"\x01\x00"  # RFC 4121 4.1
+_SEQUENCE: Final = 0x30
+_OID: Final = 0x06
+_OCTET_STRING: Final = 0x04
+_GSS_INITIAL_CONTEXT_TOKEN: Final = 0x60  # [APPLICATION 0]
+_NEG_TOKEN_INIT: Final = 0xA0  # NegotiationToken choice [0]
+_NEG_TOKEN_RESP: Final = 0xA1  # NegotiationToken choice [1]
+_KRB_AP_REQ: Final = 0x6E  # [APPLICATION 14]
+_KRB_TICKET: Final = 0x61  # [APPLICATION 1]
+_AP_REQ_TOKEN_ID: Final = b"\x01\x00"  # RFC 4121 4.1
 
 # OID contents (without tag and length)
-OID_SPNEGO = bytes.fromhex("2b0601050502")  # 1.3.6.1.5.5.2
-OID_KERBEROS = bytes.fromhex("2a864886f712010202")  # 1.2.840.113554.1.2.2
-OID_MS_KERBEROS = bytes.fromhex("2a864882f712010202")  # 1.2.840.48018.1.2.2
-OID_KERBEROS_U2U = bytes.fromhex("2a864886f71201020203")  # 1.2.840.113554.1.2.2.3
-OID_NTLMSSP = bytes.fromhex("2b06010401823702020a")  # 1.3.6.1.4.1.311.2.2.10
-_MECHANISMS = {
+OID_SPNEGO: Final = bytes.fromhex("2b0601050502")  # 1.3.6.1.5.5.2
+OID_KERBEROS: Final = bytes.fromhex("2a864886f712010202")  # 1.2.840.113554.1.2.2
+OID_MS_KERBEROS: Final = bytes.fromhex("2a864882f712010202")  # 1.2.840.48018.1.2.2
+OID_KERBEROS_U2U: Final = bytes.fromhex("2a864886f71201020203")  # 1.2.840.113554.1.2.2.3
+OID_NTLMSSP: Final = bytes.fromhex("2b06010401823702020a")  # 1.3.6.1.4.1.311.2.2.10
+_MECHANISMS: Final = {
     OID_KERBEROS: "kerberos",
     OID_MS_KERBEROS: "kerberos",
     OID_KERBEROS_U2U: "kerberos",
     OID_NTLMSSP: "ntlmssp",
 }
 
-_MAX_LENGTH_OCTETS = 4
+_MAX_LENGTH_OCTETS: Final = 4
 
 
 @dataclass(slots=True)

@@ -11,18 +11,22 @@ the next plausible SMB header and counts the resynchronisation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.smb.endpoint import Endpoints
 
-PEEK = 512  # bytes of a message shown to ``Decoder.wanted``
-MAX_MESSAGE = 1 << 24  # larger than any SMB message a server accepts: a desynchronised stream
-SESSION_MESSAGE = 0x00
-NBSS_CONTROL = frozenset((0x81, 0x82, 0x83, 0x84, 0x85))  # request, responses, retarget, keepalive
-PROTOCOL_IDS = frozenset((0xFE, 0xFF, 0xFD, 0xFC))  # SMB2, SMB1, SMB3 transform, compression
-SMB_SIGNATURE = b"SMB"
+PEEK: Final = 512  # bytes of a message shown to ``Decoder.wanted``
+MAX_MESSAGE: Final = (
+    1 << 24
+)  # larger than any SMB message a server accepts: a desynchronised stream
+SESSION_MESSAGE: Final = 0x00
+NBSS_CONTROL: Final = frozenset(
+    (0x81, 0x82, 0x83, 0x84, 0x85)
+)  # request, responses, retarget, keepalive
+PROTOCOL_IDS: Final = frozenset((0xFE, 0xFF, 0xFD, 0xFC))  # SMB2, SMB1, SMB3 transform, compression
+SMB_SIGNATURE: Final = b"SMB"
 
 
 class Decoder(Protocol):

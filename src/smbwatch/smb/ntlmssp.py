@@ -9,31 +9,32 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
-SIGNATURE = b"NTLMSSP\x00"
-NEGOTIATE_MESSAGE = 1
-CHALLENGE_MESSAGE = 2
-AUTHENTICATE_MESSAGE = 3
+SIGNATURE: Final = b"NTLMSSP\x00"
+NEGOTIATE_MESSAGE: Final = 1
+CHALLENGE_MESSAGE: Final = 2
+AUTHENTICATE_MESSAGE: Final = 3
 
-NTLMSSP_NEGOTIATE_UNICODE = 0x00000001
-NTLMSSP_NEGOTIATE_ANONYMOUS = 0x00000800
-NTLMSSP_NEGOTIATE_VERSION = 0x02000000
+NTLMSSP_NEGOTIATE_UNICODE: Final = 0x00000001
+NTLMSSP_NEGOTIATE_ANONYMOUS: Final = 0x00000800
+NTLMSSP_NEGOTIATE_VERSION: Final = 0x02000000
 
 # MsvAvNbComputerName, MsvAvNbDomainName, MsvAvDnsComputerName (MS-NLMP 2.2.2.1)
-_MSV_AV_EOL = 0
-_MSV_AV_NB_COMPUTER_NAME = 1
-_MSV_AV_NB_DOMAIN_NAME = 2
-_MSV_AV_DNS_COMPUTER_NAME = 3
+_MSV_AV_EOL: Final = 0
+_MSV_AV_NB_COMPUTER_NAME: Final = 1
+_MSV_AV_NB_DOMAIN_NAME: Final = 2
+_MSV_AV_DNS_COMPUTER_NAME: Final = 3
 
-_FIELD = struct.Struct("<HHI")  # Len, MaxLen, BufferOffset
-_MESSAGE_TYPE = struct.Struct("<I")
+_FIELD: Final = struct.Struct("<HHI")  # Len, MaxLen, BufferOffset
+_MESSAGE_TYPE: Final = struct.Struct("<I")
 # Signature, MessageType, LmChallengeResponse, NtChallengeResponse, DomainName, UserName,
 # Workstation, EncryptedRandomSessionKey, NegotiateFlags
-_AUTHENTICATE = struct.Struct("<8sI8s8s8s8s8s8sI")
+_AUTHENTICATE: Final = struct.Struct("<8sI8s8s8s8s8s8sI")
 # Signature, MessageType, TargetName, NegotiateFlags, ServerChallenge, Reserved, TargetInfo
-_CHALLENGE = struct.Struct("<8sI8sI8s8s8s")
-_VERSION = struct.Struct("<BBH3xB")  # ProductMajor, ProductMinor, ProductBuild, NTLMRevision
-_AV_PAIR = struct.Struct("<HH")
+_CHALLENGE: Final = struct.Struct("<8sI8sI8s8s8s")
+_VERSION: Final = struct.Struct("<BBH3xB")  # ProductMajor, ProductMinor, ProductBuild, NTLMRevision
+_AV_PAIR: Final = struct.Struct("<HH")
 
 
 @dataclass(slots=True)

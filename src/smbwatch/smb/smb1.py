@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from smbwatch.dcerpc import RpcCall, RpcPipe
 from smbwatch.dcerpc.events import call_fields
@@ -28,26 +28,26 @@ from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.files import FileBodies, FileData, Transfers, sniff_magic
 from smbwatch.smb.status import STATUS_BUFFER_OVERFLOW, STATUS_MORE_PROCESSING_REQUIRED
 
-SNIFF_WINDOW = 512  # data bytes kept from a file WRITE/READ: enough to recognise its type
-MAX_MESSAGE_KEPT = 1 << 20  # larger messages are cut (their data is not needed past this)
-MAX_TRANSACTION = 1 << 17  # parameters + data gathered for one transaction
-MAX_PENDING = 256  # requests awaiting a response (servers allow about 50: MaxMpxCount)
-MAX_FILES = 4096
-MAX_TREES = 1024
-MAX_SESSIONS = 256
-MAX_SEARCHES = 256
+SNIFF_WINDOW: Final = 512  # data bytes kept from a file WRITE/READ: enough to recognise its type
+MAX_MESSAGE_KEPT: Final = 1 << 20  # larger messages are cut (their data is not needed past this)
+MAX_TRANSACTION: Final = 1 << 17  # parameters + data gathered for one transaction
+MAX_PENDING: Final = 256  # requests awaiting a response (servers allow about 50: MaxMpxCount)
+MAX_FILES: Final = 4096
+MAX_TREES: Final = 1024
+MAX_SESSIONS: Final = 256
+MAX_SEARCHES: Final = 256
 
-_NO_TREE = 0xFFFF
-_IPC_SHARE = "IPC$"
-_ACTION_BY_CREATE_ACTION = ("create", "open", "create", "create")  # superseded/opened/...
-_PIPE_RESOURCE_TYPES = (rec.FILE_TYPE_BYTE_MODE_PIPE, rec.FILE_TYPE_MESSAGE_MODE_PIPE)
+_NO_TREE: Final = 0xFFFF
+_IPC_SHARE: Final = "IPC$"
+_ACTION_BY_CREATE_ACTION: Final = ("create", "open", "create", "create")  # superseded/opened/...
+_PIPE_RESOURCE_TYPES: Final = (rec.FILE_TYPE_BYTE_MODE_PIPE, rec.FILE_TYPE_MESSAGE_MODE_PIPE)
 # The primary command a secondary request continues
-_PRIMARY = {
+_PRIMARY: Final = {
     rec.SMB_COM_TRANSACTION_SECONDARY: rec.SMB_COM_TRANSACTION,
     rec.SMB_COM_TRANSACTION2_SECONDARY: rec.SMB_COM_TRANSACTION2,
     rec.SMB_COM_NT_TRANSACT_SECONDARY: rec.SMB_COM_NT_TRANSACT,
 }
-_MALFORMED = (ValueError, struct.error, IndexError)
+_MALFORMED: Final = (ValueError, struct.error, IndexError)
 
 
 class _Session:
@@ -1017,7 +1017,7 @@ _RESPONSES: dict[int, ResponseHandler] = {
     rec.SMB_COM_NT_TRANSACT: Smb1Decoder._transaction_response,
 }
 # What a response whose request was not seen still tells
-_ORPHAN_ACTIONS = {
+_ORPHAN_ACTIONS: Final = {
     rec.SMB_COM_NEGOTIATE: "negotiate",
     rec.SMB_COM_SESSION_SETUP_ANDX: "logon",
     rec.SMB_COM_LOGOFF_ANDX: "logoff",

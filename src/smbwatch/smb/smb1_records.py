@@ -10,38 +10,39 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from smbwatch.smb.smb2_records import FILE_OPENED
 from smbwatch.smb.status import nt_status_name
 
-PROTOCOL_ID = b"\xffSMB"
-HEADER_SIZE = 32
-MAX_ANDX_CHAIN = 8  # real chains have two or three commands
-MAX_DIALECTS = 64
+PROTOCOL_ID: Final = b"\xffSMB"
+HEADER_SIZE: Final = 32
+MAX_ANDX_CHAIN: Final = 8  # real chains have two or three commands
+MAX_DIALECTS: Final = 64
 
 # Commands (MS-CIFS 2.2.2.1) smbwatch decodes, and the names of all the others.
-SMB_COM_CREATE_DIRECTORY = 0x00
-SMB_COM_DELETE_DIRECTORY = 0x01
-SMB_COM_CLOSE = 0x04
-SMB_COM_DELETE = 0x06
-SMB_COM_RENAME = 0x07
-SMB_COM_TRANSACTION = 0x25
-SMB_COM_TRANSACTION_SECONDARY = 0x26
-SMB_COM_OPEN_ANDX = 0x2D
-SMB_COM_READ_ANDX = 0x2E
-SMB_COM_WRITE_ANDX = 0x2F
-SMB_COM_TRANSACTION2 = 0x32
-SMB_COM_TRANSACTION2_SECONDARY = 0x33
-SMB_COM_TREE_DISCONNECT = 0x71
-SMB_COM_NEGOTIATE = 0x72
-SMB_COM_SESSION_SETUP_ANDX = 0x73
-SMB_COM_LOGOFF_ANDX = 0x74
-SMB_COM_TREE_CONNECT_ANDX = 0x75
-SMB_COM_NT_TRANSACT = 0xA0
-SMB_COM_NT_TRANSACT_SECONDARY = 0xA1
-SMB_COM_NT_CREATE_ANDX = 0xA2
-SMB_COM_NT_RENAME = 0xA5
-SMB_COM_NO_ANDX_COMMAND = 0xFF
+SMB_COM_CREATE_DIRECTORY: Final = 0x00
+SMB_COM_DELETE_DIRECTORY: Final = 0x01
+SMB_COM_CLOSE: Final = 0x04
+SMB_COM_DELETE: Final = 0x06
+SMB_COM_RENAME: Final = 0x07
+SMB_COM_TRANSACTION: Final = 0x25
+SMB_COM_TRANSACTION_SECONDARY: Final = 0x26
+SMB_COM_OPEN_ANDX: Final = 0x2D
+SMB_COM_READ_ANDX: Final = 0x2E
+SMB_COM_WRITE_ANDX: Final = 0x2F
+SMB_COM_TRANSACTION2: Final = 0x32
+SMB_COM_TRANSACTION2_SECONDARY: Final = 0x33
+SMB_COM_TREE_DISCONNECT: Final = 0x71
+SMB_COM_NEGOTIATE: Final = 0x72
+SMB_COM_SESSION_SETUP_ANDX: Final = 0x73
+SMB_COM_LOGOFF_ANDX: Final = 0x74
+SMB_COM_TREE_CONNECT_ANDX: Final = 0x75
+SMB_COM_NT_TRANSACT: Final = 0xA0
+SMB_COM_NT_TRANSACT_SECONDARY: Final = 0xA1
+SMB_COM_NT_CREATE_ANDX: Final = 0xA2
+SMB_COM_NT_RENAME: Final = 0xA5
+SMB_COM_NO_ANDX_COMMAND: Final = 0xFF
 
 COMMAND_NAMES: dict[int, str] = {
     0x00: "SMB_COM_CREATE_DIRECTORY",
@@ -122,45 +123,47 @@ COMMAND_NAMES: dict[int, str] = {
 }
 
 # Commands whose parameter words start with AndXCommand, AndXReserved, AndXOffset.
-ANDX_COMMANDS = frozenset((0x24, 0x2D, 0x2E, 0x2F, 0x73, 0x74, 0x75, 0x7E, 0xA2))
+ANDX_COMMANDS: Final = frozenset((0x24, 0x2D, 0x2E, 0x2F, 0x73, 0x74, 0x75, 0x7E, 0xA2))
 
 # Header flags (MS-CIFS 2.2.3.1)
-SMB_FLAGS_REPLY = 0x80
-SMB_FLAGS2_NT_STATUS = 0x4000
-SMB_FLAGS2_UNICODE = 0x8000
+SMB_FLAGS_REPLY: Final = 0x80
+SMB_FLAGS2_NT_STATUS: Final = 0x4000
+SMB_FLAGS2_UNICODE: Final = 0x8000
 
 # NEGOTIATE response SecurityMode; SESSION_SETUP_ANDX response Action
-NEGOTIATE_ENCRYPT_PASSWORDS = 0x02
-SMB_SETUP_GUEST = 0x0001
-NT_LM_0_12 = "NT LM 0.12"
-DIALECT_SYNONYMS = {"NT LANMAN 1.0": NT_LM_0_12}  # MS-CIFS 1.7: two names of one dialect
-NT_LM_RESPONSE_WORDS = 17  # the NEGOTIATE response of the NT LAN Manager dialect has 17 words
+NEGOTIATE_ENCRYPT_PASSWORDS: Final = 0x02
+SMB_SETUP_GUEST: Final = 0x0001
+NT_LM_0_12: Final = "NT LM 0.12"
+DIALECT_SYNONYMS: Final = {"NT LANMAN 1.0": NT_LM_0_12}  # MS-CIFS 1.7: two names of one dialect
+NT_LM_RESPONSE_WORDS: Final = (
+    17  # the NEGOTIATE response of the NT LAN Manager dialect has 17 words
+)
 
 # Sub-commands of TRANSACTION (Setup[0]), TRANSACTION2 (Setup[0]) and NT_TRANSACT (Function)
-TRANS_TRANSACT_NMPIPE = 0x0026
-TRANS2_FIND_FIRST2 = 0x0001
-TRANS2_FIND_NEXT2 = 0x0002
-TRANS2_SET_PATH_INFORMATION = 0x0006
-TRANS2_SET_FILE_INFORMATION = 0x0008
-NT_TRANSACT_CREATE = 0x0001
+TRANS_TRANSACT_NMPIPE: Final = 0x0026
+TRANS2_FIND_FIRST2: Final = 0x0001
+TRANS2_FIND_NEXT2: Final = 0x0002
+TRANS2_SET_PATH_INFORMATION: Final = 0x0006
+TRANS2_SET_FILE_INFORMATION: Final = 0x0008
+NT_TRANSACT_CREATE: Final = 0x0001
 
 # WRITE_ANDX WriteMode bits that put a 2-byte message length before named-pipe data
-WRITE_RAW_MODE = 0x0004
-WRITE_MESSAGE_START = 0x0008
+WRITE_RAW_MODE: Final = 0x0004
+WRITE_MESSAGE_START: Final = 0x0008
 
 # NT_RENAME InformationLevel (MS-CIFS 2.2.4.66.1)
-NT_RENAME_LEVELS = {
+NT_RENAME_LEVELS: Final = {
     0x0101: "SMB_NT_RENAME_SET_LINK_INFO",
     0x0102: "SMB_NT_RENAME_MOVE_FILE",
     0x0103: "SMB_NT_RENAME_RENAME_FILE",
 }
 
-FILE_OPEN = 1  # CreateDisposition
+FILE_OPEN: Final = 1  # CreateDisposition
 
 # Information levels (MS-CIFS 2.2.2.3); a level from 1000 on passes an MS-FSCC class through.
-SMB_INFO_PASSTHROUGH = 1000
-SMB_SET_FILE_DISPOSITION_INFO = 0x0102
-FIND_LEVELS = {
+SMB_INFO_PASSTHROUGH: Final = 1000
+SMB_SET_FILE_DISPOSITION_INFO: Final = 0x0102
+FIND_LEVELS: Final = {
     0x0001: "SMB_INFO_STANDARD",
     0x0002: "SMB_INFO_QUERY_EA_SIZE",
     0x0003: "SMB_INFO_QUERY_EAS_FROM_LIST",
@@ -173,7 +176,7 @@ FIND_LEVELS = {
     0x0202: "SMB_FIND_FILE_UNIX",
     0x020B: "SMB_FIND_FILE_UNIX_INFO2",
 }
-SET_LEVELS = {
+SET_LEVELS: Final = {
     0x0001: "SMB_INFO_STANDARD",
     0x0002: "SMB_INFO_SET_EAS",
     0x0101: "SMB_SET_FILE_BASIC_INFO",
@@ -187,15 +190,15 @@ SET_LEVELS = {
 }
 
 # The Service of TREE_CONNECT_ANDX (MS-CIFS 2.2.4.55) as the event contract's share_type.
-SERVICE_SHARE_TYPES = {"A:": "disk", "IPC": "pipe", "LPT1:": "print", "COMM": "comm"}
+SERVICE_SHARE_TYPES: Final = {"A:": "disk", "IPC": "pipe", "LPT1:": "print", "COMM": "comm"}
 
 # ResourceType of NT_CREATE_ANDX / OPEN_ANDX responses that are named pipes
-FILE_TYPE_BYTE_MODE_PIPE = 1
-FILE_TYPE_MESSAGE_MODE_PIPE = 2
+FILE_TYPE_BYTE_MODE_PIPE: Final = 1
+FILE_TYPE_MESSAGE_MODE_PIPE: Final = 2
 
 # SMB error classes and codes (MS-CIFS 2.2.2.4), for servers that answer without NT status.
-_ERROR_CLASSES = {0x01: "DOS", 0x02: "SRV", 0x03: "HRD", 0xFF: "CMD"}
-_ERRDOS = {
+_ERROR_CLASSES: Final = {0x01: "DOS", 0x02: "SRV", 0x03: "HRD", 0xFF: "CMD"}
+_ERRDOS: Final = {
     1: "BADFUNC", 2: "BADFILE", 3: "BADPATH", 4: "NOFIDS", 5: "NOACCESS", 6: "BADFID",
     7: "BADMCB", 8: "NOMEM", 9: "BADMEM", 10: "BADENV", 11: "BADFORMAT", 12: "BADACCESS",
     13: "BADDATA", 15: "BADDRIVE", 16: "REMCD", 17: "DIFFDEVICE", 18: "NOFILES", 31: "GENERAL",
@@ -205,7 +208,7 @@ _ERRDOS = {
     230: "BADPIPE", 231: "PIPEBUSY", 232: "PIPECLOSING", 233: "NOTCONNECTED", 234: "MOREDATA",
     255: "BADEALIST", 282: "EASNOTSUPPORTED", 1022: "NOTIFYENUMDIR",
 }  # fmt: skip
-_ERRSRV = {
+_ERRSRV: Final = {
     1: "ERROR", 2: "BADPW", 3: "BADPATH", 4: "ACCESS", 5: "INVTID", 6: "INVNETNAME",
     7: "INVDEVICE", 49: "QFULL", 50: "QTOOBIG", 51: "QEOF", 52: "INVPFID", 64: "SMBCMD",
     65: "SRVERROR", 67: "FILESPECS", 69: "BADPERMITS", 71: "SETATTRMODE", 81: "PAUSED",
@@ -214,13 +217,13 @@ _ERRSRV = {
     2239: "ACCOUNTEXPIRED", 2240: "BADCLIENT", 2241: "BADLOGONTIME", 2242: "PASSWORDEXPIRED",
     65535: "NOSUPPORT",
 }  # fmt: skip
-_ERRHRD = {
+_ERRHRD: Final = {
     19: "NOWRITE", 20: "BADUNIT", 21: "NOTREADY", 22: "BADCMD", 23: "DATA", 24: "BADREQ",
     25: "SEEK", 26: "BADMEDIA", 27: "BADSECTOR", 28: "NOPAPER", 29: "WRITE", 30: "READ",
     31: "GENERAL", 32: "BADSHARE", 33: "LOCK", 34: "WRONGDISK", 35: "FCBUNAVAIL",
     36: "SHAREBUFEXC", 39: "DISKFULL",
 }  # fmt: skip
-_ERROR_CODES = {0x01: _ERRDOS, 0x02: _ERRSRV, 0x03: _ERRHRD}
+_ERROR_CODES: Final = {0x01: _ERRDOS, 0x02: _ERRSRV, 0x03: _ERRHRD}
 
 
 @dataclass(slots=True, frozen=True)
@@ -262,7 +265,7 @@ class Block:
 
 # Protocol, Command, Status, Flags, Flags2, PIDHigh, SecurityFeatures, Reserved, TID, PIDLow,
 # UID, MID
-_HEADER = struct.Struct("<4sBIBHH8x2xHHHH")
+_HEADER: Final = struct.Struct("<4sBIBHH8x2xHHHH")
 
 
 def parse_header(msg: bytes) -> Header:
@@ -368,9 +371,9 @@ def strip_path(name: str) -> str:
     return name.rstrip("\0").lstrip("\\")
 
 
-_U16 = struct.Struct("<H")
-_ANDX_U16 = struct.Struct("<4xH")  # AndX, then the first word after it
-_NT_RENAME = struct.Struct("<2xH")  # SearchAttributes, InformationLevel
+_U16: Final = struct.Struct("<H")
+_ANDX_U16: Final = struct.Struct("<4xH")  # AndX, then the first word after it
+_NT_RENAME: Final = struct.Struct("<2xH")  # SearchAttributes, InformationLevel
 
 # --- NEGOTIATE ---------------------------------------------------------------------------------
 
@@ -397,9 +400,9 @@ def parse_negotiate_response(msg: bytes, block: Block) -> NegotiateResponse:
 # --- SESSION_SETUP_ANDX ------------------------------------------------------------------------
 
 # AndX, MaxBufferSize, MaxMpxCount, VcNumber, SessionKey, then per form:
-_SETUP_EXTENDED = struct.Struct("<4xHHHIH4xI")  # SecurityBlobLength, Reserved, Capabilities
-_SETUP_NT = struct.Struct("<4xHHHIHH4xI")  # OEMPasswordLen, UnicodePasswordLen, ...
-_SETUP_LANMAN = struct.Struct("<4xHHHIH4x")  # PasswordLength, Reserved
+_SETUP_EXTENDED: Final = struct.Struct("<4xHHHIH4xI")  # SecurityBlobLength, Reserved, Capabilities
+_SETUP_NT: Final = struct.Struct("<4xHHHIHH4xI")  # OEMPasswordLen, UnicodePasswordLen, ...
+_SETUP_LANMAN: Final = struct.Struct("<4xHHHIH4x")  # PasswordLength, Reserved
 
 
 @dataclass(slots=True, frozen=True)
@@ -435,7 +438,7 @@ def parse_session_setup_response(msg: bytes, block: Block) -> tuple[int, bytes]:
     return _words(msg, block, _ANDX_U16)[0], b""
 
 
-_SETUP_EXTENDED_RESPONSE = struct.Struct("<4xHH")  # Action, SecurityBlobLength
+_SETUP_EXTENDED_RESPONSE: Final = struct.Struct("<4xHH")  # Action, SecurityBlobLength
 
 
 def _in_bytes(msg: bytes, block: Block, length: int, what: str) -> bytes:
@@ -447,7 +450,7 @@ def _in_bytes(msg: bytes, block: Block, length: int, what: str) -> bytes:
 
 # --- TREE_CONNECT_ANDX -------------------------------------------------------------------------
 
-_TREE_CONNECT = struct.Struct("<4xHH")  # Flags, PasswordLength
+_TREE_CONNECT: Final = struct.Struct("<4xHH")  # Flags, PasswordLength
 
 
 def parse_tree_connect_request(msg: bytes, block: Block, unicode: bool) -> tuple[str, str]:
@@ -498,10 +501,10 @@ class CreateResponse:
 # AndX, Reserved, NameLength, Flags, RootDirectoryFID, DesiredAccess, AllocationSize,
 # ExtFileAttributes, ShareAccess, CreateDisposition, CreateOptions, ImpersonationLevel,
 # SecurityFlags
-_NT_CREATE_ANDX = struct.Struct("<4xxHIIIQIIIIIB")
+_NT_CREATE_ANDX: Final = struct.Struct("<4xxHIIIQIIIIIB")
 # AndX, OplockLevel, FID, CreateDisposition (the action), 4 times, ExtFileAttributes,
 # AllocationSize, EndOfFile, ResourceType, NMPipeStatus, Directory
-_NT_CREATE_ANDX_RESPONSE = struct.Struct("<4xBHI32xIQQHHB")
+_NT_CREATE_ANDX_RESPONSE: Final = struct.Struct("<4xBHI32xIQQHHB")
 
 
 def parse_nt_create_request(msg: bytes, block: Block, unicode: bool) -> CreateRequest:
@@ -522,10 +525,10 @@ def parse_nt_create_response(msg: bytes, block: Block) -> CreateResponse:
 # Flags, RootDirectoryFID, DesiredAccess, AllocationSize, ExtFileAttributes, ShareAccess,
 # CreateDisposition, CreateOptions, SecurityDescriptorLength, EALength, NameLength,
 # ImpersonationLevel, SecurityFlags; the Name follows
-_NT_TRANSACT_CREATE = struct.Struct("<IIIQIIIIIIIIB")
+_NT_TRANSACT_CREATE: Final = struct.Struct("<IIIQIIIIIIIIB")
 # OplockLevel, Reserved, FID, CreateAction, EAErrorOffset, 4 times, ExtFileAttributes,
 # AllocationSize, EndOfFile, ResourceType, NMPipeStatus, Directory
-_NT_TRANSACT_CREATE_RESPONSE = struct.Struct("<BxHI4x32xIQQHHB")
+_NT_TRANSACT_CREATE_RESPONSE: Final = struct.Struct("<BxHI4x32xIQQHHB")
 
 
 def parse_nt_transact_create(parameters: bytes, unicode: bool) -> CreateRequest:
@@ -553,15 +556,15 @@ def parse_nt_transact_create_response(parameters: bytes) -> CreateResponse:
 
 # AndX, Flags, AccessMode, SearchAttrs, FileAttrs, CreationTime, OpenMode, AllocationSize,
 # Timeout, Reserved
-_OPEN_ANDX = struct.Struct("<4xHHHHIHIII")
+_OPEN_ANDX: Final = struct.Struct("<4xHHHHIHIII")
 # AndX, FID, FileAttrs, LastWriteTime, FileDataSize, AccessRights, ResourceType, NMPipeStatus,
 # OpenResults
-_OPEN_ANDX_RESPONSE = struct.Struct("<4xHHIIHHHH")
+_OPEN_ANDX_RESPONSE: Final = struct.Struct("<4xHHIIHHHH")
 # AccessMode (low 2 bits: read, write, read/write, execute) as the NT access it grants:
 # FILE_GENERIC_READ, FILE_GENERIC_WRITE, both, FILE_GENERIC_EXECUTE
-_OPEN_ACCESS = (0x00120089, 0x00120116, 0x0012019F, 0x001200A0)
+_OPEN_ACCESS: Final = (0x00120089, 0x00120116, 0x0012019F, 0x001200A0)
 # OpenMode (FileExistsOpts: fail, open, truncate; CreateFile) → CreateDisposition
-_OPEN_DISPOSITIONS = {(0, True): 2, (1, False): 1, (1, True): 3, (2, False): 4, (2, True): 5}
+_OPEN_DISPOSITIONS: Final = {(0, True): 2, (1, False): 1, (1, True): 3, (2, False): 4, (2, True): 5}
 
 
 def parse_open_andx_request(msg: bytes, block: Block, unicode: bool) -> CreateRequest:
@@ -580,14 +583,14 @@ def parse_open_andx_response(msg: bytes, block: Block) -> CreateResponse:
 
 # --- READ_ANDX, WRITE_ANDX, CLOSE --------------------------------------------------------------
 
-_READ_ANDX = struct.Struct("<4xHI")  # FID, Offset; OffsetHigh at word 10 (12 words)
+_READ_ANDX: Final = struct.Struct("<4xHI")  # FID, Offset; OffsetHigh at word 10 (12 words)
 # Available, DataCompactionMode, Reserved1, DataLength, DataOffset, DataLengthHigh
-_READ_ANDX_RESPONSE = struct.Struct("<4xHHHHHH")
+_READ_ANDX_RESPONSE: Final = struct.Struct("<4xHHHHHH")
 # FID, Offset, Timeout, WriteMode, Remaining, DataLengthHigh, DataLength, DataOffset;
 # OffsetHigh at word 12 (14 words)
-_WRITE_ANDX = struct.Struct("<4xHIIHHHHH")
-_WRITE_ANDX_RESPONSE = struct.Struct("<4xHHH")  # Count, Available, CountHigh
-_OFFSET_HIGH = struct.Struct("<I")
+_WRITE_ANDX: Final = struct.Struct("<4xHIIHHHHH")
+_WRITE_ANDX_RESPONSE: Final = struct.Struct("<4xHHH")  # Count, Available, CountHigh
+_OFFSET_HIGH: Final = struct.Struct("<I")
 
 
 def _offset_high(msg: bytes, block: Block, word: int) -> int:
@@ -669,20 +672,20 @@ class TransactionPart:
 # TotalParameterCount, TotalDataCount, MaxParameterCount, MaxDataCount, MaxSetupCount,
 # Reserved1, Flags, Timeout, Reserved2, ParameterCount, ParameterOffset, DataCount, DataOffset,
 # SetupCount, Reserved3
-_TRANS = struct.Struct("<HHHHBxHI2xHHHHBx")
+_TRANS: Final = struct.Struct("<HHHHBxHI2xHHHHBx")
 # TotalParameterCount, TotalDataCount, Reserved1, ParameterCount, ParameterOffset,
 # ParameterDisplacement, DataCount, DataOffset, DataDisplacement, SetupCount, Reserved2
-_TRANS_RESPONSE = struct.Struct("<HH2xHHHHHHBx")
+_TRANS_RESPONSE: Final = struct.Struct("<HH2xHHHHHHBx")
 # TotalParameterCount, TotalDataCount, ParameterCount, ParameterOffset, ParameterDisplacement,
 # DataCount, DataOffset, DataDisplacement (TRANSACTION2_SECONDARY adds a FID)
-_TRANS_SECONDARY = struct.Struct("<HHHHHHHH")
+_TRANS_SECONDARY: Final = struct.Struct("<HHHHHHHH")
 # MaxSetupCount, Reserved1, TotalParameterCount, TotalDataCount, MaxParameterCount,
 # MaxDataCount, ParameterCount, ParameterOffset, DataCount, DataOffset, SetupCount, Function
-_NT_TRANS = struct.Struct("<B2xIIIIIIIIBH")
+_NT_TRANS: Final = struct.Struct("<B2xIIIIIIIIBH")
 # Reserved1, TotalParameterCount, TotalDataCount, ParameterCount, ParameterOffset,
 # ParameterDisplacement, DataCount, DataOffset, DataDisplacement, SetupCount
-_NT_TRANS_RESPONSE = struct.Struct("<3xIIIIIIIIB")
-_NT_TRANS_SECONDARY = struct.Struct("<3xIIIIIIII")
+_NT_TRANS_RESPONSE: Final = struct.Struct("<3xIIIIIIIIB")
+_NT_TRANS_SECONDARY: Final = struct.Struct("<3xIIIIIIII")
 
 
 def _setup(msg: bytes, block: Block, at: int, count: int) -> tuple[int, ...]:
@@ -763,11 +766,15 @@ def parse_nt_transact_response(msg: bytes, block: Block) -> TransactionPart:
 
 # --- TRANSACTION2 sub-commands (MS-CIFS 2.2.6) -------------------------------------------------
 
-_FIND_FIRST2 = struct.Struct("<HHHHI")  # SearchAttributes, SearchCount, Flags, Level, Storage
-_FIND_NEXT2 = struct.Struct("<HHHIH")  # SID, SearchCount, InformationLevel, ResumeKey, Flags
-_PATH_INFORMATION = struct.Struct("<H4x")  # InformationLevel, Reserved; FileName follows
-_FILE_INFORMATION = struct.Struct("<HH")  # FID, InformationLevel
-_RENAME_INFORMATION = struct.Struct("<B3xII")  # ReplaceIfExists, RootDirectory, FileNameLength
+_FIND_FIRST2: Final = struct.Struct(
+    "<HHHHI"
+)  # SearchAttributes, SearchCount, Flags, Level, Storage
+_FIND_NEXT2: Final = struct.Struct("<HHHIH")  # SID, SearchCount, InformationLevel, ResumeKey, Flags
+_PATH_INFORMATION: Final = struct.Struct("<H4x")  # InformationLevel, Reserved; FileName follows
+_FILE_INFORMATION: Final = struct.Struct("<HH")  # FID, InformationLevel
+_RENAME_INFORMATION: Final = struct.Struct(
+    "<B3xII"
+)  # ReplaceIfExists, RootDirectory, FileNameLength
 
 
 def _unpack(layout: struct.Struct, buf: bytes, what: str) -> tuple:

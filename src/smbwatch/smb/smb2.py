@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from smbwatch.dcerpc.events import call_fields
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
@@ -30,20 +30,20 @@ from smbwatch.smb.status import (
     nt_status_name,
 )
 
-SNIFF_WINDOW = 512  # data bytes kept from a file WRITE/READ: enough to recognise its type
-MAX_PENDING = 4096  # requests awaiting a response
-MAX_FILES = 4096
-MAX_TREES = 1024
-MAX_SESSIONS = 256
-MAX_DECOMPRESSED = 16 * 1024 * 1024
+SNIFF_WINDOW: Final = 512  # data bytes kept from a file WRITE/READ: enough to recognise its type
+MAX_PENDING: Final = 4096  # requests awaiting a response
+MAX_FILES: Final = 4096
+MAX_TREES: Final = 1024
+MAX_SESSIONS: Final = 256
+MAX_DECOMPRESSED: Final = 16 * 1024 * 1024
 
-_ALL_ONES_FILE_ID = b"\xff" * 16  # "the file of the previous request" in a related compound
-_ALL_ONES_SESSION_ID = 0xFFFFFFFFFFFFFFFF
-_ALL_ONES_TREE_ID = 0xFFFFFFFF
-_ACTION_BY_CREATE_ACTION = ("create", "open", "create", "create")  # superseded/opened/...
-_IPC_SHARE = "IPC$"
+_ALL_ONES_FILE_ID: Final = b"\xff" * 16  # "the file of the previous request" in a related compound
+_ALL_ONES_SESSION_ID: Final = 0xFFFFFFFFFFFFFFFF
+_ALL_ONES_TREE_ID: Final = 0xFFFFFFFF
+_ACTION_BY_CREATE_ACTION: Final = ("create", "open", "create", "create")  # superseded/opened/...
+_IPC_SHARE: Final = "IPC$"
 # Commands that do not work on a tree, whatever TreeId their header carries.
-_NOT_ON_A_TREE = frozenset((rec.NEGOTIATE, rec.SESSION_SETUP, rec.LOGOFF, rec.TREE_CONNECT))
+_NOT_ON_A_TREE: Final = frozenset((rec.NEGOTIATE, rec.SESSION_SETUP, rec.LOGOFF, rec.TREE_CONNECT))
 
 
 class _Session:

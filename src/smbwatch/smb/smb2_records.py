@@ -10,33 +10,33 @@ is not returned.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Final
 
-PROTOCOL_ID = b"\xfeSMB"
-TRANSFORM_PROTOCOL_ID = b"\xfdSMB"
-COMPRESSION_PROTOCOL_ID = b"\xfcSMB"
-HEADER_SIZE = 64
+PROTOCOL_ID: Final = b"\xfeSMB"
+TRANSFORM_PROTOCOL_ID: Final = b"\xfdSMB"
+COMPRESSION_PROTOCOL_ID: Final = b"\xfcSMB"
+HEADER_SIZE: Final = 64
 
 # Commands (2.2.1)
-NEGOTIATE = 0x00
-SESSION_SETUP = 0x01
-LOGOFF = 0x02
-TREE_CONNECT = 0x03
-TREE_DISCONNECT = 0x04
-CREATE = 0x05
-CLOSE = 0x06
-FLUSH = 0x07
-READ = 0x08
-WRITE = 0x09
-LOCK = 0x0A
-IOCTL = 0x0B
-CANCEL = 0x0C
-ECHO = 0x0D
-QUERY_DIRECTORY = 0x0E
-CHANGE_NOTIFY = 0x0F
-QUERY_INFO = 0x10
-SET_INFO = 0x11
-OPLOCK_BREAK = 0x12
+NEGOTIATE: Final = 0x00
+SESSION_SETUP: Final = 0x01
+LOGOFF: Final = 0x02
+TREE_CONNECT: Final = 0x03
+TREE_DISCONNECT: Final = 0x04
+CREATE: Final = 0x05
+CLOSE: Final = 0x06
+FLUSH: Final = 0x07
+READ: Final = 0x08
+WRITE: Final = 0x09
+LOCK: Final = 0x0A
+IOCTL: Final = 0x0B
+CANCEL: Final = 0x0C
+ECHO: Final = 0x0D
+QUERY_DIRECTORY: Final = 0x0E
+CHANGE_NOTIFY: Final = 0x0F
+QUERY_INFO: Final = 0x10
+SET_INFO: Final = 0x11
+OPLOCK_BREAK: Final = 0x12
 COMMAND_NAMES: tuple[str, ...] = (
     "NEGOTIATE",
     "SESSION_SETUP",
@@ -60,30 +60,30 @@ COMMAND_NAMES: tuple[str, ...] = (
 )
 
 # Header flags (2.2.1.2)
-SMB2_FLAGS_SERVER_TO_REDIR = 0x00000001
-SMB2_FLAGS_ASYNC_COMMAND = 0x00000002
-SMB2_FLAGS_RELATED_OPERATIONS = 0x00000004
+SMB2_FLAGS_SERVER_TO_REDIR: Final = 0x00000001
+SMB2_FLAGS_ASYNC_COMMAND: Final = 0x00000002
+SMB2_FLAGS_RELATED_OPERATIONS: Final = 0x00000004
 
-DIALECTS = {
+DIALECTS: Final = {
     0x0202: "2.0.2",
     0x0210: "2.1",
     0x0300: "3.0",
     0x0302: "3.0.2",
     0x0311: "3.1.1",
 }
-SMB2_DIALECT_WILDCARD = 0x02FF  # answer to an SMB1 negotiate: a real SMB2 NEGOTIATE follows
+SMB2_DIALECT_WILDCARD: Final = 0x02FF  # answer to an SMB1 negotiate: a real SMB2 NEGOTIATE follows
 
 # SESSION_SETUP response SessionFlags (2.2.6)
-SMB2_SESSION_FLAG_IS_GUEST = 0x0001
-SMB2_SESSION_FLAG_IS_NULL = 0x0002
-SMB2_SESSION_FLAG_ENCRYPT_DATA = 0x0004
+SMB2_SESSION_FLAG_IS_GUEST: Final = 0x0001
+SMB2_SESSION_FLAG_IS_NULL: Final = 0x0002
+SMB2_SESSION_FLAG_ENCRYPT_DATA: Final = 0x0004
 
 # TREE_CONNECT response (2.2.10)
-SHARE_TYPES = {0x01: "disk", 0x02: "pipe", 0x03: "print"}
-SMB2_SHAREFLAG_ENCRYPT_DATA = 0x00008000
+SHARE_TYPES: Final = {0x01: "disk", 0x02: "pipe", 0x03: "print"}
+SMB2_SHAREFLAG_ENCRYPT_DATA: Final = 0x00008000
 
 # CREATE (2.2.13, 2.2.14)
-CREATE_DISPOSITIONS = (
+CREATE_DISPOSITIONS: Final = (
     "FILE_SUPERSEDE",
     "FILE_OPEN",
     "FILE_CREATE",
@@ -91,17 +91,17 @@ CREATE_DISPOSITIONS = (
     "FILE_OVERWRITE",
     "FILE_OVERWRITE_IF",
 )
-CREATE_ACTIONS = ("FILE_SUPERSEDED", "FILE_OPENED", "FILE_CREATED", "FILE_OVERWRITTEN")
-FILE_OPENED = 1
-FILE_DELETE_ON_CLOSE = 0x00001000
+CREATE_ACTIONS: Final = ("FILE_SUPERSEDED", "FILE_OPENED", "FILE_CREATED", "FILE_OVERWRITTEN")
+FILE_OPENED: Final = 1
+FILE_DELETE_ON_CLOSE: Final = 0x00001000
 
 # CLOSE (2.2.15)
-SMB2_CLOSE_FLAG_POSTQUERY_ATTRIB = 0x0001
+SMB2_CLOSE_FLAG_POSTQUERY_ATTRIB: Final = 0x0001
 
 # SET_INFO / QUERY_INFO InfoType (2.2.39)
-SMB2_0_INFO_FILE = 0x01
-SMB2_0_INFO_FILESYSTEM = 0x02
-INFO_TYPE_NAMES = {0x03: "SMB2_0_INFO_SECURITY", 0x04: "SMB2_0_INFO_QUOTA"}
+SMB2_0_INFO_FILE: Final = 0x01
+SMB2_0_INFO_FILESYSTEM: Final = 0x02
+INFO_TYPE_NAMES: Final = {0x03: "SMB2_0_INFO_SECURITY", 0x04: "SMB2_0_INFO_QUOTA"}
 
 # FileInformationClass (MS-FSCC 2.4)
 FileRenameInformation = 10
@@ -109,8 +109,8 @@ FileLinkInformation = 11
 FileDispositionInformation = 13
 FileDispositionInformationEx = 64
 FileRenameInformationEx = 65
-FILE_DISPOSITION_DELETE = 0x00000001
-FILE_INFORMATION_CLASSES = {
+FILE_DISPOSITION_DELETE: Final = 0x00000001
+FILE_INFORMATION_CLASSES: Final = {
     1: "FileDirectoryInformation",
     2: "FileFullDirectoryInformation",
     3: "FileBothDirectoryInformation",
@@ -156,7 +156,7 @@ FILE_INFORMATION_CLASSES = {
     65: "FileRenameInformationEx",
 }
 # FsInformationClass (MS-FSCC 2.5)
-FS_INFORMATION_CLASSES = {
+FS_INFORMATION_CLASSES: Final = {
     1: "FileFsVolumeInformation",
     2: "FileFsLabelInformation",
     3: "FileFsSizeInformation",
@@ -169,8 +169,8 @@ FS_INFORMATION_CLASSES = {
 }
 
 # IOCTL CtlCode (2.2.31, MS-FSCC 2.3)
-FSCTL_PIPE_TRANSCEIVE = 0x0011C017
-FSCTL_NAMES = {
+FSCTL_PIPE_TRANSCEIVE: Final = 0x0011C017
+FSCTL_NAMES: Final = {
     0x00060194: "FSCTL_DFS_GET_REFERRALS",
     0x000601B0: "FSCTL_DFS_GET_REFERRALS_EX",
     0x0009003C: "FSCTL_GET_COMPRESSION",
@@ -212,20 +212,42 @@ FSCTL_NAMES = {
 
 # StructureSize, CreditCharge, Status, Command, CreditRequest/Response, Flags, NextCommand,
 # MessageId, AsyncId (or Reserved + TreeId), SessionId; the Signature is not read.
-_HEADER = struct.Struct("<4xHHIHHIIQQQ")
+_HEADER: Final = struct.Struct("<4xHHIHHIIQQQ")
 
 
-class Header(NamedTuple):
+class Header:
     """SMB2 packet header (2.2.1). ``tree_id`` is None in an async header."""
 
-    status: int
-    command: int
-    flags: int
-    next_command: int
-    message_id: int
-    async_id: int | None
-    tree_id: int | None
-    session_id: int
+    __slots__ = (
+        "status",
+        "command",
+        "flags",
+        "next_command",
+        "message_id",
+        "async_id",
+        "tree_id",
+        "session_id",
+    )
+
+    def __init__(
+        self,
+        status: int,
+        command: int,
+        flags: int,
+        next_command: int,
+        message_id: int,
+        async_id: int | None,
+        tree_id: int | None,
+        session_id: int,
+    ) -> None:
+        self.status = status
+        self.command = command
+        self.flags = flags
+        self.next_command = next_command
+        self.message_id = message_id
+        self.async_id = async_id
+        self.tree_id = tree_id
+        self.session_id = session_id
 
 
 def parse_header(msg: bytes, offset: int = 0) -> Header:
@@ -253,7 +275,7 @@ def _utf16(msg: bytes, offset: int, length: int, what: str) -> str:
 
 
 # NEGOTIATE response (2.2.4): StructureSize, SecurityMode, DialectRevision
-_NEGOTIATE_RESPONSE = struct.Struct("<HHH")
+_NEGOTIATE_RESPONSE: Final = struct.Struct("<HHH")
 
 
 def negotiate_response_dialect(msg: bytes) -> int:
@@ -263,9 +285,9 @@ def negotiate_response_dialect(msg: bytes) -> int:
 
 # SESSION_SETUP request (2.2.5): StructureSize, Flags, SecurityMode, Capabilities, Channel,
 # SecurityBufferOffset, SecurityBufferLength, PreviousSessionId
-_SESSION_SETUP_REQUEST = struct.Struct("<HBBIIHHQ")
+_SESSION_SETUP_REQUEST: Final = struct.Struct("<HBBIIHHQ")
 # SESSION_SETUP response (2.2.6): StructureSize, SessionFlags, SecurityBufferOffset/Length
-_SESSION_SETUP_RESPONSE = struct.Struct("<HHHH")
+_SESSION_SETUP_RESPONSE: Final = struct.Struct("<HHHH")
 
 
 def session_setup_request_buffer(msg: bytes) -> bytes:
@@ -281,10 +303,10 @@ def parse_session_setup_response(msg: bytes) -> tuple[int, bytes]:
 
 
 # TREE_CONNECT request (2.2.9): StructureSize, Flags, PathOffset, PathLength
-_TREE_CONNECT_REQUEST = struct.Struct("<HHHH")
+_TREE_CONNECT_REQUEST: Final = struct.Struct("<HHHH")
 # TREE_CONNECT response (2.2.10): StructureSize, ShareType, Reserved, ShareFlags, Capabilities,
 # MaximalAccess
-_TREE_CONNECT_RESPONSE = struct.Struct("<HBxIII")
+_TREE_CONNECT_RESPONSE: Final = struct.Struct("<HBxIII")
 
 
 def tree_connect_request_path(msg: bytes) -> str:
@@ -304,16 +326,34 @@ def parse_tree_connect_response(msg: bytes) -> tuple[int, int, int]:
 # CREATE request (2.2.13): StructureSize, SecurityFlags, RequestedOplockLevel,
 # ImpersonationLevel, SmbCreateFlags, Reserved, DesiredAccess, FileAttributes, ShareAccess,
 # CreateDisposition, CreateOptions, NameOffset, NameLength, CreateContextsOffset/Length
-_CREATE_REQUEST = struct.Struct("<HBBIQQIIIIIHHII")
+_CREATE_REQUEST: Final = struct.Struct("<HBBIQQIIIIIHHII")
 
 
-class CreateRequest(NamedTuple):
-    desired_access: int
-    file_attributes: int
-    share_access: int
-    create_disposition: int
-    create_options: int
-    name: str
+class CreateRequest:
+    __slots__ = (
+        "desired_access",
+        "file_attributes",
+        "share_access",
+        "create_disposition",
+        "create_options",
+        "name",
+    )
+
+    def __init__(
+        self,
+        desired_access: int,
+        file_attributes: int,
+        share_access: int,
+        create_disposition: int,
+        create_options: int,
+        name: str,
+    ) -> None:
+        self.desired_access = desired_access
+        self.file_attributes = file_attributes
+        self.share_access = share_access
+        self.create_disposition = create_disposition
+        self.create_options = create_options
+        self.name = name
 
 
 def parse_create_request(msg: bytes) -> CreateRequest:
@@ -326,14 +366,19 @@ def parse_create_request(msg: bytes) -> CreateRequest:
 # CREATE response (2.2.14): StructureSize, OplockLevel, Flags, CreateAction, CreationTime,
 # LastAccessTime, LastWriteTime, ChangeTime, AllocationSize, EndofFile, FileAttributes,
 # Reserved2, FileId
-_CREATE_RESPONSE = struct.Struct("<HBBIQQQQQQII16s")
+_CREATE_RESPONSE: Final = struct.Struct("<HBBIQQQQQQII16s")
 
 
-class CreateResponse(NamedTuple):
-    create_action: int
-    end_of_file: int
-    file_attributes: int
-    file_id: bytes
+class CreateResponse:
+    __slots__ = ("create_action", "end_of_file", "file_attributes", "file_id")
+
+    def __init__(
+        self, create_action: int, end_of_file: int, file_attributes: int, file_id: bytes
+    ) -> None:
+        self.create_action = create_action
+        self.end_of_file = end_of_file
+        self.file_attributes = file_attributes
+        self.file_id = file_id
 
 
 def parse_create_response(msg: bytes) -> CreateResponse:
@@ -342,10 +387,10 @@ def parse_create_response(msg: bytes) -> CreateResponse:
 
 
 # CLOSE request (2.2.15): StructureSize, Flags, Reserved, FileId
-_CLOSE_REQUEST = struct.Struct("<HH4x16s")
+_CLOSE_REQUEST: Final = struct.Struct("<HH4x16s")
 # CLOSE response (2.2.16): StructureSize, Flags, Reserved, CreationTime, LastAccessTime,
 # LastWriteTime, ChangeTime, AllocationSize, EndofFile
-_CLOSE_RESPONSE = struct.Struct("<HH4x32xQQ")
+_CLOSE_RESPONSE: Final = struct.Struct("<HH4x32xQQ")
 
 
 def close_request_file_id(msg: bytes) -> bytes:
@@ -359,16 +404,19 @@ def close_response_end_of_file(msg: bytes) -> int | None:
 
 
 # READ request (2.2.19): StructureSize, Padding, Flags, Length, Offset, FileId
-_READ_REQUEST = struct.Struct("<HBBIQ16s")
+_READ_REQUEST: Final = struct.Struct("<HBBIQ16s")
 # READ response (2.2.20): StructureSize, DataOffset, Reserved, DataLength, DataRemaining
-_READ_RESPONSE = struct.Struct("<HBxII")
-READ_RESPONSE_FIXED_END = HEADER_SIZE + 16  # where the data of a READ response may start
+_READ_RESPONSE: Final = struct.Struct("<HBxII")
+READ_RESPONSE_FIXED_END: Final = HEADER_SIZE + 16  # where the data of a READ response may start
 
 
-class ReadRequest(NamedTuple):
-    length: int
-    offset: int
-    file_id: bytes
+class ReadRequest:
+    __slots__ = ("length", "offset", "file_id")
+
+    def __init__(self, length: int, offset: int, file_id: bytes) -> None:
+        self.length = length
+        self.offset = offset
+        self.file_id = file_id
 
 
 def parse_read_request(msg: bytes) -> ReadRequest:
@@ -383,17 +431,20 @@ def parse_read_response(msg: bytes) -> tuple[int, int]:
 
 
 # WRITE request (2.2.21): StructureSize, DataOffset, Length, Offset, FileId
-_WRITE_REQUEST = struct.Struct("<HHIQ16s")
-WRITE_REQUEST_FIXED_END = HEADER_SIZE + 48  # where the data of a WRITE request may start
+_WRITE_REQUEST: Final = struct.Struct("<HHIQ16s")
+WRITE_REQUEST_FIXED_END: Final = HEADER_SIZE + 48  # where the data of a WRITE request may start
 # WRITE response (2.2.22): StructureSize, Reserved, Count
-_WRITE_RESPONSE = struct.Struct("<H2xI")
+_WRITE_RESPONSE: Final = struct.Struct("<H2xI")
 
 
-class WriteRequest(NamedTuple):
-    data_offset: int
-    length: int
-    offset: int
-    file_id: bytes
+class WriteRequest:
+    __slots__ = ("data_offset", "length", "offset", "file_id")
+
+    def __init__(self, data_offset: int, length: int, offset: int, file_id: bytes) -> None:
+        self.data_offset = data_offset
+        self.length = length
+        self.offset = offset
+        self.file_id = file_id
 
 
 def parse_write_request(msg: bytes) -> WriteRequest:
@@ -415,16 +466,19 @@ def available(msg: bytes, offset: int, length: int) -> bytes:
 
 # IOCTL request (2.2.31): StructureSize, Reserved, CtlCode, FileId, InputOffset, InputCount,
 # MaxInputResponse, OutputOffset, OutputCount, MaxOutputResponse, Flags
-_IOCTL_REQUEST = struct.Struct("<H2xI16sIIIIIII")
+_IOCTL_REQUEST: Final = struct.Struct("<H2xI16sIIIIIII")
 # IOCTL response (2.2.32): StructureSize, Reserved, CtlCode, FileId, InputOffset, InputCount,
 # OutputOffset, OutputCount
-_IOCTL_RESPONSE = struct.Struct("<H2xI16sIIII")
+_IOCTL_RESPONSE: Final = struct.Struct("<H2xI16sIIII")
 
 
-class IoctlRequest(NamedTuple):
-    ctl_code: int
-    file_id: bytes
-    input: bytes
+class IoctlRequest:
+    __slots__ = ("ctl_code", "file_id", "input")
+
+    def __init__(self, ctl_code: int, file_id: bytes, input: bytes) -> None:
+        self.ctl_code = ctl_code
+        self.file_id = file_id
+        self.input = input
 
 
 def parse_ioctl_request(msg: bytes) -> IoctlRequest:
@@ -439,7 +493,7 @@ def ioctl_response_output(msg: bytes) -> bytes:
 
 # QUERY_DIRECTORY request (2.2.33): StructureSize, FileInformationClass, Flags, FileIndex,
 # FileId, FileNameOffset, FileNameLength
-_QUERY_DIRECTORY_REQUEST = struct.Struct("<HBBI16sHH")
+_QUERY_DIRECTORY_REQUEST: Final = struct.Struct("<HBBI16sHH")
 
 
 def parse_query_directory_request(msg: bytes) -> tuple[bytes, str]:
@@ -450,14 +504,17 @@ def parse_query_directory_request(msg: bytes) -> tuple[bytes, str]:
 
 # SET_INFO request (2.2.39): StructureSize, InfoType, FileInfoClass, BufferLength,
 # BufferOffset, Reserved, AdditionalInformation, FileId
-_SET_INFO_REQUEST = struct.Struct("<HBBIH2xI16s")
+_SET_INFO_REQUEST: Final = struct.Struct("<HBBIH2xI16s")
 
 
-class SetInfoRequest(NamedTuple):
-    info_type: int
-    file_info_class: int
-    file_id: bytes
-    buffer: bytes
+class SetInfoRequest:
+    __slots__ = ("info_type", "file_info_class", "file_id", "buffer")
+
+    def __init__(self, info_type: int, file_info_class: int, file_id: bytes, buffer: bytes) -> None:
+        self.info_type = info_type
+        self.file_info_class = file_info_class
+        self.file_id = file_id
+        self.buffer = buffer
 
 
 def parse_set_info_request(msg: bytes) -> SetInfoRequest:
@@ -480,7 +537,7 @@ def info_class_name(info_type: int, info_class: int) -> str:
 
 # FILE_RENAME_INFORMATION_TYPE_2 / FILE_LINK_INFORMATION_TYPE_2 (MS-FSCC 2.4.42.2, 2.4.27.2):
 # ReplaceIfExists (or Flags in the Ex form), Reserved, RootDirectory, FileNameLength
-_FILE_RENAME_INFORMATION = struct.Struct("<8xQI")
+_FILE_RENAME_INFORMATION: Final = struct.Struct("<8xQI")
 
 
 def file_rename_information_name(buffer: bytes) -> str:
@@ -492,8 +549,8 @@ def file_rename_information_name(buffer: bytes) -> str:
     return buffer[start : start + length].decode("utf-16-le", "replace")
 
 
-_U8 = struct.Struct("<B")
-_U32 = struct.Struct("<I")
+_U8: Final = struct.Struct("<B")
+_U32: Final = struct.Struct("<I")
 
 
 def disposition_deletes(info_class: int, buffer: bytes) -> bool:
@@ -505,8 +562,8 @@ def disposition_deletes(info_class: int, buffer: bytes) -> bool:
 
 # SMB2 TRANSFORM_HEADER (2.2.41): Signature, Nonce, OriginalMessageSize, Reserved,
 # Flags/EncryptionAlgorithm, SessionId
-_TRANSFORM_HEADER = struct.Struct("<4x16s16sIHHQ")
-TRANSFORM_HEADER_SIZE = _TRANSFORM_HEADER.size
+_TRANSFORM_HEADER: Final = struct.Struct("<4x16s16sIHHQ")
+TRANSFORM_HEADER_SIZE: Final = _TRANSFORM_HEADER.size
 
 
 def parse_transform_header(msg: bytes) -> tuple[int, int]:
@@ -517,14 +574,14 @@ def parse_transform_header(msg: bytes) -> tuple[int, int]:
 
 # COMPRESSION_TRANSFORM_HEADER (2.2.42): OriginalCompressedSegmentSize, then either
 # CompressionAlgorithm, Flags, Offset (unchained) or the first chained payload header.
-_COMPRESSION_TRANSFORM_HEADER = struct.Struct("<4xIHHI")
-COMPRESSION_HEADER_SIZE = _COMPRESSION_TRANSFORM_HEADER.size
-_CHAINED_PAYLOAD_HEADER = struct.Struct("<HHI")  # CompressionAlgorithm, Flags, Length
-_PATTERN_V1 = struct.Struct("<B3xI")  # Pattern, Reserved1, Reserved2, Repetitions
-SMB2_COMPRESSION_FLAG_CHAINED = 0x0001
-COMPRESSION_NONE = 0x0000
-COMPRESSION_PATTERN_V1 = 0x0004
-COMPRESSION_ALGORITHMS = {
+_COMPRESSION_TRANSFORM_HEADER: Final = struct.Struct("<4xIHHI")
+COMPRESSION_HEADER_SIZE: Final = _COMPRESSION_TRANSFORM_HEADER.size
+_CHAINED_PAYLOAD_HEADER: Final = struct.Struct("<HHI")  # CompressionAlgorithm, Flags, Length
+_PATTERN_V1: Final = struct.Struct("<B3xI")  # Pattern, Reserved1, Reserved2, Repetitions
+SMB2_COMPRESSION_FLAG_CHAINED: Final = 0x0001
+COMPRESSION_NONE: Final = 0x0000
+COMPRESSION_PATTERN_V1: Final = 0x0004
+COMPRESSION_ALGORITHMS: Final = {
     0x0000: "NONE",
     0x0001: "LZNT1",
     0x0002: "LZ77",

@@ -6,10 +6,12 @@ groups; the table covers what file servers, named pipes and logons return, not a
 
 from __future__ import annotations
 
-STATUS_SUCCESS = 0x00000000
-STATUS_PENDING = 0x00000103
-STATUS_BUFFER_OVERFLOW = 0x80000005
-STATUS_MORE_PROCESSING_REQUIRED = 0xC0000016
+from typing import Final
+
+STATUS_SUCCESS: Final = 0x00000000
+STATUS_PENDING: Final = 0x00000103
+STATUS_BUFFER_OVERFLOW: Final = 0x80000005
+STATUS_MORE_PROCESSING_REQUIRED: Final = 0xC0000016
 
 NT_STATUS_NAMES: dict[int, str] = {
     0x00000000: "STATUS_SUCCESS",

@@ -1,0 +1,70 @@
+"""The event record: every declared field reaches the output, copies are independent, unknown
+fields are refused, and times are written exactly."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from smbwatch.events import FIELD_NAMES, SmbEvent, format_time, parse_time
+
+
+def every_field_set() -> SmbEvent:
+    """An event with each field set to a value of its kind, distinct per field."""
+    event = SmbEvent(1_700_000_000_000_001, "network", "write")
+    for number, name in enumerate(FIELD_NAMES[3:]):
+        current = getattr(event, name)
+        assert current is None, name  # every field but the first three defaults to None
+        for value in (f"v{number}", number, True, [f"v{number}"], {"n": number}):
+            try:
+                setattr(event, name, value)
+                break
+            except TypeError:  # compiled, a field takes only values of its declared type
+                continue
+    return event
+
+
+def test_every_declared_field_is_written() -> None:
+    assert len(FIELD_NAMES) == len(set(FIELD_NAMES)) >= 66
+    assert FIELD_NAMES[:3] == ("time", "source", "action")
+    event = every_field_set()
+    written = event.to_dict()
+    assert tuple(written) == FIELD_NAMES  # all of them, in the contract's order
+    assert written["time"] == "2023-11-14T22:13:20.000001Z"
+    assert event.fields() == {**written, "time": event.time}
+
+
+def test_unset_fields_are_left_out() -> None:
+    event = SmbEvent(0, "host", "access_check", share_name="C$", bytes=0)
+    assert event.to_dict() == {
+        "time": "1970-01-01T00:00:00.000000Z",
+        "source": "host",
+        "action": "access_check",
+        "share_name": "C$",
+        "bytes": 0,
+    }
+
+
+def test_a_copy_is_changed_alone_and_unknown_fields_are_refused() -> None:
+    event = every_field_set()
+    twin = event.copy(action="delete", path="renamed")
+    assert (twin.action, twin.path, event.action) == ("delete", "renamed", "write")
+    assert twin == event.copy(action="delete", path="renamed") and twin != event
+    assert twin.to_dict().keys() == event.to_dict().keys()
+    with pytest.raises(TypeError):
+        event.copy(colour="red")
+    with pytest.raises(TypeError):
+        SmbEvent(0, "network", "open", colour="red")
+
+
+def test_times_are_exact_to_the_microsecond() -> None:
+    rng = random.Random(445)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    samples = [0, -1, 999_999, 1_000_000, 253_402_300_799_999_999]
+    samples += [rng.randrange(0, 4_000_000_000_000_000) for _ in range(2000)]
+    for micros in samples:
+        expected = (epoch + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert format_time(micros) == expected
+        assert parse_time(expected) == micros
