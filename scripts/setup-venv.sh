@@ -21,10 +21,13 @@ if [ ! -x .venv/bin/python ]; then
         fi
     fi
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-if [ "${1:-}" = "test" ]; then
-    .venv/bin/python -m pip install -q '.[test]'
-else
-    .venv/bin/python -m pip install -q .
+# The build (a compile of a minute or two) is skipped when this very source is installed already.
+extras=$([ "${1:-}" = "test" ] && echo "[test]" || echo "")
+stamp=$(cat pyproject.toml setup.py $(find src -type f -name '*.py' | sort) | sha256sum | cut -c1-16)
+stamp="$stamp$extras"
+if [ "$(cat .venv/smbwatch-installed 2>/dev/null)" != "$stamp" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q ".$extras"
+    echo "$stamp" > .venv/smbwatch-installed
 fi
 .venv/bin/smbwatch --version
