@@ -13,7 +13,7 @@ import io
 import mmap
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import BinaryIO, Final
 
 from smbwatch.diagnostics import Diagnostics
@@ -105,7 +105,7 @@ class FrameReader:
 class _FramesOf(FrameReader):
     """A generator of frames as a FrameReader (pcapng, where blocks come in many kinds)."""
 
-    def __init__(self, frames: Iterator[Frame]) -> None:
+    def __init__(self, frames: Generator[Frame]) -> None:
         super().__init__()
         self.frames = frames
 
@@ -117,9 +117,7 @@ class _FramesOf(FrameReader):
         return True
 
     def close(self) -> None:
-        close = getattr(self.frames, "close", None)
-        if close is not None:
-            close()
+        self.frames.close()
 
 
 def read_frames(path: str, diagnostics: Diagnostics) -> FrameReader:
@@ -275,7 +273,7 @@ def _interface(body: bytes, order: str) -> _Interface:
 
 def _pcapng_records(
     chunks: _Chunks, magic: bytes, path: str, diagnostics: Diagnostics
-) -> Iterator[Frame]:
+) -> Generator[Frame]:
     try:
         order = "<"
         interfaces: list[_Interface] = []
