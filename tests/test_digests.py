@@ -109,3 +109,23 @@ def test_events_held_for_their_digests_keep_their_order(shared_data: Path) -> No
     hashed = list(capture_events(capture, Diagnostics(), options=Options()))
     assert [(e.source_ref, e.action) for e in hashed] == [(e.source_ref, e.action) for e in plain]
     assert sum(1 for e in hashed if e.sha256) >= 15
+
+
+def test_a_forgotten_stream_costs_its_hash_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(digests_module, "MAX_STREAMS", 1)
+    diagnostics = Diagnostics()
+    transfers = Transfers(Options(), diagnostics)
+    transfers._digests = InlineDigests()  # in this process, where the bound can be lowered
+    files = transfers.tracker()
+    header = 8
+    opened = [FileData(0), FileData(0)]
+    for frame, file in enumerate(opened, 1):
+        files.new_message(True)
+        files.data(True, file, 0, 4, bytes(header) + b"MZ\x90\x00", header, 0, frame, frame)
+    events = [
+        files.report(f, SmbEvent(time=0, source="network", action="close"))[0] for f in opened
+    ]
+    assert all(transfers.settle(event) for event in events)
+    assert events[0].sha256 is None and events[1].sha256 == expected(b"MZ\x90\x00")[0]
+    assert diagnostics.counts["file_hash_abandoned"] == 1
+    transfers.close()

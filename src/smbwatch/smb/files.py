@@ -118,6 +118,9 @@ class Transfers:
         del self._awaiting[id(event)]
         try:
             found = digests.take(number)
+            if found is None:
+                reason = "too many files hashed at once: the oldest was forgotten"
+                self.diagnostics.warn("file_hash_abandoned", reason)
         except DigestError as error:
             self.diagnostics.warn("file_hash_failed", str(error))
             found = None
