@@ -14,6 +14,7 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.pipeline import capture_events
 from smbwatch.smb.endpoint import Endpoints
+from smbwatch.smb.nbss import Decoder
 from smbwatch.smb.smb1 import Smb1Decoder
 
 ENDPOINTS = Endpoints("10.0.0.1", 50000, "10.0.0.2", 445, "pcap", "replayed")
@@ -29,12 +30,12 @@ class Message:
     frame: int
 
 
-class _Recorder:
+class _Recorder(Decoder):
     """A decoder that asks for every byte of each SMB1 message and keeps it."""
 
-    wants_body = True  # nothing is left over: body() would be a bug
-
     def __init__(self, messages: list[Message]) -> None:
+        super().__init__()
+        self.wants_body = True  # nothing is left over: body() would be a bug
         self.messages = messages
 
     def wanted(self, from_client: bool, head: bytes, total_len: int) -> int:

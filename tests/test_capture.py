@@ -19,6 +19,7 @@ from oracle import read_pcap_records, tool, tshark_fields, write_pcap
 from smbwatch.capture.pcap import CaptureError, read_packets
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.pipeline import capture_events
+from smbwatch.smb.nbss import Decoder
 
 
 def all_captures(shared_data: Path) -> list[Path]:
@@ -29,13 +30,15 @@ def all_captures(shared_data: Path) -> list[Path]:
     return found
 
 
-class MessageCounter:
+class MessageCounter(Decoder):
     """A decoder that counts SMB2 headers (compound parts included) and SMB1 messages."""
 
     counts: dict[str, int]
-    wants_body = True
+    body_wanted = True
 
     def __init__(self, endpoints: object, diagnostics: Diagnostics) -> None:
+        super().__init__()
+        self.wants_body = self.body_wanted
         self.counts = COUNTS
 
     def wanted(self, from_client: bool, head: bytes, total_len: int) -> int:
@@ -66,7 +69,7 @@ class MessageCounter:
 class MessageSizes(MessageCounter):
     """Sees only the start of each message; the rest is skipped by the TCP layer."""
 
-    wants_body = False
+    body_wanted = False
 
     def wanted(self, from_client: bool, head: bytes, total_len: int) -> int:
         return min(total_len, 100)
@@ -89,7 +92,7 @@ def message_sizes(path: Path, decoder: type = MessageSizes) -> tuple[int, int]:
 
 
 class FullMessageSizes(MessageSizes):
-    wants_body = True
+    body_wanted = True
 
     def wanted(self, from_client: bool, head: bytes, total_len: int) -> int:
         return total_len

@@ -211,6 +211,9 @@ class _PcapReader(FrameReader):
                     self._damaged("truncated record header")
                 return self._finish()
             self.buf, pos, end = chunks.buf, chunks.pos, chunks.end
+        seconds: int  # typed, so that the compiled build does this arithmetic natively
+        fraction: int
+        caplen: int
         seconds, fraction, caplen, _ = self.unpack(self.buf, pos)
         stop = pos + 16 + caplen
         if caplen > MAX_RECORD:

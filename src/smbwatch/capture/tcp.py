@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final
 
 from smbwatch.capture.link import SMB_PORTS, Segment
 from smbwatch.capture.pcap import Buffer
@@ -30,17 +30,23 @@ MAX_CONNECTIONS: Final = 65536
 LATE_SYN_WINDOW: Final = 1 << 30  # a SYN this close behind the stream belongs to it
 
 
-class StreamConsumer(Protocol):
-    """What reassembly feeds: one per TCP connection.
+class StreamConsumer:
+    """What reassembly feeds: one per TCP connection (a base class rather than a Protocol, so
+    that the compiled build calls it directly, once per segment).
 
     ``data`` returns how many of the bytes that follow in that direction the consumer does not
     need to see (the rest of a file transfer nobody inspects): reassembly then only counts them
     off, with no call per segment. The consumer has already accounted for them.
     """
 
-    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> int: ...
-    def gap(self, from_client: bool, length: int) -> None: ...
-    def close(self) -> None: ...
+    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> int:
+        raise NotImplementedError
+
+    def gap(self, from_client: bool, length: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
 
 # Called for each new connection: client address, client port, server address, server port.
@@ -121,13 +127,20 @@ class TcpReassembler:
         """
         if stop - first < 54:
             return False
-        fields = _ETHERNET_IPV4_TCP.unpack_from(buf, first + 12)
-        if fields[0] >> 8 != ETHERNET_IPV4:
+        kind: int  # typed, so that the compiled build does this arithmetic natively
+        total_len: int
+        fragment: int
+        protocol: int
+        seq: int
+        offset_flags: int
+        kind, total_len, fragment, protocol, seq, offset_flags = _ETHERNET_IPV4_TCP.unpack_from(
+            buf, first + 12
+        )
+        if kind >> 8 != ETHERNET_IPV4:
             return False
         entry = self.flows.get(buf[first + 26 : first + 38])  # IPv4 addresses and TCP ports
         if entry is None:
             return False
-        _, total_len, fragment, protocol, seq, offset_flags = fields
         start, end = first + 34 + (offset_flags >> 12) * 4, first + 14 + total_len
         if protocol != 6 or fragment & 0x3FFF or offset_flags & 0x07 or end > stop:
             return False

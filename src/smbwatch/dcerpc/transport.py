@@ -3,6 +3,7 @@ dynamic port (PsExec and others), read with the same ``RpcPipe`` as named pipes.
 
 from __future__ import annotations
 
+from smbwatch.capture.tcp import StreamConsumer
 from smbwatch.dcerpc.events import call_fields
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
@@ -10,7 +11,7 @@ from smbwatch.events import SmbEvent
 from smbwatch.smb.endpoint import Endpoints
 
 
-class RpcTcpConnection:
+class RpcTcpConnection(StreamConsumer):
     """Consumer of one reassembled TCP connection carrying DCE/RPC PDUs."""
 
     def __init__(self, endpoints: Endpoints, diagnostics: Diagnostics, out: list[SmbEvent]) -> None:

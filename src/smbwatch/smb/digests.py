@@ -25,7 +25,7 @@ import signal
 import struct
 import subprocess
 import sys
-from typing import Any, BinaryIO, Final, Protocol
+from typing import Any, BinaryIO, Final
 
 from smbwatch.options import Bytes
 
@@ -47,15 +47,27 @@ class DigestError(Exception):
     """The hashing process is gone: the digests still wanted will not come."""
 
 
-class DigestService(Protocol):
-    """Where ``Transfers`` sends file data and gets digests (a process, or inline)."""
+class DigestService:
+    """Where ``Transfers`` sends file data and gets digests (a process, or inline): a base
+    class rather than a Protocol, so that the compiled build calls it directly."""
 
-    def data(self, stream: int, data: Bytes) -> None: ...
-    def finish(self, stream: int) -> None: ...
-    def abandon(self, stream: int) -> None: ...
-    def ready(self, stream: int) -> bool: ...
-    def take(self, stream: int) -> Digests | None: ...
-    def close(self) -> None: ...
+    def data(self, stream: int, data: Bytes) -> None:
+        raise NotImplementedError
+
+    def finish(self, stream: int) -> None:
+        raise NotImplementedError
+
+    def abandon(self, stream: int) -> None:
+        raise NotImplementedError
+
+    def ready(self, stream: int) -> bool:
+        raise NotImplementedError
+
+    def take(self, stream: int) -> Digests | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
 
 class StreamHashes:
@@ -92,7 +104,7 @@ def _hex(raw: tuple[bytes, bytes, bytes]) -> Digests | None:
     return sha256.hex(), sha1.hex(), md5.hex()
 
 
-class InlineDigests:
+class InlineDigests(DigestService):
     """The same service computed in the decoder's own process (no second core used)."""
 
     def __init__(self) -> None:
@@ -118,7 +130,7 @@ class InlineDigests:
         self.hashes.streams.clear()
 
 
-class DigestProcess:
+class DigestProcess(DigestService):
     """The parent's end of the hashing process: hand over data, collect digests as they come."""
 
     def __init__(self) -> None:
@@ -208,11 +220,14 @@ class DigestProcess:
         self.open_data = -1
 
     def _room(self, size: int) -> bool:
-        """Make room for ``size`` more bytes at the tail, moving what waits to the front or,
-        when the child is a whole buffer behind, waiting for it; whether the record open at
-        the tail is still there to lengthen."""
+        """Make room for ``size`` more bytes at the tail; whether the record open at the tail
+        is still there to lengthen. What waits is moved to the front only when little waits:
+        a child far behind is waited for instead, since moving a nearly full buffer each time
+        the pipe takes a little would copy every byte many times over."""
         if self.tail + size <= len(self.buffer):
             return True
+        if self.tail - self.head > len(self.buffer) // 4:
+            self._send(everything=True)
         if self.head:
             waiting = self.tail - self.head
             self.buffer[:waiting] = self.buffer[self.head : self.tail]

@@ -25,6 +25,7 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.options import Bytes, ExtractedFile, Options
 from smbwatch.smb.digests import DigestError, DigestService, start_digests
+from smbwatch.smb.nbss import Decoder
 
 # (signature, offset, name): checked in order, first match wins.
 _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
@@ -539,15 +540,15 @@ class FileTracker:
         return events
 
 
-class FileBodies:
-    """The part of the Decoder protocol that SMB1 and SMB2 share: the rest of a message past
-    what the decoder kept is file data for the connection's tracker (counted and hashed)."""
+class FileBodies(Decoder):
+    """The part of a ``Decoder`` that SMB1 and SMB2 share: the rest of a message past what
+    the decoder kept is file data for the connection's tracker (counted and hashed)."""
 
     def __init__(self, files: Transfers | None, diagnostics: Diagnostics) -> None:
+        super().__init__()
         self._tracker = (files or Transfers(Options(), diagnostics)).tracker()
-        # Set after each message: True only while file data to hash follows it (the TCP layer
-        # skips the rest of every other message without a call per segment).
-        self.wants_body = False
+        # ``wants_body``, set after each message: True only while file data to hash follows it
+        # (the TCP layer skips the rest of every other message without a call per segment).
         self._follows = 0  # bytes of the message being decoded that come to body() after it
 
     def body(self, from_client: bool, chunk: bytes) -> None:

@@ -11,8 +11,11 @@ the next plausible SMB header and counts the resynchronisation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final
 
+from mypy_extensions import mypyc_attr
+
+from smbwatch.capture.tcp import StreamConsumer
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.smb.endpoint import Endpoints
@@ -29,22 +32,34 @@ PROTOCOL_IDS: Final = frozenset((0xFE, 0xFF, 0xFD, 0xFC))  # SMB2, SMB1, SMB3 tr
 SMB_SIGNATURE: Final = b"SMB"
 
 
-class Decoder(Protocol):
-    """A protocol decoder for one connection (see CONTRIBUTING.md, "Seams").
+@mypyc_attr(allow_interpreted_subclasses=True)  # tests frame messages with decoders of their own
+class Decoder:
+    """A protocol decoder for one connection (see CONTRIBUTING.md, "Seams"): a base class
+    rather than a Protocol, so that the compiled build calls it directly.
 
     ``wants_body`` False means the rest of a message beyond ``wanted`` is never looked at: it is
     then skipped by the TCP layer without a call per segment.
     """
 
-    wants_body: bool
+    def __init__(self) -> None:
+        self.wants_body = False
 
-    def wanted(self, from_client: bool, head: bytes, total_len: int) -> int: ...
+    def wanted(self, from_client: bool, head: bytes, total_len: int) -> int:
+        raise NotImplementedError
+
     def message(
         self, from_client: bool, data: bytes, total_len: int, time: int, frame: int
-    ) -> list[SmbEvent]: ...
-    def body(self, from_client: bool, chunk: bytes) -> None: ...
-    def body_gap(self, from_client: bool, length: int) -> None: ...
-    def finish(self) -> list[SmbEvent]: ...
+    ) -> list[SmbEvent]:
+        raise NotImplementedError
+
+    def body(self, from_client: bool, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def body_gap(self, from_client: bool, length: int) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> list[SmbEvent]:
+        raise NotImplementedError
 
 
 DecoderFactory = Callable[[Endpoints, Diagnostics], Decoder]
@@ -70,7 +85,7 @@ class _Direction:
         self.length = self.want = -1
 
 
-class SmbConnection:
+class SmbConnection(StreamConsumer):
     """Consumer of one reassembled TCP connection (``capture.tcp.StreamConsumer``)."""
 
     def __init__(
