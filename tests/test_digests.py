@@ -4,7 +4,10 @@ the digests still due, with a warning, never the run; held-back events keep thei
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import mmap
+import os
 import random
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from smbwatch.smb.digests import (
     DigestProcess,
     DigestService,
     InlineDigests,
+    MappedCapture,
     StreamHashes,
 )
 from smbwatch.smb.files import FileData, Transfers
@@ -48,9 +52,10 @@ def test_interleaved_streams_get_their_own_digests(service: type[DigestService])
         while any(sent[n] < len(data) for n, data in files.items()):
             number = rng.choice([n for n, data in files.items() if sent[n] < len(data)])
             size = rng.choice([1, 13, 1448, 65536, 300_000])
-            digests.data(number, files[number][sent[number] : sent[number] + size])
+            data = files[number]
+            digests.data(number, data, sent[number], min(sent[number] + size, len(data)))
             sent[number] += size
-        digests.data(10, b"abandoned")
+        digests.data(10, b"abandoned", 0, 9)
         digests.abandon(10)
         for number in files:
             digests.finish(number)
@@ -66,18 +71,19 @@ def test_the_oldest_streams_are_forgotten_beyond_the_bound(monkeypatch: pytest.M
     hashes = StreamHashes()
     for number in range(1, 5):
         hashes.update(number, b"x")
-    assert hashes.finish(1) == digests_module.LOST
-    assert hashes.finish(4) == tuple(bytes.fromhex(h) for h in expected(b"x"))
+    assert hashes.finish(1) == (digests_module.FORGOTTEN, digests_module.NO_DIGESTS)
+    digests = tuple(bytes.fromhex(h) for h in expected(b"x"))
+    assert hashes.finish(4) == (digests_module.HASHED, digests)
 
 
 def test_a_dead_hashing_process_costs_only_the_digests_due() -> None:
     digests = DigestProcess()
-    digests.data(1, b"data")
+    digests.data(1, b"data", 0, 4)
     digests.finish(1)
     assert digests.take(1) == expected(b"data")
     digests.child.kill()
     digests.child.wait()
-    digests.data(2, b"more")
+    digests.data(2, b"more", 0, 4)
     digests.finish(2)
     with pytest.raises(DigestError):
         digests.take(2)
@@ -129,3 +135,96 @@ def test_a_forgotten_stream_costs_its_hash_with_a_warning(monkeypatch: pytest.Mo
     assert events[0].sha256 is None and events[1].sha256 == expected(b"MZ\x90\x00")[0]
     assert diagnostics.counts["file_hash_abandoned"] == 1
     transfers.close()
+
+
+def test_bytes_in_the_mapped_capture_are_read_there_by_the_child(tmp_path: Path) -> None:
+    """Pointers into the capture file (mapped by both processes) and bytes sent down the pipe,
+    interleaved in one stream and across streams, give hashlib's digests."""
+    rng = random.Random(139)
+    path = tmp_path / "capture.pcap"
+    path.write_bytes(rng.randbytes(2 * READ_SIZE))
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as capture:
+        digests = DigestProcess(capture, file.fileno())
+        try:
+            streams: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
+            for _ in range(3000):
+                number = rng.choice((1, 2))
+                start = rng.randrange(len(capture) - 1500)
+                stop = start + rng.choice((1, 60, 1448))
+                if rng.random() < 0.7:
+                    digests.data(number, capture, start, stop)  # by reference
+                    streams[number] += capture[start:stop]
+                else:
+                    piece = rng.randbytes(stop - start)
+                    digests.data(number, piece, 0, len(piece))
+                    streams[number] += piece
+            for number in streams:
+                digests.finish(number)
+            assert all(digests.take(n) == expected(bytes(d)) for n, d in streams.items())
+        finally:
+            digests.close()
+
+
+def test_bytes_the_child_cannot_read_cost_that_file_only(tmp_path: Path) -> None:
+    """The capture shrank after it was mapped: a pointer past the end the child sees costs the
+    digests of that stream (DigestError, a counted warning upstream), not the others'."""
+    path = tmp_path / "capture.pcap"
+    path.write_bytes(bytes(range(256)) * 64)
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as capture:
+        os.truncate(path, 4096)
+        digests = DigestProcess(capture, file.fileno())
+        try:
+            digests.data(1, capture, 8192, 9000)
+            digests.data(1, capture, 0, 100)  # the stream stays lost
+            digests.data(2, capture, 0, 1000)
+            for number in (1, 2):
+                digests.finish(number)
+            with pytest.raises(DigestError, match="could not read the capture"):
+                digests.take(1)
+            assert digests.take(2) == expected((bytes(range(256)) * 4)[:1000])
+        finally:
+            digests.close()
+
+
+def test_digests_do_not_depend_on_how_the_capture_is_stored(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """A plain pcap is hashed where its bytes lie; compressed, every byte goes down the pipe:
+    the same digests on the same events."""
+    capture = shared_data / SMB2_FILES
+    compressed = tmp_path / "capture.pcap.gz"
+    compressed.write_bytes(gzip.compress(capture.read_bytes()))
+
+    def digests(path: Path) -> list[tuple[str, str | None, str | None]]:
+        events = capture_events(str(path), Diagnostics(), options=Options())
+        return [(e.action, e.path, e.sha256) for e in events]
+
+    found = digests(capture)
+    assert sum(1 for _, _, sha256 in found if sha256) >= 15
+    assert digests(compressed) == found
+
+
+def test_the_child_hands_back_the_capture_pages_behind_it(tmp_path: Path) -> None:
+    """Memory stays flat however large the capture: the pages the records have passed are
+    handed back, so the resident part of the mapped file stays near ``RELEASE_EVERY``."""
+    path = tmp_path / "capture.pcap"
+    size = 6 * digests_module.RELEASE_EVERY
+    with path.open("wb") as file:
+        file.truncate(size)  # sparse: the test costs no disk
+    with path.open("rb") as file:
+        capture = MappedCapture(file.fileno())
+        before = _resident_file_kib()
+        for offset in range(0, size, mmap.PAGESIZE):
+            piece = capture.at(offset, 8)
+            assert piece is not None and piece[0] == 0  # the page is read, so resident
+        grown_mib = (_resident_file_kib() - before) / 1024
+        assert grown_mib < 2 * digests_module.RELEASE_EVERY / (1 << 20), grown_mib
+        assert capture.released >= size - 2 * digests_module.RELEASE_EVERY
+        assert capture.at(size - 4, 8) is None  # past the end of the file
+
+
+def _resident_file_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssFile in /proc/self/status")

@@ -7,13 +7,15 @@ stores it (``sinks.extract.FileExtractor``) without knowing anything of files on
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from typing import Final, Protocol
 
 from smbwatch.events import SmbEvent
 
 MIB: Final = 1 << 20
-Bytes = bytes | bytearray | memoryview  # file data as it is handed on, without a copy
+# File data as it is handed on, without a copy (the memory-mapped capture file included).
+Bytes = bytes | bytearray | memoryview | mmap.mmap
 
 
 class ExtractedFile(Protocol):

@@ -17,7 +17,13 @@ from typing import Final
 
 from smbwatch import winlog
 from smbwatch.capture.link import LINKTYPE_ETHERNET, SMB_PORTS, tcp_segment
-from smbwatch.capture.pcap import CaptureError, capture_format, open_maybe_gzip, read_frames
+from smbwatch.capture.pcap import (
+    CaptureError,
+    FrameReader,
+    capture_format,
+    open_maybe_gzip,
+    read_frames,
+)
 from smbwatch.capture.tcp import StreamConsumer, TcpReassembler
 from smbwatch.dcerpc.transport import RpcTcpConnection
 from smbwatch.diagnostics import Diagnostics
@@ -113,9 +119,13 @@ def capture_events(
     transfers = Transfers(options, diagnostics)
     if decoders is None:
         decoders = {key: partial(decoder, files=transfers) for key, decoder in DECODERS.items()}
+    frames = read_frames(path, diagnostics)
+    transfers.read_from(frames.mapped, frames.fileno)
     try:
-        yield from _settled(_capture_events(path, diagnostics, source_format, decoders), transfers)
+        batches = _capture_events(frames, path, diagnostics, source_format, decoders)
+        yield from _settled(batches, transfers)
     finally:
+        frames.close()
         transfers.close()
 
 
@@ -134,6 +144,7 @@ def _settled(batches: Iterator[list[SmbEvent]], transfers: Transfers) -> Iterato
 
 
 def _capture_events(
+    frames: FrameReader,
     path: str,
     diagnostics: Diagnostics,
     source_format: str | None,
@@ -141,7 +152,6 @@ def _capture_events(
 ) -> Iterator[list[SmbEvent]]:
     """The events of the capture, in batches as frames complete messages."""
     out: list[SmbEvent] = []
-    frames = read_frames(path, diagnostics)
     if source_format is None:
         source_format = sniff_format(path) or "pcap"
 

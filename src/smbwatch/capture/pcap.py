@@ -94,6 +94,8 @@ class FrameReader:
         self.buf: Buffer = b""
         self.start = 0
         self.stop = 0
+        self.mapped: mmap.mmap | None = None  # the memory-mapped file, when ``buf`` is it
+        self.fileno = -1  # ... and the descriptor it is open as
 
     def next(self) -> bool:
         raise NotImplementedError
@@ -199,6 +201,8 @@ class _PcapReader(FrameReader):
             return
         self.buf = chunks.buf
         self.linktype = struct.unpack_from(order + "I", chunks.buf, 20)[0] & 0x0FFFFFFF
+        if chunks.mapped is not None:
+            self.mapped, self.fileno = chunks.mapped, chunks.stream.fileno()
 
     def next(self) -> bool:
         if self.done:

@@ -30,14 +30,33 @@ MAX_CONNECTIONS: Final = 65536
 LATE_SYN_WINDOW: Final = 1 << 30  # a SYN this close behind the stream belongs to it
 
 
+class BodyTap:
+    """Where the bytes a consumer did not need to see go after all, without passing through
+    the consumer segment by segment: the file data that is hashed goes straight from the
+    segment to the file's digests."""
+
+    def take(self, buf: Buffer, start: int, stop: int) -> None:
+        """The next bytes: ``buf[start:stop]``."""
+        raise NotImplementedError
+
+    def gap(self, length: int) -> None:
+        """The next ``length`` bytes were never captured."""
+        raise NotImplementedError
+
+
 class StreamConsumer:
     """What reassembly feeds: one per TCP connection (a base class rather than a Protocol, so
     that the compiled build calls it directly, once per segment).
 
     ``data`` returns how many of the bytes that follow in that direction the consumer does not
-    need to see (the rest of a file transfer nobody inspects): reassembly then only counts them
-    off, with no call per segment. The consumer has already accounted for them.
+    need to see (the rest of a file transfer nobody inspects, or one that is only hashed):
+    reassembly then counts them off with no call to the consumer per segment, handing them
+    to ``tap`` as set by that ``data`` call (None: they go nowhere). The consumer has already
+    accounted for them.
     """
+
+    def __init__(self) -> None:
+        self.tap: BodyTap | None = None
 
     def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> int:
         raise NotImplementedError
@@ -56,11 +75,12 @@ ConsumerFactory = Callable[[str, int, str, int], StreamConsumer]
 class _Half:
     """One direction: where the next byte belongs, and segments that arrived early."""
 
-    __slots__ = ("next_seq", "skip", "pending", "pending_bytes", "fin")
+    __slots__ = ("next_seq", "skip", "tap", "pending", "pending_bytes", "fin")
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
         self.skip = 0  # bytes to come that the consumer said it does not need
+        self.tap: BodyTap | None = None  # ... and where they go
         self.pending: dict[int, tuple[bytes, int, int, int]] = {}
         self.pending_bytes = 0
         self.fin = False
@@ -152,11 +172,18 @@ class TcpReassembler:
         half.next_seq = (seq + size) & SEQ_MASK
         if half.skip >= size:
             half.skip -= size
+            if half.tap is not None:
+                half.tap.take(buf, start, end)
             return True
         connection.last_time = time
         connection.seen_data = True
-        start += half.skip
-        half.skip = connection.consumer.data(from_client, buf[start:end], time, number)
+        if half.skip:
+            if half.tap is not None:
+                half.tap.take(buf, start, start + half.skip)
+            start += half.skip
+        consumer = connection.consumer
+        half.skip = consumer.data(from_client, buf[start:end], time, number)
+        half.tap = consumer.tap
         return True
 
     def finish(self) -> None:
@@ -250,9 +277,13 @@ class TcpReassembler:
         half.next_seq = (half.next_seq + len(payload) + cut) & SEQ_MASK  # type: ignore[operator]
         if half.skip:
             skipped = min(half.skip, len(payload))
+            if half.tap is not None:
+                half.tap.take(payload, 0, skipped)
             payload, half.skip = payload[skipped:], half.skip - skipped
         if payload:
-            half.skip = connection.consumer.data(from_client, payload, time, frame)
+            consumer = connection.consumer
+            half.skip = consumer.data(from_client, payload, time, frame)
+            half.tap = consumer.tap
         if cut:
             self.diagnostics.warn("snaplen_cut", "frames shorter than their TCP payload")
             self._lost(connection, half, from_client, cut)
@@ -261,6 +292,8 @@ class TcpReassembler:
         """Bytes that never reached the capture: within skipped bytes they do not matter."""
         inside = min(half.skip, length)
         half.skip -= inside
+        if inside and half.tap is not None:
+            half.tap.gap(inside)
         if length > inside:
             connection.consumer.gap(from_client, length - inside)
 

@@ -15,6 +15,7 @@ class RpcTcpConnection(StreamConsumer):
     """Consumer of one reassembled TCP connection carrying DCE/RPC PDUs."""
 
     def __init__(self, endpoints: Endpoints, diagnostics: Diagnostics, out: list[SmbEvent]) -> None:
+        super().__init__()
         self.endpoints = endpoints
         self.pipe = RpcPipe(diagnostics)
         self.out = out

@@ -2,16 +2,22 @@
 
 The three digests of a gigabyte of file data take seconds of CPU (md5 alone runs at about
 400 MB/s), as long as decoding the capture itself; computed inline they would halve smbwatch's
-throughput. Instead each file's in-order bytes go down a pipe to a child process that hashes them
-on another core while the decoder goes on; the digests of a finished file come back when the
-child gets there, and the events that carry them are held back meanwhile (``Transfers.settle``).
-Where no child process can be started, ``InlineDigests`` does the same work in the decoder.
+throughput. Instead each file's in-order bytes go to a child process that hashes them on another
+core while the decoder goes on; the digests of a finished file come back when the child gets
+there, and the events that carry them are held back meanwhile (``Transfers.settle``). Where no
+child process can be started, ``InlineDigests`` does the same work in the decoder.
 
-Parent to child, records of: op (1 byte), stream id (8), length (4), and that many data bytes.
-``D`` data of a stream (consecutive data of one stream is merged into one record), ``F`` the
-stream is finished (its digests are wanted), ``A`` abandoned (forget it). Child to parent, for
-each ``F`` in order: stream id (8) and the sha256 (32), sha1 (20) and md5 (16) digests, all zero
-when the child had to forget the stream (``MAX_STREAMS``).
+Bytes that lie in the memory-mapped capture file itself are not copied at all: the child maps
+the same file (its descriptor is inherited) and is told only where they are. Other bytes (a
+compressed capture, a pcapng block, the start of a message) go down the pipe.
+
+Parent to child, records of: op (1 byte), stream id (8), length (4), then for ``D`` that many
+data bytes and for ``R`` the offset (8) of that many bytes in the capture file. ``D`` data of a
+stream (consecutive data of one stream is merged into one record), ``R`` data by reference,
+``F`` the stream is finished (its digests are wanted), ``A`` abandoned (forget it). Child to
+parent, for each ``F`` in order: stream id (8), a status (1: ``HASHED``, ``FORGOTTEN`` when the
+child had to forget the stream, ``UNREADABLE`` when it could not read the capture) and the
+sha256 (32), sha1 (20) and md5 (16) digests.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import mmap
 import os
 import select
 import signal
@@ -31,14 +38,22 @@ from smbwatch.options import Bytes
 
 RECORD: Final = struct.Struct("<cQI")
 LENGTH: Final = struct.Struct("<I")  # the last field of RECORD, rewritten as a data record grows
-REPLY: Final = struct.Struct("<Q32s20s16s")
+REFERENCE: Final = struct.Struct("<cQIQ")  # RECORD and the offset of the bytes in the capture
+REFERENCE_SIZE: Final = 21
+OFFSET: Final = struct.Struct("<Q")
+REPLY: Final = struct.Struct("<QB32s20s16s")
+HASHED: Final = 0
+FORGOTTEN: Final = 1
+UNREADABLE: Final = 2
 FLUSH_AT: Final = 256 << 10  # parent: bytes gathered before the pipe is offered them
 MAX_GATHERED = 16 << 20  # parent: what may wait for a busy child before the decoder waits too
 READ_SIZE: Final = 1 << 20  # child: bytes read from the pipe at a time
+GATHER_SIZE: Final = 1 << 16  # child: bytes pointed to gathered to be hashed at once
+RELEASE_EVERY: Final = 64 << 20  # child: bytes of the capture read between hand-backs
 PIPE_SIZE: Final = 1 << 20  # the pipe's capacity (Linux's default limit for a process)
 MAX_STREAMS = 1 << 16  # streams hashed at once (a hostile capture may open millions of files)
-CHILD: Final = "from smbwatch.smb.digests import serve; serve()"
-LOST: Final = (bytes(32), bytes(20), bytes(16))
+CHILD: Final = "from smbwatch.smb.digests import serve; serve({})"
+UNREADABLE_REASON: Final = "the hashing process could not read the capture file"
 
 Digests = tuple[str, str, str]  # sha256, sha1, md5, in hex
 
@@ -51,7 +66,8 @@ class DigestService:
     """Where ``Transfers`` sends file data and gets digests (a process, or inline): a base
     class rather than a Protocol, so that the compiled build calls it directly."""
 
-    def data(self, stream: int, data: Bytes) -> None:
+    def data(self, stream: int, buf: Bytes, start: int, stop: int) -> None:
+        """The next bytes of ``stream``: ``buf[start:stop]``."""
         raise NotImplementedError
 
     def finish(self, stream: int) -> None:
@@ -64,43 +80,68 @@ class DigestService:
         raise NotImplementedError
 
     def take(self, stream: int) -> Digests | None:
+        """The digests of a finished stream, waiting for them if need be; None when the stream
+        had to be forgotten. Raises DigestError when they cannot be had."""
         raise NotImplementedError
 
     def close(self) -> None:
         raise NotImplementedError
 
 
+Raw = tuple[bytes, bytes, bytes]  # sha256, sha1, md5
+Result = tuple[int, Raw]  # a status (HASHED, FORGOTTEN, UNREADABLE) and the digests
+NO_DIGESTS: Final = (bytes(32), bytes(20), bytes(16))
+
+
 class StreamHashes:
-    """The digests of every stream being hashed, at most ``MAX_STREAMS`` (oldest forgotten)."""
+    """The digests of every stream being hashed, at most ``MAX_STREAMS`` (oldest forgotten),
+    and the streams some of whose bytes could not be read."""
 
     def __init__(self) -> None:
         self.streams: dict[int, tuple[Any, Any, Any]] = {}
+        self.unreadable: set[int] = set()
 
     def update(self, stream: int, data: Bytes) -> None:
         digests = self.streams.get(stream)
         if digests is None:
+            if stream in self.unreadable:
+                return
             if len(self.streams) >= MAX_STREAMS:
                 del self.streams[next(iter(self.streams))]
             digests = self.streams[stream] = (hashlib.sha256(), hashlib.sha1(), hashlib.md5())
         for digest in digests:
             digest.update(data)
 
-    def finish(self, stream: int) -> tuple[bytes, bytes, bytes]:
-        """The raw digests of a complete stream (``LOST`` if it was forgotten)."""
+    def lose(self, stream: int) -> None:
+        """Bytes of ``stream`` could not be read: its digests cannot be had."""
+        self.streams.pop(stream, None)
+        if len(self.unreadable) >= MAX_STREAMS:
+            self.unreadable.pop()
+        self.unreadable.add(stream)
+
+    def finish(self, stream: int) -> Result:
+        """The digests of a complete stream, or why there are none."""
+        if stream in self.unreadable:
+            self.unreadable.discard(stream)
+            return UNREADABLE, NO_DIGESTS
         digests = self.streams.pop(stream, None)
         if digests is None:
-            return LOST
+            return FORGOTTEN, NO_DIGESTS
         sha256, sha1, md5 = digests
-        return sha256.digest(), sha1.digest(), md5.digest()
+        return HASHED, (sha256.digest(), sha1.digest(), md5.digest())
 
     def abandon(self, stream: int) -> None:
         self.streams.pop(stream, None)
+        self.unreadable.discard(stream)
 
 
-def _hex(raw: tuple[bytes, bytes, bytes]) -> Digests | None:
-    if raw == LOST:
+def _taken(result: Result) -> Digests | None:
+    """A stream's digests in hex; None when it was forgotten (see ``DigestService.take``)."""
+    status, (sha256, sha1, md5) = result
+    if status == UNREADABLE:
+        raise DigestError(UNREADABLE_REASON)
+    if status != HASHED:
         return None
-    sha256, sha1, md5 = raw
     return sha256.hex(), sha1.hex(), md5.hex()
 
 
@@ -109,13 +150,14 @@ class InlineDigests(DigestService):
 
     def __init__(self) -> None:
         self.hashes = StreamHashes()
-        self.done: dict[int, Digests | None] = {}
+        self.done: dict[int, Result] = {}
 
-    def data(self, stream: int, data: Bytes) -> None:
-        self.hashes.update(stream, data)
+    def data(self, stream: int, buf: Bytes, start: int, stop: int) -> None:
+        with memoryview(buf) as view:
+            self.hashes.update(stream, view[start:stop])
 
     def finish(self, stream: int) -> None:
-        self.done[stream] = _hex(self.hashes.finish(stream))
+        self.done[stream] = self.hashes.finish(stream)
 
     def abandon(self, stream: int) -> None:
         self.hashes.abandon(stream)
@@ -124,7 +166,7 @@ class InlineDigests(DigestService):
         return True
 
     def take(self, stream: int) -> Digests | None:
-        return self.done.pop(stream, None)
+        return _taken(self.done.pop(stream, (FORGOTTEN, NO_DIGESTS)))
 
     def close(self) -> None:
         self.hashes.streams.clear()
@@ -133,11 +175,19 @@ class InlineDigests(DigestService):
 class DigestProcess(DigestService):
     """The parent's end of the hashing process: hand over data, collect digests as they come."""
 
-    def __init__(self) -> None:
+    def __init__(self, capture: mmap.mmap | None = None, fileno: int = -1) -> None:
+        """``capture``: the memory-mapped capture file (open as ``fileno``), whose bytes the
+        child reads itself."""
+        if capture is None:
+            fileno = -1
         self.child = subprocess.Popen(  # this interpreter, this package
-            [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            [sys.executable, "-c", CHILD.format(fileno)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=(fileno,) if fileno >= 0 else (),
         )
         assert self.child.stdin is not None and self.child.stdout is not None
+        self.capture = capture
         self.requests = self.child.stdin.fileno()
         self.replies = self.child.stdout.fileno()
         with contextlib.suppress(AttributeError, OSError):  # Linux: fewer, larger pipe writes
@@ -147,31 +197,38 @@ class DigestProcess(DigestService):
         # What waits for the pipe: ``buffer[head:tail]``, in a buffer allocated once.
         self.buffer = bytearray(MAX_GATHERED)
         self.head = self.tail = 0
+        self.referenced = 0  # bytes of the capture referred to by records not yet written
         self.send_at = FLUSH_AT  # how much waiting data makes the next write
         self.open_data = -1  # the stream whose data record ends the buffer, if any
         self.open_start = 0  # ... where that record starts
         self.open_length = 0  # ... and its length so far
         self.incoming = bytearray()
-        self.done: dict[int, Digests | None] = {}
+        self.done: dict[int, Result] = {}
         self.gone = False
 
-    def data(self, stream: int, data: Bytes) -> None:
-        size = len(data)
-        if size > FLUSH_AT:  # in pieces, so that any piece fits the buffer
-            with memoryview(data) as view:
-                for start in range(0, size, FLUSH_AT):
-                    self.data(stream, view[start : start + FLUSH_AT])
-            return
-        if stream != self.open_data or not self._room(size):
-            self._room(RECORD.size + size)
-            RECORD.pack_into(self.buffer, self.tail, b"D", stream, 0)
-            self.open_data, self.open_start, self.open_length = stream, self.tail, 0
-            self.tail += RECORD.size
-        self.open_length += size
-        LENGTH.pack_into(self.buffer, self.open_start + RECORD.size - 4, self.open_length)
-        self.buffer[self.tail : self.tail + size] = data
-        self.tail += size
-        if self.tail - self.head >= self.send_at:
+    def data(self, stream: int, buf: Bytes, start: int, stop: int) -> None:
+        size = stop - start
+        if buf is self.capture:  # the child reads these bytes where they lie
+            self._room(REFERENCE_SIZE)
+            REFERENCE.pack_into(self.buffer, self.tail, b"R", stream, size, start)
+            self.tail += REFERENCE_SIZE
+            self.open_data = -1
+            self.referenced += size
+        else:
+            if size > FLUSH_AT:  # in pieces, so that any piece fits the buffer
+                for first in range(start, stop, FLUSH_AT):
+                    self.data(stream, buf, first, min(first + FLUSH_AT, stop))
+                return
+            if stream != self.open_data or not self._room(size):
+                self._room(RECORD.size + size)
+                RECORD.pack_into(self.buffer, self.tail, b"D", stream, 0)
+                self.open_data, self.open_start, self.open_length = stream, self.tail, 0
+                self.tail += RECORD.size
+            self.open_length += size
+            LENGTH.pack_into(self.buffer, self.open_start + RECORD.size - 4, self.open_length)
+            self.buffer[self.tail : self.tail + size] = buf[start:stop]
+            self.tail += size
+        if self.tail - self.head + self.referenced >= self.send_at:
             self._send(everything=False)
 
     def finish(self, stream: int) -> None:
@@ -187,15 +244,13 @@ class DigestProcess(DigestService):
         return stream in self.done or self.gone
 
     def take(self, stream: int) -> Digests | None:
-        """The digests of a finished stream, waiting for them if need be; None when the child
-        had to forget the stream. Raises DigestError when the child died."""
         if stream not in self.done:
             self.flush()
             while stream not in self.done and not self.gone:
                 self._collect(block=True)
         if stream not in self.done:
             raise DigestError("the file hashing process ended early")
-        return self.done.pop(stream)
+        return _taken(self.done.pop(stream))
 
     def flush(self) -> None:
         """Write out all that waits."""
@@ -259,6 +314,7 @@ class DigestProcess(DigestService):
         if self.head == self.tail or self.gone:
             self.head = self.tail = 0
             self.open_data = -1
+        self.referenced = 0
         self.send_at = self.tail - self.head + FLUSH_AT  # a full pipe is not asked again at once
 
     def _collect(self, block: bool) -> None:
@@ -274,42 +330,78 @@ class DigestProcess(DigestService):
         self.incoming += chunk
         usable = len(self.incoming) - len(self.incoming) % REPLY.size
         for start in range(0, usable, REPLY.size):
-            stream, sha256, sha1, md5 = REPLY.unpack_from(self.incoming, start)
-            self.done[stream] = _hex((sha256, sha1, md5))
+            stream, status, sha256, sha1, md5 = REPLY.unpack_from(self.incoming, start)
+            self.done[stream] = status, (sha256, sha1, md5)
         del self.incoming[:usable]
 
 
-def start_digests() -> DigestService:
-    """The hashing process, or inline hashing where it cannot be started."""
+def start_digests(capture: mmap.mmap | None = None, fileno: int = -1) -> DigestService:
+    """The hashing process (reading ``capture`` itself, if given), or inline hashing where
+    it cannot be started."""
     try:
-        return DigestProcess()
+        return DigestProcess(capture, fileno)
     except OSError:
         return InlineDigests()
 
 
-def serve() -> None:
-    """The child: hash what comes on stdin, answer on stdout, until stdin ends."""
+def serve(fileno: int = -1) -> None:
+    """The child: hash what comes on stdin (and the capture file open as ``fileno``, where
+    records refer to it), answer on stdout, until stdin ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     requests = os.fdopen(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
     replies = sys.stdout.buffer
     hashes = StreamHashes()
+    capture = MappedCapture(fileno)
     buffer = bytearray(READ_SIZE)  # one buffer for the whole run: no allocation per read
     filled = 0
     with memoryview(buffer) as view:
         while count := requests.readinto(view[filled:]):
             filled += count
-            used = _serve_records(view[:filled], hashes, replies)
+            used = _serve_records(view[:filled], hashes, capture, replies)
             buffer[: filled - used] = bytes(view[used:filled])  # the rest: a header at most
             filled -= used
 
 
-def _serve_records(view: memoryview, hashes: StreamHashes, replies: BinaryIO) -> int:
+class MappedCapture:
+    """The child's map of the capture file. The records point ever further into it (the
+    decoder reads the file in order), so the pages behind are handed back to the kernel as
+    they go, and the child's memory does not grow with the capture. A file that cannot be
+    mapped is empty: the records pointing into it cost their streams' digests."""
+
+    def __init__(self, fileno: int) -> None:
+        self.mapped: mmap.mmap | None = None
+        if fileno >= 0:
+            with contextlib.suppress(OSError, ValueError):
+                self.mapped = mmap.mmap(fileno, 0, access=mmap.ACCESS_READ)
+        self.view = memoryview(self.mapped if self.mapped is not None else b"")
+        self.released = 0  # pages before this offset are handed back
+
+    def at(self, offset: int, length: int) -> memoryview | None:
+        """``length`` bytes at ``offset``, None when the file is not that long."""
+        if offset + length > len(self.view):
+            return None
+        if offset - self.released >= RELEASE_EVERY and self.mapped is not None:
+            end = offset - offset % mmap.PAGESIZE
+            self.mapped.madvise(mmap.MADV_DONTNEED, self.released, end - self.released)
+            self.released = end
+        return self.view[offset : offset + length]
+
+
+def _serve_records(
+    view: memoryview, hashes: StreamHashes, capture: MappedCapture, replies: BinaryIO
+) -> int:
     """Handle the records in ``view`` (a data record as far as it has come); how many bytes
     were handled."""
     pos, end = 0, len(view)
     answers = bytearray()
+    # Pieces of one stream the records point to, hashed together: three calls per piece of
+    # a frame's size would cost more than copying them.
+    gathered, gathered_stream = bytearray(), -1
     while end - pos >= RECORD.size:
         op, stream, length = RECORD.unpack_from(view, pos)
+        if gathered and (op != b"R" or stream != gathered_stream or len(gathered) >= GATHER_SIZE):
+            hashes.update(gathered_stream, gathered)
+            gathered.clear()
         start = pos + RECORD.size
         if op == b"D":
             stop = min(end, start + length)
@@ -320,11 +412,26 @@ def _serve_records(view: memoryview, hashes: StreamHashes, replies: BinaryIO) ->
                 break
             pos = stop
             continue
+        if op == b"R":
+            if end - pos < REFERENCE_SIZE:
+                break
+            (offset,) = OFFSET.unpack_from(view, start)
+            pos += REFERENCE_SIZE
+            piece = capture.at(offset, length)
+            if piece is None:
+                hashes.lose(stream)
+            else:
+                gathered_stream = stream
+                gathered += piece
+            continue
         pos = start
         if op == b"F":
-            answers += REPLY.pack(stream, *hashes.finish(stream))
+            status, digests = hashes.finish(stream)
+            answers += REPLY.pack(stream, status, *digests)
         else:
             hashes.abandon(stream)
+    if gathered:
+        hashes.update(gathered_stream, gathered)
     if answers:
         replies.write(answers)
         replies.flush()

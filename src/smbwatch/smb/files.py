@@ -17,10 +17,12 @@ of one capture share.
 
 from __future__ import annotations
 
+import mmap
 from bisect import bisect_right
 from operator import itemgetter
 from typing import Final
 
+from smbwatch.capture.tcp import BodyTap
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.options import Bytes, ExtractedFile, Options
@@ -85,6 +87,8 @@ class Transfers:
         self.held = 0  # out-of-order bytes held by every file
         self.extracting: set[_Stream] = set()  # streams whose file is being extracted
         self._digests: DigestService | None = None  # started with the first file to hash
+        self._capture: mmap.mmap | None = None  # the capture file, if memory-mapped
+        self._fileno = -1  # ... and open as this descriptor
         self._streams = 0  # streams numbered so far
         self._awaiting: dict[int, _Awaiting] = {}  # by id() of the event the digests go on
 
@@ -92,9 +96,14 @@ class Transfers:
         """The tracker of one connection."""
         return FileTracker(self)
 
+    def read_from(self, capture: mmap.mmap | None, fileno: int) -> None:
+        """The capture's frames lie in ``capture`` (memory-mapped, open as ``fileno``): file
+        data found there is hashed where it lies, not copied."""
+        self._capture, self._fileno = capture, fileno
+
     def digests(self) -> DigestService:
         if self._digests is None:
-            self._digests = start_digests()
+            self._digests = start_digests(self._capture, self._fileno)
         return self._digests
 
     def new_stream(self) -> int:
@@ -163,11 +172,12 @@ class _Stream:
             else:
                 transfers.extracting.add(self)
 
-    def add(self, data: Bytes) -> None:
-        self.digests.data(self.number, data)
+    def add(self, buf: Bytes, start: int, stop: int) -> None:
+        """The next bytes of the file: ``buf[start:stop]``."""
+        self.digests.data(self.number, buf, start, stop)
         if self.writer is not None and self.failed is None:
             try:
-                self.writer.write(data)
+                self.writer.write(buf[start:stop])
             except OSError as error:
                 self.failed = error
 
@@ -284,9 +294,10 @@ class _Transfer:
 
     # -- the in-order stream -------------------------------------------------------------------
 
-    def add(self, offset: int, data: Bytes) -> None:
-        """Data at ``offset``: counted, and hashed in order (held for later if it is early)."""
-        end = offset + len(data)
+    def add(self, offset: int, buf: Bytes, start: int, stop: int) -> None:
+        """Data ``buf[start:stop]`` at ``offset``: counted, and hashed in order (held for later
+        if it is early)."""
+        end = offset + stop - start
         if offset == self.run_end:
             self.run_end = end
         else:
@@ -295,14 +306,14 @@ class _Transfer:
             self.position = end
             if self.stream is None:
                 self.stream = _Stream(self.transfers)
-            self.stream.add(data)
+            self.stream.add(buf, start, stop)
             if self.held:
                 self._drain()
         elif self.position >= 0:
             if offset > self.position:
-                self._hold(offset, data)
+                self._hold(offset, buf[start:stop])
             else:
-                self._behind(offset, data)
+                self._behind(offset, buf[start:stop])
                 self._drain()
 
     def _behind(self, offset: int, data: Bytes) -> None:
@@ -311,11 +322,11 @@ class _Transfer:
         if self.upload:
             self.give_up(None)
             return
-        tail = memoryview(data)[self.position - offset :]
-        if tail:
+        known = self.position - offset
+        if known < len(data):
             assert self.stream is not None
-            self.stream.add(tail)
-            self.position += len(tail)
+            self.stream.add(data, known, len(data))
+            self.position += len(data) - known
 
     def _drain(self) -> None:
         """Hash the held pieces that the stream has now reached."""
@@ -329,7 +340,7 @@ class _Transfer:
             self.transfers.held -= len(data)
             if offset == self.position:
                 assert self.stream is not None
-                self.stream.add(data)
+                self.stream.add(data, 0, len(data))
                 self.position += len(data)
             else:
                 self._behind(offset, data)
@@ -414,8 +425,9 @@ class FileData:
         return max(seen) if seen else None
 
 
-class _Route:
-    """Where the rest of the message now being received goes: its remaining file data."""
+class _Route(BodyTap):
+    """Where the rest of the message now being received goes: its remaining file data (from
+    the decoder's ``body``, or straight from the TCP segments as the decoder's tap)."""
 
     __slots__ = ("transfer", "offset", "skip", "remaining")
 
@@ -424,6 +436,29 @@ class _Route:
         self.offset = offset  # the file offset of the next data byte
         self.skip = skip  # bytes of the message before that data (padding)
         self.remaining = remaining  # data bytes still to come
+
+    def take(self, buf: Bytes, start: int, stop: int) -> None:
+        if self.skip:
+            if stop - start <= self.skip:
+                self.skip -= stop - start
+                return
+            start, self.skip = start + self.skip, 0
+        stop = min(stop, start + self.remaining)
+        if stop <= start:
+            return
+        offset = self.offset
+        self.offset += stop - start
+        self.remaining -= stop - start
+        self.transfer.add(offset, buf, start, stop)
+
+    def gap(self, length: int) -> None:
+        skipped = min(length, self.skip)
+        self.skip -= skipped
+        lost = min(length - skipped, self.remaining)
+        if lost:
+            self.transfer.lost()
+            self.offset += lost
+            self.remaining -= lost
 
 
 class FileTracker:
@@ -473,7 +508,7 @@ class FileTracker:
             transfer.seen(offset, offset + length)  # as the message says: its data is skipped
             return
         if present:
-            transfer.add(offset, present)
+            transfer.add(offset, present, 0, len(present))
         skip = data_offset + len(present) - len(msg)
         in_body = min(length - len(present), follows - skip)
         if in_body < length - len(present):
@@ -489,38 +524,23 @@ class FileTracker:
         """Whether file data of the last message still follows (the decoder's ``wants_body``)."""
         return self._routes[from_client] is not None
 
+    def tap(self, from_client: bool) -> _Route | None:
+        """Where the rest of the message goes (``Decoder.body_tap``)."""
+        return self._routes[from_client]
+
     def body(self, from_client: bool, chunk: bytes) -> None:
         """The next bytes of the message's rest (``Decoder.body``)."""
         route = self._routes[from_client]
-        if route is None:
-            return
-        if route.skip:
-            if len(chunk) <= route.skip:
-                route.skip -= len(chunk)
-                return
-            chunk, route.skip = chunk[route.skip :], 0
-        size = len(chunk)
-        if size >= route.remaining:
-            chunk = chunk[: route.remaining]
-            self._routes[from_client] = None
-        else:
-            route.remaining -= size
-        offset = route.offset
-        route.offset = offset + size
-        route.transfer.add(offset, chunk)
+        if route is not None:
+            route.take(chunk, 0, len(chunk))
+            if not route.remaining:
+                self._routes[from_client] = None
 
     def body_gap(self, from_client: bool, length: int) -> None:
         """Bytes of the message's rest that were never captured (``Decoder.body_gap``)."""
         route = self._routes[from_client]
-        if route is None:
-            return
-        skipped = min(length, route.skip)
-        route.skip -= skipped
-        lost = min(length - skipped, route.remaining)
-        if lost:
-            route.transfer.lost()
-            route.offset += lost
-            route.remaining -= lost
+        if route is not None:
+            route.gap(length)
             if not route.remaining:
                 self._routes[from_client] = None
 
@@ -557,3 +577,6 @@ class FileBodies(Decoder):
     def body_gap(self, from_client: bool, length: int) -> None:
         """Bytes of that data were not captured: that file's hash is impossible."""
         self._tracker.body_gap(from_client, length)
+
+    def body_tap(self, from_client: bool) -> BodyTap | None:
+        return self._tracker.tap(from_client)

@@ -15,7 +15,7 @@ from typing import Final
 
 from mypy_extensions import mypyc_attr
 
-from smbwatch.capture.tcp import StreamConsumer
+from smbwatch.capture.tcp import BodyTap, StreamConsumer
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.smb.endpoint import Endpoints
@@ -58,6 +58,11 @@ class Decoder:
     def body_gap(self, from_client: bool, length: int) -> None:
         raise NotImplementedError
 
+    def body_tap(self, from_client: bool) -> BodyTap | None:
+        """Where the rest of the message goes straight from the TCP segments, instead of
+        through ``body`` and ``body_gap`` (None: through them)."""
+        return None
+
     def finish(self) -> list[SmbEvent]:
         raise NotImplementedError
 
@@ -95,6 +100,7 @@ class SmbConnection(StreamConsumer):
         factories: dict[int, DecoderFactory],
         out: list[SmbEvent],
     ) -> None:
+        super().__init__()
         self.endpoints = endpoints
         self.diagnostics = diagnostics
         self.factories = factories
@@ -122,9 +128,14 @@ class SmbConnection(StreamConsumer):
                 if not state.buf and state.length < 0:
                     state.time, state.frame = time, frame
                 pos = self._collect(state, from_client, payload, pos)
-        if state.decoder is None and state.body_left:
-            skip, state.body_left = state.body_left, 0  # reassembly counts these off for us
-            return skip
+        if state.body_left:
+            # Reassembly counts off the rest of the message for us, handing it to the
+            # decoder's tap if the decoder wants it; a decoder without one gets it in ``body``.
+            tap = None if state.decoder is None else state.decoder.body_tap(from_client)
+            if state.decoder is None or tap is not None:
+                skip, state.body_left = state.body_left, 0
+                self.tap = tap
+                return skip
         return 0
 
     def gap(self, from_client: bool, length: int) -> None:
