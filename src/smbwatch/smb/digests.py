@@ -50,6 +50,7 @@ MAX_GATHERED = 16 << 20  # parent: what may wait for a busy child before the dec
 READ_SIZE: Final = 1 << 20  # child: bytes read from the pipe at a time
 GATHER_SIZE: Final = 1 << 16  # child: bytes pointed to gathered to be hashed at once
 RELEASE_EVERY: Final = 64 << 20  # child: bytes of the capture read between hand-backs
+POLL_EVERY: Final = 32  # parent: asks whether digests are in between looks at the replies
 PIPE_SIZE: Final = 1 << 20  # the pipe's capacity (Linux's default limit for a process)
 MAX_STREAMS = 1 << 16  # streams hashed at once (a hostile capture may open millions of files)
 CHILD: Final = "from smbwatch.smb.digests import serve; serve({})"
@@ -203,6 +204,7 @@ class DigestProcess(DigestService):
         self.open_start = 0  # ... where that record starts
         self.open_length = 0  # ... and its length so far
         self.incoming = bytearray()
+        self.asked = 0  # times ``ready`` was asked since the last look at the replies
         self.done: dict[int, Result] = {}
         self.gone = False
 
@@ -238,9 +240,14 @@ class DigestProcess(DigestService):
         self._record(b"A", stream)
 
     def ready(self, stream: int) -> bool:
-        """Whether the digests of a finished stream are in (collecting what has come)."""
+        """Whether the digests of a finished stream are in (collecting what has come, every
+        ``POLL_EVERY`` asks: the decoder asks after every frame that completes an event, and a
+        read that finds nothing costs a system call and an exception)."""
         if stream not in self.done and not self.gone:
-            self._collect(block=False)
+            self.asked += 1
+            if self.asked >= POLL_EVERY:
+                self.asked = 0
+                self._collect(block=False)
         return stream in self.done or self.gone
 
     def take(self, stream: int) -> Digests | None:
