@@ -9,9 +9,11 @@ import hashlib
 import mmap
 import os
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
+from oracle import tool
 
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
@@ -189,9 +191,11 @@ def test_bytes_the_child_cannot_read_cost_that_file_only(tmp_path: Path) -> None
 def test_digests_do_not_depend_on_how_the_capture_is_stored(
     shared_data: Path, tmp_path: Path
 ) -> None:
-    """A plain pcap is hashed where its bytes lie; compressed, every byte goes down the pipe:
-    the same digests on the same events."""
+    """A plain pcap or pcapng is hashed where its bytes lie; compressed, every byte goes down
+    the pipe: the same digests on the same events."""
     capture = shared_data / SMB2_FILES
+    pcapng = tmp_path / "capture.pcapng"
+    subprocess.run([tool("editcap"), "-F", "pcapng", str(capture), str(pcapng)], check=True)
     compressed = tmp_path / "capture.pcap.gz"
     compressed.write_bytes(gzip.compress(capture.read_bytes()))
 
@@ -201,6 +205,7 @@ def test_digests_do_not_depend_on_how_the_capture_is_stored(
 
     found = digests(capture)
     assert sum(1 for _, _, sha256 in found if sha256) >= 15
+    assert digests(pcapng) == found
     assert digests(compressed) == found
 
 

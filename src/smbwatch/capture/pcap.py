@@ -30,6 +30,11 @@ PCAP_MAGICS: Final = {
     b"\xa1\xb2\x3c\x4d": (">", 1000),
 }
 PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"
+# By byte order: block type and length; Enhanced Packet Block; Packet Block; one word.
+_PCAPNG_STRUCTS: Final = {
+    order: tuple(struct.Struct(order + fields) for fields in ("II", "IIII", "HHIII", "I"))
+    for order in "<>"
+}
 GZIP_MAGIC: Final = b"\x1f\x8b"
 
 # One packet: (frame number from 1, time in µs since the epoch, link type, frame bytes).
@@ -107,9 +112,11 @@ class FrameReader:
 class _FramesOf(FrameReader):
     """A generator of frames as a FrameReader (pcapng, where blocks come in many kinds)."""
 
-    def __init__(self, frames: Generator[Frame]) -> None:
+    def __init__(self, frames: Generator[Frame], chunks: _Chunks) -> None:
         super().__init__()
         self.frames = frames
+        if chunks.mapped is not None:
+            self.mapped, self.fileno = chunks.mapped, chunks.stream.fileno()
 
     def next(self) -> bool:
         frame = next(self.frames, None)
@@ -138,7 +145,7 @@ def read_frames(path: str, diagnostics: Diagnostics) -> FrameReader:
     chunks = _Chunks(stream, head, path, diagnostics)
     if kind == "pcap":
         return _PcapReader(chunks, head, path, diagnostics)
-    return _FramesOf(_pcapng_records(chunks, head, path, diagnostics))
+    return _FramesOf(_pcapng_records(chunks, head, path, diagnostics), chunks)
 
 
 class _Chunks:
@@ -283,6 +290,7 @@ def _pcapng_records(
 ) -> Generator[Frame]:
     try:
         order = "<"
+        block_header, packet_block, old_packet_block, word = _PCAPNG_STRUCTS[order]
         interfaces: list[_Interface] = []
         frame = 0
         while True:
@@ -300,8 +308,11 @@ def _pcapng_records(
                 else:
                     diagnostics.damaged(path, "bad section byte-order magic")
                     return
+                block_header, packet_block, old_packet_block, word = _PCAPNG_STRUCTS[order]
                 interfaces = []
-            block_type, block_len = struct.unpack_from(order + "II", buf, pos)
+            block_type: int
+            block_len: int
+            block_type, block_len = block_header.unpack_from(buf, pos)
             if block_len < 12 or block_len % 4 or block_len > MAX_RECORD + 64 * 1024:
                 diagnostics.damaged(path, f"corrupt block length {block_len} after frame {frame}")
                 return
@@ -310,36 +321,42 @@ def _pcapng_records(
                 return
             buf, pos = chunks.buf, chunks.pos
             chunks.pos = pos + block_len
-            body = buf[pos + 8 : pos + block_len - 4]
-            if block_type == 1 and len(body) >= 8:  # Interface Description Block
-                interfaces.append(_interface(body, order))
+            first, last = pos + 8, pos + block_len - 4  # the block's body, read where it lies
+            size = last - first
+            if block_type == 1 and size >= 8:  # Interface Description Block
+                interfaces.append(_interface(buf[first:last], order))
                 continue
-            if block_type == 3 and len(body) >= 4 and interfaces:  # Simple Packet Block: no time
+            if block_type == 3 and size >= 4 and interfaces:  # Simple Packet Block: no time
                 iface = interfaces[0]
-                original = struct.unpack_from(order + "I", body, 0)[0]
+                original: int = word.unpack_from(buf, first)[0]
                 frame += 1
+                data = first + 4
                 yield (
                     frame,
                     0,
                     iface.linktype,
-                    body,
-                    4,
-                    min(4 + original, 4 + iface.snaplen, len(body)),
+                    buf,
+                    data,
+                    min(data + original, data + iface.snaplen, last),
                 )
                 continue
-            if block_type == 6 and len(body) >= 20:  # Enhanced Packet Block
-                iface_id, high, low, caplen = struct.unpack_from(order + "IIII", body, 0)
-            elif block_type == 2 and len(body) >= 20:  # obsolete Packet Block
-                iface_id, _, high, low, caplen = struct.unpack_from(order + "HHIII", body, 0)
+            iface_id: int
+            high: int
+            low: int
+            caplen: int
+            if block_type == 6 and size >= 20:  # Enhanced Packet Block
+                iface_id, high, low, caplen = packet_block.unpack_from(buf, first)
+            elif block_type == 2 and size >= 20:  # obsolete Packet Block
+                iface_id, _, high, low, caplen = old_packet_block.unpack_from(buf, first)
             else:
                 continue
-            if iface_id >= len(interfaces) or caplen > len(body) - 20:
+            if iface_id >= len(interfaces) or caplen > size - 20:
                 diagnostics.warn("pcapng_bad_packet_block", f"{path}: after frame {frame}")
                 continue
             iface = interfaces[iface_id]
             frame += 1
             micros = ((high << 32) | low) * 1_000_000 // iface.units_per_second
-            yield frame, micros, iface.linktype, body, 20, 20 + caplen
+            yield frame, micros, iface.linktype, buf, first + 20, first + 20 + caplen
 
     finally:
         chunks.close()
