@@ -234,7 +234,10 @@ class DigestProcess(DigestService):
             self._send(everything=False)
 
     def finish(self, stream: int) -> None:
+        """The digests are wanted: what waits goes to the child now, as far as the pipe takes
+        it, so that the events held for them are not held until more file data comes."""
         self._record(b"F", stream)
+        self._send(everything=False)
 
     def abandon(self, stream: int) -> None:
         self._record(b"A", stream)
