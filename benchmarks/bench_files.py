@@ -1,17 +1,19 @@
-"""What hashing transferred files costs: ``smbwatch events`` with and without ``--no-hash``.
+"""What the complete decoder costs: SMB2 alone, then SMB1 and DCE/RPC too, then file hashing.
 
-    python benchmarks/make_capture.py --size-mb 200 --out /tmp/bench/smb-200.pcap
-    python benchmarks/make_capture.py --size-mb 400 --out /tmp/bench/smb-400.pcap
-    python benchmarks/bench_files.py /tmp/bench/smb-200.pcap --double /tmp/bench/smb-400.pcap
+    python benchmarks/make_capture.py --size-mb 550 --out /tmp/bench/half.pcap
+    python benchmarks/make_capture.py --size-mb 1024 --out /tmp/bench/bench.pcap
+    python benchmarks/bench_files.py /tmp/bench/bench.pcap --double ...   (a capture twice the size)
 
-Each configuration runs as its own process (one input, ``-j 1``) over the same file, in turns,
-``--repeat`` times; the best wall time of each is kept (the machine may be shared) and CPU time
-and peak memory (max RSS, from wait4) are shown beside it. On a shared machine whose speed
-drifts between runs, the median ratio of each no-hash run to the hashing run right after it is
-shown too. Printed: MB/s of capture with
-``--no-hash``, with hashing (the default), with hashing and ``--extract-files``, the ratio of
-hashing to no-hash throughput (target: at least 0.8), how much file data was hashed, and the
-peak memory of hashing on a capture twice the size (it should not grow with the input).
+Configurations, each its own process over the same file (one input), in turns, ``--repeat``
+times: the SMB2-only decoder (no SMB1 decoder, no hashing: the foundation's decoder, run through
+``pipeline.capture_events`` with only the SMB2 decoder), ``events --no-hash`` (SMB1 and DCE/RPC
+too), ``events`` (the complete decoder: every completely seen file hashed with sha256, sha1 and
+md5), and ``events --extract-files``. The best wall time of each is kept (the machine may be
+shared) with CPU time and peak memory (max RSS, from wait4) beside it; on a shared machine whose
+speed drifts between runs, the median ratio of runs one after the other is shown too. Printed:
+MB/s of capture for each, the complete decoder's throughput as a share of the SMB2-only one and
+of ``--no-hash`` (target: at least 0.8), how much file data was hashed, and the peak memory of
+hashing on a capture twice the size (it should not grow with the input).
 """
 
 from __future__ import annotations
@@ -27,11 +29,32 @@ import tempfile
 import time
 from pathlib import Path
 
+SMB2_ONLY = """
+import sys
+from functools import partial
+from smbwatch.diagnostics import Diagnostics
+from smbwatch.events import SmbEvent
+from smbwatch.options import Options
+from smbwatch.pipeline import capture_events
+from smbwatch.smb.files import Transfers
+from smbwatch.smb.smb2 import Smb2Decoder
+from smbwatch.sinks.jsonl import write_jsonl
+diagnostics = Diagnostics()
+transfers = Transfers(Options(hash_files=False), diagnostics)
+decoders = {0xFE: partial(Smb2Decoder, files=transfers)}
+events = capture_events(sys.argv[1], diagnostics, decoders=decoders)
+with open(sys.argv[2], "w", encoding="utf-8") as out:
+    write_jsonl(map(SmbEvent.to_dict, events), out)
+"""
 
-def run(capture: Path, extra: list[str], out: Path) -> tuple[float, float, float]:
-    """One ``smbwatch events`` run; (wall seconds, CPU seconds, peak MB)."""
+
+def events_command(capture: Path, out: Path, extra: list[str]) -> list[str]:
     command = [sys.executable, "-m", "smbwatch.cli", "events", str(capture)]
-    command += ["-f", "jsonl", "-q", "-j", "1", "-o", str(out), *extra]
+    return command + ["-f", "jsonl", "-q", "-j", "1", "-o", str(out), *extra]
+
+
+def run(command: list[str]) -> tuple[float, float, float]:
+    """One run; (wall seconds, CPU seconds, peak MB)."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -62,23 +85,30 @@ def main() -> None:
     size = args.capture.stat().st_size
     work = Path(tempfile.mkdtemp(prefix="bench-files-"))
     try:
+        out = work / "out.jsonl"
+        smb2, plain, hashing = "SMB2 only", "--no-hash", "complete (hashing)"
         configs = {
-            "--no-hash": ["--no-hash"],
-            "hashing (default)": [],
-            "hashing + --extract-files": ["--extract-files", str(work / "files")],
+            smb2: [sys.executable, "-c", SMB2_ONLY, str(args.capture), str(out)],
+            plain: events_command(args.capture, out, ["--no-hash"]),
+            hashing: events_command(args.capture, out, []),
+            "complete + --extract-files": events_command(
+                args.capture, out, ["--extract-files", str(work / "files")]
+            ),
         }
         best: dict[str, tuple[float, float, float]] = {}
-        paired: list[float] = []  # no-hash wall / hashing wall, of runs one after the other
+        paired: dict[str, list[float]] = {smb2: [], plain: []}  # base wall / hashing wall
         for _ in range(args.repeat):
             walls: dict[str, float] = {}
-            for name, extra in configs.items():
+            for name, command in configs.items():
                 shutil.rmtree(work / "files", ignore_errors=True)
-                result = run(args.capture, extra, work / "out.jsonl")
+                result = run(command)
                 walls[name] = result[0]
                 if name not in best or result[0] < best[name][0]:
                     best[name] = result
-            paired.append(walls["--no-hash"] / walls["hashing (default)"])
-        files, data = hashed_bytes(work / "out.jsonl")
+                if name == hashing:
+                    files, data = hashed_bytes(out)
+            for base in paired:
+                paired[base].append(walls[base] / walls[hashing])
         print(f"capture: {args.capture} ({size / 1e6:.0f} MB); {args.repeat} runs each, best")
         for name, (wall, cpu, peak) in best.items():
             print(
@@ -86,15 +116,17 @@ def main() -> None:
                 f"  cpu {cpu:6.2f} s  peak {peak:6.1f} MB"
             )
         print(f"file data hashed: {files} files, {data / 1e6:.0f} MB")
-        plain, hashing = best["--no-hash"], best["hashing (default)"]
-        print(f"hashing keeps {plain[0] / hashing[0]:.2f} of the no-hash throughput (wall, best)")
-        print(f"              {statistics.median(paired):.2f} (wall, median of the paired runs)")
-        print(f"              {plain[1] / hashing[1]:.2f} (cpu)")
+        for base in paired:
+            ratio = best[base][0] / best[hashing][0]
+            print(
+                f"the complete decoder keeps {ratio:.2f} of the {base} throughput (wall, best;"
+                f" {statistics.median(paired[base]):.2f} median of paired runs)"
+            )
         if args.double:
             double = args.double.stat().st_size
-            _, _, peak = run(args.double, [], work / "double.jsonl")
+            _, _, peak = run(events_command(args.double, work / "double.jsonl", []))
             print(
-                f"peak memory hashing: {hashing[2]:.1f} MB on {size / 1e6:.0f} MB, "
+                f"peak memory hashing: {best[hashing][2]:.1f} MB on {size / 1e6:.0f} MB, "
                 f"{peak:.1f} MB on {double / 1e6:.0f} MB (x{double / size:.1f} input)"
             )
     finally:
