@@ -226,18 +226,32 @@ _ERRHRD: Final = {
 _ERROR_CODES: Final = {0x01: _ERRDOS, 0x02: _ERRSRV, 0x03: _ERRHRD}
 
 
-@dataclass(slots=True, frozen=True)
 class Header:
-    """The fields of the SMB header (MS-CIFS 2.2.3.1) that identify and qualify a message."""
+    """The fields of the SMB header (MS-CIFS 2.2.3.1) that identify and qualify a message.
+    (A plain class, as the other records made for every message: compiled, a dataclass keeps
+    an interpreted ``__init__``.)"""
 
-    command: int
-    status: int  # NT status, or ErrorClass | ErrorCode << 16 without SMB_FLAGS2_NT_STATUS
-    flags: int
-    flags2: int
-    pid: int  # PIDHigh << 16 | PIDLow
-    tid: int
-    uid: int
-    mid: int
+    __slots__ = ("command", "status", "flags", "flags2", "pid", "tid", "uid", "mid")
+
+    def __init__(
+        self,
+        command: int,
+        status: int,  # NT status, or ErrorClass | ErrorCode << 16 without SMB_FLAGS2_NT_STATUS
+        flags: int,
+        flags2: int,
+        pid: int,  # PIDHigh << 16 | PIDLow
+        tid: int,
+        uid: int,
+        mid: int,
+    ) -> None:
+        self.command = command
+        self.status = status
+        self.flags = flags
+        self.flags2 = flags2
+        self.pid = pid
+        self.tid = tid
+        self.uid = uid
+        self.mid = mid
 
     @property
     def is_reply(self) -> bool:
@@ -248,15 +262,24 @@ class Header:
         return bool(self.flags2 & SMB_FLAGS2_UNICODE)
 
 
-@dataclass(slots=True, frozen=True)
 class Block:
     """One command of a message: where its parameter words and its bytes lie."""
 
-    command: int
-    words: int  # offset of the first parameter word
-    word_count: int
-    data: int  # offset of the first byte of the Bytes block
-    byte_count: int
+    __slots__ = ("command", "words", "word_count", "data", "byte_count")
+
+    def __init__(
+        self,
+        command: int,
+        words: int,  # offset of the first parameter word
+        word_count: int,
+        data: int,  # offset of the first byte of the Bytes block
+        byte_count: int,
+    ) -> None:
+        self.command = command
+        self.words = words
+        self.word_count = word_count
+        self.data = data
+        self.byte_count = byte_count
 
     @property
     def end(self) -> int:
@@ -272,6 +295,8 @@ def parse_header(msg: bytes) -> Header:
     """The SMB1 header at the start of ``msg``."""
     if len(msg) < HEADER_SIZE or not msg.startswith(PROTOCOL_ID):
         raise ValueError("not an SMB1 header")
+    pid_high: int
+    pid_low: int
     _, command, status, flags, flags2, pid_high, tid, pid_low, uid, mid = _HEADER.unpack_from(msg)
     return Header(command, status, flags, flags2, pid_high << 16 | pid_low, tid, uid, mid)
 
@@ -611,13 +636,22 @@ def parse_read_response(msg: bytes, block: Block) -> tuple[int, int]:
     return length | length_high << 16, data_offset
 
 
-@dataclass(slots=True, frozen=True)
 class WriteRequest:
-    fid: int
-    offset: int
-    write_mode: int
-    length: int
-    data_offset: int  # from the header; the data may be padded away from the Bytes block
+    __slots__ = ("fid", "offset", "write_mode", "length", "data_offset")
+
+    def __init__(
+        self,
+        fid: int,
+        offset: int,
+        write_mode: int,
+        length: int,
+        data_offset: int,  # from the header; the data may be padded away from the Bytes block
+    ) -> None:
+        self.fid = fid
+        self.offset = offset
+        self.write_mode = write_mode
+        self.length = length
+        self.data_offset = data_offset
 
 
 def parse_write_request(msg: bytes, block: Block) -> WriteRequest:
