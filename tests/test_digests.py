@@ -160,6 +160,9 @@ def test_bytes_in_the_mapped_capture_are_read_there_by_the_child(tmp_path: Path)
                     piece = rng.randbytes(stop - start)
                     digests.data(number, piece, 0, len(piece))
                     streams[number] += piece
+            for start in range(0, 3 * digests_module.MAX_RUN, 3):  # runs longer than a record
+                digests.data(1, capture, start, start + 2)
+                streams[1] += capture[start : start + 2]
             for number in streams:
                 digests.finish(number)
             assert all(digests.take(n) == expected(bytes(d)) for n, d in streams.items())

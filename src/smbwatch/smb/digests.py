@@ -12,9 +12,11 @@ the same file (its descriptor is inherited) and is told only where they are. Oth
 compressed capture, a pcapng block, the start of a message) go down the pipe.
 
 Parent to child, records of: op (1 byte), stream id (8), length (4), then for ``D`` that many
-data bytes and for ``R`` the offset (8) of that many bytes in the capture file. ``D`` data of a
-stream (consecutive data of one stream is merged into one record), ``R`` data by reference,
-``F`` the stream is finished (its digests are wanted), ``A`` abandoned (forget it). Child to
+data bytes and for ``P`` that many pairs of offset and length (8 bytes each, in the machine's
+byte order: the child runs on the same machine) of bytes in the capture file. ``D`` data of a
+stream (consecutive data of one stream is merged into one record), ``P`` data by pointers
+(consecutive pointers of one stream are gathered into one record), ``F`` the stream is finished
+(its digests are wanted), ``A`` abandoned (forget it). Child to
 parent, for each ``F`` in order: stream id (8), a status (1: ``HASHED``, ``FORGOTTEN`` when the
 child had to forget the stream, ``UNREADABLE`` when it could not read the capture) and the
 sha256 (32), sha1 (20) and md5 (16) digests.
@@ -22,6 +24,7 @@ sha256 (32), sha1 (20) and md5 (16) digests.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import fcntl
 import hashlib
@@ -38,9 +41,6 @@ from smbwatch.options import Bytes
 
 RECORD: Final = struct.Struct("<cQI")
 LENGTH: Final = struct.Struct("<I")  # the last field of RECORD, rewritten as a data record grows
-REFERENCE: Final = struct.Struct("<cQIQ")  # RECORD and the offset of the bytes in the capture
-REFERENCE_SIZE: Final = 21
-OFFSET: Final = struct.Struct("<Q")
 REPLY: Final = struct.Struct("<QB32s20s16s")
 HASHED: Final = 0
 FORGOTTEN: Final = 1
@@ -49,6 +49,7 @@ FLUSH_AT: Final = 256 << 10  # parent: bytes gathered before the pipe is offered
 MAX_GATHERED = 16 << 20  # parent: what may wait for a busy child before the decoder waits too
 READ_SIZE: Final = 1 << 20  # child: bytes read from the pipe at a time
 GATHER_SIZE: Final = 1 << 16  # child: bytes pointed to gathered to be hashed at once
+MAX_RUN: Final = 8192  # parent: offsets and lengths in one pointer record (64 KiB of it)
 RELEASE_EVERY: Final = 16 << 20  # child: bytes of the capture read between hand-backs
 POLL_EVERY: Final = 32  # parent: asks whether digests are in between looks at the replies
 PIPE_SIZE: Final = 1 << 20  # the pipe's capacity (Linux's default limit for a process)
@@ -199,6 +200,8 @@ class DigestProcess(DigestService):
         self.buffer = bytearray(MAX_GATHERED)
         self.head = self.tail = 0
         self.referenced = 0  # bytes of the capture referred to by records not yet written
+        self.run_stream = -1  # the stream whose pointers are being gathered in ``run``
+        self.run: list[int] = []  # offset, length, offset, length... in the capture file
         self.send_at = FLUSH_AT  # how much waiting data makes the next write
         self.open_data = -1  # the stream whose data record ends the buffer, if any
         self.open_start = 0  # ... where that record starts
@@ -211,12 +214,14 @@ class DigestProcess(DigestService):
     def data(self, stream: int, buf: Bytes, start: int, stop: int) -> None:
         size = stop - start
         if buf is self.capture:  # the child reads these bytes where they lie
-            self._room(REFERENCE_SIZE)
-            REFERENCE.pack_into(self.buffer, self.tail, b"R", stream, size, start)
-            self.tail += REFERENCE_SIZE
-            self.open_data = -1
+            if stream != self.run_stream or len(self.run) >= MAX_RUN:
+                self._end_run()
+                self.run_stream = stream
+            self.run.append(start)
+            self.run.append(size)
             self.referenced += size
         else:
+            self._end_run()
             if size > FLUSH_AT:  # in pieces, so that any piece fits the buffer
                 for first in range(start, stop, FLUSH_AT):
                     self.data(stream, buf, first, min(first + FLUSH_AT, stop))
@@ -231,6 +236,7 @@ class DigestProcess(DigestService):
             self.buffer[self.tail : self.tail + size] = buf[start:stop]
             self.tail += size
         if self.tail - self.head + self.referenced >= self.send_at:
+            self._end_run()
             self._send(everything=False)
 
     def finish(self, stream: int) -> None:
@@ -264,6 +270,7 @@ class DigestProcess(DigestService):
 
     def flush(self) -> None:
         """Write out all that waits."""
+        self._end_run()
         self._send(everything=True)
 
     def close(self) -> None:
@@ -279,9 +286,24 @@ class DigestProcess(DigestService):
         self.child.stdout.close()
 
     def _record(self, op: bytes, stream: int) -> None:
+        self._end_run()
         self._room(RECORD.size)
         RECORD.pack_into(self.buffer, self.tail, op, stream, 0)
         self.tail += RECORD.size
+        self.open_data = -1
+
+    def _end_run(self) -> None:
+        """The pointers gathered for one stream become one record: a list append per segment
+        costs less than packing a record for each."""
+        if not self.run:
+            return
+        pointers = array.array("Q", self.run).tobytes()
+        self.run.clear()
+        self._room(RECORD.size + len(pointers))
+        RECORD.pack_into(self.buffer, self.tail, b"P", self.run_stream, len(pointers) // 16)
+        self.tail += RECORD.size
+        self.buffer[self.tail : self.tail + len(pointers)] = pointers
+        self.tail += len(pointers)
         self.open_data = -1
 
     def _room(self, size: int) -> bool:
@@ -368,7 +390,7 @@ def serve(fileno: int = -1) -> None:
         while count := requests.readinto(view[filled:]):
             filled += count
             used = _serve_records(view[:filled], hashes, capture, replies)
-            buffer[: filled - used] = bytes(view[used:filled])  # the rest: a header at most
+            buffer[: filled - used] = bytes(view[used:filled])  # a record not yet complete
             filled -= used
 
 
@@ -409,7 +431,7 @@ def _serve_records(
     gathered, gathered_stream = bytearray(), -1
     while end - pos >= RECORD.size:
         op, stream, length = RECORD.unpack_from(view, pos)
-        if gathered and (op != b"R" or stream != gathered_stream or len(gathered) >= GATHER_SIZE):
+        if gathered and (op != b"P" or stream != gathered_stream):
             hashes.update(gathered_stream, gathered)
             gathered.clear()
         start = pos + RECORD.size
@@ -422,17 +444,21 @@ def _serve_records(
                 break
             pos = stop
             continue
-        if op == b"R":
-            if end - pos < REFERENCE_SIZE:
-                break
-            (offset,) = OFFSET.unpack_from(view, start)
-            pos += REFERENCE_SIZE
-            piece = capture.at(offset, length)
-            if piece is None:
-                hashes.lose(stream)
-            else:
-                gathered_stream = stream
-                gathered += piece
+        if op == b"P":
+            stop = start + 16 * length
+            if stop > end:
+                break  # the rest of the record is still to come
+            gathered_stream, pos = stream, stop
+            with view[start:stop].cast("Q") as pointers:
+                for i in range(0, 2 * length, 2):
+                    piece = capture.at(pointers[i], pointers[i + 1])
+                    if piece is None:
+                        hashes.lose(stream)
+                        continue
+                    gathered += piece
+                    if len(gathered) >= GATHER_SIZE:
+                        hashes.update(stream, gathered)
+                        gathered.clear()
             continue
         pos = start
         if op == b"F":
