@@ -108,6 +108,11 @@ class FrameReader:
     def close(self) -> None:
         """Stop early (the end of the capture closes it too)."""
 
+    def _read_from(self, chunks: _Chunks) -> None:
+        """The frames are read from ``chunks``: where that is the memory-mapped file, say so."""
+        if chunks.mapped is not None:
+            self.mapped, self.fileno = chunks.mapped, chunks.stream.fileno()
+
 
 class _FramesOf(FrameReader):
     """A generator of frames as a FrameReader (pcapng, where blocks come in many kinds)."""
@@ -115,8 +120,7 @@ class _FramesOf(FrameReader):
     def __init__(self, frames: Generator[Frame], chunks: _Chunks) -> None:
         super().__init__()
         self.frames = frames
-        if chunks.mapped is not None:
-            self.mapped, self.fileno = chunks.mapped, chunks.stream.fileno()
+        self._read_from(chunks)
 
     def next(self) -> bool:
         frame = next(self.frames, None)
@@ -208,8 +212,7 @@ class _PcapReader(FrameReader):
             return
         self.buf = chunks.buf
         self.linktype = struct.unpack_from(order + "I", chunks.buf, 20)[0] & 0x0FFFFFFF
-        if chunks.mapped is not None:
-            self.mapped, self.fileno = chunks.mapped, chunks.stream.fileno()
+        self._read_from(chunks)
 
     def next(self) -> bool:
         if self.done:
