@@ -81,6 +81,9 @@ def main() -> None:
     parser.add_argument("capture", type=Path)
     parser.add_argument("--double", type=Path, help="a capture about twice the size")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--no-extract", action="store_true", help="leave out --extract-files (the slowest)"
+    )
     args = parser.parse_args()
     size = args.capture.stat().st_size
     work = Path(tempfile.mkdtemp(prefix="bench-files-"))
@@ -95,6 +98,8 @@ def main() -> None:
                 args.capture, out, ["--extract-files", str(work / "files")]
             ),
         }
+        if args.no_extract:
+            del configs["complete + --extract-files"]
         best: dict[str, tuple[float, float, float]] = {}
         paired: dict[str, list[float]] = {smb2: [], plain: []}  # base wall / hashing wall
         for _ in range(args.repeat):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import mmap
 import os
 import random
@@ -22,6 +23,8 @@ from smbwatch.pipeline import capture_events
 from smbwatch.smb import digests as digests_module
 from smbwatch.smb.digests import (
     READ_SIZE,
+    REPLY,
+    ChildHashes,
     DigestError,
     DigestProcess,
     DigestService,
@@ -73,9 +76,48 @@ def test_the_oldest_streams_are_forgotten_beyond_the_bound(monkeypatch: pytest.M
     hashes = StreamHashes()
     for number in range(1, 5):
         hashes.update(number, b"x")
-    assert hashes.finish(1) == (digests_module.FORGOTTEN, digests_module.NO_DIGESTS)
+    assert hashes.finish(1) == (digests_module.FORGOTTEN, hashes.none)
     digests = tuple(bytes.fromhex(h) for h in expected(b"x"))
     assert hashes.finish(4) == (digests_module.HASHED, digests)
+
+
+def test_the_child_hashes_md5_on_a_thread_and_answers_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The child's hashing, md5 on a thread of its own: each finished stream is answered with
+    hashlib's three digests in the order finished, through more data than may wait for the
+    thread at once; a forgotten stream and an unreadable one are answered as such."""
+    monkeypatch.setattr(digests_module, "MAX_STREAMS", 4)  # streams 1, 2, 4, 5 (3 is lost)
+    rng = random.Random(5)
+    waiting = digests_module.MAX_BATCHES * digests_module.BATCH_SIZE
+    files = {n: rng.randbytes(rng.randrange(waiting // 4, waiting // 2)) for n in range(1, 6)}
+    replies = io.BytesIO()
+    hashes = ChildHashes(replies)
+    hashes.lose(3)  # a piece the child could not read: no digests for stream 3
+    sent = dict.fromkeys(files, 1)
+    for number, data in files.items():  # begun in this order: 1 is the oldest
+        hashes.update(number, data[:1])
+    while any(sent[n] < len(data) for n, data in files.items()):
+        number = rng.choice([n for n, data in files.items() if sent[n] < len(data)])
+        piece = files[number][sent[number] : sent[number] + rng.choice((100, 1448, 65536))]
+        hashes.update(number, bytearray(piece))
+        sent[number] += len(piece)
+    hashes.update(6, b"one stream too many: the oldest (1) is forgotten")
+    order = [5, 3, 1, 2, 4]
+    for number in order:
+        hashes.finish(number)
+    hashes.abandon(6)
+    hashes.close()
+    answered = list(REPLY.iter_unpack(replies.getvalue()))
+    assert [stream for stream, *_ in answered] == order
+    for stream, status, *digests in answered:
+        if stream == 3:
+            assert status == digests_module.UNREADABLE
+        elif stream == 1:
+            assert status == digests_module.FORGOTTEN
+        else:
+            assert status == digests_module.HASHED
+            assert tuple(d.hex() for d in digests) == expected(files[stream])
 
 
 def test_a_dead_hashing_process_costs_only_the_digests_due() -> None:

@@ -133,13 +133,12 @@ def _settled(batches: Iterator[list[SmbEvent]], transfers: Transfers) -> Iterato
     """The events in order, each once its file's digests are in: an event still waiting for
     them holds back the ones after it, up to ``MAX_HELD_EVENTS``, while hashing goes on."""
     held: deque[SmbEvent] = deque()
-    settle = transfers.settle
     for batch in batches:
         held.extend(batch)
-        while held and settle(held[0], len(held) > MAX_HELD_EVENTS):
+        while held and transfers.settle(held[0], len(held) > MAX_HELD_EVENTS):
             yield held.popleft()
     while held:
-        settle(held[0])
+        transfers.settle(held[0])
         yield held.popleft()
 
 

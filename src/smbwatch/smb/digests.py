@@ -4,8 +4,10 @@ The three digests of a gigabyte of file data take seconds of CPU (md5 alone runs
 400 MB/s), as long as decoding the capture itself; computed inline they would halve smbwatch's
 throughput. Instead each file's in-order bytes go to a child process that hashes them on another
 core while the decoder goes on; the digests of a finished file come back when the child gets
-there, and the events that carry them are held back meanwhile (``Transfers.settle``). Where no
-child process can be started, ``InlineDigests`` does the same work in the decoder.
+there, and the events that carry them are held back meanwhile (``Transfers.settle``). In the
+child, md5 (the slowest) runs on a thread of its own beside sha256 and sha1 (``ChildHashes``),
+so that with a core to spare the hashing keeps up with the decoder. Where no child process can
+be started, ``InlineDigests`` does the same work in the decoder.
 
 Bytes that lie in the memory-mapped capture file itself are not copied at all: the child maps
 the same file (its descriptor is inherited) and is told only where they are. Other bytes (a
@@ -35,6 +37,9 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
+import traceback
+from queue import SimpleQueue
 from typing import Any, BinaryIO, Final
 
 from smbwatch.options import Bytes
@@ -54,6 +59,8 @@ RELEASE_EVERY: Final = 16 << 20  # child: bytes of the capture read between hand
 POLL_EVERY: Final = 32  # parent: asks whether digests are in between looks at the replies
 PIPE_SIZE: Final = 1 << 20  # the pipe's capacity (Linux's default limit for a process)
 MAX_STREAMS = 1 << 16  # streams hashed at once (a hostile capture may open millions of files)
+BATCH_SIZE: Final = 256 << 10  # child: data handed to the md5 thread at once
+MAX_BATCHES: Final = 16  # child: batches waiting for it (each up to a read's worth more)
 CHILD: Final = "from smbwatch.smb.digests import serve; serve({})"
 UNREADABLE_REASON: Final = "the hashing process could not read the capture file"
 
@@ -90,17 +97,20 @@ class DigestService:
         raise NotImplementedError
 
 
-Raw = tuple[bytes, bytes, bytes]  # sha256, sha1, md5
+Raw = tuple[bytes, ...]  # the digests of a stream: sha256, sha1, md5 (or some of them)
 Result = tuple[int, Raw]  # a status (HASHED, FORGOTTEN, UNREADABLE) and the digests
-NO_DIGESTS: Final = (bytes(32), bytes(20), bytes(16))
+ALGORITHMS: Final = (hashlib.sha256, hashlib.sha1, hashlib.md5)
 
 
 class StreamHashes:
-    """The digests of every stream being hashed, at most ``MAX_STREAMS`` (oldest forgotten),
-    and the streams some of whose bytes could not be read."""
+    """The digests (``algorithms``: all three unless a thread computes some) of every stream
+    being hashed, at most ``MAX_STREAMS`` (oldest forgotten), and the streams some of whose
+    bytes could not be read."""
 
-    def __init__(self) -> None:
-        self.streams: dict[int, tuple[Any, Any, Any]] = {}
+    def __init__(self, algorithms: tuple[Any, ...] = ALGORITHMS) -> None:
+        self.algorithms = algorithms
+        self.none: Raw = (b"",) * len(algorithms)  # the digests of a stream that has none
+        self.streams: dict[int, list[Any]] = {}
         self.unreadable: set[int] = set()
 
     def update(self, stream: int, data: Bytes) -> None:
@@ -110,7 +120,7 @@ class StreamHashes:
                 return
             if len(self.streams) >= MAX_STREAMS:
                 del self.streams[next(iter(self.streams))]
-            digests = self.streams[stream] = (hashlib.sha256(), hashlib.sha1(), hashlib.md5())
+            digests = self.streams[stream] = [algorithm() for algorithm in self.algorithms]
         for digest in digests:
             digest.update(data)
 
@@ -125,12 +135,11 @@ class StreamHashes:
         """The digests of a complete stream, or why there are none."""
         if stream in self.unreadable:
             self.unreadable.discard(stream)
-            return UNREADABLE, NO_DIGESTS
+            return UNREADABLE, self.none
         digests = self.streams.pop(stream, None)
         if digests is None:
-            return FORGOTTEN, NO_DIGESTS
-        sha256, sha1, md5 = digests
-        return HASHED, (sha256.digest(), sha1.digest(), md5.digest())
+            return FORGOTTEN, self.none
+        return HASHED, tuple(digest.digest() for digest in digests)
 
     def abandon(self, stream: int) -> None:
         self.streams.pop(stream, None)
@@ -168,7 +177,7 @@ class InlineDigests(DigestService):
         return True
 
     def take(self, stream: int) -> Digests | None:
-        return _taken(self.done.pop(stream, (FORGOTTEN, NO_DIGESTS)))
+        return _taken(self.done.pop(stream, (FORGOTTEN, self.hashes.none)))
 
     def close(self) -> None:
         self.hashes.streams.clear()
@@ -240,22 +249,23 @@ class DigestProcess(DigestService):
             self._send(everything=False)
 
     def finish(self, stream: int) -> None:
-        """The digests are wanted: what waits goes to the child now, as far as the pipe takes
-        it, so that the events held for them are not held until more file data comes."""
         self._record(b"F", stream)
-        self._send(everything=False)
 
     def abandon(self, stream: int) -> None:
         self._record(b"A", stream)
 
     def ready(self, stream: int) -> bool:
-        """Whether the digests of a finished stream are in (collecting what has come, every
-        ``POLL_EVERY`` asks: the decoder asks after every frame that completes an event, and a
-        read that finds nothing costs a system call and an exception)."""
+        """Whether the digests of a finished stream are in. Every ``POLL_EVERY`` asks (the
+        decoder asks after every frame that completes an event) what waits is offered to the
+        pipe, so that the events held for a finished stream are not held until more file data
+        comes, and what the child said is collected: a system call each, too dear for every
+        frame or every finished file."""
         if stream not in self.done and not self.gone:
             self.asked += 1
             if self.asked >= POLL_EVERY:
                 self.asked = 0
+                self._end_run()
+                self._send(everything=False)
                 self._collect(block=False)
         return stream in self.done or self.gone
 
@@ -382,16 +392,134 @@ def serve(fileno: int = -1) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     requests = os.fdopen(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
     replies = sys.stdout.buffer
-    hashes = StreamHashes()
+    hashes = ChildHashes(replies)
     capture = MappedCapture(fileno)
     buffer = bytearray(READ_SIZE)  # one buffer for the whole run: no allocation per read
     filled = 0
-    with memoryview(buffer) as view:
-        while count := requests.readinto(view[filled:]):
-            filled += count
-            used = _serve_records(view[:filled], hashes, capture, replies)
-            buffer[: filled - used] = bytes(view[used:filled])  # a record not yet complete
-            filled -= used
+    try:
+        with memoryview(buffer) as view:
+            while count := requests.readinto(view[filled:]):
+                filled += count
+                used = _serve_records(view[:filled], hashes, capture)
+                buffer[: filled - used] = bytes(view[used:filled])  # a record not yet complete
+                filled -= used
+    finally:
+        hashes.close()
+
+
+class ChildHashes:
+    """The child's digests: sha256 and sha1 on its main thread, md5 (the slowest) on a
+    thread of its own. hashlib lets go of the interpreter lock while it hashes, so the two run
+    on two cores whenever the decoder leaves one free, and the digests of a gigabyte no longer
+    take as long as md5, sha1 and sha256 one after the other. The md5 thread's jobs are handed
+    over in batches (a hand-over may wake a thread: a system call), and done in order; it
+    answers each finished stream once its part is done."""
+
+    def __init__(self, replies: BinaryIO) -> None:
+        self.main = StreamHashes(ALGORITHMS[:2])
+        self.thread = HashThread(StreamHashes(ALGORITHMS[2:]), replies)
+        self.batch: list[Job] = []
+        self.batched = 0  # bytes of data in the batch
+
+    def update(self, stream: int, data: bytes | bytearray) -> None:
+        """More of ``stream``; ``data`` belongs to the thread from now on (not to be changed)."""
+        self.main.update(stream, data)
+        self._job(UPDATE, stream, data)
+        self.batched += len(data)
+        if self.batched >= BATCH_SIZE:
+            self.hand_over()
+
+    def lose(self, stream: int) -> None:
+        self.main.lose(stream)
+        self._job(LOSE, stream, None)
+
+    def finish(self, stream: int) -> None:
+        self._job(FINISH, stream, self.main.finish(stream))
+
+    def abandon(self, stream: int) -> None:
+        self.main.abandon(stream)
+        self._job(ABANDON, stream, None)
+
+    def hand_over(self) -> None:
+        """The batch goes to the md5 thread (when the records read so far are handled, so
+        that no answer waits for more records)."""
+        if self.batch:
+            self.thread.put(self.batch)
+            self.batch, self.batched = [], 0
+
+    def close(self) -> None:
+        self.hand_over()
+        self.thread.close()
+
+    def _job(self, what: int, stream: int, payload: Any) -> None:
+        self.batch.append((what, stream, payload))
+
+
+UPDATE, LOSE, FINISH, ABANDON = range(4)  # the jobs of a HashThread
+Job = tuple[int, int, Any]  # what to do, the stream, and its data or the main thread's result
+
+
+class HashThread:
+    """A ``StreamHashes`` on a thread of its own, fed batches of jobs in order. At most
+    ``MAX_BATCHES`` wait: the thread that feeds it waits beyond that. Each finished stream's
+    reply (the main thread's digests, then these) is written by this thread, all that is ready
+    at once whenever no batch waits."""
+
+    def __init__(self, hashes: StreamHashes, replies: BinaryIO) -> None:
+        self.hashes = hashes
+        self.replies = replies
+        self.batches: SimpleQueue[list[Job] | None] = SimpleQueue()
+        self.free: SimpleQueue[None] = SimpleQueue()  # a token for each batch that may wait
+        for _ in range(MAX_BATCHES):
+            self.free.put(None)
+        self.thread = threading.Thread(target=self._run, name="md5", daemon=True)
+        self.thread.start()
+
+    def put(self, batch: list[Job]) -> None:
+        self.free.get()
+        self.batches.put(batch)
+
+    def close(self) -> None:
+        """Every job done, every reply written."""
+        self.batches.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        try:
+            self._work()
+        except BaseException:  # a dead thread would leave the main one waiting for it forever
+            traceback.print_exc()
+            os._exit(1)  # the parent sees the child end: the digests still due are lost
+
+    def _work(self) -> None:
+        answers = bytearray()
+        while (batch := self.batches.get()) is not None:
+            for job in batch:
+                self._do(job, answers)
+            self.free.put(None)
+            if answers and self.batches.empty():
+                self._answer(answers)
+        self._answer(answers)
+
+    def _do(self, job: Job, answers: bytearray) -> None:
+        what, stream, payload = job
+        if what == UPDATE:
+            self.hashes.update(stream, payload)
+        elif what == LOSE:
+            self.hashes.lose(stream)
+        elif what == ABANDON:
+            self.hashes.abandon(stream)
+        else:
+            status, digests = payload
+            own_status, own = self.hashes.finish(stream)
+            # UNREADABLE over FORGOTTEN over HASHED: the worse of the two parts' outcomes
+            answers += REPLY.pack(stream, max(status, own_status), *digests, *own)
+
+    def _answer(self, answers: bytearray) -> None:
+        if answers:
+            self.replies.write(answers)
+            self.replies.flush()
+            answers.clear()
 
 
 class MappedCapture:
@@ -419,13 +547,10 @@ class MappedCapture:
         return self.view[offset : offset + length]
 
 
-def _serve_records(
-    view: memoryview, hashes: StreamHashes, capture: MappedCapture, replies: BinaryIO
-) -> int:
+def _serve_records(view: memoryview, hashes: ChildHashes, capture: MappedCapture) -> int:
     """Handle the records in ``view`` (a data record as far as it has come); how many bytes
     were handled."""
     pos, end = 0, len(view)
-    answers = bytearray()
     # Pieces of one stream the records point to, hashed together: three calls per piece of
     # a frame's size would cost more than copying them.
     gathered, gathered_stream = bytearray(), -1
@@ -433,11 +558,11 @@ def _serve_records(
         op, stream, length = RECORD.unpack_from(view, pos)
         if gathered and (op != b"P" or stream != gathered_stream):
             hashes.update(gathered_stream, gathered)
-            gathered.clear()
+            gathered = bytearray()
         start = pos + RECORD.size
         if op == b"D":
             stop = min(end, start + length)
-            hashes.update(stream, view[start:stop])
+            hashes.update(stream, bytes(view[start:stop]))  # the read buffer is reused
             if stop - start < length:  # the rest is still to come: a header for it
                 RECORD.pack_into(view, stop - RECORD.size, b"D", stream, length - stop + start)
                 pos = stop - RECORD.size
@@ -449,26 +574,24 @@ def _serve_records(
             if stop > end:
                 break  # the rest of the record is still to come
             gathered_stream, pos = stream, stop
-            with view[start:stop].cast("Q") as pointers:
-                for i in range(0, 2 * length, 2):
-                    piece = capture.at(pointers[i], pointers[i + 1])
-                    if piece is None:
-                        hashes.lose(stream)
-                        continue
-                    gathered += piece
-                    if len(gathered) >= GATHER_SIZE:
-                        hashes.update(stream, gathered)
-                        gathered.clear()
+            with view[start:stop].cast("Q") as cast:
+                pointers: list[int] = cast.tolist()  # at once: indexing the view makes each int
+            for i in range(0, 2 * length, 2):
+                piece = capture.at(pointers[i], pointers[i + 1])
+                if piece is None:
+                    hashes.lose(stream)
+                    continue
+                gathered += piece
+                if len(gathered) >= GATHER_SIZE:
+                    hashes.update(stream, gathered)
+                    gathered = bytearray()
             continue
         pos = start
         if op == b"F":
-            status, digests = hashes.finish(stream)
-            answers += REPLY.pack(stream, status, *digests)
+            hashes.finish(stream)
         else:
             hashes.abandon(stream)
     if gathered:
         hashes.update(gathered_stream, gathered)
-    if answers:
-        replies.write(answers)
-        replies.flush()
+    hashes.hand_over()
     return pos

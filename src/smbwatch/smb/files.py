@@ -55,10 +55,19 @@ _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
 _ZIP: Final = b"PK\x03\x04"
 _OOXML_FIRST_ENTRY: Final = b"[Content_Types].xml"
 _BATCH_PREFIXES: Final = (b"@echo", b"@ECHO", b"@Echo")
+# Every prefix that can name a type, and every offset they sit at: most files are none of
+# these, and one C-level ``startswith`` per offset says so.
+_KNOWN_PREFIXES: Final = {
+    offset: tuple(sig for sig, at, _ in _SIGNATURES if at == offset)
+    for offset in sorted({at for _, at, _ in _SIGNATURES})
+}
+_KNOWN_PREFIXES[0] += (_ZIP, *_BATCH_PREFIXES)
 
 
 def sniff_magic(data: bytes) -> str | None:
     """The file type of ``data`` (the first bytes of a file), or None when nothing is known."""
+    if not any(data.startswith(prefixes, at) for at, prefixes in _KNOWN_PREFIXES.items()):
+        return None
     for signature, offset, name in _SIGNATURES:
         if data.startswith(signature, offset):
             return name
