@@ -14,11 +14,18 @@ speed drifts between runs, the median ratio of runs one after the other is shown
 MB/s of capture for each, the complete decoder's throughput as a share of the SMB2-only one and
 of ``--no-hash`` (target: at least 0.8), how much file data was hashed, and the peak memory of
 hashing on a capture twice the size (it should not grow with the input).
+
+Hashing is CPU no decoder avoids, so two bounds are printed beside the measured share, from the
+complete run's CPU split between the decoder process and the hashing process and from what
+hashlib alone takes for the same amount of data: with cores to spare the decoder process alone
+bounds the run, and on this machine's cores no complete decoder can do better than the SMB2-only
+decoder's CPU plus hashlib's, shared over the cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -47,10 +54,36 @@ with open(sys.argv[2], "w", encoding="utf-8") as out:
     write_jsonl(map(SmbEvent.to_dict, events), out)
 """
 
+# The command line, and then the decoder process's own CPU time apart from the hashing
+# process's, written to the file named first: they run side by side, so their sum says how
+# many cores the complete decoder needs, and the decoder's share how fast it goes with enough.
+SPLIT_CPU = """
+import json, resource, sys
+from smbwatch import cli
+code = cli.main(sys.argv[2:])
+own = resource.getrusage(resource.RUSAGE_SELF)
+child = resource.getrusage(resource.RUSAGE_CHILDREN)
+with open(sys.argv[1], "w", encoding="utf-8") as out:
+    json.dump([own.ru_utime + own.ru_stime, child.ru_utime + child.ru_stime], out)
+sys.exit(code)
+"""
+
 
 def events_command(capture: Path, out: Path, extra: list[str]) -> list[str]:
     command = [sys.executable, "-m", "smbwatch.cli", "events", str(capture)]
     return command + ["-f", "jsonl", "-q", "-j", "1", "-o", str(out), *extra]
+
+
+def hashing_alone(size: int) -> float:
+    """CPU seconds hashlib takes for sha256, sha1 and md5 of ``size`` bytes, in 64 KiB
+    pieces: the least any hashing of that much file data costs on this machine."""
+    piece = memoryview(os.urandom(64 << 10))
+    digests = [hashlib.sha256(), hashlib.sha1(), hashlib.md5()]
+    start = time.process_time()
+    for _ in range(size // len(piece)):
+        for digest in digests:
+            digest.update(piece)
+    return time.process_time() - start
 
 
 def run(command: list[str]) -> tuple[float, float, float]:
@@ -93,7 +126,13 @@ def main() -> None:
         configs = {
             smb2: [sys.executable, "-c", SMB2_ONLY, str(args.capture), str(out)],
             plain: events_command(args.capture, out, ["--no-hash"]),
-            hashing: events_command(args.capture, out, []),
+            hashing: [
+                sys.executable,
+                "-c",
+                SPLIT_CPU,
+                str(work / "cpu.json"),
+                *events_command(args.capture, out, [])[3:],
+            ],
             "complete + --extract-files": events_command(
                 args.capture, out, ["--extract-files", str(work / "files")]
             ),
@@ -112,6 +151,9 @@ def main() -> None:
                     best[name] = result
                 if name == hashing:
                     files, data = hashed_bytes(out)
+                    split = json.loads((work / "cpu.json").read_text(encoding="utf-8"))
+                    if result[0] == best[name][0]:
+                        decoder_cpu, child_cpu = split
             for base in paired:
                 paired[base].append(walls[base] / walls[hashing])
         print(f"capture: {args.capture} ({size / 1e6:.0f} MB); {args.repeat} runs each, best")
@@ -127,6 +169,24 @@ def main() -> None:
                 f"the complete decoder keeps {ratio:.2f} of the {base} throughput (wall, best;"
                 f" {statistics.median(paired[base]):.2f} median of paired runs)"
             )
+        cores = len(os.sched_getaffinity(0))
+        alone = hashing_alone(data)
+        base_cpu = best[smb2][1]
+        floor = max(base_cpu, (base_cpu + alone) / cores)
+        print(
+            f"complete, best run: decoder process {decoder_cpu:.2f} s CPU, hashing process"
+            f" {child_cpu:.2f} s CPU; hashlib alone takes {alone:.2f} s CPU for {data / 1e6:.0f}"
+            f" MB with all three digests"
+        )
+        print(
+            f"with cores to spare for hashing the decoder process bounds the run: it would keep"
+            f" {base_cpu / decoder_cpu:.2f} of the SMB2 only throughput (CPU of SMB2 only /"
+            f" decoder process)"
+        )
+        print(
+            f"on this machine's {cores} cores no complete decoder can keep more than"
+            f" {base_cpu / floor:.2f} (SMB2 only CPU plus hashlib alone, over {cores} cores)"
+        )
         if args.double:
             double = args.double.stat().st_size
             _, _, peak = run(events_command(args.double, work / "double.jsonl", []))

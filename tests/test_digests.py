@@ -264,13 +264,15 @@ def test_the_child_hands_back_the_capture_pages_behind_it(tmp_path: Path) -> Non
     with path.open("rb") as file:
         capture = MappedCapture(file.fileno())
         before = _resident_file_kib()
-        for offset in range(0, size, mmap.PAGESIZE):
-            piece = capture.at(offset, 8)
-            assert piece is not None and piece[0] == 0  # the page is read, so resident
+        for offset in range(0, size, 64 * mmap.PAGESIZE):  # a record: 64 pieces, a page apart
+            pointers = [at for page in range(64) for at in (offset + page * mmap.PAGESIZE, 8)]
+            gathered = capture.gather(pointers)
+            assert gathered is not None
+            assert b"".join(gathered) == bytes(8 * 64)  # each page is read, so resident
         grown_mib = (_resident_file_kib() - before) / 1024
         assert grown_mib < 2 * digests_module.RELEASE_EVERY / (1 << 20), grown_mib
         assert capture.released >= size - 2 * digests_module.RELEASE_EVERY
-        assert capture.at(size - 4, 8) is None  # past the end of the file
+        assert capture.gather([0, 8, size - 4, 8]) is None  # past the end of the file
 
 
 def _resident_file_kib() -> int:
