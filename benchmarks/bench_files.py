@@ -69,9 +69,13 @@ sys.exit(code)
 """
 
 
+def events_args(capture: Path, out: Path, extra: list[str]) -> list[str]:
+    """The command line's arguments for one configuration."""
+    return ["events", str(capture), "-f", "jsonl", "-q", "-j", "1", "-o", str(out), *extra]
+
+
 def events_command(capture: Path, out: Path, extra: list[str]) -> list[str]:
-    command = [sys.executable, "-m", "smbwatch.cli", "events", str(capture)]
-    return command + ["-f", "jsonl", "-q", "-j", "1", "-o", str(out), *extra]
+    return [sys.executable, "-m", "smbwatch.cli", *events_args(capture, out, extra)]
 
 
 def hashing_alone(size: int) -> float:
@@ -131,7 +135,7 @@ def main() -> None:
                 "-c",
                 SPLIT_CPU,
                 str(work / "cpu.json"),
-                *events_command(args.capture, out, [])[3:],
+                *events_args(args.capture, out, []),
             ],
             "complete + --extract-files": events_command(
                 args.capture, out, ["--extract-files", str(work / "files")]
@@ -151,9 +155,9 @@ def main() -> None:
                     best[name] = result
                 if name == hashing:
                     files, data = hashed_bytes(out)
-                    split = json.loads((work / "cpu.json").read_text(encoding="utf-8"))
-                    if result[0] == best[name][0]:
-                        decoder_cpu, child_cpu = split
+                    if best[name] is result:  # the best run so far: its CPU split is kept
+                        split = (work / "cpu.json").read_text(encoding="utf-8")
+                        decoder_cpu, child_cpu = json.loads(split)
             for base in paired:
                 paired[base].append(walls[base] / walls[hashing])
         print(f"capture: {args.capture} ({size / 1e6:.0f} MB); {args.repeat} runs each, best")
