@@ -29,21 +29,28 @@ class SmbEvent:
     source_format: str | None = None
     source_file: str | None = None
     source_ref: int | None = None  # frame number (network) or event record id (host)
+    seen_by: list[str] | None = None  # the case: every source file that saw this message
     event_code: int | None = None  # host: Windows event id
     src_ip: str | None = None  # the client, always
     src_port: int | None = None
     dst_ip: str | None = None
     dst_port: int | None = None
+    src_host: str | None = None  # the case: canonical machine names
+    dst_host: str | None = None
+    conn_id: str | None = None  # one per TCP connection, the same from every sensor
     server: str | None = None
     user: str | None = None
     domain: str | None = None
+    principal: str | None = None  # the case: DOMAIN\user in one form
     workstation: str | None = None
     client_version: str | None = (
         None  # logon: the client OS NTLMSSP names ("10.0 build 19041 rev 15")
     )
-    session_id: int | str | None = None  # SMB SessionId (network) / logon id (host)
+    session_id: int | str | None = None  # SMB SessionId (network) / logon id (host, legacy)
+    logon_id: str | None = None  # host: the Windows logon id
     tree_id: int | None = None
     file_id: str | None = None  # hex of the SMB2 FileId (persistent+volatile) or SMB1 FID
+    file_key: str | None = None  # one per opened file instance
     dialect: str | None = None
     command: str | None = None  # protocol command name (MS-SMB2 "CREATE", MS-CIFS "NT_CREATE_ANDX")
     message_id: int | None = None
@@ -91,6 +98,7 @@ class SmbEvent:
     start_type: str | None = None
     service_type: str | None = None
     account: str | None = None
+    time_precision: str | None = None  # "s" or "ms" when the source's clock had no more
 
     def __init__(self, time: int = 0, source: str = "", action: str = "", **fields: Any) -> None:
         self.time = time
@@ -105,7 +113,7 @@ class SmbEvent:
     def to_dict(self) -> dict[str, Any]:
         """The event as the JSON object the contract describes (ISO time, no null fields)."""
         out = self.fields()
-        out["time"] = format_time(self.time)
+        out["time"] = format_time(self.time, self.time_precision)
         return out
 
     def fields(self) -> dict[str, Any]:
@@ -121,6 +129,8 @@ class SmbEvent:
             out["source_file"] = self.source_file
         if self.source_ref is not None:
             out["source_ref"] = self.source_ref
+        if self.seen_by is not None:
+            out["seen_by"] = self.seen_by
         if self.event_code is not None:
             out["event_code"] = self.event_code
         if self.src_ip is not None:
@@ -131,22 +141,34 @@ class SmbEvent:
             out["dst_ip"] = self.dst_ip
         if self.dst_port is not None:
             out["dst_port"] = self.dst_port
+        if self.src_host is not None:
+            out["src_host"] = self.src_host
+        if self.dst_host is not None:
+            out["dst_host"] = self.dst_host
+        if self.conn_id is not None:
+            out["conn_id"] = self.conn_id
         if self.server is not None:
             out["server"] = self.server
         if self.user is not None:
             out["user"] = self.user
         if self.domain is not None:
             out["domain"] = self.domain
+        if self.principal is not None:
+            out["principal"] = self.principal
         if self.workstation is not None:
             out["workstation"] = self.workstation
         if self.client_version is not None:
             out["client_version"] = self.client_version
         if self.session_id is not None:
             out["session_id"] = self.session_id
+        if self.logon_id is not None:
+            out["logon_id"] = self.logon_id
         if self.tree_id is not None:
             out["tree_id"] = self.tree_id
         if self.file_id is not None:
             out["file_id"] = self.file_id
+        if self.file_key is not None:
+            out["file_key"] = self.file_key
         if self.dialect is not None:
             out["dialect"] = self.dialect
         if self.command is not None:
@@ -241,6 +263,8 @@ class SmbEvent:
             out["service_type"] = self.service_type
         if self.account is not None:
             out["account"] = self.account
+        if self.time_precision is not None:
+            out["time_precision"] = self.time_precision
         return out
 
     def __eq__(self, other: object) -> bool:
@@ -264,9 +288,13 @@ FIELD_NAMES: tuple[str, ...] = tuple(_declared) or getattr(SmbEvent, "__mypyc_at
 _FIELD_SET: Final = frozenset(FIELD_NAMES)
 
 
-def format_time(micros: int) -> str:
+def format_time(micros: int, precision: str | None = None) -> str:
     """ISO 8601 UTC with microseconds and ``Z``, exact (no float rounding). Every event is
-    written with one: the text up to the second is cached, the microseconds are appended."""
+    written with one: the text up to the second is cached, the microseconds are appended.
+
+    ``precision`` ``"s"`` or ``"ms"`` (``SmbEvent.time_precision``): a clock that had only
+    whole seconds or milliseconds is written with the digits it had, and no invented ones.
+    """
     seconds, fraction = divmod(micros, 1_000_000)
     prefix = _SECONDS.get(seconds)
     if prefix is None:
@@ -274,6 +302,10 @@ def format_time(micros: int) -> str:
             _SECONDS.clear()
         moment = _EPOCH + timedelta(seconds=seconds)
         prefix = _SECONDS[seconds] = moment.strftime("%Y-%m-%dT%H:%M:%S.")
+    if precision == "s":
+        return prefix[:-1] + "Z"
+    if precision == "ms":
+        return prefix + str(1_000 + fraction // 1000)[1:] + "Z"
     return prefix + str(1_000_000 + fraction)[1:] + "Z"
 
 
