@@ -24,7 +24,7 @@ from smbwatch.capture.pcap import (
     open_maybe_gzip,
     read_frames,
 )
-from smbwatch.capture.tcp import StreamConsumer, TcpReassembler
+from smbwatch.capture.tcp import StreamConsumer, TcpReassembler, connection_id
 from smbwatch.dcerpc.transport import RpcTcpConnection
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
@@ -154,8 +154,13 @@ def _capture_events(
     if source_format is None:
         source_format = sniff_format(path) or "pcap"
 
-    def connection(client: str, client_port: int, server: str, server_port: int) -> StreamConsumer:
-        endpoints = Endpoints(client, client_port, server, server_port, source_format, path)
+    def connection(
+        client: str, client_port: int, server: str, server_port: int, isn: int | None
+    ) -> StreamConsumer:
+        conn_id = connection_id(client, client_port, server, server_port, isn)
+        endpoints = Endpoints(
+            client, client_port, server, server_port, source_format, path, conn_id
+        )
         if server_port in SMB_PORTS:
             return SmbConnection(endpoints, diagnostics, decoders, out)
         return RpcTcpConnection(endpoints, diagnostics, out)
