@@ -26,6 +26,7 @@ COMPILED = [
     "smbwatch/dcerpc/*.py",
     "smbwatch/diagnostics.py",
     "smbwatch/events.py",
+    "smbwatch/file_keys.py",
     "smbwatch/options.py",
     "smbwatch/pipeline.py",
     "smbwatch/sinks/jsonl.py",

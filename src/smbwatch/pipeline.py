@@ -28,6 +28,7 @@ from smbwatch.capture.tcp import StreamConsumer, TcpReassembler, connection_id
 from smbwatch.dcerpc.transport import RpcTcpConnection
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.file_keys import with_file_keys
 from smbwatch.options import Options
 from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.files import Transfers
@@ -123,7 +124,7 @@ def capture_events(
     transfers.read_from(frames.mapped, frames.fileno)
     try:
         batches = _capture_events(frames, path, diagnostics, source_format, decoders)
-        yield from _settled(batches, transfers)
+        yield from with_file_keys(_settled(batches, transfers))
     finally:
         frames.close()
         transfers.close()
