@@ -110,9 +110,10 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field(
         "conn_id",
         TEXT,
-        "network: one id per TCP connection, the same from every sensor that saw it: a hash of "
-        "the 4-tuple and the client's initial sequence number; when the capture missed the SYN, "
-        "of the 4-tuple alone (`t` prefix: two such connections on one 4-tuple share it)",
+        "network: one id per TCP connection, the same from every sensor that saw it: `C` and a "
+        "hash of the 4-tuple and the client's initial sequence number (from the SYN; for DCE/RPC"
+        " over TCP, from its BIND); `T` and a hash of the 4-tuple alone when the capture missed "
+        "the SYN (two such connections on one 4-tuple share it)",
     ),
     Field(
         "server",
