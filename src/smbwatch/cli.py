@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import argparse
 import gc
-import io
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from smbwatch import __version__
 from smbwatch.capture import tcp
 from smbwatch.diagnostics import Diagnostics
-from smbwatch.events import FIELD_NAMES, SmbEvent
 from smbwatch.options import Options
 from smbwatch.pipeline import InputError, iter_events
-from smbwatch.sinks.csv import write_csv
 from smbwatch.sinks.extract import ExtractError, FileExtractor
-from smbwatch.sinks.jsonl import write_jsonl
-from smbwatch.sinks.table import EVENT_COLUMNS, write_table
+from smbwatch.sinks.output import FORMATS, TEXT_FORMATS, Output, OutputError
 
 if TYPE_CHECKING:
     from smbwatch.detect.sigma import RuleSet
@@ -42,7 +37,7 @@ EXIT_INTERRUPTED = 130
 # are computed; at 700 the collector walks those held events over and over (a tenth of a
 # second per gigabyte), for cycles that are rare and small.
 YOUNG_COLLECTION_EVERY = 10_000
-INPUT_FORMATS = ("pcap", "pcapng", "evtx", "xml", "json", "splunk")
+INPUT_FORMATS = ("pcap", "pcapng", "evtx", "xml", "json", "splunk", "smbwatch", "parquet")
 # The detection verbs import pySigma when they run: ``events`` starts without it (0.15 s less).
 
 
@@ -70,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Report every SMB event (who reached which share and file, how, when).",
     )
     _add_input_arguments(events)
-    _add_output_arguments(events)
+    _add_output_arguments(events, FORMATS)
     _add_no_hash_argument(events)
     events.add_argument(
         "--extract-files",
@@ -138,51 +133,26 @@ def _add_no_hash_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_output_arguments(
+    parser: argparse.ArgumentParser, formats: Sequence[str] = TEXT_FORMATS
+) -> None:
     parser.add_argument(
         "-f",
         "--format",
-        choices=("table", "jsonl", "csv"),
-        help="output format (default: table on a terminal, else jsonl)",
+        choices=formats,
+        help="output format (default: table on a terminal, else jsonl"
+        + ("; parquet: a dataset in the directory -o names)" if "parquet" in formats else ")"),
     )
     parser.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
 
 
-@contextmanager
-def _output(path: str | None) -> Iterator[TextIO]:
-    if path is None:
-        if isinstance(sys.stdout, io.TextIOWrapper):  # names from the wire may not encode
-            sys.stdout.reconfigure(errors="backslashreplace")
-        yield sys.stdout
-        return
-    try:
-        handle = open(path, "w", encoding="utf-8", errors="backslashreplace", newline="")  # noqa: SIM115
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write: {exc.strerror}") from None
-    with handle:
-        yield handle
-
-
-def _format(args: argparse.Namespace, out: TextIO) -> str:
-    if args.format:
-        return args.format
-    return "table" if out.isatty() else "jsonl"
-
-
 def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch events``: decode every input and write its events."""
+    output = Output(args.format, args.output)
     options = _options(args)
     jobs = max(1, args.jobs)
     events = iter_events(args.inputs, diagnostics, args.input_format, errors, jobs, options)
-    rows = map(SmbEvent.to_dict, events)
-    with _output(args.output) as out:
-        fmt = _format(args, out)
-        if fmt == "jsonl":
-            write_jsonl(rows, out)
-        elif fmt == "csv":
-            write_csv(rows, out, FIELD_NAMES)
-        else:
-            write_table(rows, out, EVENT_COLUMNS, "SMB events")
+    output.events(events, diagnostics)
     return EXIT_OK
 
 
@@ -213,25 +183,23 @@ def _load_rules(args: argparse.Namespace) -> RuleSet:
 def run_detect(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch detect``: run the rules over every input's events and write the alerts."""
     from smbwatch.detect.engine import detect
-    from smbwatch.detect.report import write_alerts
+    from smbwatch.detect.report import ALERTS
 
     ruleset = _load_rules(args)
     options = Options(hash_files=not args.no_hash)
     jobs = max(1, args.jobs)
     events = iter_events(args.inputs, diagnostics, args.input_format, errors, jobs, options)
     alerts = detect(events, ruleset, diagnostics)
-    with _output(args.output) as out:
-        write_alerts(alerts, _format(args, out), out)
+    Output(args.format, args.output).rows(alerts, ALERTS)
     return EXIT_ALERTS if alerts else EXIT_OK
 
 
 def run_rules_list(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch rules list``: the loaded rules, their level, ATT&CK ids and origin."""
-    from smbwatch.detect.report import write_rule_listing
+    from smbwatch.detect.report import RULES
 
     ruleset = _load_rules(args)
-    with _output(args.output) as out:
-        write_rule_listing(ruleset, _format(args, out), out)
+    Output(args.format, args.output).rows(ruleset.listing(), RULES)
     return EXIT_OK
 
 
@@ -243,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors: list[str] = []
     try:
         code = args.run(args, diagnostics, errors)
-    except InputError as exc:
+    except (InputError, OutputError) as exc:
         print(f"smbwatch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -1,5 +1,5 @@
-"""Alerts and rule listings written through the sinks: a table for people, JSON lines for
-pipelines, CSV for spreadsheets (the sinks escape hostile names and defuse formulas).
+"""Alerts and rule listings as rows for the sinks (``sinks.output``): a table for people, JSON
+lines for pipelines, CSV for spreadsheets (the sinks escape hostile names and defuse formulas).
 """
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ from pathlib import PurePath
 from typing import Any, TextIO
 
 from smbwatch.detect.sigma import ALERT_FIELDS, RuleSet
-from smbwatch.sinks.csv import write_csv
-from smbwatch.sinks.jsonl import write_jsonl
-from smbwatch.sinks.table import Column, write_table
+from smbwatch.sinks.output import RowKind, write_rows
+from smbwatch.sinks.table import Column
 
 
 def _evidence(alert: dict[str, Any]) -> str:
@@ -56,20 +55,15 @@ def csv_columns(alerts: Sequence[dict[str, Any]]) -> list[str]:
     return [*columns, "evidence"]
 
 
+ALERTS = RowKind("smbwatch alerts", ALERT_COLUMNS, csv_columns)
+RULES = RowKind("smbwatch rules", RULE_COLUMNS, RULE_FIELDS)
+
+
 def write_alerts(alerts: Sequence[dict[str, Any]], fmt: str, out: TextIO) -> int:
     """Write alerts as ``table``, ``jsonl`` or ``csv``; the number written."""
-    if fmt == "jsonl":
-        return write_jsonl(alerts, out)
-    if fmt == "csv":
-        return write_csv(alerts, out, csv_columns(alerts))
-    return write_table(alerts, out, ALERT_COLUMNS, "smbwatch alerts")
+    return write_rows(alerts, fmt, ALERTS, out)
 
 
 def write_rule_listing(ruleset: RuleSet, fmt: str, out: TextIO) -> int:
     """Write what ``smbwatch rules list`` shows (one row per loaded rule); the number written."""
-    rows = ruleset.listing()
-    if fmt == "jsonl":
-        return write_jsonl(rows, out)
-    if fmt == "csv":
-        return write_csv(rows, out, RULE_FIELDS)
-    return write_table(rows, out, RULE_COLUMNS, "smbwatch rules")
+    return write_rows(ruleset.listing(), fmt, RULES, out)
