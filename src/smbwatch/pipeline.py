@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Final
 
-from smbwatch import winlog
+from smbwatch import readback, winlog
 from smbwatch.capture.link import LINKTYPE_ETHERNET, SMB_PORTS, tcp_segment
 from smbwatch.capture.pcap import (
     CaptureError,
@@ -79,7 +79,7 @@ def sniff_format(path: str) -> str | None:
             head = stream.read(4096)
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
-    return capture_format(head) or winlog.sniff_format(head)
+    return capture_format(head) or readback.sniff_format(head) or winlog.sniff_format(head)
 
 
 def input_events(
@@ -97,7 +97,15 @@ def input_events(
             raise InputError(str(exc)) from None
         return
     if kind is None:
-        raise InputError(f"{path}: not a capture (pcap, pcapng) or a Windows event log")
+        raise InputError(
+            f"{path}: not a capture (pcap, pcapng), a Windows event log, or smbwatch's events"
+        )
+    if kind in readback.FORMATS:
+        try:
+            yield from readback.read_events(path, diagnostics, kind)
+        except (readback.NotOursError, OSError) as exc:
+            raise InputError(str(exc)) from None
+        return
     try:
         events = winlog.read_events(path, diagnostics, kind)
     except (winlog.NotALogError, OSError) as exc:
