@@ -2,9 +2,9 @@
 
 Each worker runs ``pipeline.input_events`` on one file and sends its events in batches through a
 small bounded queue, so memory is bounded by ``jobs x QUEUE_BATCHES x BATCH`` events whatever the
-inputs' sizes. The parent yields the inputs' events in the order the inputs were given (workers
-ahead of the one being read wait when their queue is full), so the output does not depend on
-which worker finishes first.
+inputs' sizes. The parent reads the inputs in the order they were given (workers ahead of the one
+being read wait when their queue is full), so the output does not depend on which worker
+finishes first.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.options import Options
+from smbwatch.pipeline import InputRun
 
 BATCH = 2000
 QUEUE_BATCHES = 4
@@ -49,15 +50,10 @@ def _context() -> Any:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def parallel_events(
-    files: list[tuple[str, bool]],
-    diagnostics: Diagnostics,
-    input_format: str | None,
-    errors: list[str],
-    jobs: int,
-    options: Options,
-) -> Iterator[SmbEvent]:
-    """Events of every (path, named explicitly) input, read by up to ``jobs`` processes."""
+def parallel_inputs(
+    files: list[tuple[str, bool]], input_format: str | None, jobs: int, options: Options
+) -> Iterator[InputRun]:
+    """Every (path, named explicitly) input, read by up to ``jobs`` processes, in order."""
     context = _context()
     waiting = deque(files)
     running: deque[tuple[str, bool, BaseProcess, Queue]] = deque()
@@ -70,20 +66,24 @@ def parallel_events(
                 process.start()
                 running.append((path, explicit, process, queue))
             path, explicit, process, queue = running.popleft()
-            while True:
-                message = queue.get()
-                if message[0] == "events":
-                    yield from message[1]
-                    continue
-                diagnostics.merge(message[1])
-                if message[2] is not None:
-                    if explicit:
-                        errors.append(message[2])
-                    else:
-                        diagnostics.warn("input_skipped", message[2])
-                break
+            run = InputRun(path, explicit)
+            run.events = _received(queue, run)
+            yield run
+            for _ in run.events:  # what the reader left unread: the worker must finish
+                pass
             process.join()
     finally:
         for _, _, process, _ in running:
             process.kill()
             process.join()
+
+
+def _received(queue: Queue, run: InputRun) -> Iterator[SmbEvent]:
+    while True:
+        message = queue.get()
+        if message[0] == "events":
+            yield from message[1]
+            continue
+        run.diagnostics.merge(message[1])
+        run.error = message[2]
+        return

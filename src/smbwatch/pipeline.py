@@ -50,6 +50,18 @@ class InputError(Exception):
     """An input the user named cannot be used (missing, unreadable, unknown format)."""
 
 
+class InputRun:
+    """One input as it is read: its events; once they are all read, what reading it cost
+    (``diagnostics``) and, for an input that is no capture or log, why (``error``)."""
+
+    def __init__(self, path: str, explicit: bool) -> None:
+        self.path = path
+        self.explicit = explicit  # named by the user, not found in a directory
+        self.events: Iterator[SmbEvent] = iter(())
+        self.diagnostics = Diagnostics()
+        self.error: str | None = None
+
+
 def expand_inputs(paths: Iterable[str], errors: list[str] | None = None) -> list[tuple[str, bool]]:
     """Files to read, as (path, named explicitly); a directory means every file below it.
 
@@ -211,21 +223,40 @@ def iter_events(
     log is only counted as a warning.
     """
     files = expand_inputs(paths, errors)
-    if jobs > 1 and len(files) > 1:
-        from smbwatch.parallel import parallel_events
+    for run in input_runs(files, input_format, jobs, options):
+        yield from run.events
+        diagnostics.merge(run.diagnostics)
+        if run.error is None:
+            continue
+        if not run.explicit:
+            diagnostics.warn("input_skipped", run.error)
+        elif errors is None:
+            raise InputError(run.error)
+        else:
+            errors.append(run.error)
 
-        collected: list[str] = [] if errors is None else errors
-        yield from parallel_events(files, diagnostics, input_format, collected, jobs, options)
-        if errors is None and collected:
-            raise InputError(collected[0])
+
+def input_runs(
+    files: list[tuple[str, bool]],
+    input_format: str | None = None,
+    jobs: int = 1,
+    options: Options = DEFAULT_OPTIONS,
+) -> Iterator[InputRun]:
+    """Each (path, named explicitly) input as it is read, in order, by up to ``jobs`` worker
+    processes. Read each one's events before asking for the next."""
+    if jobs > 1 and len(files) > 1:
+        from smbwatch.parallel import parallel_inputs
+
+        yield from parallel_inputs(files, input_format, jobs, options)
         return
     for path, explicit in files:
-        try:
-            yield from input_events(path, diagnostics, input_format, options)
-        except InputError as exc:
-            if explicit and errors is not None:
-                errors.append(str(exc))
-            elif explicit:
-                raise
-            else:
-                diagnostics.warn("input_skipped", str(exc))
+        run = InputRun(path, explicit)
+        run.events = _read(run, input_format, options)
+        yield run
+
+
+def _read(run: InputRun, input_format: str | None, options: Options) -> Iterator[SmbEvent]:
+    try:
+        yield from input_events(run.path, run.diagnostics, input_format, options)
+    except InputError as exc:
+        run.error = str(exc)
