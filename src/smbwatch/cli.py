@@ -1,10 +1,7 @@
 """The command line: verbs, their arguments, and the wiring from inputs to sinks.
 
-Exit codes (also in the README):
-  0  done (detect: nothing fired); 1  detect: alerts fired; 2  a user error (bad arguments, a bad
-  rule, a named input missing or not a capture/log: the other inputs are still processed and
-  written); 3  an input was damaged (truncated, corrupt): what could be read was decoded and
-  written; 130 interrupted.
+Exit codes: ``smbwatch.exits`` (also in the README). The case's verbs (ingest, query, timeline,
+``--case``) are wired in ``cli_case``.
 """
 
 from __future__ import annotations
@@ -16,9 +13,11 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from smbwatch import __version__
+from smbwatch import __version__, cli_case
 from smbwatch.capture import tcp
+from smbwatch.case import CaseError
 from smbwatch.diagnostics import Diagnostics
+from smbwatch.exits import EXIT_ALERTS, EXIT_DAMAGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from smbwatch.options import Options
 from smbwatch.pipeline import InputError, iter_events
 from smbwatch.sinks.extract import ExtractError, FileExtractor
@@ -27,11 +26,6 @@ from smbwatch.sinks.output import FORMATS, TEXT_FORMATS, Output, OutputError
 if TYPE_CHECKING:
     from smbwatch.detect.sigma import RuleSet
 
-EXIT_OK = 0
-EXIT_ALERTS = 1
-EXIT_USAGE = 2
-EXIT_DAMAGED = 3
-EXIT_INTERRUPTED = 130
 # Objects allocated between young collections (Python's default: 700). Decoding allocates
 # millions of short-lived objects and holds thousands of events while their files' digests
 # are computed; at 700 the collector walks those held events over and over (a tenth of a
@@ -64,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="every SMB event in captures and Windows logs",
         description="Report every SMB event (who reached which share and file, how, when).",
     )
-    _add_input_arguments(events)
+    _add_input_arguments(events, required=False)
+    cli_case.add_case_argument(events)
+    cli_case.add_clock_argument(events)
+    cli_case.add_filter_arguments(events)
     _add_output_arguments(events, FORMATS)
     _add_no_hash_argument(events)
     events.add_argument(
@@ -79,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the built-in and your Sigma rules over the events; write the alerts. "
         "Exit code 0: nothing fired, 1: alerts fired, 2: user error.",
     )
-    _add_input_arguments(detect_verb)
+    _add_input_arguments(detect_verb, required=False)
+    cli_case.add_case_argument(detect_verb)
+    cli_case.add_clock_argument(detect_verb)
+    cli_case.add_filter_arguments(detect_verb, risk=True)
     _add_no_hash_argument(detect_verb)
     _add_rules_argument(detect_verb)
     _add_output_arguments(detect_verb)
@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_arguments(rules_list)
     rules_list.add_argument("-q", "--quiet", action="store_true", help="no warnings on stderr")
     rules_list.set_defaults(run=run_rules_list)
+    shared = cli_case.Arguments(_add_input_arguments, _add_output_arguments, _add_no_hash_argument)
+    cli_case.add_verbs(verbs, shared)
     return parser
 
 
@@ -106,9 +108,12 @@ def _add_rules_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_input_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="capture or log files, or directories of them"
+        "inputs",
+        nargs="+" if required else "*",
+        metavar="INPUT",
+        help="capture or log files, or directories of them",
     )
     parser.add_argument(
         "--input-format",
@@ -148,6 +153,8 @@ def _add_output_arguments(
 
 def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch events``: decode every input and write its events."""
+    if cli_case.wants_case(args):
+        return cli_case.case_events(args, diagnostics, errors, _options(args))
     output = Output(args.format, args.output)
     options = _options(args)
     jobs = max(1, args.jobs)
@@ -186,10 +193,14 @@ def run_detect(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[
     from smbwatch.detect.report import ALERTS
 
     ruleset = _load_rules(args)
+    if cli_case.wants_case(args):
+        return cli_case.case_detect(args, diagnostics, errors, ruleset)
     options = Options(hash_files=not args.no_hash)
     jobs = max(1, args.jobs)
     events = iter_events(args.inputs, diagnostics, args.input_format, errors, jobs, options)
     alerts = detect(events, ruleset, diagnostics)
+    if args.min_risk is not None:
+        alerts = [alert for alert in alerts if alert["risk_score"] >= args.min_risk]
     Output(args.format, args.output).rows(alerts, ALERTS)
     return EXIT_ALERTS if alerts else EXIT_OK
 
@@ -211,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors: list[str] = []
     try:
         code = args.run(args, diagnostics, errors)
-    except (InputError, OutputError) as exc:
+    except (InputError, OutputError, CaseError) as exc:
         print(f"smbwatch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

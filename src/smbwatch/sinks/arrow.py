@@ -178,6 +178,14 @@ def _object(text: str, diagnostics: Diagnostics, name: str) -> Any:
     return value if isinstance(value, dict) else None
 
 
+def conformed(
+    batches: Iterable[pa.RecordBatch], diagnostics: Diagnostics, name: str
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of any event-like schema with the event schema (see ``conform``)."""
+    for batch in batches:
+        yield from conform(batch, diagnostics, name).cast(EVENT_SCHEMA).to_batches()
+
+
 def batch_events(
     batches: Iterable[pa.RecordBatch], diagnostics: Diagnostics, name: str
 ) -> Iterator[SmbEvent]:

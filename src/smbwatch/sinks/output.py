@@ -87,24 +87,28 @@ class Output:
         with self._stream() as out:
             return write_rows(rows, self._chosen(out), kind, out)
 
-    def events(self, events: Iterable[SmbEvent], diagnostics: Diagnostics) -> int:
-        """Write events: as rows, or as a Parquet dataset."""
+    def events(
+        self, events: Iterable[SmbEvent], diagnostics: Diagnostics, kind: RowKind = EVENTS
+    ) -> int:
+        """Write events: as rows (shown as ``kind`` says), or as a Parquet dataset."""
         if self.format != "parquet":
-            return self.rows(map(SmbEvent.to_dict, events), EVENTS)
+            return self.rows(map(SmbEvent.to_dict, events), kind)
         from smbwatch.sinks.arrow import event_batches
 
         return self.batches(event_batches(events, diagnostics), diagnostics)
 
-    def batches(self, batches: Iterable[pa.RecordBatch], diagnostics: Diagnostics) -> int:
-        """Write events that are already Arrow batches of the event schema (from the case)."""
+    def batches(
+        self, batches: Iterable[pa.RecordBatch], diagnostics: Diagnostics, kind: RowKind = EVENTS
+    ) -> int:
+        """Write events that are already Arrow batches of an event schema (from the case)."""
+        from smbwatch.sinks.arrow import batch_events, conformed
+
         if self.format == "parquet":
             from smbwatch.sinks.parquet import write_parquet
 
             assert self.path is not None
-            return write_parquet(batches, self.path)
-        from smbwatch.sinks.arrow import batch_events
-
-        return self.events(batch_events(batches, diagnostics, "the case"), diagnostics)
+            return write_parquet(conformed(batches, diagnostics, "the case"), self.path)
+        return self.events(batch_events(batches, diagnostics, "the case"), diagnostics, kind)
 
     def _chosen(self, out: TextIO) -> str:
         if self.format:

@@ -119,3 +119,24 @@ EVENT_COLUMNS: list[Column] = [
     ("status", lambda r: r.get("status")),
     ("details", _details),
 ]
+
+
+def _seen(row: dict[str, Any]) -> str:
+    """How many sources saw the message, when more than one did."""
+    count = len(row.get("seen_by") or ())
+    return str(count) if count > 1 else ""
+
+
+# The timeline of a case: machines and users by their one name (``src_host``, ``principal``).
+TIMELINE_COLUMNS: list[Column] = [
+    ("time", lambda r: r.get("time")),
+    ("from", lambda r: r.get("src_host") or _endpoint(r, "src_ip", "src_port")),
+    ("to", lambda r: r.get("dst_host") or r.get("server") or _endpoint(r, "dst_ip", "dst_port")),
+    ("user", lambda r: r.get("principal") or _identity(r)),
+    ("action", lambda r: r.get("action")),
+    ("share", lambda r: r.get("share_name") or r.get("share")),
+    ("path", _target),
+    ("status", lambda r: r.get("status")),
+    ("details", _details),
+    ("seen", _seen),
+]
