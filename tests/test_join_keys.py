@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from conftest import shared_dir
 from oracle import tshark_fields
 
 from smbwatch.capture.tcp import connection_id
@@ -13,9 +14,7 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.pipeline import iter_events
 
-OTRF = Path(__file__).resolve().parents[2] / "shared" / "data" / "otrf"
-if not OTRF.is_dir():  # a worktree under /work/wt: the corpus is beside the main repository
-    OTRF = Path("/work/shared/data/otrf")
+OTRF = shared_dir() / "data" / "otrf"
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lateral-movement.pcap"
 
 
