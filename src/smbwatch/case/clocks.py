@@ -22,6 +22,7 @@ from typing import Final
 from smbwatch.case.store import Case
 
 SECOND: Final = 1_000_000
+QUARTER_HOUR: Final = 900 * SECOND  # every time zone is a multiple of it
 WARN_OVER: Final = 3 * SECOND  # host records have whole seconds; a logon follows its SYN closely
 _UNITS: Final = {"d": 86_400 * SECOND, "h": 3600 * SECOND, "m": 60 * SECOND, "s": SECOND}
 _DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
@@ -111,7 +112,12 @@ class Offset:
     def warning(self) -> str:
         seen = "messages" if self.method == "same_message" else "connections"
         side = "ahead of" if self.offset > 0 else "behind"
-        fix = f"{PurePath(self.later).name}={format_offset(-self.offset)}"
+        zone = round(self.offset / QUARTER_HOUR) * QUARTER_HOUR
+        if zone and abs(self.offset - zone) <= WARN_OVER:  # whole-second clocks miss a little
+            side += f"; {format_offset(zone)}: a time zone written as UTC?"
+        else:
+            zone = self.offset
+        fix = f"{PurePath(self.later).name}={format_offset(-zone)}"
         return (
             f"clocks differ: {self.later} reads {format_offset(self.offset)} ({side}) against "
             f"{self.earlier}, from {self.pairs} {seen} both saw; if its clock is wrong, "

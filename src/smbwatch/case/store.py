@@ -43,7 +43,7 @@ LOCK_FILE: Final = "lock"
 SPILL_DIR: Final = "spill"
 FORMAT: Final = "smbwatch case"
 VERSION: Final = "1"
-MEMORY_LIMIT: Final = "384MB"  # DuckDB's own; sorts and joins beyond it spill to disk
+MEMORY_LIMIT: Final = "256MB"  # DuckDB's own; sorts and joins beyond it spill to disk
 THREADS: Final = 2
 
 DUCKDB_TYPES: Final = {

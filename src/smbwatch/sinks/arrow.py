@@ -20,7 +20,7 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent, columns
 from smbwatch.sinks.jsonl import encode
 
-BATCH: Final = 32768  # events per record batch: columns of this many values are held at once
+BATCH: Final = 8192  # events per record batch: columns of this many values are held at once
 ARROW_TYPES: Final[dict[str, pa.DataType]] = {
     schema.TIME: pa.timestamp("us", tz="UTC"),
     schema.TEXT: pa.string(),
