@@ -9,6 +9,7 @@ merge, deduplicate, resolve names and sort, whatever the inputs' sizes.
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from smbwatch.case import CaseError
 from smbwatch.diagnostics import Diagnostics
@@ -35,6 +36,26 @@ if TYPE_CHECKING:
 
 TIMELINE = RowKind("SMB timeline", TIMELINE_COLUMNS, FIELD_NAMES)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+Verb = TypeVar("Verb", bound=Callable[..., int])
+
+
+def guarded(run: Verb) -> Verb:
+    """A verb whose database errors (a case damaged where it is read) are one line."""
+
+    @functools.wraps(run)
+    def verb(args: argparse.Namespace, *rest: Any) -> int:
+        import duckdb
+
+        from smbwatch.case.store import short_error
+
+        try:
+            return run(args, *rest)
+        except duckdb.Error as error:
+            raise CaseError(f"{args.case or 'the case'}: {short_error(error)}") from None
+
+    return cast(Verb, verb)
 
 
 @dataclass(frozen=True)
@@ -194,6 +215,7 @@ def _ingest(
 
 
 # --- verbs ------------------------------------------------------------------------------------
+@guarded
 def run_ingest(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch ingest --case DIR INPUT...``."""
     from smbwatch.case.store import Case
@@ -206,6 +228,7 @@ def run_ingest(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[
     return EXIT_OK
 
 
+@guarded
 def run_query(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch query --case DIR SQL``: rows as a table, JSON lines or CSV."""
     from smbwatch.case.query import batches
@@ -221,11 +244,13 @@ def run_query(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[s
     return EXIT_OK
 
 
+@guarded
 def run_timeline(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch timeline (--case DIR | INPUT...)``."""
     return case_events(args, diagnostics, errors, Options(hash_files=not args.no_hash), TIMELINE)
 
 
+@guarded
 def case_events(
     args: argparse.Namespace,
     diagnostics: Diagnostics,
@@ -243,6 +268,7 @@ def case_events(
     return EXIT_OK
 
 
+@guarded
 def case_detect(
     args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str], ruleset: RuleSet
 ) -> int:

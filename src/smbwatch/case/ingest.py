@@ -37,7 +37,7 @@ READ_CHUNK: Final = 1 << 20
 # Worked out over these few columns only (the rows are wide), then joined back by row.
 _MESSAGE_KEY: Final = """
 CREATE TEMP TABLE keys AS
-SELECT staged_row, md5_number(identity || '#' || row_number() OVER (
+SELECT staged_row, md5_number_lower(identity || '#' || row_number() OVER (
     PARTITION BY identity ORDER BY time, source_ref)) AS message_key
 FROM (
     SELECT rowid AS staged_row, time, source_ref, CASE WHEN source = 'host'

@@ -109,20 +109,23 @@ def timeline(case: Case, filters: Filters) -> Iterator[pa.RecordBatch]:
     """The case's events that pass the filters, in time order, as record batches."""
     clause = where(case, filters)
     sql = f"SELECT * FROM events{clause.sql()} ORDER BY {TIMELINE_ORDER}"
-    return batches(case, sql, clause.parameters)
+    return batches(case, sql, clause.parameters, f"{case.directory}: cannot read the case")
 
 
-def batches(case: Case, sql: str, parameters: list[Any] | None = None) -> Iterator[pa.RecordBatch]:
-    """A query's result as record batches (one user error for SQL that fails)."""
+def batches(
+    case: Case, sql: str, parameters: list[Any] | None = None, failed: str = "query failed"
+) -> Iterator[pa.RecordBatch]:
+    """A query's result as record batches (one user error, ``failed: why``, for SQL that
+    fails or a case damaged where it is read)."""
     try:
         reader = case.db.sql(sql, params=parameters or None).to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as error:
-        raise CaseError(f"query failed: {short_error(error)}") from None
-    return _read(reader)
+        raise CaseError(f"{failed}: {short_error(error)}") from None
+    return _read(reader, failed)
 
 
-def _read(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+def _read(reader: pa.RecordBatchReader, failed: str) -> Iterator[pa.RecordBatch]:
     try:
         yield from reader
     except (duckdb.Error, pa.ArrowException) as error:
-        raise CaseError(f"query failed: {short_error(error)}") from None
+        raise CaseError(f"{failed}: {short_error(error)}") from None

@@ -81,7 +81,7 @@ CREATE TABLE inputs (
 CREATE TABLE event_rows (
     {EVENT_COLUMNS},
     input_id INTEGER NOT NULL,
-    message_key UHUGEINT NOT NULL,
+    message_key UBIGINT NOT NULL,
     first_copy BOOLEAN NOT NULL
 );
 CREATE TABLE hosts (host VARCHAR PRIMARY KEY, addresses VARCHAR[], aliases VARCHAR[],
@@ -161,17 +161,26 @@ class Case:
             raise CaseError(f"{directory}: no such case (make one with smbwatch ingest --case)")
         elif not database.is_file():
             raise CaseError(f"{directory}: not a smbwatch case (it has no {CASE_FILE})")
+        if database.exists() and not (path / LOCK_FILE).exists():
+            _check(database, whole=write)  # no smbwatch made it: leave no lock file beside it
         lock = _lock(path, write)
         try:
             if write and not database.exists():
                 _create(path)
-            _check(database)
+            _check(database, whole=write)
             spill = str(path / SPILL_DIR) if write else tempfile.mkdtemp(prefix="smbwatch-")
             return cls(path, _connect(database, write, spill), lock, spill)
         except BaseException:
             if lock is not None:
                 os.close(lock)
             raise
+
+    def abandon(self) -> None:
+        """After a failure: close without the checkpoint DuckDB makes on closing, so that a
+        case found damaged while writing is left exactly as it was."""
+        with contextlib.suppress(duckdb.Error):
+            self.db.execute("SET checkpoint_on_shutdown = false")
+        self.close()
 
     def close(self) -> None:
         with contextlib.suppress(duckdb.Error):
@@ -185,8 +194,11 @@ class Case:
     def __enter__(self) -> Case:
         return self
 
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *_exc: object) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abandon()
 
     def rows(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """All rows of a query (for small results: tables of names, inputs, clocks)."""
@@ -253,22 +265,32 @@ def _lock(path: Path, write: bool) -> int | None:
     return descriptor
 
 
-def _check(database: Path) -> None:
-    """Refuse (reading only) a database that is damaged or is not a case."""
+def _check(database: Path, whole: bool) -> None:
+    """Refuse (reading only) a database that is damaged or is not a case. Before writing,
+    every table is read whole (DuckDB checks each block's checksum as it reads it): nothing
+    is ever written into a database that cannot be read, which would not be as it was after."""
     try:
         probe = duckdb.connect(str(database), read_only=True)
     except duckdb.Error as error:
         raise CaseError(f"{database}: not a readable smbwatch case: {short_error(error)}") from None
     try:
-        found = dict(probe.execute("SELECT key, value FROM meta").fetchall())
-    except duckdb.Error:
-        found = {}
+        try:
+            found = dict(probe.execute("SELECT key, value FROM meta").fetchall())
+        except duckdb.CatalogException:
+            found = {}
+        if found.get("format") != FORMAT:
+            raise CaseError(f"{database}: not a smbwatch case (a DuckDB database of another kind)")
+        if found.get("version") != VERSION:
+            version = found.get("version")
+            raise CaseError(f"{database}: a case of another smbwatch version ({version})")
+        if whole:
+            tables = probe.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+            for (table,) in tables:
+                probe.execute(f'SELECT max(hash(COLUMNS(*))) FROM "{table}"').fetchall()
+    except duckdb.Error as error:
+        raise CaseError(f"{database}: a damaged case: {short_error(error)}") from None
     finally:
         probe.close()
-    if found.get("format") != FORMAT:
-        raise CaseError(f"{database}: not a smbwatch case (a DuckDB database of something else)")
-    if found.get("version") != VERSION:
-        raise CaseError(f"{database}: a case of another smbwatch version ({found.get('version')})")
 
 
 def _connect(database: Path, write: bool, spill: str) -> duckdb.DuckDBPyConnection:
@@ -282,6 +304,8 @@ def _connect(database: Path, write: bool, spill: str) -> duckdb.DuckDBPyConnecti
         connection.execute("SET TimeZone = 'UTC'")
         connection.execute("SET preserve_insertion_order = false")
         connection.execute("SET enable_progress_bar = false")
+        if write:  # an input is written at its commit only: a failed one leaves no trace
+            connection.execute("SET enable_optimistic_write = false")
     except duckdb.Error as error:
         raise CaseError(f"{database}: cannot open the case: {short_error(error)}") from None
     return connection
