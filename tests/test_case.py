@@ -13,6 +13,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import duckdb
 import pytest
 from conftest import shared_dir
 from oracle import tool
@@ -233,6 +234,11 @@ def test_a_relative_time_or_a_correction_that_is_no_time_is_one_line(case: Path)
 def test_parquet_of_a_case_is_its_events(case: Path, tmp_path: Path) -> None:
     dataset = tmp_path / "events"
     assert smbwatch("events", "--case", case, "-f", "parquet", "-o", dataset).returncode == 0
+    db = duckdb.connect()
+    files = f"read_parquet('{dataset}/**/*.parquet', hive_partitioning = true)"
+    in_files = db.sql(f"DESCRIBE SELECT * EXCLUDE (date) FROM {files}").fetchall()
+    db.execute(f"ATTACH '{case / 'case.duckdb'}' AS incident (READ_ONLY)")
+    assert in_files == db.sql("DESCRIBE SELECT * FROM incident.events").fetchall()
     assert sorted(rows("events", "-q", dataset), key=lambda e: (e["time"], e["source_ref"])) == (
         sorted(rows("events", "--case", case), key=lambda e: (e["time"], e["source_ref"]))
     )

@@ -14,20 +14,14 @@ import duckdb
 from conftest import shared_dir
 
 from smbwatch import schema
+from smbwatch.case.store import DUCKDB_TYPES
 from smbwatch.events import parse_time
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "lateral-movement.pcap"
 HOST_LOG = next((shared_dir() / "data" / "otrf").glob("empire_psexec*.json.gz"))
-DUCKDB_TYPES = {
-    schema.TIME: "TIMESTAMP WITH TIME ZONE",
-    schema.TEXT: "VARCHAR",
-    schema.INTEGER: "BIGINT",
-    schema.UNSIGNED: "UBIGINT",
-    schema.BOOLEAN: "BOOLEAN",
-    schema.TEXT_LIST: "VARCHAR[]",
-    schema.OBJECT: "JSON",
-}
+# DuckDB's names for the types the case declares its columns with
+DESCRIBED = {**DUCKDB_TYPES, schema.TIME: "TIMESTAMP WITH TIME ZONE"}
 
 
 def smbwatch(*args: str) -> subprocess.CompletedProcess[str]:
@@ -57,8 +51,8 @@ def test_parquet_is_a_dataset_by_date_with_the_schemas_types(tmp_path: Path) -> 
     files = f"read_parquet('{dataset}/**/*.parquet', hive_partitioning = true)"
     described = {row[0]: row[1] for row in con.sql(f"DESCRIBE SELECT * FROM {files}").fetchall()}
     assert {name: described[name] for name in schema.NAMES} == {
-        f.name: DUCKDB_TYPES[f.kind] for f in schema.FIELDS
-    }
+        f.name: DESCRIBED[f.kind] for f in schema.FIELDS
+    }  # the case's own columns
     rows = con.sql(f"SELECT * EXCLUDE (date), epoch_us(time) AS micros FROM {files}")
     names = rows.columns
     found = {}

@@ -293,7 +293,7 @@ def case_detect(
 
 
 def _store_alerts(directory: str, alerts: list[dict[str, Any]], diagnostics: Diagnostics) -> None:
-    from smbwatch.case.store import Case, short_error
+    from smbwatch.case.store import Case
     from smbwatch.sinks.jsonl import encode
 
     rows = [
@@ -312,8 +312,7 @@ def _store_alerts(directory: str, alerts: list[dict[str, Any]], diagnostics: Dia
         for a in alerts
     ]
     try:
-        with Case.open(directory, write=True) as case:
-            case.db.execute("BEGIN")
+        with Case.open(directory, write=True) as case, case.transaction(directory):
             case.db.execute("DELETE FROM alerts")
             if rows:
                 case.db.executemany(
@@ -321,11 +320,8 @@ def _store_alerts(directory: str, alerts: list[dict[str, Any]], diagnostics: Dia
                     "?::TIMESTAMPTZ, ?, ?::JSON)",
                     rows,
                 )
-            case.db.execute("COMMIT")
-    except CaseError as error:
+    except CaseError as error:  # a read-only case: the alerts were still written out
         diagnostics.warn("alerts_not_stored", str(error))
-    except Exception as error:  # duckdb.Error: the alerts were still written out
-        diagnostics.warn("alerts_not_stored", short_error(error))
 
 
 # --- query results as plain values ------------------------------------------------------------

@@ -303,6 +303,19 @@ def columns(events: list[SmbEvent]) -> dict[str, list[Any]]:
     return out
 
 
+def from_columns(values: dict[str, list[Any]], count: int) -> list[SmbEvent]:
+    """``count`` events from lists of field values (None: unset), as ``columns`` gives them:
+    the way back from a columnar store. The names must be fields and the values of their
+    types (compiled, a wrong type raises ``TypeError``)."""
+    events = [SmbEvent() for _ in range(count)]
+    for name, column in values.items():
+        for index in range(count):
+            value = column[index]
+            if value is not None:
+                setattr(events[index], name, value)
+    return events
+
+
 def format_time(micros: int, precision: str | None = None) -> str:
     """ISO 8601 UTC with microseconds and ``Z``, exact (no float rounding). Every event is
     written with one: the text up to the second is cached, the microseconds are appended.

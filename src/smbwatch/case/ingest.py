@@ -18,11 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-import duckdb
 import orjson
 
-from smbwatch.case import CaseError, clocks, entities
-from smbwatch.case.store import EVENT_COLUMNS, Case, short_error
+from smbwatch.case import clocks, entities
+from smbwatch.case.store import EVENT_COLUMNS, Case
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.options import Options
 from smbwatch.pipeline import DEFAULT_OPTIONS, InputError, InputRun, expand_inputs, input_runs
@@ -150,53 +149,50 @@ def _refuse(message: str, explicit: bool, diagnostics: Diagnostics, errors: list
         diagnostics.warn("input_skipped", message)
 
 
+class _NotAnInput(Exception):
+    """The input turned out to be no capture or log: nothing of it is kept."""
+
+
 def _add(case: Case, run: InputRun, digest: str, input_format: str | None) -> Added | None:
     """One input in one transaction; None (and nothing stored) for an input that is no
     capture or log."""
     db = case.db
-    db.execute("BEGIN")
     try:
-        db.execute(f"CREATE TEMP TABLE staged ({EVENT_COLUMNS})")
-        for batch in event_batches(run.events, run.diagnostics):
-            db.register("batch", batch)
-            db.execute("INSERT INTO staged SELECT * FROM batch")
-            db.unregister("batch")
-        if run.error is not None:
-            db.execute("ROLLBACK")
-            return None
-        input_id = case.rows("SELECT coalesce(max(input_id), 0) + 1 FROM inputs")[0][0]
-        db.execute(_MESSAGE_KEY)
-        db.execute(_KEYED)
-        db.execute(_SEEN_AGAIN)
-        db.execute(_ADD_ROWS, [input_id])
-        counts = run.diagnostics.counts
-        db.execute(
-            _ADD_INPUT,
-            [
-                input_id,
-                run.path,
-                digest,
-                _format(run.path, input_format),
-                _size(run.path),
-                sum(counts.values()),
-                orjson.dumps(dict(counts)).decode(),
-                bool(run.diagnostics.damaged_inputs),
-                input_id,
-            ],
-        )
-        events, duplicates = case.rows(
-            "SELECT events, duplicates FROM inputs WHERE input_id = ?", [input_id]
-        )[0]
-        db.execute("DROP VIEW keyed")
-        db.execute("DROP TABLE keys")
-        db.execute("DROP TABLE staged")
-        db.execute("COMMIT")
-    except duckdb.Error as error:
-        db.execute("ROLLBACK")
-        raise CaseError(f"{case.directory}: {run.path} not added: {short_error(error)}") from None
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+        with case.transaction(f"{case.directory}: {run.path} not added"):
+            db.execute(f"CREATE TEMP TABLE staged ({EVENT_COLUMNS})")
+            for batch in event_batches(run.events, run.diagnostics):
+                db.register("batch", batch)
+                db.execute("INSERT INTO staged SELECT * FROM batch")
+                db.unregister("batch")
+            if run.error is not None:
+                raise _NotAnInput
+            input_id = case.rows("SELECT coalesce(max(input_id), 0) + 1 FROM inputs")[0][0]
+            db.execute(_MESSAGE_KEY)
+            db.execute(_KEYED)
+            db.execute(_SEEN_AGAIN)
+            db.execute(_ADD_ROWS, [input_id])
+            counts = run.diagnostics.counts
+            db.execute(
+                _ADD_INPUT,
+                [
+                    input_id,
+                    run.path,
+                    digest,
+                    _format(run.path, input_format),
+                    _size(run.path),
+                    sum(counts.values()),
+                    orjson.dumps(dict(counts)).decode(),
+                    bool(run.diagnostics.damaged_inputs),
+                    input_id,
+                ],
+            )
+            events, duplicates = case.rows(
+                "SELECT events, duplicates FROM inputs WHERE input_id = ?", [input_id]
+            )[0]
+            for dropped in ("VIEW keyed", "TABLE keys", "TABLE staged"):
+                db.execute(f"DROP {dropped}")
+    except _NotAnInput:
+        return None
     return Added(run.path, events, duplicates)
 
 
@@ -217,19 +213,10 @@ def _size(path: str) -> int | None:
 def settle(case: Case, corrections: list[tuple[str, int]]) -> list[str]:
     """Names, corrections and clocks over the whole case again, in one transaction; stored
     alerts dropped. The warnings for the user."""
-    db = case.db
-    db.execute("BEGIN")
-    try:
+    with case.transaction(str(case.directory)):
         entities.resolve_hosts(case)
         entities.resolve_users(case)
         warnings = clocks.apply_corrections(case, corrections)
         warnings += clocks.warnings(clocks.estimate(case))
-        db.execute("DELETE FROM alerts")
-        db.execute("COMMIT")
-    except duckdb.Error as error:
-        db.execute("ROLLBACK")
-        raise CaseError(f"{case.directory}: {short_error(error)}") from None
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+        case.db.execute("DELETE FROM alerts")
     return warnings

@@ -29,6 +29,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -199,6 +200,21 @@ class Case:
             self.close()
         else:
             self.abandon()
+
+    @contextlib.contextmanager
+    def transaction(self, failed: str) -> Iterator[None]:
+        """One transaction: committed whole, or rolled back (a DuckDB error then becomes the
+        user's one line, ``failed: why``)."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except duckdb.Error as error:
+            self.db.execute("ROLLBACK")
+            raise CaseError(f"{failed}: {short_error(error)}") from None
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def rows(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """All rows of a query (for small results: tables of names, inputs, clocks)."""

@@ -14,10 +14,11 @@ from typing import Any, Final
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from smbwatch import schema
 from smbwatch.diagnostics import Diagnostics
-from smbwatch.events import SmbEvent, columns
+from smbwatch.events import SmbEvent, columns, from_columns
 from smbwatch.sinks.jsonl import encode
 
 BATCH: Final = 8192  # events per record batch: columns of this many values are held at once
@@ -142,9 +143,19 @@ def _cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
     return column.cast(target)
 
 
-def events_of(table: pa.Table, diagnostics: Diagnostics, name: str) -> Iterator[SmbEvent]:
+def events_of(table: pa.Table, diagnostics: Diagnostics, name: str) -> list[SmbEvent]:
     """The events of a table with the event schema (``conform``): a row without a time, source
     or action is skipped with a warning."""
+    complete = pc.and_(
+        pc.and_(pc.is_valid(table.column("time")), pc.is_valid(table.column("source"))),
+        pc.is_valid(table.column("action")),
+    )
+    missing = table.num_rows - pc.sum(complete).as_py() if table.num_rows else 0
+    if missing:
+        diagnostics.warn(
+            "event_incomplete", f"{name}: {missing} rows without a time, source or action"
+        )
+        table = table.filter(complete)
     values: dict[str, list[Any]] = {}
     for field in schema.FIELDS:
         column = table.column(field.name)
@@ -154,19 +165,17 @@ def events_of(table: pa.Table, diagnostics: Diagnostics, name: str) -> Iterator[
             column = column.cast(pa.int64())
         elif field.kind == schema.OBJECT:
             column = column.cast(pa.string()) if column.type != pa.string() else column
-        values[field.name] = column.to_pylist()
-    objects = [f.name for f in schema.FIELDS if f.kind == schema.OBJECT and f.name in values]
-    for row in range(table.num_rows):
-        fields = {name: found[row] for name, found in values.items() if found[row] is not None}
-        if not {"time", "source", "action"} <= fields.keys():
-            diagnostics.warn("event_incomplete", f"{name}: a row without time, source or action")
-            continue
-        for object_name in objects:
-            if object_name in fields:
-                fields[object_name] = _object(fields[object_name], diagnostics, name)
-        if fields["source"] == "host" and "session_id" not in fields and "logon_id" in fields:
-            fields["session_id"] = fields["logon_id"]
-        yield SmbEvent(**fields)
+        found = column.to_pylist()
+        if field.kind == schema.OBJECT:
+            found = [None if v is None else _object(v, diagnostics, name) for v in found]
+        values[field.name] = found
+    if "logon_id" in values:  # a host record's session_id: its logon id, for older readers
+        sessions = values.setdefault("session_id", [None] * table.num_rows)
+        sources = values["source"]
+        for row, logon_id in enumerate(values["logon_id"]):
+            if sessions[row] is None and logon_id is not None and sources[row] == "host":
+                sessions[row] = logon_id
+    return from_columns(values, table.num_rows)
 
 
 def _object(text: str, diagnostics: Diagnostics, name: str) -> Any:
