@@ -78,6 +78,8 @@ def nxlog_records() -> list[dict]:
     for log in sorted([*SHARED.glob("host/*.json.gz"), *SHARED.glob("otrf/*.json.gz")]):
         with gzip.open(log, "rt") as lines:
             for line in lines:
+                if not line.strip():
+                    continue
                 record = json.loads(line)
                 if record.get("EventID") in KEPT_IDS:
                     records.append(record)
@@ -128,11 +130,11 @@ def question(capture: Path, work: Path, decode_seconds: float) -> None:
     import duckdb
 
     db = duckdb.connect(str(case / "case.duckdb"), read_only=True)
-    count, inputs = db.execute("SELECT count(*), count(DISTINCT source_file) FROM events").one()
+    (count,) = db.execute("SELECT count(*) FROM events").fetchone()
     host, hour = db.execute(
         "SELECT dst_host, date_trunc('hour', min(time)) FROM events "
         "WHERE source = 'host' AND dst_host = 'HOST07.theshire.local' GROUP BY 1"
-    ).one()
+    ).fetchone()
     print(f"case: {len(files) + 1} inputs ({len(files)} host logs), {count} events, "
           f"ingested in {seconds:.1f} s, peak {peak:.0f} MB")  # fmt: skip
     since = hour.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from queue import Queue
 from typing import Final
 
+import duckdb
 import orjson
+import pyarrow as pa
 
 from smbwatch.case import clocks, entities
 from smbwatch.case.store import EVENT_COLUMNS, Case
@@ -29,6 +34,7 @@ from smbwatch.pipeline import sniff_format as input_format_of
 from smbwatch.sinks.arrow import event_batches
 
 READ_CHUNK: Final = 1 << 20
+STAGED_AHEAD: Final = 2  # record batches between the decoder and the database
 
 # What makes two rows the same SMB message (connection, session, message, command, file,
 # direction of a close, RPC operation, and its rank among rows alike in that input) or the same
@@ -53,9 +59,16 @@ _KEYED: Final = """
 CREATE TEMP VIEW keyed AS
 SELECT s.*, k.message_key FROM staged s JOIN keys k ON k.staged_row = s.rowid
 """
+# The messages of this input the case holds already: the case's keys are scanned against
+# this input's (the small side), not gathered.
+_AGAIN: Final = """
+CREATE TEMP TABLE again AS
+SELECT message_key FROM event_rows
+WHERE first_copy AND message_key IN (SELECT message_key FROM keys)
+"""
 _SEEN_AGAIN: Final = """
 UPDATE event_rows SET seen_by = list_append(event_rows.seen_by, k.source_file)
-FROM keyed k
+FROM (SELECT * FROM keyed WHERE message_key IN (SELECT message_key FROM again)) k
 WHERE event_rows.message_key = k.message_key AND event_rows.first_copy
     AND k.source_file IS NOT NULL AND NOT list_contains(event_rows.seen_by, k.source_file)
 """
@@ -65,7 +78,7 @@ SELECT k.* REPLACE (
         CASE WHEN o.message_key IS NULL THEN list_value(k.source_file) END AS seen_by),
     ? AS input_id, o.message_key IS NULL AS first_copy
 FROM keyed k
-LEFT JOIN (SELECT message_key FROM event_rows WHERE first_copy) o USING (message_key)
+LEFT JOIN again o USING (message_key)
 """
 _ADD_INPUT: Final = """
 INSERT INTO inputs BY NAME
@@ -105,30 +118,43 @@ def ingest(
     options: Options = DEFAULT_OPTIONS,
     corrections: list[tuple[str, int]] | None = None,
 ) -> Ingested:
-    """Add every new input under ``paths``; then names, clocks and corrections again."""
+    """Add every new input under ``paths``; then names, clocks and corrections again.
+
+    An input of a size no input of the case has is new whatever its hash: it is hashed on
+    another thread while it is decoded. One of a known size is hashed first, and skipped if
+    its content is known."""
     done = Ingested()
-    known = {row[0] for row in case.rows("SELECT sha256 FROM inputs")}
+    known = {digest: size for digest, size in case.rows("SELECT sha256, size FROM inputs")}
+    sizes = set(known.values())
     new: list[tuple[str, bool]] = []
-    digests: dict[str, str] = {}
-    for path, explicit in expand_inputs(paths, errors):
-        try:
-            digest = content_hash(path)
-        except OSError as error:
-            _refuse(f"{path}: cannot read: {error.strerror}", explicit, diagnostics, errors)
-            continue
-        if digest in known:
-            done.known.append(path)
-            continue
-        known.add(digest)
-        digests[path] = digest
-        new.append((path, explicit))
-    for run in input_runs(new, input_format, jobs, options):
-        added = _add(case, run, digests[run.path], input_format)
-        diagnostics.merge(run.diagnostics)
-        if run.error is not None:
-            _refuse(run.error, run.explicit, diagnostics, errors)
-        elif added is not None:
-            done.added.append(added)
+    digests: dict[str, Future[str]] = {}
+    with ThreadPoolExecutor(max_workers=1) as hashing:
+        for path, explicit in expand_inputs(paths, errors):
+            try:
+                size = os.stat(path).st_size
+                if size in sizes and content_hash(path) in known:
+                    done.known.append(path)
+                    continue
+            except OSError as error:
+                _refuse(f"{path}: cannot read: {error.strerror}", explicit, diagnostics, errors)
+                continue
+            sizes.add(size)
+            digests[path] = hashing.submit(content_hash, path)
+            new.append((path, explicit))
+        for run in input_runs(new, input_format, jobs, options):
+            try:
+                digest = digests[run.path]
+                added = _add(case, run, digest, input_format, known)
+            except OSError as error:  # the input could not be read to hash it
+                run.error = f"{run.path}: cannot read: {error.strerror}"
+                added = None
+            diagnostics.merge(run.diagnostics)
+            if run.error is not None:
+                _refuse(run.error, run.explicit, diagnostics, errors)
+            elif added is None:
+                done.known.append(run.path)
+            else:
+                done.added.append(added)
     done.warnings = settle(case, corrections or [])
     return done
 
@@ -149,37 +175,44 @@ def _refuse(message: str, explicit: bool, diagnostics: Diagnostics, errors: list
         diagnostics.warn("input_skipped", message)
 
 
-class _NotAnInput(Exception):
-    """The input turned out to be no capture or log: nothing of it is kept."""
+class _NotAdded(Exception):
+    """The input turned out to be no capture or log, or known after all: nothing is kept."""
 
 
-def _add(case: Case, run: InputRun, digest: str, input_format: str | None) -> Added | None:
+def _add(
+    case: Case,
+    run: InputRun,
+    digest: Future[str],
+    input_format: str | None,
+    known: dict[str, int | None],
+) -> Added | None:
     """One input in one transaction; None (and nothing stored) for an input that is no
-    capture or log."""
+    capture or log (``run.error`` says why) or whose content the case holds already."""
     db = case.db
     try:
         with case.transaction(f"{case.directory}: {run.path} not added"):
             db.execute(f"CREATE TEMP TABLE staged ({EVENT_COLUMNS})")
-            for batch in event_batches(run.events, run.diagnostics):
-                db.register("batch", batch)
-                db.execute("INSERT INTO staged SELECT * FROM batch")
-                db.unregister("batch")
-            if run.error is not None:
-                raise _NotAnInput
+            _stage(db, event_batches(run.events, run.diagnostics))
+            content = digest.result()
+            if run.error is not None or content in known:
+                raise _NotAdded
             input_id = case.rows("SELECT coalesce(max(input_id), 0) + 1 FROM inputs")[0][0]
             db.execute(_MESSAGE_KEY)
             db.execute(_KEYED)
-            db.execute(_SEEN_AGAIN)
+            db.execute(_AGAIN)
+            if case.rows("SELECT count(*) FROM again")[0][0]:
+                db.execute(_SEEN_AGAIN)
             db.execute(_ADD_ROWS, [input_id])
             counts = run.diagnostics.counts
+            size = _size(run.path)
             db.execute(
                 _ADD_INPUT,
                 [
                     input_id,
                     run.path,
-                    digest,
+                    content,
                     _format(run.path, input_format),
-                    _size(run.path),
+                    size,
                     sum(counts.values()),
                     orjson.dumps(dict(counts)).decode(),
                     bool(run.diagnostics.damaged_inputs),
@@ -189,11 +222,43 @@ def _add(case: Case, run: InputRun, digest: str, input_format: str | None) -> Ad
             events, duplicates = case.rows(
                 "SELECT events, duplicates FROM inputs WHERE input_id = ?", [input_id]
             )[0]
-            for dropped in ("VIEW keyed", "TABLE keys", "TABLE staged"):
+            for dropped in ("VIEW keyed", "TABLE again", "TABLE keys", "TABLE staged"):
                 db.execute(f"DROP {dropped}")
-    except _NotAnInput:
+    except _NotAdded:
         return None
+    known[content] = size
     return Added(run.path, events, duplicates)
+
+
+def _stage(db: duckdb.DuckDBPyConnection, batches: Iterable[pa.RecordBatch]) -> None:
+    """Write the batches into ``staged`` on another thread (DuckDB lets go of the GIL while
+    it writes), while this one decodes the next; at most ``STAGED_AHEAD`` wait between them."""
+    waiting: Queue[pa.RecordBatch | None] = Queue(STAGED_AHEAD)
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        while (batch := waiting.get()) is not None:
+            if failed:
+                continue  # the error is raised once the decoder stops
+            try:
+                db.register("batch", batch)
+                db.execute("INSERT INTO staged SELECT * FROM batch")
+                db.unregister("batch")
+            except BaseException as error:
+                failed.append(error)
+
+    writer = threading.Thread(target=write, name="smbwatch-stage")
+    writer.start()
+    try:
+        for batch in batches:
+            if failed:
+                break
+            waiting.put(batch)
+    finally:
+        waiting.put(None)
+        writer.join()
+    if failed:
+        raise failed[0]
 
 
 def _format(path: str, forced: str | None) -> str | None:
