@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 from smbwatch import schema
-from smbwatch.events import FIELD_NAMES, SmbEvent
+from smbwatch.events import FIELD_NAMES, SmbEvent, columns
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS_SOURCE = REPO / "src" / "smbwatch" / "events.py"
@@ -66,3 +66,22 @@ def test_values_of_each_kind_are_accepted_by_the_record() -> None:
     for field in schema.FIELDS[3:]:
         event = SmbEvent(0, "network", "open", **{field.name: samples[field.kind]})
         assert event.fields()[field.name] == samples[field.kind]
+
+
+def test_the_unrolled_store_in_puts_each_schema_field_in_its_column() -> None:
+    method = next(
+        n for n in _smbevent_class().body if isinstance(n, ast.FunctionDef) and n.name == "store_in"
+    )
+    stored = []
+    for node in method.body:
+        if isinstance(node, ast.Assign):
+            (target,) = node.targets  # columns[i][row] = self.name
+            assert isinstance(target, ast.Subscript) and isinstance(target.value, ast.Subscript)
+            assert isinstance(target.value.slice, ast.Constant)
+            assert isinstance(node.value, ast.Attribute)
+            stored.append((target.value.slice.value, node.value.attr))
+    assert stored == list(enumerate(schema.NAMES))
+    event = SmbEvent(5, "host", "logon", user="x", access_list=["a"], session_id="0x1")
+    found = columns([event, SmbEvent(6, "network", "open")])
+    assert [column[0] for column in found] == [event.fields().get(n) for n in schema.NAMES]
+    assert [column[1] for column in found][:4] == [6, "network", "open", None]

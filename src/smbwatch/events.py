@@ -267,6 +267,84 @@ class SmbEvent:
             out["time_precision"] = self.time_precision
         return out
 
+    def store_in(self, columns: list[list[Any]], row: int) -> None:
+        """Put every field at ``row`` of ``columns`` (one list per field, in the contract's
+        order; None where unset), for columnar stores. Field by field, as ``fields()``."""
+        columns[0][row] = self.time
+        columns[1][row] = self.source
+        columns[2][row] = self.action
+        columns[3][row] = self.source_format
+        columns[4][row] = self.source_file
+        columns[5][row] = self.source_ref
+        columns[6][row] = self.seen_by
+        columns[7][row] = self.event_code
+        columns[8][row] = self.src_ip
+        columns[9][row] = self.src_port
+        columns[10][row] = self.dst_ip
+        columns[11][row] = self.dst_port
+        columns[12][row] = self.src_host
+        columns[13][row] = self.dst_host
+        columns[14][row] = self.conn_id
+        columns[15][row] = self.server
+        columns[16][row] = self.user
+        columns[17][row] = self.domain
+        columns[18][row] = self.principal
+        columns[19][row] = self.workstation
+        columns[20][row] = self.client_version
+        columns[21][row] = self.session_id
+        columns[22][row] = self.logon_id
+        columns[23][row] = self.tree_id
+        columns[24][row] = self.file_id
+        columns[25][row] = self.file_key
+        columns[26][row] = self.dialect
+        columns[27][row] = self.command
+        columns[28][row] = self.message_id
+        columns[29][row] = self.share
+        columns[30][row] = self.share_name
+        columns[31][row] = self.share_type
+        columns[32][row] = self.path
+        columns[33][row] = self.new_path
+        columns[34][row] = self.access_mask
+        columns[35][row] = self.access_list
+        columns[36][row] = self.share_access
+        columns[37][row] = self.disposition
+        columns[38][row] = self.create_options
+        columns[39][row] = self.create_action
+        columns[40][row] = self.delete_on_close
+        columns[41][row] = self.info_class
+        columns[42][row] = self.fsctl
+        columns[43][row] = self.pattern
+        columns[44][row] = self.status
+        columns[45][row] = self.bytes
+        columns[46][row] = self.offset
+        columns[47][row] = self.file_size
+        columns[48][row] = self.bytes_seen
+        columns[49][row] = self.direction
+        columns[50][row] = self.pipe
+        columns[51][row] = self.rpc_interface
+        columns[52][row] = self.rpc_operation
+        columns[53][row] = self.rpc_opnum
+        columns[54][row] = self.rpc_status
+        columns[55][row] = self.rpc_args
+        columns[56][row] = self.magic
+        columns[57][row] = self.sha256
+        columns[58][row] = self.sha1
+        columns[59][row] = self.md5
+        columns[60][row] = self.encrypted
+        columns[61][row] = self.auth
+        columns[62][row] = self.realm
+        columns[63][row] = self.spn
+        columns[64][row] = self.object_type
+        columns[65][row] = self.logon_type
+        columns[66][row] = self.auth_package
+        columns[67][row] = self.share_path
+        columns[68][row] = self.service_name
+        columns[69][row] = self.image_path
+        columns[70][row] = self.start_type
+        columns[71][row] = self.service_type
+        columns[72][row] = self.account
+        columns[73][row] = self.time_precision
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SmbEvent):
             return NotImplemented
@@ -286,20 +364,17 @@ class SmbEvent:
 _declared: dict[str, Any] = getattr(SmbEvent, "__annotations__", None) or {}
 FIELD_NAMES: tuple[str, ...] = tuple(_declared) or getattr(SmbEvent, "__mypyc_attrs__", ())
 _FIELD_SET: Final = frozenset(FIELD_NAMES)
+FIELD_COUNT: Final = len(FIELD_NAMES)
 
 
-def columns(events: list[SmbEvent]) -> dict[str, list[Any]]:
-    """The events field by field, for columnar stores (Arrow, the case): one list per field
-    that any of them sets, with None where an event does not. Compiled, a value costs a few
-    nanoseconds; ``fields()`` gives only what is set, most of the record being unset."""
+def columns(events: list[SmbEvent]) -> list[list[Any]]:
+    """The events field by field, for columnar stores (Arrow, the case): one list per field in
+    the contract's order, None where an event does not set it. Compiled, an event costs a
+    few nanoseconds a field."""
     count = len(events)
-    out: dict[str, list[Any]] = {}
-    for index, event in enumerate(events):
-        for name, value in event.fields().items():
-            column = out.get(name)
-            if column is None:
-                column = out[name] = [None] * count
-            column[index] = value
+    out: list[list[Any]] = [[None] * count for _ in range(FIELD_COUNT)]
+    for row in range(count):
+        events[row].store_in(out, row)
     return out
 
 

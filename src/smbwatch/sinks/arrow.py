@@ -61,13 +61,11 @@ def event_batches(
 
 def event_batch(events: list[SmbEvent], diagnostics: Diagnostics) -> pa.RecordBatch:
     """One record batch of these events, with the schema's columns and types."""
-    values = columns(events)
+    count = len(events)
     arrays = []
-    for field in schema.FIELDS:
-        found = values.get(field.name)
-        kind_type = ARROW_TYPES[field.kind]
-        if found is None:
-            arrays.append(pa.nulls(len(events), kind_type))
+    for field, found in zip(schema.FIELDS, columns(events), strict=True):
+        if found.count(None) == count:
+            arrays.append(pa.nulls(count, ARROW_TYPES[field.kind]))
         else:
             arrays.append(_array(field, found, diagnostics))
     return pa.RecordBatch.from_arrays(arrays, schema=EVENT_SCHEMA)
