@@ -55,6 +55,18 @@ def tshark(*args: str) -> str:
     return result.stdout
 
 
+@functools.cache
+def tshark_values(field: str) -> dict[int, str]:
+    """Wireshark's value string of one field (``tshark -G values``)."""
+    values = {}
+    for line in tshark("-G", "values").splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 4 and parts[0] == "V" and parts[1] == field:
+            values[int(parts[2], 0)] = parts[3]
+    assert values, field
+    return values
+
+
 def epoch_micros(text: str) -> int:
     """Exact microseconds of tshark's ``frame.time_epoch`` (no float rounding)."""
     seconds, _, fraction = text.partition(".")

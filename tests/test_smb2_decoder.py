@@ -19,6 +19,7 @@ from smb2_wire import (
 )
 
 from smbwatch.events import SmbEvent
+from smbwatch.smb import fscc
 from smbwatch.smb import smb2_records as rec
 from smbwatch.smb.status import STATUS_PENDING, nt_status_name
 
@@ -123,7 +124,7 @@ def check_against_tshark(
         assert event.path == path
         assert (
             event.disposition
-            == rec.CREATE_DISPOSITIONS[int(request.fields["smb2.create.disposition"][0])]
+            == fscc.CREATE_DISPOSITIONS[int(request.fields["smb2.create.disposition"][0])]
         )
         assert event.access_mask == int(request.fields["smb.access_mask"][0], 16)
         assert event.share_access == int(request.fields["smb.share_access"][0], 16)
@@ -133,7 +134,7 @@ def check_against_tshark(
             assert str(fid) == response.first("smb2.fid")
             assert event.file_size == int(response.fields["smb2.eof"][0])
             action = int(response.fields["smb2.create.action"][0]) & 0xFF
-            assert event.create_action == rec.CREATE_ACTIONS[action]
+            assert event.create_action == fscc.CREATE_ACTIONS[action]
     elif request.command == rec.TREE_CONNECT:
         assert event.share == request.fields["smb2.tree"][-1]
         if ok:
@@ -152,8 +153,8 @@ def check_against_tshark(
     elif request.command == rec.SET_INFO:
         assert event.path == path
         info_class = int(request.fields["smb2.file_info.infolevel"][0], 16)
-        assert event.info_class == rec.FILE_INFORMATION_CLASSES[info_class]
-        if info_class in (rec.FileRenameInformation, rec.FileRenameInformationEx):
+        assert event.info_class == fscc.FILE_INFORMATION_CLASSES[info_class]
+        if info_class in (fscc.FileRenameInformation, fscc.FileRenameInformationEx):
             assert event.action == "rename"
             assert event.new_path == request.fields["smb2.filename"][-1]
 

@@ -21,9 +21,8 @@ from smbwatch.dcerpc import RpcCall, RpcPipe
 from smbwatch.dcerpc.events import call_fields
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
-from smbwatch.smb import gssapi, ntlmssp
+from smbwatch.smb import fscc, gssapi, ntlmssp
 from smbwatch.smb import smb1_records as rec
-from smbwatch.smb import smb2_records as fscc
 from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.files import FileBodies, FileData, Transfers, sniff_magic
 from smbwatch.smb.status import STATUS_BUFFER_OVERFLOW, STATUS_MORE_PROCESSING_REQUIRED

@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from smbwatch.smb.smb2_records import FILE_OPENED
+from smbwatch.smb.fscc import FILE_OPENED
 from smbwatch.smb.status import nt_status_name
 
 PROTOCOL_ID: Final = b"\xffSMB"

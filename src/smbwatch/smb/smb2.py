@@ -18,7 +18,7 @@ from smbwatch.dcerpc.events import call_fields
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
-from smbwatch.smb import gssapi, ntlmssp
+from smbwatch.smb import fscc, gssapi, ntlmssp
 from smbwatch.smb import smb2_records as rec
 from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.files import FileBodies, FileData, Transfers, sniff_magic
@@ -576,9 +576,9 @@ class Smb2Decoder(FileBodies):
         event.access_mask = create.desired_access
         event.share_access = create.share_access
         event.create_options = create.create_options
-        if create.create_disposition < len(rec.CREATE_DISPOSITIONS):
-            event.disposition = rec.CREATE_DISPOSITIONS[create.create_disposition]
-        if create.create_options & rec.FILE_DELETE_ON_CLOSE:
+        if create.create_disposition < len(fscc.CREATE_DISPOSITIONS):
+            event.disposition = fscc.CREATE_DISPOSITIONS[create.create_disposition]
+        if create.create_options & fscc.FILE_DELETE_ON_CLOSE:
             event.delete_on_close = True
         if event.share_type == "pipe" or (
             event.share_type is None and (event.share_name or "").upper() == _IPC_SHARE
@@ -605,8 +605,8 @@ class Smb2Decoder(FileBodies):
                 pending.opened = file
             event.file_id = file.file_id
             event.file_size = response.end_of_file
-            if response.create_action < len(rec.CREATE_ACTIONS):
-                event.create_action = rec.CREATE_ACTIONS[response.create_action]
+            if response.create_action < len(fscc.CREATE_ACTIONS):
+                event.create_action = fscc.CREATE_ACTIONS[response.create_action]
                 event.action = _ACTION_BY_CREATE_ACTION[response.create_action]
         self._events.append(event)
         if event.delete_on_close and header.status == STATUS_SUCCESS:
@@ -741,10 +741,10 @@ class Smb2Decoder(FileBodies):
     def _ioctl_request(self, req: _Request) -> _Pending:
         ioctl = rec.parse_ioctl_request(req.msg)
         pending = self._file_request("ioctl", req, ioctl.file_id)
-        pending.event.fsctl = rec.FSCTL_NAMES.get(ioctl.ctl_code, f"0x{ioctl.ctl_code:08x}")
+        pending.event.fsctl = fscc.FSCTL_NAMES.get(ioctl.ctl_code, f"0x{ioctl.ctl_code:08x}")
         pending.ctl_code = ioctl.ctl_code
         file = pending.file
-        if ioctl.ctl_code == rec.FSCTL_PIPE_TRANSCEIVE and file is not None and file.pipe:
+        if ioctl.ctl_code == fscc.FSCTL_PIPE_TRANSCEIVE and file is not None and file.pipe:
             self._pipe_data(file, True, ioctl.input, len(ioctl.input), req.time, req.frame)
         return pending
 
@@ -757,7 +757,7 @@ class Smb2Decoder(FileBodies):
         file = self._resolve_chain(pending)
         self._events.append(pending.event)
         if (
-            pending.ctl_code == rec.FSCTL_PIPE_TRANSCEIVE
+            pending.ctl_code == fscc.FSCTL_PIPE_TRANSCEIVE
             and file is not None
             and file.pipe is not None
             and _body_present(header.command, header.status)
@@ -786,15 +786,15 @@ class Smb2Decoder(FileBodies):
         target = None
         if info.info_type == rec.SMB2_0_INFO_FILE:
             info_class = info.file_info_class
-            if info_class in (rec.FileRenameInformation, rec.FileRenameInformationEx):
+            if info_class in (fscc.FileRenameInformation, fscc.FileRenameInformationEx):
                 action = "rename"
-                target = rec.file_rename_information_name(info.buffer)
-            elif info_class == rec.FileLinkInformation:
-                target = rec.file_rename_information_name(info.buffer)
+                target = fscc.file_rename_information_name(info.buffer)
+            elif info_class == fscc.FileLinkInformation:
+                target = fscc.file_rename_information_name(info.buffer)
             elif info_class in (
-                rec.FileDispositionInformation,
-                rec.FileDispositionInformationEx,
-            ) and rec.disposition_deletes(info_class, info.buffer):
+                fscc.FileDispositionInformation,
+                fscc.FileDispositionInformationEx,
+            ) and fscc.disposition_deletes(info_class, info.buffer):
                 action = "delete"
         pending = self._file_request(action, req, info.file_id)
         pending.event.info_class = rec.info_class_name(info.info_type, info.file_info_class)
