@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from smbwatch.capture.endpoint import Endpoints
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.pipeline import capture_events
-from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.nbss import Decoder
 from smbwatch.smb.smb1 import Smb1Decoder
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
+from smbwatch.capture.endpoint import Endpoints
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.pipeline import capture_events
 from smbwatch.smb import smb2_records as rec
-from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.smb2 import Smb2Decoder
 
 SMB_PORTS = (139, 445)

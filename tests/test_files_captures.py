@@ -16,9 +16,9 @@ from files_helpers import decode, sha256, summaries, wire_transfers
 from oracle import tool
 from smb2_wire import EXAMPLE, feed, wire_messages
 
+from smbwatch.capture.endpoint import Endpoints
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.options import Options
-from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.files import Transfers
 from smbwatch.smb.smb2 import Smb2Decoder
 

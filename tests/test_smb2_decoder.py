@@ -19,9 +19,9 @@ from smb2_wire import (
 )
 
 from smbwatch.events import SmbEvent
+from smbwatch.ntstatus import STATUS_PENDING, nt_status_name
 from smbwatch.smb import fscc
 from smbwatch.smb import smb2_records as rec
-from smbwatch.smb.status import STATUS_PENDING, nt_status_name
 
 CAPTURES = [
     pytest.param(capture, id=capture.parent.name if "suricata" in str(capture) else capture.stem)

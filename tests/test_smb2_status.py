@@ -7,7 +7,7 @@ from pathlib import Path
 from impacket.nt_errors import ERROR_MESSAGES
 from smb2_wire import tshark
 
-from smbwatch.smb.status import NT_STATUS_NAMES, nt_status_name
+from smbwatch.ntstatus import NT_STATUS_NAMES, nt_status_name
 
 
 def tshark_status_names() -> dict[int, str]:

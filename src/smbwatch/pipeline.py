@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from smbwatch import winlog
+from smbwatch.capture.endpoint import Endpoints
 from smbwatch.capture.link import LINKTYPE_ETHERNET, SMB_PORTS, tcp_segment
 from smbwatch.capture.pcap import (
     CaptureError,
@@ -29,7 +30,6 @@ from smbwatch.dcerpc.transport import RpcTcpConnection
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.options import Options
-from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.files import Transfers
 from smbwatch.smb.nbss import DecoderFactory, SmbConnection
 from smbwatch.smb.smb1 import Smb1Decoder

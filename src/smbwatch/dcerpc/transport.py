@@ -3,12 +3,12 @@ dynamic port (PsExec and others), read with the same ``RpcPipe`` as named pipes.
 
 from __future__ import annotations
 
+from smbwatch.capture.endpoint import Endpoints
 from smbwatch.capture.tcp import StreamConsumer
 from smbwatch.dcerpc.events import call_fields
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
-from smbwatch.smb.endpoint import Endpoints
 
 
 class RpcTcpConnection(StreamConsumer):

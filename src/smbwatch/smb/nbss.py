@@ -15,10 +15,10 @@ from typing import Final
 
 from mypy_extensions import mypyc_attr
 
+from smbwatch.capture.endpoint import Endpoints
 from smbwatch.capture.tcp import BodyTap, StreamConsumer
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
-from smbwatch.smb.endpoint import Endpoints
 
 PEEK: Final = 512  # bytes of a message shown to ``Decoder.wanted``
 MAX_MESSAGE: Final = (

@@ -17,15 +17,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
+from smbwatch.capture.endpoint import Endpoints
 from smbwatch.dcerpc import RpcCall, RpcPipe
 from smbwatch.dcerpc.events import call_fields
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.ntstatus import STATUS_BUFFER_OVERFLOW, STATUS_MORE_PROCESSING_REQUIRED
 from smbwatch.smb import fscc, gssapi, ntlmssp
 from smbwatch.smb import smb1_records as rec
-from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.files import FileBodies, FileData, Transfers, sniff_magic
-from smbwatch.smb.status import STATUS_BUFFER_OVERFLOW, STATUS_MORE_PROCESSING_REQUIRED
 
 SNIFF_WINDOW: Final = 512  # data bytes kept from a file WRITE/READ: enough to recognise its type
 MAX_MESSAGE_KEPT: Final = 1 << 20  # larger messages are cut (their data is not needed past this)

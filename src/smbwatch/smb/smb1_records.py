@@ -12,8 +12,8 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from smbwatch.ntstatus import nt_status_name
 from smbwatch.smb.fscc import FILE_OPENED
-from smbwatch.smb.status import nt_status_name
 
 PROTOCOL_ID: Final = b"\xffSMB"
 HEADER_SIZE: Final = 32

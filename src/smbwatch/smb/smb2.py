@@ -14,21 +14,21 @@ import struct
 from collections.abc import Callable
 from typing import Any, Final
 
+from smbwatch.capture.endpoint import Endpoints
 from smbwatch.dcerpc.events import call_fields
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
-from smbwatch.smb import fscc, gssapi, ntlmssp
-from smbwatch.smb import smb2_records as rec
-from smbwatch.smb.endpoint import Endpoints
-from smbwatch.smb.files import FileBodies, FileData, Transfers, sniff_magic
-from smbwatch.smb.status import (
+from smbwatch.ntstatus import (
     STATUS_BUFFER_OVERFLOW,
     STATUS_MORE_PROCESSING_REQUIRED,
     STATUS_PENDING,
     STATUS_SUCCESS,
     nt_status_name,
 )
+from smbwatch.smb import fscc, gssapi, ntlmssp
+from smbwatch.smb import smb2_records as rec
+from smbwatch.smb.files import FileBodies, FileData, Transfers, sniff_magic
 
 SNIFF_WINDOW: Final = 512  # data bytes kept from a file WRITE/READ: enough to recognise its type
 MAX_PENDING: Final = 4096  # requests awaiting a response
