@@ -27,9 +27,10 @@ from smbwatch.capture.pcap import (
 )
 from smbwatch.capture.tcp import StreamConsumer, TcpReassembler
 from smbwatch.dcerpc.transport import RpcTcpConnection
-from smbwatch.diagnostics import Diagnostics
+from smbwatch.diagnostics import Diagnostics, InputError
 from smbwatch.events import SmbEvent
 from smbwatch.options import Options
+from smbwatch.parallel import parallel_events
 from smbwatch.smb.files import Transfers
 from smbwatch.smb.nbss import DecoderFactory, SmbConnection
 from smbwatch.smb.smb1 import Smb1Decoder
@@ -43,10 +44,6 @@ DECODERS: dict[int, type[Smb2Decoder] | type[Smb1Decoder]] = {
 }
 DEFAULT_OPTIONS: Final = Options()
 MAX_HELD_EVENTS: Final = 16384  # events held back behind one whose file is still being hashed
-
-
-class InputError(Exception):
-    """An input the user named cannot be used (missing, unreadable, unknown format)."""
 
 
 def expand_inputs(paths: Iterable[str], errors: list[str] | None = None) -> list[tuple[str, bool]]:
@@ -198,10 +195,10 @@ def iter_events(
     """
     files = expand_inputs(paths, errors)
     if jobs > 1 and len(files) > 1:
-        from smbwatch.parallel import parallel_events
-
         collected: list[str] = [] if errors is None else errors
-        yield from parallel_events(files, diagnostics, input_format, collected, jobs, options)
+        yield from parallel_events(
+            input_events, files, diagnostics, input_format, collected, jobs, options
+        )
         if errors is None and collected:
             raise InputError(collected[0])
         return
