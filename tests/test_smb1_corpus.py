@@ -15,7 +15,8 @@ from smb1_support import ENDPOINTS, replay, smb1_connections, smb1_events
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.smb.fscc import CREATE_ACTIONS
-from smbwatch.smb.smb1 import SNIFF_WINDOW, Smb1Decoder
+from smbwatch.smb.session import SNIFF_WINDOW
+from smbwatch.smb.smb1 import Smb1Decoder
 
 SMB1_CAPTURES = (
     "smb1-02/smb1_osx.pcap",

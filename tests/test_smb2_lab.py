@@ -10,7 +10,7 @@ import pytest
 from lab import DIALECT_REVISION, EVENT_DIALECT, SERVER_IP, SambaLab, pe_bytes
 from smb2_wire import decoded, smb2_warnings, tshark_fields, tshark_smb2_pdus
 
-from smbwatch.smb.smb2 import SNIFF_WINDOW
+from smbwatch.smb.session import SNIFF_WINDOW
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.smb import smb2_records as rec
 from smbwatch.smb.files import sniff_magic
-from smbwatch.smb.smb2 import MAX_FILES, MAX_PENDING, SNIFF_WINDOW, Smb2Decoder
+from smbwatch.smb.session import MAX_FILES, SNIFF_WINDOW
+from smbwatch.smb.smb2 import MAX_PENDING, Smb2Decoder
 
 SUCCESS, PENDING, MORE_PROCESSING = 0, 0x103, 0xC0000016
 HANDLED = {0, 1, 2, 3, 4, 5, 6, 8, 9, 11, 14, 17}  # commands that make events

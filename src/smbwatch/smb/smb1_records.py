@@ -494,14 +494,6 @@ def parse_tree_connect_response(msg: bytes, block: Block) -> str:
     return smb_string(msg, block.data, block.end, False)[0]
 
 
-def split_unc(path: str) -> tuple[str | None, str]:
-    """(server, share name) of ``\\\\SERVER\\SHARE``; a bare share name has no server."""
-    if path.startswith("\\\\"):
-        server, _, rest = path[2:].partition("\\")
-        return server or None, rest.partition("\\")[0]
-    return None, path
-
-
 # --- opening files: NT_CREATE_ANDX, NT_TRANSACT_CREATE, OPEN_ANDX --------------------------------
 
 
