@@ -151,7 +151,7 @@ class _Exchange:
         self.request = _Request(header, b"", request.time, request.frame)
 
 
-Handler = Callable[["Smb1Decoder", _Request, rec.Block], _Item]
+RequestHandler = Callable[["Smb1Decoder", _Request, rec.Block], _Item]
 ResponseHandler = Callable[["Smb1Decoder", _Item, rec.Header, bytes, "rec.Block | None"], None]
 
 
@@ -915,7 +915,7 @@ def _file_id(fid: int) -> str:
     return f"{fid:04x}"
 
 
-_REQUESTS: dict[int, Handler] = {
+_REQUESTS: Final[dict[int, RequestHandler]] = {
     rec.SMB_COM_NEGOTIATE: Smb1Decoder._negotiate_request,
     rec.SMB_COM_SESSION_SETUP_ANDX: Smb1Decoder._session_setup_request,
     rec.SMB_COM_LOGOFF_ANDX: Smb1Decoder._logoff_request,
@@ -935,7 +935,7 @@ _REQUESTS: dict[int, Handler] = {
     rec.SMB_COM_TRANSACTION2: Smb1Decoder._transaction_request,
     rec.SMB_COM_NT_TRANSACT: Smb1Decoder._transaction_request,
 }
-_RESPONSES: dict[int, ResponseHandler] = {
+_RESPONSES: Final[dict[int, ResponseHandler]] = {
     rec.SMB_COM_NEGOTIATE: Smb1Decoder._negotiate_response,
     rec.SMB_COM_SESSION_SETUP_ANDX: Smb1Decoder._session_setup_response,
     rec.SMB_COM_LOGOFF_ANDX: Smb1Decoder._logoff_response,

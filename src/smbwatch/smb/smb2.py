@@ -129,6 +129,10 @@ def _body_present(command: int, status: int) -> bool:
     return status == STATUS_MORE_PROCESSING_REQUIRED and command == rec.SESSION_SETUP
 
 
+RequestHandler = Callable[["Smb2Decoder", _Request], _Pending]
+ResponseHandler = Callable[["Smb2Decoder", rec.Header, bytes, "_Pending | None", int, int], None]
+
+
 class Smb2Decoder(FileBodies):
     """Decodes the SMB2/3 messages of one connection (the ``Decoder`` of CONTRIBUTING.md).
 
@@ -151,50 +155,6 @@ class Smb2Decoder(FileBodies):
         self._files: dict[FileKey, OpenFile] = {}
         self._pending: dict[int, _Pending] = {}
         self._events: list[SmbEvent] = []
-        # By command code; None: the command yields no event (FLUSH, LOCK, CANCEL, ECHO,
-        # CHANGE_NOTIFY, QUERY_INFO, OPLOCK_BREAK).
-        self._requests: tuple[Callable[[_Request], _Pending] | None, ...] = (
-            self._negotiate_request,
-            self._session_setup_request,
-            self._logoff_request,
-            self._tree_connect_request,
-            self._tree_disconnect_request,
-            self._create_request,
-            self._close_request,
-            None,
-            self._read_request,
-            self._write_request,
-            None,
-            self._ioctl_request,
-            None,
-            None,
-            self._query_directory_request,
-            None,
-            None,
-            self._set_info_request,
-            None,
-        )
-        self._responses: tuple[Callable[..., None] | None, ...] = (
-            self._negotiate_response,
-            self._session_setup_response,
-            self._logoff_response,
-            self._tree_connect_response,
-            self._tree_disconnect_response,
-            self._create_response,
-            self._close_response,
-            None,
-            self._read_response,
-            self._write_response,
-            None,
-            self._ioctl_response,
-            None,
-            None,
-            self._query_directory_response,
-            None,
-            None,
-            self._set_info_response,
-            None,
-        )
 
     # -- the Decoder interface ---------------------------------------------------------------
 
@@ -328,13 +288,13 @@ class Smb2Decoder(FileBodies):
         chain.session_id, chain.tree_id = session_id, tree_id
         if header.command in _NOT_ON_A_TREE:
             tree_id = None
-        if header.command >= len(self._requests):
+        if header.command >= len(rec.COMMAND_NAMES):
             self._diag.warn("smb2_unknown_command", f"frame {frame}: command {header.command}")
             return
-        handler = self._requests[header.command]
+        handler = _REQUESTS.get(header.command)
         if handler is None:
             return
-        pending = handler(_Request(header, msg, session_id, tree_id, time, frame, chain))
+        pending = handler(self, _Request(header, msg, session_id, tree_id, time, frame, chain))
         if len(self._pending) >= MAX_PENDING:
             self._diag.warn("smb2_pending_evicted", f"more than {MAX_PENDING} unanswered")
             self._unanswered(self._pending.pop(next(iter(self._pending))))
@@ -356,7 +316,7 @@ class Smb2Decoder(FileBodies):
     def _response(self, header: rec.Header, msg: bytes, time: int, frame: int) -> None:
         if header.status == STATUS_PENDING and header.flags & rec.SMB2_FLAGS_ASYNC_COMMAND:
             return  # interim response: the final one follows with the same MessageId
-        if header.command >= len(self._responses):
+        if header.command >= len(rec.COMMAND_NAMES):
             self._diag.warn("smb2_unknown_command", f"frame {frame}: command {header.command}")
             return
         pending = self._pending.pop(header.message_id, None)
@@ -367,9 +327,9 @@ class Smb2Decoder(FileBodies):
                 pending = None
             else:
                 pending.event.status = nt_status_name(header.status)
-        handler = self._responses[header.command]
+        handler = _RESPONSES.get(header.command)
         if handler is not None:
-            handler(header, msg, pending, time, frame)
+            handler(self, header, msg, pending, time, frame)
 
     def _orphan(self, action: str, header: rec.Header, time: int, frame: int) -> SmbEvent:
         """The event of a response whose request was not seen (a capture started mid-session)."""
@@ -826,3 +786,35 @@ class Smb2Decoder(FileBodies):
         """A file closed, pushed out, or still open at the end (``session.file_gone``)."""
         self._files.pop(file.key, None)
         self._events.extend(file_gone(file, self._file_event, self._tracker))
+
+
+# By command code; a command not in them yields no event (FLUSH, LOCK, CANCEL, ECHO,
+# CHANGE_NOTIFY, QUERY_INFO, OPLOCK_BREAK).
+_REQUESTS: Final[dict[int, RequestHandler]] = {
+    rec.NEGOTIATE: Smb2Decoder._negotiate_request,
+    rec.SESSION_SETUP: Smb2Decoder._session_setup_request,
+    rec.LOGOFF: Smb2Decoder._logoff_request,
+    rec.TREE_CONNECT: Smb2Decoder._tree_connect_request,
+    rec.TREE_DISCONNECT: Smb2Decoder._tree_disconnect_request,
+    rec.CREATE: Smb2Decoder._create_request,
+    rec.CLOSE: Smb2Decoder._close_request,
+    rec.READ: Smb2Decoder._read_request,
+    rec.WRITE: Smb2Decoder._write_request,
+    rec.IOCTL: Smb2Decoder._ioctl_request,
+    rec.QUERY_DIRECTORY: Smb2Decoder._query_directory_request,
+    rec.SET_INFO: Smb2Decoder._set_info_request,
+}
+_RESPONSES: Final[dict[int, ResponseHandler]] = {
+    rec.NEGOTIATE: Smb2Decoder._negotiate_response,
+    rec.SESSION_SETUP: Smb2Decoder._session_setup_response,
+    rec.LOGOFF: Smb2Decoder._logoff_response,
+    rec.TREE_CONNECT: Smb2Decoder._tree_connect_response,
+    rec.TREE_DISCONNECT: Smb2Decoder._tree_disconnect_response,
+    rec.CREATE: Smb2Decoder._create_response,
+    rec.CLOSE: Smb2Decoder._close_response,
+    rec.READ: Smb2Decoder._read_response,
+    rec.WRITE: Smb2Decoder._write_response,
+    rec.IOCTL: Smb2Decoder._ioctl_response,
+    rec.QUERY_DIRECTORY: Smb2Decoder._query_directory_response,
+    rec.SET_INFO: Smb2Decoder._set_info_response,
+}
