@@ -33,6 +33,19 @@ def tshark_fields(
     return [line.split("\t") for line in done.stdout.splitlines()]
 
 
+def tshark_tcp_stream(capture: Path | str, stream: int) -> dict[bool, bytes]:
+    """The bytes of one TCP connection as tshark reassembles them: {from the client: bytes}
+    (the client is the side that sent first, as ``follow,tcp`` shows it)."""
+    command = [tool("tshark"), "-n", "-q", "-r", str(capture), "-z", f"follow,tcp,raw,{stream}"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    sides = {True: bytearray(), False: bytearray()}
+    for line in done.stdout.splitlines():
+        text = line.strip()
+        if text and all(c in "0123456789abcdef" for c in text):
+            sides[not line.startswith("\t")] += bytes.fromhex(text)
+    return {side: bytes(data) for side, data in sides.items()}
+
+
 def read_pcap_records(path: Path) -> tuple[int, list[tuple[int, int, bytes]]]:
     """(link type, [(seconds, microseconds, frame)]) of a little-endian µs pcap, for rewriting."""
     data = path.read_bytes()

@@ -107,16 +107,19 @@ def capture_events(
     source_format: str | None = None,
     decoders: dict[int, DecoderFactory] | None = None,
     options: Options = DEFAULT_OPTIONS,
+    frames: FrameReader | None = None,
 ) -> Iterator[SmbEvent]:
     """SMB events of one capture file, in the order their messages complete.
 
     ``decoders`` maps an SMB protocol id byte (0xFE, 0xFF) to the decoder for that dialect family
     (by default ``DECODERS``, sharing the capture's file ``Transfers`` built from ``options``).
+    ``frames`` is where the frames come from (by default ``path`` read with ``read_frames``).
     """
     transfers = Transfers(options, diagnostics)
     if decoders is None:
         decoders = {key: partial(decoder, files=transfers) for key, decoder in DECODERS.items()}
-    frames = read_frames(path, diagnostics)
+    if frames is None:
+        frames = read_frames(path, diagnostics)
     transfers.read_from(frames.mapped, frames.fileno)
     try:
         batches = _capture_events(frames, path, diagnostics, source_format, decoders)
