@@ -7,10 +7,10 @@ the independent source of pipe bytes for the dcerpc tests, apart from smbwatch's
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from oracle import tshark_fields
 
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
@@ -36,26 +36,6 @@ class PipeStream:
 
     name: str | None
     chunks: list[Chunk] = field(default_factory=list)
-
-
-def tshark() -> str:
-    """The tshark binary; a missing one fails the test loudly."""
-    path = shutil.which("tshark")
-    if path is None:
-        raise RuntimeError("tshark is required by the dcerpc tests")
-    return path
-
-
-def tshark_fields(capture: Path, display_filter: str, fields: list[str], *options: str):
-    """Rows of the requested fields (all occurrences, comma separated) for matching frames."""
-    command = [tshark(), "-r", str(capture), *options, "-Y", display_filter, "-T", "fields"]
-    command += ["-E", "occurrence=a", "-E", "separator=\t"]
-    for name in fields:
-        command += ["-e", name]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode and "cut short" not in done.stderr:  # a truncated capture still reads
-        raise RuntimeError(f"tshark failed on {capture}: {done.stderr.strip()}")
-    return [line.split("\t") for line in done.stdout.splitlines()]
 
 
 def epoch_micros(text: str) -> int:

@@ -6,12 +6,12 @@ read the way smbwatch counts frames.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import evtx
 from conftest import shared_dir
+from oracle import tshark_fields
 
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
@@ -61,27 +61,18 @@ def host_events(path: Path) -> list[SmbEvent]:
     return list(read_events(str(path), Diagnostics()))
 
 
-def tshark(capture: Path, display_filter: str, *fields: str) -> list[list[str]]:
-    done = subprocess.run(
-        ["tshark", "-n", "-r", str(capture), "-Y", display_filter, "-T", "fields", "-E"]
-        + ["separator=|", *(arg for field in fields for arg in ("-e", field))],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    return [line.split("|") for line in done.stdout.splitlines()]
-
-
 def tshark_frames(capture: Path, display_filter: str) -> list[int]:
     """The frame where each matching message began, as smbwatch counts: the first TCP segment
     of its first DCE/RPC fragment (tshark names the frame where it was reassembled)."""
     starts = {
         int(frame): min(int(f) for f in segments.split(","))
-        for frame, segments in tshark(capture, "tcp.segment", "frame.number", "tcp.segment")
+        for frame, segments in tshark_fields(
+            capture, "tcp.segment", ["frame.number", "tcp.segment"]
+        )
     }
     frames = []
-    for frame, fragments in tshark(capture, display_filter, "frame.number", "dcerpc.fragment"):
+    rows = tshark_fields(capture, display_filter, ["frame.number", "dcerpc.fragment"])
+    for frame, fragments in rows:
         first = min(int(f) for f in fragments.split(",")) if fragments else int(frame)
         frames.append(starts.get(first, first))
     return frames

@@ -141,22 +141,6 @@ def pe_bytes(tag: str = "smbwatch", size: int = 2048) -> bytes:
     return header.ljust(headers, b"\0") + (b"\xc3" + padding)[:raw_size]
 
 
-def tshark_fields(
-    pcap: Path | str, display_filter: str, fields: Sequence[str], *options: str
-) -> list[tuple[str, ...]]:
-    """tshark, the independent oracle: per frame matching ``display_filter``, the ``fields``.
-
-    Repeated values of a field in one frame are joined with ``,``; ``options`` go before ``-r``
-    (e.g. ``"-o", "tcp.check_checksum:TRUE"``).
-    """
-    require_tools(["tshark"])
-    argv = ["tshark", "-n", *options, "-r", str(pcap), "-Y", display_filter, "-T", "fields"]
-    for field in fields:
-        argv += ["-e", field]
-    out = _run([*argv, "-E", "occurrence=a", "-E", "aggregator=,"]).stdout
-    return [tuple(line.split("\t")) for line in out.splitlines()]
-
-
 @dataclass
 class Capture:
     """A capture made by ``SambaLab.capture``; the counts are tcpdump's, filled in when it stops."""

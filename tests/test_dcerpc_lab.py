@@ -8,8 +8,9 @@ from pathlib import Path
 
 import dcerpc_impacket_client as impacket_client
 import pytest
-from dcerpc_capture import capture_calls, smb2_pipes, tshark_fields
+from dcerpc_capture import capture_calls, smb2_pipes
 from lab import SambaLab
+from oracle import tshark_fields
 
 from smbwatch.diagnostics import Diagnostics
 

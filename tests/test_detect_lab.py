@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from detect_support import tshark, tshark_frames
+from detect_support import tshark_frames
 from lab import SambaLab, pe_bytes
+from oracle import tshark_fields
 
 from smbwatch.detect.engine import detect
 from smbwatch.detect.sigma import load_rules
@@ -49,7 +50,7 @@ def test_executables_dropped_on_admin_share(lab: SambaLab, tmp_path: Path, diale
     fids = {
         fid
         for frame in creates
-        for (fid,) in tshark(pcap, f"smb2.response_to == {frame} && smb2.fid", "smb2.fid")
+        for (fid,) in tshark_fields(pcap, f"smb2.response_to == {frame} && smb2.fid", ["smb2.fid"])
     }
     writes = [
         frame

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from conftest import shared_dir
-from detect_support import tshark, tshark_frames
+from detect_support import tshark_frames
+from oracle import tshark_fields
 
 from smbwatch.detect.engine import detect
 from smbwatch.detect.sigma import RuleSet, load_rules
@@ -53,7 +54,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lateral-movement.p
 def tshark_service_creations(capture: Path) -> list[tuple[int, str, str]]:
     """(first frame, service name, binary path) of each RCreateServiceW request, per tshark."""
     request = "svcctl.opnum == 12 && dcerpc.pkt_type == 0"
-    names = tshark(capture, request, "svcctl.servicename", "svcctl.binarypathname")
+    names = tshark_fields(capture, request, ["svcctl.servicename", "svcctl.binarypathname"])
     frames = tshark_frames(capture, request)
     return [(frame, name, path) for frame, (name, path) in zip(frames, names, strict=True)]
 
@@ -96,7 +97,7 @@ def test_example_capture_story() -> None:
     assert (dropped["share"], dropped["path"]) == ("\\\\FILESRV\\ADMIN$", "psexesvc.exe")
     creates = tshark_frames(EXAMPLE, 'smb2.cmd == 5 && smb2.filename == "psexesvc.exe"')
     opened = f"smb2.cmd == 5 && smb2.flags.response == 1 && smb2.response_to == {creates[0]}"
-    ((fid,),) = tshark(EXAMPLE, opened, "smb2.fid")
+    ((fid,),) = tshark_fields(EXAMPLE, opened, ["smb2.fid"])
     writes = tshark_frames(
         EXAMPLE, f"smb2.cmd == 9 && smb2.flags.response == 0 && smb2.fid == {fid}"
     )

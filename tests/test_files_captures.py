@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import shared_dir
 from files_helpers import decode, sha256, summaries, wire_transfers
-from oracle import tool
+from oracle import tshark
 from smb2_wire import EXAMPLE, feed, wire_messages
 
 from smbwatch.capture.endpoint import Endpoints
@@ -73,11 +73,7 @@ def test_smb2_01_one_summary_per_file_suricata_closes(shared_data: Path) -> None
 
 def test_smb2_01_hashes_are_tsharks_exported_objects(shared_data: Path, tmp_path: Path) -> None:
     capture = shared_data / "suricata-verify/smb2-01/smb2-peter.pcap"
-    subprocess.run(
-        [tool("tshark"), "-n", "-r", str(capture), "--export-objects", f"smb,{tmp_path}", "-q"],
-        check=True,
-        capture_output=True,
-    )
+    tshark("-n", "-r", str(capture), "--export-objects", f"smb,{tmp_path}", "-q")
     exported = [path.read_bytes() for path in tmp_path.iterdir()]
     assert len(exported) > 20
     ours = summaries(decode(capture)[0]).values()

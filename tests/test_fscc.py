@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from impacket import smb3structs
-from smb2_wire import tshark_values
+from oracle import tshark_values
 
 from smbwatch.smb import fscc
 

@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
-from smb2_wire import all_captures, security_buffers, tshark_fields
+from smb2_wire import all_captures, fields_by_frame, security_buffers
 
 from smbwatch.smb import ntlmssp
 from smbwatch.smb.gssapi import parse_security_buffer
@@ -26,7 +26,7 @@ def test_kerberos_realm_and_spn_match_tshark(shared_data: Path) -> None:
         token = parse_security_buffer(buffer)
         if not from_client or token.mechanism != "kerberos":
             continue
-        rows = tshark_fields(
+        rows = fields_by_frame(
             capture, "kerberos.msg_type == 14", "kerberos.realm", "kerberos.SNameString"
         )
         realm, sname = rows[frame]
@@ -43,8 +43,8 @@ def test_mechanism_matches_tshark(shared_data: Path) -> None:
         if not buffer:
             continue
         token = parse_security_buffer(buffer)
-        ntlm = tshark_fields(capture, "smb2.cmd == 1 && ntlmssp")
-        kerberos = tshark_fields(capture, "smb2.cmd == 1 && kerberos.msg_type == 14")
+        ntlm = fields_by_frame(capture, "smb2.cmd == 1 && ntlmssp")
+        kerberos = fields_by_frame(capture, "smb2.cmd == 1 && kerberos.msg_type == 14")
         if frame in ntlm:
             assert token.mechanism == "ntlmssp" and token.ntlmssp is not None, (capture, frame)
             assert ntlmssp.message_type(token.ntlmssp) in (1, 2, 3)

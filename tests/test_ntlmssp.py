@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from smb2_wire import all_captures, security_buffers, tshark_fields
+from smb2_wire import all_captures, fields_by_frame, security_buffers
 
 from smbwatch.smb import ntlmssp
 from smbwatch.smb.gssapi import parse_security_buffer
@@ -42,7 +42,7 @@ def test_authenticate_identities_match_tshark(shared_data: Path) -> None:
             "ntlmssp.version.build_number",
             "ntlmssp.version.ntlm_current_revision",
         )
-        rows = tshark_fields(capture, "ntlmssp.messagetype == 3", *fields)
+        rows = fields_by_frame(capture, "ntlmssp.messagetype == 3", *fields)
         for frame, message in messages:
             identity = ntlmssp.parse_authenticate(message)
             user, domain, host, major, minor, build, revision = rows[frame]
@@ -61,7 +61,7 @@ def test_challenge_names_match_tshark(shared_data: Path) -> None:
         messages = ntlm_messages(capture, ntlmssp.CHALLENGE_MESSAGE)
         if not messages:
             continue
-        rows = tshark_fields(
+        rows = fields_by_frame(
             capture,
             "ntlmssp.messagetype == 2",
             "ntlmssp.challenge.target_info.nb_computer_name",
@@ -114,7 +114,7 @@ def test_anonymous_follows_tshark(shared_data: Path) -> None:
         messages = ntlm_messages(capture, ntlmssp.AUTHENTICATE_MESSAGE)
         if not messages:
             continue
-        rows = tshark_fields(
+        rows = fields_by_frame(
             capture, "ntlmssp.messagetype == 3", "ntlmssp.auth.username", "ntlmssp.auth.ntresponse"
         )
         for frame, message in messages:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lab import tshark_fields
+from oracle import tshark_fields
 from smb1_support import ENDPOINTS, replay, smb1_connections, smb1_events
 
 from smbwatch.diagnostics import Diagnostics

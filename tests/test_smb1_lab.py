@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab import CLIENT_NAME, SERVER_IP, SHARES, WORKGROUP, SambaLab, pe_bytes, tshark_fields
+from lab import CLIENT_NAME, SERVER_IP, SHARES, WORKGROUP, SambaLab, pe_bytes
+from oracle import tshark_fields
 from smb1_support import smb1_events
 from test_smb1_corpus import assert_same_as_tshark
 

@@ -12,9 +12,9 @@ from smb2_wire import (
     decoded,
     endpoints_of,
     feed,
+    fields_by_frame,
     smb2_commands,
     smb2_warnings,
-    tshark_fields,
     tshark_smb2_pdus,
     wire_messages,
 )
@@ -161,7 +161,7 @@ def test_pipe_calls_become_rpc_call_events(shared_data: Path) -> None:
     for capture in all_captures(shared_data):
         events, diagnostics = decoded(capture)
         assert smb2_warnings(diagnostics) == [], capture
-        rows = tshark_fields(
+        rows = fields_by_frame(
             capture,
             "smb2.flags.response == 0 && dcerpc.pkt_type == 0",
             "dcerpc.cn_flags",
@@ -186,7 +186,7 @@ def test_smb3_encryption_is_reported_per_session_and_direction(shared_data: Path
     for name in ("smb3-01", "smb3-03-midstream"):
         capture = corpus(shared_data, name)
         events, _ = decoded(capture)
-        rows = tshark_fields(
+        rows = fields_by_frame(
             capture, "smb2.header.transform.signature", "tcp.dstport", "smb2.sesid"
         )
         expected = {(int(port) == 445, int(session, 16)) for port, session in rows.values()}
@@ -198,7 +198,7 @@ def test_smb3_encryption_is_reported_per_session_and_direction(shared_data: Path
         )
     events, _ = decoded(corpus(shared_data, "smb3-01"))
     trees = {e.share_name: e for e in events if e.action == "tree_connect"}
-    flags = tshark_fields(
+    flags = fields_by_frame(
         corpus(shared_data, "smb3-01"),
         "smb2.cmd == 3 && smb2.flags.response == 1",
         "smb2.share_flags.encrypt_data",
