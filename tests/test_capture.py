@@ -21,6 +21,8 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.pipeline import capture_events
 from smbwatch.smb.nbss import Decoder
 
+pytestmark = pytest.mark.oracle
+
 
 def all_captures(shared_data: Path) -> list[Path]:
     found = sorted(shared_data.glob("suricata-verify/*/*.pcap")) + sorted(

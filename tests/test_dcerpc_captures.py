@@ -17,6 +17,8 @@ from oracle import tshark_fields
 from smbwatch.dcerpc.svcctl import START_TYPES, service_type_name
 from smbwatch.diagnostics import Diagnostics
 
+pytestmark = pytest.mark.oracle
+
 SMBEXEC = [
     "pcap/empire_smbexec_dcerpc_smb_svcctl_WORKSTATION5_2020-09-20025716.cap",
     "pcap/empire_smbexec_dcerpc_smb_svcctl_WORKSTATION6_2020-09-20025716.cap",

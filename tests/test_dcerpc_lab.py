@@ -14,6 +14,8 @@ from oracle import tshark_fields
 
 from smbwatch.diagnostics import Diagnostics
 
+pytestmark = pytest.mark.lab
+
 KEY = "HKLM\\Software\\smbwatch"
 COMMAND = "cmd.exe /c calc.exe"
 SERVICE = ("smbwatchsvc", "smbwatch svc", "C:\\Windows\\Temp\\evil.exe")

@@ -7,6 +7,7 @@ must come back out of RpcPipe.
 
 from __future__ import annotations
 
+import pytest
 from impacket.dcerpc.v5 import (
     atsvc,
     drsuapi,
@@ -40,6 +41,8 @@ from impacket.uuid import bin_to_string, uuidtup_to_bin
 from smbwatch.dcerpc.interfaces import INTERFACES, NDR_UUID
 from smbwatch.dcerpc.pipe import RpcPipe
 from smbwatch.diagnostics import Diagnostics
+
+pytestmark = pytest.mark.unit
 
 TASK_XML = """<?xml version="1.0" encoding="UTF-16"?>
 <Task version="1.2" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">

@@ -24,6 +24,8 @@ from smbwatch.detect.engine import detect
 from smbwatch.detect.sigma import RuleSet, load_rules
 from smbwatch.events import format_time, parse_time
 
+pytestmark = pytest.mark.unit
+
 FAITHFUL = "Write Executable in SMB Share"
 IMPROVED = "Executable Written to an Administrative Share"
 SPLUNK_SHARES = ("\\\\*\\C$", "\\\\*\\IPC$", "\\\\*\\admin$")

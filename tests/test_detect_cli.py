@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from detect_support import FILE_COPY_EVTX, PSEXEC_EVTX, SHARPHOUND_EVTX, SIGMA
+
+pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "lateral-movement.pcap"

@@ -16,6 +16,8 @@ from smbwatch.detect.sigma import RuleError, RuleSet, load_rules
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 
+pytestmark = pytest.mark.unit
+
 PSEXEC = host_events(PSEXEC_EVTX)
 PSEXESVC_WRITE = next(
     e for e in PSEXEC if e.source_ref == 349325

@@ -15,6 +15,8 @@ from smbwatch.detect.sigma import load_rules
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.pipeline import capture_events
 
+pytestmark = pytest.mark.lab
+
 IMPROVED = "Executable Written to an Administrative Share"
 DISGUISED = "Executable Written Under a Non-Executable Name"
 

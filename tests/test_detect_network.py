@@ -17,6 +17,8 @@ from smbwatch.detect.sigma import RuleSet, load_rules
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.pipeline import capture_events
 
+pytestmark = pytest.mark.oracle
+
 DATA = shared_dir() / "data"
 SIGMA = shared_dir() / "sigma"
 PSEXEC_TCP = next((DATA / "suricata-verify" / "dcerpc-dce-iface-01").glob("*.pcap"))

@@ -13,6 +13,8 @@ from smbwatch.detect.engine import detect
 from smbwatch.detect.report import write_alerts
 from smbwatch.detect.sigma import ALERT_FIELDS, load_rules
 
+pytestmark = pytest.mark.unit
+
 RULES = load_rules()
 PSEXEC_ALERTS = detect(host_events(PSEXEC_EVTX), RULES)
 

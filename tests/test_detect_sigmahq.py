@@ -23,6 +23,8 @@ from smbwatch.detect.engine import detect
 from smbwatch.detect.sigma import load_rules
 from smbwatch.events import SmbEvent
 
+pytestmark = pytest.mark.unit
+
 WINDOWS_RULES = sorted((SIGMA / "windows-security").glob("*.yml"))
 
 

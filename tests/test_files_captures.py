@@ -22,6 +22,8 @@ from smbwatch.options import Options
 from smbwatch.smb.files import Transfers
 from smbwatch.smb.smb2 import Smb2Decoder
 
+pytestmark = pytest.mark.oracle
+
 
 def smb2_captures() -> list[Path]:
     data = shared_dir() / "data"

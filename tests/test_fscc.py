@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from impacket import smb3structs
 from oracle import tshark_values
 
 from smbwatch.smb import fscc
+
+pytestmark = pytest.mark.oracle
 
 
 def squashed(name: str) -> str:

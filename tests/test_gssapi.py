@@ -11,6 +11,8 @@ from smb2_wire import all_captures, fields_by_frame, security_buffers
 from smbwatch.smb import ntlmssp
 from smbwatch.smb.gssapi import parse_security_buffer
 
+pytestmark = pytest.mark.oracle
+
 
 def all_buffers(shared_data: Path) -> list[tuple[Path, int, bool, bytes]]:
     return [

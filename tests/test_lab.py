@@ -19,6 +19,8 @@ from lab import (
 )
 from oracle import tshark_fields
 
+pytestmark = pytest.mark.lab
+
 SMB2_CREATE, SMB2_WRITE = 5, 9
 STATUS_LOGON_FAILURE = "0xc000006d"
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.unit
+
 SOURCE = Path(__file__).resolve().parents[1] / "src"
 
 # From the ground up; a name stands for the module or package and everything below it, and the

@@ -12,6 +12,8 @@ from smb2_wire import all_captures, fields_by_frame, security_buffers
 from smbwatch.smb import ntlmssp
 from smbwatch.smb.gssapi import parse_security_buffer
 
+pytestmark = pytest.mark.oracle
+
 
 def ntlm_messages(capture: Path, kind: int) -> list[tuple[int, bytes]]:
     """(frame, NTLMSSP message of type ``kind``) from the SESSION_SETUPs of a capture."""

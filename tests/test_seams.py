@@ -13,6 +13,7 @@ import hashlib
 from functools import partial
 from pathlib import Path
 
+import pytest
 from oracle import tshark_tcp_stream
 
 from smbwatch.capture.link import LINKTYPE_ETHERNET, tcp_segment
@@ -25,6 +26,8 @@ from smbwatch.smb.digests import Digests, DigestService
 from smbwatch.smb.files import Transfers
 from smbwatch.smb.smb1 import Smb1Decoder
 from smbwatch.smb.smb2 import Smb2Decoder
+
+pytestmark = pytest.mark.oracle
 
 SKIPPED = 700  # bytes a consumer lets go past it to its tap after every payload it sees
 

@@ -12,6 +12,8 @@ import pytest
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.smb.session import is_pipe_tree, remember, split_unc
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("unc", "expected"),

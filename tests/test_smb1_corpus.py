@@ -18,6 +18,8 @@ from smbwatch.smb.fscc import CREATE_ACTIONS
 from smbwatch.smb.session import SNIFF_WINDOW
 from smbwatch.smb.smb1 import Smb1Decoder
 
+pytestmark = pytest.mark.oracle
+
 SMB1_CAPTURES = (
     "smb1-02/smb1_osx.pcap",
     "filestore-filecontainer-smb1-data-offset/input.pcap",

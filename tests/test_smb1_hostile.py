@@ -18,6 +18,8 @@ from smbwatch.smb import smb1
 from smbwatch.smb.session import MAX_FILES
 from smbwatch.smb.smb1 import Smb1Decoder
 
+pytestmark = pytest.mark.unit
+
 EICAR = "smb-eicar-file-segmentation-random/input.pcap"
 FILESTORE = "filestore-filecontainer-smb1-data-offset/input.pcap"
 WORDS = 33  # the first parameter word of the first command: header (32) and WordCount

@@ -15,6 +15,8 @@ from test_smb1_corpus import assert_same_as_tshark
 
 from smbwatch.events import SmbEvent
 
+pytestmark = pytest.mark.lab
+
 FILE_SIZE = 200 * 1024  # several WRITE_ANDX and READ_ANDX
 
 IMPACKET_CLIENT = Path(__file__).with_name("smb1_impacket_client.py")

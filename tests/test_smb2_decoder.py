@@ -23,6 +23,8 @@ from smbwatch.ntstatus import STATUS_PENDING, nt_status_name
 from smbwatch.smb import fscc
 from smbwatch.smb import smb2_records as rec
 
+pytestmark = pytest.mark.oracle
+
 CAPTURES = [
     pytest.param(capture, id=capture.parent.name if "suricata" in str(capture) else capture.stem)
     for capture in all_captures(shared_dir() / "data")

@@ -12,6 +12,8 @@ from smb2_wire import decoded, fields_by_frame, smb2_warnings, tshark_smb2_pdus
 
 from smbwatch.smb.session import SNIFF_WINDOW
 
+pytestmark = pytest.mark.lab
+
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[SambaLab]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from impacket import smb3structs
 from oracle import tshark_values
 
 from smbwatch.smb import smb2_records as rec
+
+pytestmark = pytest.mark.oracle
 
 
 def test_dialects_and_share_types_agree_with_tshark() -> None:

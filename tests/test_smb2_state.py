@@ -6,6 +6,7 @@ import struct
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from smb2_wire import (
     WireMessage,
     all_captures,
@@ -25,6 +26,8 @@ from smbwatch.smb import smb2_records as rec
 from smbwatch.smb.files import sniff_magic
 from smbwatch.smb.session import MAX_FILES, SNIFF_WINDOW
 from smbwatch.smb.smb2 import MAX_PENDING, Smb2Decoder
+
+pytestmark = pytest.mark.oracle
 
 SUCCESS, PENDING, MORE_PROCESSING = 0, 0x103, 0xC0000016
 HANDLED = {0, 1, 2, 3, 4, 5, 6, 8, 9, 11, 14, 17}  # commands that make events

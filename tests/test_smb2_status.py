@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from impacket.nt_errors import ERROR_MESSAGES
 from oracle import tshark, tshark_values
 
 from smbwatch.ntstatus import NT_STATUS_NAMES, nt_status_name
+
+pytestmark = pytest.mark.oracle
 
 
 def test_every_name_agrees_with_tshark_and_impacket() -> None:
