@@ -29,7 +29,7 @@ CAPTURES = [
     pytest.param(capture, id=capture.parent.name if "suricata" in str(capture) else capture.stem)
     for capture in all_captures(shared_dir() / "data")
 ]
-COMPARED = {rec.CREATE, rec.TREE_CONNECT, rec.WRITE, rec.READ, rec.SET_INFO}
+COMPARED = {rec.CREATE, rec.TREE_CONNECT, rec.WRITE, rec.READ, rec.QUERY_INFO, rec.SET_INFO}
 ALL_ONES_FID = "ffffffff-ffff-ffff-ffff-ffffffffffff"
 
 
@@ -159,10 +159,21 @@ def check_against_tshark(
         if info_class in (fscc.FileRenameInformation, fscc.FileRenameInformationEx):
             assert event.action == "rename"
             assert event.new_path == request.fields["smb2.filename"][-1]
+    elif request.command == rec.QUERY_INFO:
+        assert (event.action, event.path) == ("query_info", path)
+        info_type = int(request.fields["smb2.class"][0], 16)
+        if info_type == rec.SMB2_0_INFO_FILE:
+            level = int(request.fields["smb2.file_info.infolevel"][0], 16)
+            assert event.info_class == fscc.FILE_INFORMATION_CLASSES[level]
+        elif info_type == rec.SMB2_0_INFO_FILESYSTEM:
+            level = int(request.fields["smb2.fs_info.infolevel"][0], 16)
+            assert event.info_class == fscc.FS_INFORMATION_CLASSES[level]
+        else:
+            assert event.info_class == rec.INFO_TYPE_NAMES[info_type]
 
 
 @pytest.mark.parametrize("capture", CAPTURES)
-def test_creates_trees_reads_writes_and_set_infos_agree_with_tshark(capture: Path) -> None:
+def test_creates_trees_reads_writes_and_infos_agree_with_tshark(capture: Path) -> None:
     events, _ = decoded(capture)
     compared = 0
     for request, response, path in tshark_requests(capture):

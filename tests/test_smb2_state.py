@@ -30,7 +30,7 @@ from smbwatch.smb.smb2 import MAX_PENDING, Smb2Decoder
 pytestmark = pytest.mark.oracle
 
 SUCCESS, PENDING, MORE_PROCESSING = 0, 0x103, 0xC0000016
-HANDLED = {0, 1, 2, 3, 4, 5, 6, 8, 9, 11, 14, 17}  # commands that make events
+HANDLED = {0, 1, 2, 3, 4, 5, 6, 8, 9, 11, 14, 16, 17}  # commands that make events
 
 
 def corpus(shared_data: Path, name: str) -> Path:

@@ -86,6 +86,8 @@ FS_INFORMATION_CLASSES: Final = {
     6: "FileFsControlInformation",
     7: "FileFsFullSizeInformation",
     8: "FileFsObjectIdInformation",
+    9: "FileFsDriverPathInformation",
+    10: "FileFsVolumeFlagsInformation",
     11: "FileFsSectorSizeInformation",
 }
 

@@ -59,6 +59,11 @@ _PRIMARY: Final = {
     rec.SMB_COM_NT_TRANSACT_SECONDARY: rec.SMB_COM_NT_TRANSACT,
 }
 _MALFORMED: Final = (ValueError, struct.error, IndexError)
+_QUERY_INFORMATION: Final = (
+    rec.TRANS2_QUERY_PATH_INFORMATION,
+    rec.TRANS2_QUERY_FILE_INFORMATION,
+    rec.TRANS2_QUERY_FS_INFORMATION,
+)
 # Warnings of the shared session helpers, by this decoder's name
 _STATE_EVICTED: Final = "smb1_state_evicted"
 _PIPE_TRUNCATED: Final = "smb1_pipe_data_truncated"
@@ -694,6 +699,8 @@ class Smb1Decoder(FileBodies):
             event.path, event.pattern = self._searches.get(sid, (None, None))
             event.info_class = rec.FIND_LEVELS.get(level, f"0x{level:04X}")
             return event
+        if sub in _QUERY_INFORMATION:
+            return self._query_information(req, item, parameters, unicode)
         if sub == rec.TRANS2_SET_PATH_INFORMATION:
             level, name = rec.parse_path_information(parameters, unicode)
             event = self._event("set_info", req, command)
@@ -708,14 +715,29 @@ class Smb1Decoder(FileBodies):
         self._set_information(event, level, data, unicode)
         return event
 
+    def _query_information(
+        self, req: _Request, item: _Item, parameters: bytes, unicode: bool
+    ) -> SmbEvent:
+        """A TRANS2_QUERY_PATH/FILE/FS_INFORMATION request: the ``query_info`` event."""
+        event = self._event("query_info", req, item.command)
+        levels, classes = rec.QUERY_LEVELS, fscc.FILE_INFORMATION_CLASSES
+        if item.subcommand == rec.TRANS2_QUERY_PATH_INFORMATION:
+            level, name = rec.parse_path_information(parameters, unicode)
+            event.path = rec.strip_path(name)
+        elif item.subcommand == rec.TRANS2_QUERY_FILE_INFORMATION:
+            fid, level = rec.parse_file_information(parameters)
+            item.file = self._files.get(fid)
+            self._describe_file(event, fid, item.file)
+        else:
+            level = rec.parse_fs_information(parameters)
+            levels, classes = rec.QUERY_FS_LEVELS, fscc.FS_INFORMATION_CLASSES
+        event.info_class = rec.level_name(level, levels, classes)
+        return event
+
     def _set_information(self, event: SmbEvent, level: int, data: bytes, unicode: bool) -> None:
         """Name a SET_*_INFORMATION level; a rename or a delete is an event of its own kind."""
-        if level >= rec.SMB_INFO_PASSTHROUGH:
-            info_class = level - rec.SMB_INFO_PASSTHROUGH
-            event.info_class = fscc.FILE_INFORMATION_CLASSES.get(info_class, str(level))
-        else:
-            info_class = None
-            event.info_class = rec.SET_LEVELS.get(level, f"0x{level:04X}")
+        event.info_class = rec.level_name(level, rec.SET_LEVELS, fscc.FILE_INFORMATION_CLASSES)
+        info_class = level - rec.SMB_INFO_PASSTHROUGH if level >= rec.SMB_INFO_PASSTHROUGH else None
         if info_class == fscc.FileRenameInformation:
             event.action = "rename"
             event.new_path = rec.strip_path(rec.parse_rename_information(data, unicode))

@@ -57,6 +57,8 @@ _ALL_ONES_TREE_ID: Final = 0xFFFFFFFF
 _STATE_EVICTED: Final = "smb2_state_evicted"
 _PIPE_TRUNCATED: Final = "smb2_pipe_data_truncated"
 _SECURITY_BUFFER_MALFORMED: Final = "smb2_security_buffer_malformed"
+# The action of the commands whose response only answers the request (_plain_response)
+_PLAIN_ACTIONS: Final = {rec.QUERY_DIRECTORY: "query_directory", rec.QUERY_INFO: "query_info"}
 # Commands that do not work on a tree, whatever TreeId their header carries.
 _NOT_ON_A_TREE: Final = frozenset((rec.NEGOTIATE, rec.SESSION_SETUP, rec.LOGOFF, rec.TREE_CONNECT))
 
@@ -632,7 +634,7 @@ class Smb2Decoder(FileBodies):
         self._resolve_chain(pending)
         self._events.append(pending.event)
 
-    # -- IOCTL, QUERY_DIRECTORY, SET_INFO ------------------------------------------------------
+    # -- IOCTL, QUERY_DIRECTORY, QUERY_INFO, SET_INFO ------------------------------------------
 
     def _ioctl_request(self, req: _Request) -> _Pending:
         ioctl = rec.parse_ioctl_request(req.msg)
@@ -667,14 +669,22 @@ class Smb2Decoder(FileBodies):
         pending.event.pattern = pattern
         return pending
 
-    def _query_directory_response(
+    def _plain_response(
         self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
     ) -> None:
+        """A response that only answers its request (QUERY_DIRECTORY, QUERY_INFO)."""
         if pending is None:
-            self._events.append(self._orphan("query_directory", header, time, frame))
+            action = _PLAIN_ACTIONS[header.command]
+            self._events.append(self._orphan(action, header, time, frame))
             return
         self._resolve_chain(pending)
         self._events.append(pending.event)
+
+    def _query_info_request(self, req: _Request) -> _Pending:
+        info = rec.parse_query_info_request(req.msg)
+        pending = self._file_request("query_info", req, info.file_id)
+        pending.event.info_class = rec.info_class_name(info.info_type, info.file_info_class)
+        return pending
 
     def _set_info_request(self, req: _Request) -> _Pending:
         info = rec.parse_set_info_request(req.msg)
@@ -789,7 +799,7 @@ class Smb2Decoder(FileBodies):
 
 
 # By command code; a command not in them yields no event (FLUSH, LOCK, CANCEL, ECHO,
-# CHANGE_NOTIFY, QUERY_INFO, OPLOCK_BREAK).
+# CHANGE_NOTIFY, OPLOCK_BREAK).
 _REQUESTS: Final[dict[int, RequestHandler]] = {
     rec.NEGOTIATE: Smb2Decoder._negotiate_request,
     rec.SESSION_SETUP: Smb2Decoder._session_setup_request,
@@ -802,6 +812,7 @@ _REQUESTS: Final[dict[int, RequestHandler]] = {
     rec.WRITE: Smb2Decoder._write_request,
     rec.IOCTL: Smb2Decoder._ioctl_request,
     rec.QUERY_DIRECTORY: Smb2Decoder._query_directory_request,
+    rec.QUERY_INFO: Smb2Decoder._query_info_request,
     rec.SET_INFO: Smb2Decoder._set_info_request,
 }
 _RESPONSES: Final[dict[int, ResponseHandler]] = {
@@ -815,6 +826,7 @@ _RESPONSES: Final[dict[int, ResponseHandler]] = {
     rec.READ: Smb2Decoder._read_response,
     rec.WRITE: Smb2Decoder._write_response,
     rec.IOCTL: Smb2Decoder._ioctl_response,
-    rec.QUERY_DIRECTORY: Smb2Decoder._query_directory_response,
+    rec.QUERY_DIRECTORY: Smb2Decoder._plain_response,
+    rec.QUERY_INFO: Smb2Decoder._plain_response,
     rec.SET_INFO: Smb2Decoder._set_info_response,
 }

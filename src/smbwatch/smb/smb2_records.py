@@ -87,7 +87,7 @@ SMB2_SHAREFLAG_ENCRYPT_DATA: Final = 0x00008000
 # CLOSE (2.2.15)
 SMB2_CLOSE_FLAG_POSTQUERY_ATTRIB: Final = 0x0001
 
-# SET_INFO / QUERY_INFO InfoType (2.2.39)
+# SET_INFO / QUERY_INFO InfoType (2.2.37, 2.2.39)
 SMB2_0_INFO_FILE: Final = 0x01
 SMB2_0_INFO_FILESYSTEM: Final = 0x02
 INFO_TYPE_NAMES: Final = {0x03: "SMB2_0_INFO_SECURITY", 0x04: "SMB2_0_INFO_QUOTA"}
@@ -382,6 +382,27 @@ def parse_query_directory_request(msg: bytes) -> tuple[bytes, str]:
     """(FileId of the directory, search pattern) of a QUERY_DIRECTORY request."""
     fields = _QUERY_DIRECTORY_REQUEST.unpack_from(msg, HEADER_SIZE)
     return fields[4], _utf16(msg, fields[5], fields[6], "QUERY_DIRECTORY pattern")
+
+
+# QUERY_INFO request (2.2.37): StructureSize, InfoType, FileInfoClass, OutputBufferLength,
+# InputBufferOffset, Reserved, InputBufferLength, AdditionalInformation, Flags, FileId
+_QUERY_INFO_REQUEST: Final = struct.Struct("<HBBIH2xIII16s")
+
+
+class QueryInfoRequest:
+    __slots__ = ("info_type", "file_info_class", "file_id")
+
+    def __init__(self, info_type: int, file_info_class: int, file_id: bytes) -> None:
+        self.info_type = info_type
+        self.file_info_class = file_info_class
+        self.file_id = file_id
+
+
+def parse_query_info_request(msg: bytes) -> QueryInfoRequest:
+    _, info_type, info_class, _, _, _, _, _, file_id = _QUERY_INFO_REQUEST.unpack_from(
+        msg, HEADER_SIZE
+    )
+    return QueryInfoRequest(info_type, info_class, file_id)
 
 
 # SET_INFO request (2.2.39): StructureSize, InfoType, FileInfoClass, BufferLength,
