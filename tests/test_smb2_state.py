@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from oracle import tshark_values
 from smb2_wire import (
     WireMessage,
     all_captures,
@@ -106,6 +107,26 @@ def test_responses_without_requests_still_yield_events(shared_data: Path) -> Non
         )
         assert len([e for e in events if e.action not in ("delete", "encrypted")]) == expected
         assert all(event.status for event in events if event.action != "encrypted")
+
+
+def test_an_ioctl_response_alone_names_its_fsctl(shared_data: Path) -> None:
+    """The CtlCode an IOCTL response repeats names the event when its request was not seen."""
+    names = tshark_values("smb2.ioctl.function")
+    checked = 0
+    for capture in all_captures(shared_data):
+        responses = [m for m in wire_messages(capture) if not m.from_client]
+        events, _ = replay(capture, responses)
+        answered = fields_by_frame(
+            capture, "smb2.cmd == 11 && smb2.flags.response == 1", "smb2.ioctl.function"
+        )
+        for event in (e for e in events if e.action == "ioctl"):
+            codes = answered[event.source_ref or 0][0]
+            if codes:  # an IOCTL response, not an ERROR response
+                assert event.fsctl in {names[int(code, 16)] for code in codes.split(",")}
+                checked += 1
+            else:
+                assert event.fsctl is None
+    assert checked >= 8  # every IOCTL response of the corpus that carries its structure
 
 
 def test_a_capture_joined_midway_decodes_cleanly(shared_data: Path) -> None:

@@ -122,6 +122,10 @@ class _Request:
         self.chain = chain
 
 
+def _fsctl_name(ctl_code: int) -> str:
+    return fscc.FSCTL_NAMES.get(ctl_code, f"0x{ctl_code:08x}")
+
+
 def _body_present(command: int, status: int) -> bool:
     """Whether a response carries its command's structure rather than an ERROR response."""
     if status == STATUS_SUCCESS:
@@ -639,7 +643,7 @@ class Smb2Decoder(FileBodies):
     def _ioctl_request(self, req: _Request) -> _Pending:
         ioctl = rec.parse_ioctl_request(req.msg)
         pending = self._file_request("ioctl", req, ioctl.file_id)
-        pending.event.fsctl = fscc.FSCTL_NAMES.get(ioctl.ctl_code, f"0x{ioctl.ctl_code:08x}")
+        pending.event.fsctl = _fsctl_name(ioctl.ctl_code)
         pending.ctl_code = ioctl.ctl_code
         file = pending.file
         if ioctl.ctl_code == fscc.FSCTL_PIPE_TRANSCEIVE and file is not None and file.pipe:
@@ -650,7 +654,10 @@ class Smb2Decoder(FileBodies):
         self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
     ) -> None:
         if pending is None:
-            self._events.append(self._orphan("ioctl", header, time, frame))
+            event = self._orphan("ioctl", header, time, frame)
+            if _body_present(header.command, header.status):  # the request's CtlCode, repeated
+                event.fsctl = _fsctl_name(rec.ioctl_response_ctl_code(msg))
+            self._events.append(event)
             return
         file = self._resolve_chain(pending)
         self._events.append(pending.event)

@@ -373,6 +373,11 @@ def ioctl_response_output(msg: bytes) -> bytes:
     return buffer(msg, fields[5], fields[6], "IOCTL output")
 
 
+def ioctl_response_ctl_code(msg: bytes) -> int:
+    """The CtlCode an IOCTL response repeats from its request."""
+    return _IOCTL_RESPONSE.unpack_from(msg, HEADER_SIZE)[1]
+
+
 # QUERY_DIRECTORY request (2.2.33): StructureSize, FileInformationClass, Flags, FileIndex,
 # FileId, FileNameOffset, FileNameLength
 _QUERY_DIRECTORY_REQUEST: Final = struct.Struct("<HBBI16sHH")
