@@ -14,6 +14,7 @@ from oracle import tshark_fields
 
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
+from smbwatch.pipeline import capture_events
 
 SMB2_CREATE, SMB2_READ, SMB2_WRITE, SMB2_IOCTL = 5, 8, 9, 11
 FSCTL_PIPE_TRANSCEIVE = 0x0011C017
@@ -130,3 +131,22 @@ def capture_calls(streams: list[PipeStream], diagnostics: Diagnostics | None = N
     for stream in streams:
         calls += run_pipe(stream, diagnostics)
     return calls
+
+
+# What an rpc_call on a pipe says that a capture without the session's start still knows: all
+# but the identity and the share, which came with the SESSION_SETUP and TREE_CONNECT.
+CALL_FIELDS = (
+    "time", "session_id", "tree_id", "file_id", "path", "pipe", "rpc_interface",
+    "rpc_operation", "rpc_opnum", "rpc_status", "rpc_args", "service_name", "image_path",
+)  # fmt: skip
+
+
+def rpc_calls(capture: Path, client_port: int, frames_before: int = 0) -> list[dict]:
+    """The rpc_call events of one connection (``CALL_FIELDS``, and the frame as counted in a
+    capture ``frames_before`` frames longer at its start)."""
+    return [
+        {"frame": event.source_ref + frames_before}
+        | {name: getattr(event, name) for name in CALL_FIELDS}
+        for event in capture_events(str(capture), Diagnostics())
+        if event.action == "rpc_call" and event.src_port == client_port and event.source_ref
+    ]

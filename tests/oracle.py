@@ -91,6 +91,13 @@ def read_pcap_records(path: Path) -> tuple[int, list[tuple[int, int, bytes]]]:
     return linktype, records
 
 
+def cut_capture(source: Path, target: Path, after_frame: int) -> None:
+    """A copy of a capture that begins with the frame after ``after_frame``, as if the recording
+    had started there (frame numbers in the copy are ``after_frame`` lower)."""
+    linktype, records = read_pcap_records(source)
+    write_pcap(target, linktype, records[after_frame:])
+
+
 def write_pcap(
     path: Path,
     linktype: int,

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dcerpc_capture import rpc_calls
 from lab import CLIENT_NAME, SERVER_IP, SHARES, WORKGROUP, SambaLab, pe_bytes
-from oracle import tshark_fields
+from oracle import cut_capture, tshark_fields
 from smb1_support import smb1_events
 from test_smb1_corpus import assert_same_as_tshark
 
@@ -269,6 +270,28 @@ def test_what_only_other_clients_send(lab: SambaLab, tmp_path: Path) -> None:
     writes = [e for e in events if e.action == "write" and e.pipe == "srvsvc"]
     assert [e.source_ref for e in writes] == [e.source_ref for e in calls]
     assert assert_same_as_tshark(pcap, events) > 0
+
+
+def test_pipes_opened_after_the_capture_began_are_still_read(lab: SambaLab, tmp_path: Path) -> None:
+    """As for SMB2 (test_dcerpc_lab), the capture cut to begin right after the IPC$
+    TREE_CONNECT_ANDX was answered: the NT_CREATE_ANDX response says the open is a pipe
+    whatever the tree, and every call on it says what the whole capture says."""
+    pcap, cut = tmp_path / "pipes.pcap", tmp_path / "cut.pcap"
+    with lab.capture(pcap):
+        lab.list_shares(protocol="NT1")
+    connects = tshark_fields(
+        pcap,
+        'smb.cmd == 0x75 && smb.flags.response == 1 && smb.service == "IPC"',
+        ["frame.number", "tcp.dstport"],
+    )
+    frame, client_port = (int(value) for value in connects[0])
+    cut_capture(pcap, cut, frame)
+    whole = rpc_calls(pcap, client_port)
+    assert [call["rpc_operation"] for call in whole] == ["Bind", "NetrShareEnum"]
+    assert rpc_calls(cut, client_port, frame) == whole
+    events, _ = smb1_events(cut)
+    opened = only(events, action="open", src_port=client_port)
+    assert (opened.share, opened.pipe) == (None, "srvsvc")
 
 
 def test_information_queries_are_events(lab: SambaLab, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, Final
 
+from smbwatch.capture.link import starts_dcerpc_bind
 from smbwatch.dcerpc.events import call_fields
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
@@ -154,6 +155,25 @@ class OpenFile:
             self.data = FileData(end_of_file)
         else:
             self.data.end_of_file = end_of_file
+
+    def pipe_by_bind(
+        self, data: bytes, start: int, tree: Tree | None, diagnostics: Diagnostics
+    ) -> str | None:
+        """The pipe's name when this open, not known as a named pipe, turns out to be one: the
+        first bytes written to it (``data[start:]``) are a DCE/RPC BIND, as when the pipe was
+        opened on a tree whose connect the capture missed. It then gets its DCE/RPC reader and
+        is named by the name it was opened with. A share the server called a disk or printer
+        share has no pipes, and an open that data went to already is a file: None."""
+        name = self.path
+        if self.pipe is not None or name is None or not starts_dcerpc_bind(data, start):
+            return None
+        if tree is not None and tree.share_type not in (None, "pipe"):
+            return None
+        if self.data is not None and self.data.last_seen is not None:
+            return None
+        self.pipe, self.data = name, None
+        self.rpc = RpcPipe(diagnostics, name)
+        return name
 
     def pipe_data(
         self,

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Final
 
 from smbwatch.capture.endpoint import Endpoints
+from smbwatch.capture.link import starts_dcerpc_bind
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.ntstatus import (
@@ -191,6 +192,8 @@ class Smb2Decoder(FileBodies):
             return total_len  # message() will say what is wrong with it
         if file is not None and file.pipe is not None:
             return total_len  # pipe data is small and DCE/RPC needs all of it
+        if file is not None and not response and starts_dcerpc_bind(head, data_start):
+            return total_len  # a BIND may make it a pipe (OpenFile.pipe_by_bind)
         return min(total_len, max(data_start, rec.HEADER_SIZE) + SNIFF_WINDOW)
 
     def message(
@@ -578,6 +581,8 @@ class Smb2Decoder(FileBodies):
         event.offset = write.offset
         event.bytes = write.length
         file = pending.file
+        if file is not None and write.offset == 0 and write.data_offset >= rec.HEADER_SIZE:
+            self._pipe_by_bind(file, req.msg, write.data_offset, event)
         if file is not None and file.pipe is not None:
             data = rec.available(req.msg, write.data_offset, write.length)
             self._pipe_data(file, True, data, write.length, req.time, req.frame)
@@ -646,8 +651,10 @@ class Smb2Decoder(FileBodies):
         pending.event.fsctl = _fsctl_name(ioctl.ctl_code)
         pending.ctl_code = ioctl.ctl_code
         file = pending.file
-        if ioctl.ctl_code == fscc.FSCTL_PIPE_TRANSCEIVE and file is not None and file.pipe:
-            self._pipe_data(file, True, ioctl.input, len(ioctl.input), req.time, req.frame)
+        if ioctl.ctl_code == fscc.FSCTL_PIPE_TRANSCEIVE and file is not None:
+            self._pipe_by_bind(file, ioctl.input, 0, pending.event)
+            if file.pipe:
+                self._pipe_data(file, True, ioctl.input, len(ioctl.input), req.time, req.frame)
         return pending
 
     def _ioctl_response(
@@ -784,6 +791,14 @@ class Smb2Decoder(FileBodies):
     def _file_event(self, action: str, file: OpenFile, time: int, frame: int) -> SmbEvent:
         """An event on an open file that no request of its own made (``session.FileEvent``)."""
         return self._event(action, None, None, file.session_id, file.tree_id, time, frame)
+
+    def _pipe_by_bind(self, file: OpenFile, data: bytes, start: int, event: SmbEvent) -> None:
+        """An open not known as a pipe whose first bytes written are a DCE/RPC BIND is one
+        (``OpenFile.pipe_by_bind``): its events from this request on say so."""
+        tree = self._trees.get((file.session_id, file.tree_id or 0))
+        pipe = file.pipe_by_bind(data, start, tree, self._diag)
+        if pipe is not None:
+            event.pipe = pipe
 
     def _pipe_data(
         self, file: OpenFile, from_client: bool, data: bytes, length: int, time: int, frame: int
