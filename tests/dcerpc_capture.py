@@ -1,4 +1,5 @@
-"""Test helper: the bytes of each named pipe (or DCE/RPC TCP connection) in a capture, via tshark.
+"""Test helper: the bytes of each named pipe (or DCE/RPC TCP connection) in a capture, via tshark;
+and PDUs as impacket builds them.
 
 tshark is run with its DCE/RPC dissector disabled, so the SMB2 WRITE/READ/IOCTL payloads come out
 raw (``data.data``); they are grouped per pipe (TCP stream + FileId) in capture order. This is
@@ -10,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from impacket.dcerpc.v5.rpcrt import MSRPC_BIND, CtxItem, MSRPCBind, MSRPCHeader
+from impacket.uuid import uuidtup_to_bin
 from oracle import tshark_fields
 
+from smbwatch.dcerpc.interfaces import NDR_UUID
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.pipeline import capture_events
@@ -37,6 +41,23 @@ class PipeStream:
 
     name: str | None
     chunks: list[Chunk] = field(default_factory=list)
+
+
+def bind_pdu(interface_uuid: str, version: str) -> bytes:
+    """A BIND PDU offering one interface over NDR, as impacket's DCERPC_v5.bind() builds it."""
+    item = CtxItem()
+    item["AbstractSyntax"] = uuidtup_to_bin((interface_uuid, version))
+    item["TransferSyntax"] = uuidtup_to_bin((NDR_UUID, "2.0"))
+    item["ContextID"] = 0
+    item["TransItems"] = 1
+    bind = MSRPCBind()
+    bind["max_tfrag"] = bind["max_rfrag"] = 4280
+    bind.addCtxItem(item)
+    header = MSRPCHeader()
+    header["type"] = MSRPC_BIND
+    header["call_id"] = 1
+    header["pduData"] = bind.getData()
+    return header.get_packet()
 
 
 def epoch_micros(text: str) -> int:

@@ -8,9 +8,12 @@ is a pipe share in its TREE_CONNECT response (ShareType 0x02, Service ``IPC``).
 from __future__ import annotations
 
 import pytest
+from dcerpc_capture import bind_pdu
 
 from smbwatch.diagnostics import Diagnostics
-from smbwatch.smb.session import is_pipe_tree, remember, split_unc
+from smbwatch.options import Options
+from smbwatch.smb.files import Transfers
+from smbwatch.smb.session import OpenFile, Tree, is_pipe_tree, remember, split_unc
 
 pytestmark = pytest.mark.unit
 
@@ -61,3 +64,40 @@ def test_remember_pushes_out_the_oldest_and_counts_it() -> None:
     assert table == {2: "v2", 3: "v3", 4: "v4"}
     assert remember(table, 3, "again", 3, diagnostics, "kind") is None  # a key already in it
     assert table[3] == "again" and diagnostics.counts["kind"] == 2
+
+
+SVCCTL = ("367ABB81-9844-35F1-AD32-98F038001003", "2.0")
+
+
+def opened(tree: Tree | None = None) -> tuple[OpenFile, Tree | None]:
+    """An open of ``svcctl`` as the decoders make it when the tree does not say it is a pipe."""
+    file = OpenFile(b"\x01" * 16, "01" * 16, 7, 3, "svcctl", None)
+    file.opened(Diagnostics(), 0)
+    return file, tree
+
+
+def test_a_bind_written_first_makes_the_open_a_pipe() -> None:
+    file, tree = opened()
+    assert file.pipe_by_bind(bind_pdu(*SVCCTL), 0, tree, Diagnostics()) == "svcctl"
+    assert (file.pipe, file.data) == ("svcctl", None) and file.rpc is not None
+    assert file.pipe_by_bind(bind_pdu(*SVCCTL), 0, tree, Diagnostics()) is None  # once
+
+
+@pytest.mark.parametrize(
+    "why",
+    ["a disk share", "a printer share", "not a bind", "data went to it", "a bind further on"],
+)
+def test_what_a_bind_does_not_make_a_pipe(why: str) -> None:
+    share_type = {"a disk share": "disk", "a printer share": "print"}.get(why)
+    file, tree = opened(Tree("\\\\S\\C$", "C$", "S", share_type) if share_type else None)
+    data, start = bind_pdu(*SVCCTL), 0
+    if why == "not a bind":
+        data = data[:2] + b"\x00" + data[3:]  # a REQUEST (packet type 0)
+    elif why == "a bind further on":
+        data, start = b"MZ" + data, 0
+    elif why == "data went to it":
+        tracker = Transfers(Options(), Diagnostics()).tracker()
+        assert file.data is not None
+        tracker.data(True, file.data, 0, 2, b"MZ", 0, 0, 1, 1)
+    assert file.pipe_by_bind(data, start, tree, Diagnostics()) is None
+    assert file.pipe is None and file.rpc is None and file.data is not None
