@@ -5,9 +5,16 @@ match it (from what their ``EventID``/``action`` items admit) are generated into
 function, which reads each field once and returns the indexes of the rules that matched. A kind
 no rule cares about costs one dictionary lookup.
 
-Matches are aggregated as they arrive (first/last time, count, evidence per group-by values);
+Matches are aggregated as they arrive (first/last time, actions, evidence per group-by values);
 correlation rules (Sigma ``event_count``, ``value_count``, ``temporal``, ``temporal_ordered``)
-are evaluated at the end over the matches of the rules they refer to, in time order.
+are evaluated at the end over the matches of the rules they refer to, in time order. So are the
+matches of rules with exclusions (``smbwatch.exclude``), which need what the whole input says
+of the domain's controllers.
+
+An alert's ``count`` is the number of actions behind it, not of events: an open with its writes
+and its close is one action, a 4697 and a 7045 of one service installation are one. Alerts of
+one rule family (``smbwatch.family``) on the same object of the same host at the same moment are
+merged into one, with the evidence of all.
 """
 
 from __future__ import annotations
@@ -26,18 +33,64 @@ from sigma.correlations import (
 )
 
 from smbwatch.detect import fields
+from smbwatch.detect.alert import (
+    CONTEXT_FIELDS,
+    Alert,
+    decode_powershell,
+    event_context,
+    shorten,
+)
 from smbwatch.detect.compiler import Key, admits
+from smbwatch.detect.domain import DomainControllers, is_local
 from smbwatch.detect.sigma import DEFAULT_GROUP_BY, TEMPLATE_FIELD, Rule, RuleSet
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent, format_time
 
 Matcher = Callable[[SmbEvent], list[int]]
-_MISSING = "-"  # a template field no event of the alert has
+ActionKey = tuple[Any, ...]
+UNKNOWN = "(unknown)"  # a template field no event of the alert has
+UNKNOWN_USER = "(unknown user)"  # a Kerberos session names no user on the wire
+ENCRYPTED = "(encrypted)"  # ... because DCE/RPC packet privacy sealed the arguments
+ENCRYPTED_NOTE = " [arguments encrypted: DCE/RPC packet privacy]"
+FAMILY_WINDOW = 120 * 1_000_000  # alerts of one family this close in time are one action's
 _SAMPLES = 16  # events kept per alert to fill its message; evidence keeps a reference to all
+# Event fields that come from a call's decoded arguments: sealed calls leave them empty.
+_ARGUMENT_ATTRIBUTES = (
+    "e.rpc_args",
+    "_rpc_arg(",
+    "e.service_name",
+    "e.image_path",
+    "e.start_type",
+    "e.service_type",
+    "e.account",
+    "e.task_",
+)
 
 
 def _nothing(_event: SmbEvent) -> list[int]:
     return []
+
+
+def action_key(event: SmbEvent) -> ActionKey:
+    """What identifies the action an event is part of: the open for a file or pipe event (its
+    writes, reads and close), the installation for a service install record, else the event."""
+    if event.source == "host":
+        if event.action == "service_install":
+            return ("service", event.server, event.service_name, event.image_path)
+        return ("record", event.source_file, event.source_ref, event.time)
+    if event.file_id is not None and event.action != "rpc_call":
+        return (
+            "open",
+            event.source_file,
+            event.src_ip,
+            event.src_port,
+            event.dst_ip,
+            event.dst_port,
+            event.session_id,
+            event.tree_id,
+            event.file_id,
+        )
+    return ("message", event.source_file, event.source_ref, event.time, event.rpc_opnum)
 
 
 @dataclass
@@ -49,6 +102,9 @@ class _Group:
     last: int
     evidence: list[tuple[int, str | None, int | None]] = field(default_factory=list)
     samples: list[SmbEvent] = field(default_factory=list)
+    actions: dict[ActionKey, None] = field(default_factory=dict)  # in order, for determinism
+    context: dict[str, tuple[int, Any]] = field(default_factory=dict)  # earliest value of each
+    encrypted: bool = False  # a call of the alert had its arguments sealed
 
     def add(self, event: SmbEvent) -> None:
         self.first = min(self.first, event.time)
@@ -56,6 +112,30 @@ class _Group:
         self.evidence.append((event.time, event.source_file, event.source_ref))
         if len(self.samples) < _SAMPLES:
             self.samples.append(event)
+        self.actions[action_key(event)] = None
+        for name, value in event_context(event).items():
+            known = self.context.get(name)
+            if known is None or event.time < known[0]:
+                self.context[name] = (event.time, value)
+        if event.encrypted and event.action == "rpc_call":
+            self.encrypted = True
+
+    def merge(self, other: _Group) -> None:
+        """Take in the events of another alert of the same action (one rule family)."""
+        self.first = min(self.first, other.first)
+        self.last = max(self.last, other.last)
+        self.evidence.extend(item for item in other.evidence if item not in self.evidence)
+        self.samples.extend(other.samples[: max(0, _SAMPLES - len(self.samples))])
+        self.actions.update(other.actions)
+        for name, (time, value) in other.context.items():
+            known = self.context.get(name)
+            if known is None or time < known[0]:
+                self.context[name] = (time, value)
+        self.encrypted = self.encrypted or other.encrypted
+
+    def value(self, name: str) -> Any:
+        known = self.context.get(name)
+        return None if known is None else known[1]
 
 
 class Detector:
@@ -77,9 +157,18 @@ class Detector:
             if id(ref.rule) in self._index
         }
         self._matches: dict[int, list[SmbEvent]] = defaultdict(list)
+        self._held: dict[int, list[SmbEvent]] = defaultdict(list)  # rules with exclusions
+        self._domain = DomainControllers()
+        self._opens: set[ActionKey] = set()  # opens some rule matched: their close has the hash
+        self._hashes: dict[ActionKey, str] = {}
 
     def feed(self, event: SmbEvent) -> None:
         """Evaluate every rule that can match this event and record the matches."""
+        self._domain.observe(event)
+        if event.sha256 is not None and event.action == "close" and self._opens:
+            opened = action_key(event)
+            if opened in self._opens:
+                self._hashes[opened] = event.sha256
         key = (event.source, event.action)
         matcher = self._matchers.get(key)
         if matcher is None:
@@ -96,18 +185,19 @@ class Detector:
         for event in events:
             self.feed(event)
 
-    def alerts(self) -> list[dict[str, Any]]:
+    def alerts(self) -> list[Alert]:
         """All alerts so far, highest risk first, then earliest."""
-        out: list[dict[str, Any]] = []
+        found: list[tuple[Rule, _Group]] = []
         for index, rule in enumerate(self._rules):
             if isinstance(rule.sigma, SigmaCorrelationRule):
                 groups = self._correlate(rule)
             elif rule.generate:
-                groups = list(self._groups[index].values())
+                groups = list(self._groups[index].values()) + self._held_groups(index, rule)
             else:
                 continue
-            out.extend(_alert(rule, group) for group in groups)
-        out.sort(key=lambda a: (-a["risk_score"], a["first_time"], a["title"]))
+            found.extend((rule, group) for group in groups)
+        out = [self._alert(rule, group, attack) for rule, group, attack in _merge(found)]
+        out.sort(key=lambda a: (-a.risk_score, a.first_time, a.title))
         return out
 
     def generated_source(self, key: Key) -> str:
@@ -137,14 +227,44 @@ class Detector:
             self._matches[index].append(event)
         if not rule.generate:
             return
+        if event.source == "network" and event.file_id is not None and event.action != "close":
+            self._opens.add(action_key(event))
+        if rule.exclude:
+            self._held[index].append(event)
+        else:
+            self._group(index, rule, event, self._groups[index])
+
+    def _group(
+        self, index: int, rule: Rule, event: SmbEvent, groups: dict[tuple[Any, ...], _Group]
+    ) -> None:
+        """Add one matched event to the alert of its group-by values."""
         values = tuple(get(event) for get in self._getters[index])
         if rule.require_group_fields and any(v is None for v in values):
             return
         key = tuple(_hashable(v) for v in values)
-        group = self._groups[index].get(key)
+        group = groups.get(key)
         if group is None:
-            group = self._groups[index][key] = _Group(values, event.time, event.time)
+            group = groups[key] = _Group(values, event.time, event.time)
         group.add(event)
+
+    def _held_groups(self, index: int, rule: Rule) -> list[_Group]:
+        """The alerts of a rule with exclusions, from its matches that are not excluded."""
+        groups: dict[tuple[Any, ...], _Group] = {}
+        for event in self._held.get(index, ()):
+            if not self._excluded(rule, event):
+                self._group(index, rule, event, groups)
+        return list(groups.values())
+
+    def _excluded(self, rule: Rule, event: SmbEvent) -> bool:
+        """Whether the rule's exclusions drop this event (see ``smbwatch.exclude``)."""
+        for exclusion in rule.exclude:
+            if exclusion == "localhost" and is_local(event.src_ip, event.dst_ip):
+                return True
+            if exclusion == "domain_controllers" and self._domain.is_controller(
+                event.src_ip, event.user
+            ):
+                return True
+        return False
 
     # --- correlation -------------------------------------------------------------------------
     def _correlate(self, rule: Rule) -> list[_Group]:
@@ -156,8 +276,11 @@ class Detector:
         names = [ref.reference for ref in sigma.rules or ()]
         for position, ref in enumerate(sigma.rules or ()):
             index = self._index[id(ref.rule)]
-            getters = _correlation_getters(sigma, ref.reference, self._rules[index].zeek)
+            referenced = self._rules[index]
+            getters = _correlation_getters(sigma, ref.reference, referenced.zeek)
             for event in self._matches.get(index, ()):
+                if self._excluded(rule, event) or self._excluded(referenced, event):
+                    continue
                 values = tuple(get(event) for get in getters)
                 if any(v is None for v in values):
                     continue  # Sigma: events without the group-by fields do not correlate
@@ -173,6 +296,35 @@ class Detector:
                 groups.append(group)
         return groups
 
+    def _alert(self, rule: Rule, group: _Group, attack: list[str]) -> Alert:
+        by = dict(zip(_group_names(rule), group.values, strict=True))
+        evidence = sorted(group.evidence, key=lambda item: item[0])
+        events = sorted(group.samples, key=lambda e: e.time)
+        context = {name: group.value(name) for name in CONTEXT_FIELDS}
+        for name in CONTEXT_FIELDS:
+            if by.get(name) is not None:
+                context[name] = by[name]
+        if context["sha256"] is None:  # a write's alert: the hash is on the open's close
+            context["sha256"] = next(
+                (self._hashes[key] for key in group.actions if key in self._hashes), None
+            )
+        if context["command"] is not None:
+            context["command_decoded"] = decode_powershell(context["command"])
+        return Alert(
+            rule_id=rule.rule_id,
+            title=rule.title,
+            severity=rule.level,
+            risk_score=rule.risk_score,
+            message=_message(rule, by, events, group.encrypted),
+            attack=attack,
+            first_time=format_time(group.first),
+            last_time=format_time(group.last),
+            count=len(group.actions),
+            group=by,
+            evidence=[{"source_file": f, "source_ref": ref} for _, f, ref in evidence],
+            **context,
+        )
+
 
 def _windows(
     sigma: SigmaCorrelationRule, entries: list[tuple[int, int, SmbEvent]], span: int, n: int
@@ -183,8 +335,14 @@ def _windows(
         return
     condition = sigma.condition
     assert isinstance(condition, SigmaCorrelationCondition)
-    start = 0
-    for end in range(len(entries)):
+    # A burst that met an at-least threshold stays one alert while its events keep coming
+    # within the timespan of each other (444 Zerologon attempts: one alert, not 89).
+    growing = sigma.type != SigmaCorrelationType.TEMPORAL and condition.op in (
+        SigmaCorrelationConditionOperator.GT,
+        SigmaCorrelationConditionOperator.GTE,
+    )
+    start = end = 0
+    while end < len(entries):
         while entries[end][0] - entries[start][0] > span:
             start += 1
         window = entries[start : end + 1]
@@ -197,8 +355,18 @@ def _windows(
         else:
             met = _compare(condition, len(window))
         if met:
-            yield window
+            while (
+                growing and end + 1 < len(entries) and entries[end + 1][0] <= entries[end][0] + span
+            ):
+                end += 1
+            yield entries[start : end + 1]
             start = end + 1
+        end += 1
+
+
+def _within(entries: list[tuple[int, int, SmbEvent]], end: int, span: int) -> bool:
+    """Whether the entry after ``end`` follows it within ``span``."""
+    return entries[end + 1][0] - entries[end][0] <= span
 
 
 def _ordered(
@@ -237,44 +405,79 @@ def _compare(condition: SigmaCorrelationCondition, count: int) -> bool:
 
 
 # --- alerts ----------------------------------------------------------------------------------
-def _alert(rule: Rule, group: _Group) -> dict[str, Any]:
-    by = dict(zip(_group_names(rule), group.values, strict=True))
-    evidence = sorted(group.evidence, key=lambda item: item[0])
-    events = sorted(group.samples, key=lambda e: e.time)
-    alert: dict[str, Any] = {
-        "rule_id": rule.rule_id,
-        "title": rule.title,
-        "severity": rule.level,
-        "risk_score": rule.risk_score,
-        "message": _message(rule, by, events),
-        "attack": list(rule.attack),
-        "first_time": format_time(group.first),
-        "last_time": format_time(group.last),
-        "count": len(evidence),
-    }
-    alert.update(by)
-    alert["evidence"] = [{"source_file": f, "source_ref": ref} for _, f, ref in evidence]
-    return alert
+def _merge(found: list[tuple[Rule, _Group]]) -> list[tuple[Rule, _Group, list[str]]]:
+    """Alerts of one family on one object of one host, close in time, made one (the rule of
+    highest risk names it; the techniques of all are kept)."""
+    out: list[tuple[Rule, _Group, list[str]]] = []
+    kept: dict[tuple[str, str, str], list[tuple[Rule, _Group, list[str]]]] = defaultdict(list)
+    for rule, group in sorted(found, key=lambda pair: (-pair[0].risk_score, pair[1].first)):
+        entry = (rule, group, list(rule.attack))
+        key = _family_key(rule, group)
+        if key is None:
+            out.append(entry)
+            continue
+        same = next((e for e in kept[key] if abs(e[1].first - group.first) <= FAMILY_WINDOW), None)
+        if same is None:
+            kept[key].append(entry)
+            out.append(entry)
+            continue
+        same[1].merge(group)
+        same[2].extend(t for t in rule.attack if t not in same[2])
+    return out
 
 
-def _message(rule: Rule, by: dict[str, Any], events: list[SmbEvent]) -> str:
-    """The rule's template with each ``$field$`` filled, or the title and the group values."""
-    if rule.message is None:
-        shown = ", ".join(f"{k}={v}" for k, v in by.items() if v is not None)
-        return f"{rule.title}: {shown}" if shown else rule.title
-    return TEMPLATE_FIELD.sub(
-        lambda m: _template_value(m.group(1), by, events, rule.zeek), rule.message
+def _family_key(rule: Rule, group: _Group) -> tuple[str, str, str] | None:
+    """(family, host, object) of an alert, or None when it has no family or no object."""
+    if rule.family is None:
+        return None
+    host = next(
+        (group.value(name) for name in ("dst_host", "server", "dst_ip") if group.value(name)),
+        None,
     )
+    what = next(
+        (group.value(name) for name in ("service_name", "task_name", "path") if group.value(name)),
+        None,
+    )
+    if host is None or what is None:
+        return None
+    return rule.family, str(host).split(".", 1)[0].lower(), str(what).lower()
 
 
-def _template_value(name: str, by: dict[str, Any], events: list[SmbEvent], zeek: bool) -> str:
+def _message(rule: Rule, by: dict[str, Any], events: list[SmbEvent], encrypted: bool) -> str:
+    """The rule's template with each ``$field$`` filled (values shortened), or the title and
+    the group values; what packet privacy hid is said."""
+    if rule.message is None:
+        shown = ", ".join(f"{k}={shorten(v)}" for k, v in by.items() if v is not None)
+        text = f"{rule.title}: {shown}" if shown else rule.title
+    else:
+        text = TEMPLATE_FIELD.sub(
+            lambda m: _template_value(m.group(1), by, events, rule.zeek, encrypted),
+            rule.message,
+        )
+    return text + ENCRYPTED_NOTE if encrypted else text
+
+
+def _template_value(
+    name: str, by: dict[str, Any], events: list[SmbEvent], zeek: bool, encrypted: bool
+) -> str:
     value = by.get(name)
     if value is None:
         get = fields.getter(name, zeek)
         if get is None:
             return f"${name}$"
         value = next((v for e in events if (v := get(e)) is not None), None)
-    return _MISSING if value is None else str(value)
+    if value is None:
+        return _placeholder(name, zeek, encrypted)
+    return shorten(value)
+
+
+def _placeholder(name: str, zeek: bool, encrypted: bool) -> str:
+    """What a message shows for a field none of its events has, and why where it is known."""
+    spec = fields.lookup(name, zeek)
+    exprs = spec.exprs if spec is not None else ()
+    if encrypted and any(attr in expr for expr in exprs for attr in _ARGUMENT_ATTRIBUTES):
+        return ENCRYPTED
+    return UNKNOWN_USER if any("e.user" in expr for expr in exprs) else UNKNOWN
 
 
 def _group_names(rule: Rule) -> tuple[str, ...]:
@@ -318,7 +521,7 @@ def _hashable(value: Any) -> Any:
 
 def detect(
     events: Iterable[SmbEvent], ruleset: RuleSet, diagnostics: Diagnostics | None = None
-) -> list[dict[str, Any]]:
+) -> list[Alert]:
     """Run ``ruleset`` over ``events`` and return the alerts (highest risk first)."""
     detector = Detector(ruleset, diagnostics)
     detector.feed_all(events)
