@@ -10,10 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from detect_support import FILE_COPY_EVTX, PSEXEC_EVTX, SHARPHOUND_EVTX, SIGMA
+from detect_support import FILE_COPY_EVTX, OTRF, PSEXEC_EVTX, SIGMA
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "lateral-movement.pcap"
+# The target's logs of a WMI attack: no SMB share access, service or task in them.
+WMI_HOST_LOG = next(OTRF.glob("empire_wmi_*.json.gz"))
 
 
 def smbwatch(*args: str) -> subprocess.CompletedProcess[str]:
@@ -86,7 +88,7 @@ def test_detect_exit_codes_and_formats(tmp_path: Path) -> None:
     assert {r["title"] for r in rows} == {"Executable Written to an Administrative Share"}
     table = smbwatch("detect", str(PSEXEC_EVTX), "--format", "table")
     assert table.returncode == 1 and "Write Executable in SMB Share" in table.stdout
-    quiet = smbwatch("detect", str(SHARPHOUND_EVTX), "--rules", str(SIGMA), "-f", "jsonl", "-q")
+    quiet = smbwatch("detect", str(WMI_HOST_LOG), "--rules", str(SIGMA), "-f", "jsonl", "-q")
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
 
 
