@@ -76,9 +76,11 @@ def tshark(capture: Path, display_filter: str, *fields: str) -> list[list[str]]:
         + ["separator=|", *(arg for field in fields for arg in ("-e", field))],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         timeout=120,
     )
+    if done.returncode and "cut short" not in done.stderr:  # a truncated capture still reads
+        raise RuntimeError(f"tshark failed on {capture}: {done.stderr.strip()}")
     return [line.split("|") for line in done.stdout.splitlines()]
 
 
