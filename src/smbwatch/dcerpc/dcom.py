@@ -177,25 +177,26 @@ def _server_location(r: NdrReader, args: Args) -> None:
         args["machine_name"] = r.wstr()
 
 
-def _remote_create_instance(r: NdrReader, handles: HandleNames) -> Args:
-    """RemoteCreateInstance (3.1.2.5.2.3.2): ORPCTHIS, pUnkOuter, pActProperties."""
-    orpcthis(r)
-    _interface_pointer(r)  # pUnkOuter (aggregation): not used remotely
+def _activation_properties(r: NdrReader) -> Args:
+    """A [unique] pActProperties: what the activation asks for."""
     args: Args = {}
     objref = _interface_pointer(r)
     if objref is not None:
         _properties(objref, args)
     return args
+
+
+def _remote_create_instance(r: NdrReader, handles: HandleNames) -> Args:
+    """RemoteCreateInstance (3.1.2.5.2.3.2): ORPCTHIS, pUnkOuter, pActProperties."""
+    orpcthis(r)
+    _interface_pointer(r)  # pUnkOuter (aggregation): not used remotely
+    return _activation_properties(r)
 
 
 def _remote_get_class_object(r: NdrReader, handles: HandleNames) -> Args:
     """RemoteGetClassObject (3.1.2.5.2.3.1): ORPCTHIS, pActProperties."""
     orpcthis(r)
-    args: Args = {}
-    objref = _interface_pointer(r)
-    if objref is not None:
-        _properties(objref, args)
-    return args
+    return _activation_properties(r)
 
 
 def _remote_activation(r: NdrReader, handles: HandleNames) -> Args:

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from smbwatch.events import SmbEvent
+from smbwatch.events import FIELD_NAMES, SmbEvent
 
 SHOWN_CHARS: Final = 200
 ELLIPSIS: Final = "…"
@@ -63,9 +63,12 @@ _ENCODED_COMMAND = re.compile(
     re.IGNORECASE,
 )
 _POWERSHELL = re.compile(r"powershell|pwsh", re.IGNORECASE)
+# Canonical host names, once the event model has them (read only then: a compiled record
+# raises, and getattr catches, for every attribute it lacks).
+_HOSTS: Final = tuple(name for name in ("src_host", "dst_host") if name in FIELD_NAMES)
 
 
-@dataclass
+@dataclass(slots=True)
 class Alert:
     """One alert. ``group`` holds the rule's group-by values under the rule's own names (Splunk's
     for the faithful port); ``to_dict`` is the JSON object written by the sinks."""
@@ -113,24 +116,41 @@ class Alert:
 
 def event_context(event: SmbEvent) -> dict[str, Any]:
     """The context fields one event gives (``src_host``/``dst_host`` when the model has them),
-    and the ``server`` named (which host an alert is about, when no ``dst_host`` is known)."""
-    values = {
-        "user": event.user,
-        "src_ip": event.src_ip,
-        "src_host": getattr(event, "src_host", None),
-        "dst_ip": event.dst_ip,
-        "dst_host": getattr(event, "dst_host", None),
-        "share": event.share,
-        "path": event.path if event.path is not None else event.pipe,
-        "sha256": event.sha256,
-        "service_name": event.service_name,
-        "image_path": event.image_path,
-        "task_name": event.task_name,
-        "command": command_line(event),
-        "rpc_operation": event.rpc_operation,
-        "server": event.server,
-    }
-    return {name: value for name, value in values.items() if value is not None}
+    and the ``server`` named (which host an alert is about, when no ``dst_host`` is known).
+    Written out field by field: it runs once per alert, and a hunting rule has many."""
+    out: dict[str, Any] = {}
+    if event.user is not None:
+        out["user"] = event.user
+    if event.src_ip is not None:
+        out["src_ip"] = event.src_ip
+    if event.dst_ip is not None:
+        out["dst_ip"] = event.dst_ip
+    if event.share is not None:
+        out["share"] = event.share
+    if event.path is not None:
+        out["path"] = event.path
+    elif event.pipe is not None:
+        out["path"] = event.pipe
+    if event.sha256 is not None:
+        out["sha256"] = event.sha256
+    if event.service_name is not None:
+        out["service_name"] = event.service_name
+    if event.image_path is not None:
+        out["image_path"] = event.image_path
+    if event.task_name is not None:
+        out["task_name"] = event.task_name
+    if event.rpc_operation is not None:
+        out["rpc_operation"] = event.rpc_operation
+    if event.server is not None:
+        out["server"] = event.server
+    command = command_line(event)
+    if command is not None:
+        out["command"] = command
+    for name in _HOSTS:
+        value = getattr(event, name)
+        if value is not None:
+            out[name] = value
+    return out
 
 
 def command_line(event: SmbEvent) -> str | None:

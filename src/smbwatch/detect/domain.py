@@ -18,6 +18,10 @@ from smbwatch.events import SmbEvent
 
 DC_INTERFACES: Final = frozenset(("netlogon", "drsuapi"))
 DC_EVENT_CODES: Final = frozenset((4742,))
+# The kinds of events (source, action) that can tell of a domain controller.
+OBSERVED: Final = frozenset(
+    {("network", "rpc_call"), ("network", "tree_connect"), ("host", "account_change")}
+)
 MAX_HOSTS: Final = 65536  # addresses and names remembered: bounded whatever the input
 
 
@@ -31,7 +35,7 @@ class DomainControllers:
         self._known: set[str] | None = None  # names(), until something new is observed
 
     def observe(self, event: SmbEvent) -> None:
-        """Called for every event: cheap for the ones that say nothing of controllers."""
+        """Called for the events of the ``OBSERVED`` kinds."""
         action = event.action
         if action == "rpc_call":
             if event.rpc_interface in DC_INTERFACES and event.rpc_opnum is not None:

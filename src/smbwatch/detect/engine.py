@@ -41,13 +41,14 @@ from smbwatch.detect.alert import (
     shorten,
 )
 from smbwatch.detect.compiler import Key, admits
-from smbwatch.detect.domain import DomainControllers, is_local
+from smbwatch.detect.domain import OBSERVED, DomainControllers, is_local
 from smbwatch.detect.sigma import DEFAULT_GROUP_BY, TEMPLATE_FIELD, Rule, RuleSet
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent, format_time
 
 Matcher = Callable[[SmbEvent], list[int]]
-ActionKey = tuple[Any, ...]
+ActionKey = int  # action_key()
+CONTEXT_SET = frozenset(CONTEXT_FIELDS)
 UNKNOWN = "(unknown)"  # a template field no event of the alert has
 UNKNOWN_USER = "(unknown user)"  # a Kerberos session names no user on the wire
 ENCRYPTED = "(encrypted)"  # ... because DCE/RPC packet privacy sealed the arguments
@@ -73,29 +74,28 @@ def _nothing(_event: SmbEvent) -> list[int]:
 
 def action_key(event: SmbEvent) -> ActionKey:
     """What identifies the action an event is part of: the open for a file or pipe event (its
-    writes, reads and close), the installation for a service install record, else the event."""
+    writes, reads and close), the installation for a service install record, else the event.
+
+    Kept as the hash of those values: an alert of a hunting rule may gather a million events,
+    and ints are neither stored as tuples nor walked by the garbage collector.
+    """
     if event.source == "host":
         if event.action == "service_install":
-            return ("service", event.server, event.service_name, event.image_path)
-        return ("record", event.source_file, event.source_ref, event.time)
-    if event.file_id is not None and event.action != "rpc_call":
-        return (
-            "open",
-            event.source_file,
-            event.src_ip,
-            event.src_port,
-            event.dst_ip,
-            event.dst_port,
-            event.session_id,
-            event.tree_id,
-            event.file_id,
-        )
-    return ("message", event.source_file, event.source_ref, event.time, event.rpc_opnum)
+            return hash(("service", event.server, event.service_name, event.image_path))
+        return hash(("record", event.source_file, event.source_ref, event.time))
+    if event.file_id is not None and event.action != "rpc_call":  # a FileId is per tree
+        key = (event.source_file, event.src_ip, event.src_port, event.tree_id, event.file_id)
+        return hash(key)
+    return hash(("message", event.source_file, event.source_ref, event.time, event.rpc_opnum))
 
 
-@dataclass
+@dataclass(slots=True)
 class _Group:
-    """The events of one alert: one rule, one tuple of group-by values."""
+    """The events of one alert: one rule, one tuple of group-by values.
+
+    Its who/where/what (``context``) is read from the sample events when the alert is made,
+    earliest first: per event only what every alert needs is kept (its evidence and action).
+    """
 
     values: tuple[Any, ...]
     first: int
@@ -103,20 +103,18 @@ class _Group:
     evidence: list[tuple[int, str | None, int | None]] = field(default_factory=list)
     samples: list[SmbEvent] = field(default_factory=list)
     actions: dict[ActionKey, None] = field(default_factory=dict)  # in order, for determinism
-    context: dict[str, tuple[int, Any]] = field(default_factory=dict)  # earliest value of each
     encrypted: bool = False  # a call of the alert had its arguments sealed
+    attack: tuple[str, ...] = ()  # techniques of the alerts of its family merged into it
+    _context: dict[str, Any] | None = None
 
-    def add(self, event: SmbEvent) -> None:
+    def add(self, event: SmbEvent, action: ActionKey) -> None:
         self.first = min(self.first, event.time)
         self.last = max(self.last, event.time)
         self.evidence.append((event.time, event.source_file, event.source_ref))
         if len(self.samples) < _SAMPLES:
             self.samples.append(event)
-        self.actions[action_key(event)] = None
-        for name, value in event_context(event).items():
-            known = self.context.get(name)
-            if known is None or event.time < known[0]:
-                self.context[name] = (event.time, value)
+            self._context = None
+        self.actions[action] = None
         if event.encrypted and event.action == "rpc_call":
             self.encrypted = True
 
@@ -124,18 +122,28 @@ class _Group:
         """Take in the events of another alert of the same action (one rule family)."""
         self.first = min(self.first, other.first)
         self.last = max(self.last, other.last)
-        self.evidence.extend(item for item in other.evidence if item not in self.evidence)
+        known = set(self.evidence)
+        self.evidence.extend(item for item in other.evidence if item not in known)
         self.samples.extend(other.samples[: max(0, _SAMPLES - len(self.samples))])
         self.actions.update(other.actions)
-        for name, (time, value) in other.context.items():
-            known = self.context.get(name)
-            if known is None or time < known[0]:
-                self.context[name] = (time, value)
         self.encrypted = self.encrypted or other.encrypted
+        self._context = None
+
+    def context(self) -> dict[str, Any]:
+        """The earliest value of each context field among the sample events."""
+        if self._context is None:
+            samples = self.samples
+            if len(samples) == 1:
+                self._context = event_context(samples[0])
+            else:
+                self._context = {}
+                for event in sorted(samples, key=lambda e: e.time):
+                    for name, value in event_context(event).items():
+                        self._context.setdefault(name, value)
+        return self._context
 
     def value(self, name: str) -> Any:
-        known = self.context.get(name)
-        return None if known is None else known[1]
+        return self.context().get(name)
 
 
 class Detector:
@@ -148,6 +156,10 @@ class Detector:
         self._matchers: dict[Key, Matcher] = ruleset.matchers
         self._index = {id(rule.sigma): i for i, rule in enumerate(self._rules)}
         self._getters = [_group_getters(rule) for rule in self._rules]
+        # The group-by fields of each rule that are context fields too (an alert's user, path).
+        self._context_by = [
+            [name for name in _group_names(rule) if name in CONTEXT_SET] for rule in self._rules
+        ]
         self._groups: list[dict[tuple[Any, ...], _Group]] = [{} for _ in self._rules]
         self._correlated = {
             self._index[id(ref.rule)]
@@ -164,12 +176,13 @@ class Detector:
 
     def feed(self, event: SmbEvent) -> None:
         """Evaluate every rule that can match this event and record the matches."""
-        self._domain.observe(event)
-        if event.sha256 is not None and event.action == "close" and self._opens:
+        key = (event.source, event.action)
+        if key in OBSERVED:
+            self._domain.observe(event)
+        elif event.sha256 is not None and event.action == "close" and self._opens:
             opened = action_key(event)
             if opened in self._opens:
                 self._hashes[opened] = event.sha256
-        key = (event.source, event.action)
         matcher = self._matchers.get(key)
         if matcher is None:
             matcher = self._matchers[key] = self._build_matcher(key)
@@ -187,7 +200,7 @@ class Detector:
 
     def alerts(self) -> list[Alert]:
         """All alerts so far, highest risk first, then earliest."""
-        found: list[tuple[Rule, _Group]] = []
+        found: list[tuple[int, _Group]] = []
         for index, rule in enumerate(self._rules):
             if isinstance(rule.sigma, SigmaCorrelationRule):
                 groups = self._correlate(rule)
@@ -195,8 +208,8 @@ class Detector:
                 groups = list(self._groups[index].values()) + self._held_groups(index, rule)
             else:
                 continue
-            found.extend((rule, group) for group in groups)
-        out = [self._alert(rule, group, attack) for rule, group, attack in _merge(found)]
+            found.extend((index, group) for group in groups)
+        out = [self._alert(index, group) for index, group in _merge(self._rules, found)]
         out.sort(key=lambda a: (-a.risk_score, a.first_time, a.title))
         return out
 
@@ -227,15 +240,21 @@ class Detector:
             self._matches[index].append(event)
         if not rule.generate:
             return
+        action = action_key(event)
         if event.source == "network" and event.file_id is not None and event.action != "close":
-            self._opens.add(action_key(event))
+            self._opens.add(action)
         if rule.exclude:
             self._held[index].append(event)
         else:
-            self._group(index, rule, event, self._groups[index])
+            self._group(index, rule, event, self._groups[index], action)
 
     def _group(
-        self, index: int, rule: Rule, event: SmbEvent, groups: dict[tuple[Any, ...], _Group]
+        self,
+        index: int,
+        rule: Rule,
+        event: SmbEvent,
+        groups: dict[tuple[Any, ...], _Group],
+        action: ActionKey,
     ) -> None:
         """Add one matched event to the alert of its group-by values."""
         values = tuple(get(event) for get in self._getters[index])
@@ -245,14 +264,14 @@ class Detector:
         group = groups.get(key)
         if group is None:
             group = groups[key] = _Group(values, event.time, event.time)
-        group.add(event)
+        group.add(event, action)
 
     def _held_groups(self, index: int, rule: Rule) -> list[_Group]:
         """The alerts of a rule with exclusions, from its matches that are not excluded."""
         groups: dict[tuple[Any, ...], _Group] = {}
         for event in self._held.get(index, ()):
             if not self._excluded(rule, event):
-                self._group(index, rule, event, groups)
+                self._group(index, rule, event, groups, action_key(event))
         return list(groups.values())
 
     def _excluded(self, rule: Rule, event: SmbEvent) -> bool:
@@ -292,23 +311,25 @@ class Detector:
             for chosen in _windows(sigma, entries, span, len(names)):
                 group = _Group(values, chosen[0][0], chosen[0][0])
                 for *_, event in chosen:
-                    group.add(event)
+                    group.add(event, action_key(event))
                 groups.append(group)
         return groups
 
-    def _alert(self, rule: Rule, group: _Group, attack: list[str]) -> Alert:
+    def _alert(self, index: int, group: _Group) -> Alert:
+        rule = self._rules[index]
         by = dict(zip(_group_names(rule), group.values, strict=True))
         evidence = sorted(group.evidence, key=lambda item: item[0])
         events = sorted(group.samples, key=lambda e: e.time)
-        context = {name: group.value(name) for name in CONTEXT_FIELDS}
-        for name in CONTEXT_FIELDS:
-            if by.get(name) is not None:
+        context = group.context().copy()
+        context.pop("server", None)  # a group-by field where a rule names it, not a context one
+        for name in self._context_by[index]:
+            if by[name] is not None:
                 context[name] = by[name]
-        if context["sha256"] is None:  # a write's alert: the hash is on the open's close
-            context["sha256"] = next(
-                (self._hashes[key] for key in group.actions if key in self._hashes), None
-            )
-        if context["command"] is not None:
+        if "sha256" not in context and self._hashes:  # a write: the hash is on its close
+            sha256 = next((self._hashes[k] for k in group.actions if k in self._hashes), None)
+            if sha256 is not None:
+                context["sha256"] = sha256
+        if "command" in context:
             context["command_decoded"] = decode_powershell(context["command"])
         return Alert(
             rule_id=rule.rule_id,
@@ -316,7 +337,9 @@ class Detector:
             severity=rule.level,
             risk_score=rule.risk_score,
             message=_message(rule, by, events, group.encrypted),
-            attack=attack,
+            attack=list(dict.fromkeys((*rule.attack, *group.attack)))
+            if group.attack
+            else list(rule.attack),
             first_time=format_time(group.first),
             last_time=format_time(group.last),
             count=len(group.actions),
@@ -405,25 +428,26 @@ def _compare(condition: SigmaCorrelationCondition, count: int) -> bool:
 
 
 # --- alerts ----------------------------------------------------------------------------------
-def _merge(found: list[tuple[Rule, _Group]]) -> list[tuple[Rule, _Group, list[str]]]:
-    """Alerts of one family on one object of one host, close in time, made one (the rule of
-    highest risk names it; the techniques of all are kept)."""
-    out: list[tuple[Rule, _Group, list[str]]] = []
-    kept: dict[tuple[str, str, str], list[tuple[Rule, _Group, list[str]]]] = defaultdict(list)
-    for rule, group in sorted(found, key=lambda pair: (-pair[0].risk_score, pair[1].first)):
-        entry = (rule, group, list(rule.attack))
+def _merge(rules: list[Rule], found: list[tuple[int, _Group]]) -> list[tuple[int, _Group]]:
+    """Alerts of one family on one object of one host, close in time, made one: the rule of
+    highest risk names it, the others' events and techniques join it (``_Group.attack``)."""
+    kept: dict[tuple[str, str, str], list[_Group]] = defaultdict(list)
+    absorbed: set[int] = set()
+    families = [pair for pair in found if rules[pair[0]].family is not None]
+    families.sort(key=lambda pair: (-rules[pair[0]].risk_score, pair[1].first))
+    for index, group in families:
+        rule = rules[index]
         key = _family_key(rule, group)
         if key is None:
-            out.append(entry)
             continue
-        same = next((e for e in kept[key] if abs(e[1].first - group.first) <= FAMILY_WINDOW), None)
+        same = next((g for g in kept[key] if abs(g.first - group.first) <= FAMILY_WINDOW), None)
         if same is None:
-            kept[key].append(entry)
-            out.append(entry)
+            kept[key].append(group)
             continue
-        same[1].merge(group)
-        same[2].extend(t for t in rule.attack if t not in same[2])
-    return out
+        same.merge(group)
+        same.attack = (*same.attack, *rule.attack)
+        absorbed.add(id(group))
+    return [pair for pair in found if id(pair[1]) not in absorbed] if absorbed else found
 
 
 def _family_key(rule: Rule, group: _Group) -> tuple[str, str, str] | None:
