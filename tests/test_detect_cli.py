@@ -99,3 +99,13 @@ def test_detect_reads_logs_and_captures_together() -> None:
         e["source_file"] for line in done.stdout.splitlines() for e in json.loads(line)["evidence"]
     }
     assert sources == {str(PSEXEC_EVTX), str(EXAMPLE)}
+
+
+def test_the_built_in_rules_load_cleanly() -> None:
+    """Every built-in rule is understood whole, once: no warning, no rule loaded twice (as a
+    stale copy of a renamed rule file would be)."""
+    done = smbwatch("rules", "list", "-f", "jsonl")
+    assert done.returncode == 0 and done.stderr == ""
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert all(row["warnings"] == 0 for row in rows)
+    assert len({row["rule_id"] for row in rows}) == len(rows)
