@@ -6,6 +6,7 @@ read the way smbwatch counts frames.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,14 @@ import evtx
 from conftest import shared_dir
 from oracle import tshark_fields
 
+from smbwatch.detect.engine import detect
+from smbwatch.detect.sigma import RuleSet
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.winlog import read_events
 
 HOST = shared_dir() / "data" / "host"
+OTRF = shared_dir() / "data" / "otrf"
 SIGMA = shared_dir() / "sigma"
 PSEXEC_EVTX = (
     HOST / "MITRE-EVTX_TA0008-Lateral_Movement_T1021.002-SMB_Windows_Admin_Shares_"
@@ -54,6 +58,11 @@ def raw_records(path: Path) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def alert_dicts(events: Iterable[SmbEvent], ruleset: RuleSet) -> list[dict[str, Any]]:
+    """The alerts of ``ruleset`` on ``events`` as the JSON objects the sinks write."""
+    return [alert.to_dict() for alert in detect(events, ruleset)]
 
 
 def host_events(path: Path) -> list[SmbEvent]:

@@ -6,11 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from detect_support import tshark_frames
+from detect_support import alert_dicts, tshark_frames
 from lab import SambaLab, pe_bytes
 from oracle import tshark_fields
 
-from smbwatch.detect.engine import detect
 from smbwatch.detect.sigma import load_rules
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.pipeline import capture_events
@@ -40,7 +39,7 @@ def test_executables_dropped_on_admin_share(lab: SambaLab, tmp_path: Path, diale
         lab.smbclient("data", ["put readme.txt", "put notes.txt"], protocol=dialect)
     assert capture.packets and capture.dropped == 0
     diagnostics = Diagnostics()
-    alerts = detect(capture_events(str(pcap), diagnostics), load_rules())
+    alerts = alert_dicts(capture_events(str(pcap), diagnostics), load_rules())
 
     improved = {a["path"]: a for a in alerts if a["title"] == IMPROVED}
     assert set(improved) == {"svc.exe", "readme.txt"}  # the .exe, and the PE named .txt

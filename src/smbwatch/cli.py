@@ -146,6 +146,11 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
         help="output format (default: table on a terminal, else jsonl)",
     )
     parser.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="table: full-precision times and every cell whole (lines may exceed the terminal)",
+    )
 
 
 @contextmanager
@@ -182,7 +187,7 @@ def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[
         elif fmt == "csv":
             write_csv(rows, out, FIELD_NAMES)
         else:
-            write_table(rows, out, EVENT_COLUMNS, "SMB events")
+            write_table(rows, out, EVENT_COLUMNS, "SMB events", args.wide)
     return EXIT_OK
 
 
@@ -221,7 +226,7 @@ def run_detect(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[
     events = iter_events(args.inputs, diagnostics, args.input_format, errors, jobs, options)
     alerts = detect(events, ruleset, diagnostics)
     with _output(args.output) as out:
-        write_alerts(alerts, _format(args, out), out)
+        write_alerts(alerts, _format(args, out), out, args.wide)
     return EXIT_ALERTS if alerts else EXIT_OK
 
 
@@ -231,7 +236,7 @@ def run_rules_list(args: argparse.Namespace, diagnostics: Diagnostics, errors: l
 
     ruleset = _load_rules(args)
     with _output(args.output) as out:
-        write_rule_listing(ruleset, _format(args, out), out)
+        write_rule_listing(ruleset, _format(args, out), out, args.wide)
     return EXIT_OK
 
 

@@ -91,6 +91,13 @@ class SmbEvent:
     start_type: str | None = None
     service_type: str | None = None
     account: str | None = None
+    task_name: str | None = None  # scheduled task: host 4698/4699/4702, wire SchRpc*/NetrJobAdd
+    task_command: str | None = None  # what the task runs (its first Exec action)
+    task_arguments: str | None = None
+    task_author: str | None = None
+    task_user: str | None = None  # the principal it runs as (UserId: S-1-5-18 is SYSTEM)
+    task_run_level: str | None = None  # HighestAvailable, LeastPrivilege
+    target_user: str | None = None  # host 4742: the account changed
 
     def __init__(self, time: int = 0, source: str = "", action: str = "", **fields: Any) -> None:
         self.time = time
@@ -241,6 +248,20 @@ class SmbEvent:
             out["service_type"] = self.service_type
         if self.account is not None:
             out["account"] = self.account
+        if self.task_name is not None:
+            out["task_name"] = self.task_name
+        if self.task_command is not None:
+            out["task_command"] = self.task_command
+        if self.task_arguments is not None:
+            out["task_arguments"] = self.task_arguments
+        if self.task_author is not None:
+            out["task_author"] = self.task_author
+        if self.task_user is not None:
+            out["task_user"] = self.task_user
+        if self.task_run_level is not None:
+            out["task_run_level"] = self.task_run_level
+        if self.target_user is not None:
+            out["target_user"] = self.target_user
         return out
 
     def __eq__(self, other: object) -> bool:
