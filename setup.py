@@ -19,14 +19,13 @@ from setuptools.command.build_ext import build_ext
 
 SOURCE = Path("src")
 COMPILED = [
-    "smbwatch/capture/link.py",
-    "smbwatch/capture/pcap.py",
-    "smbwatch/capture/tcp.py",
+    "smbwatch/capture/*.py",
     "smbwatch/smb/*.py",
     "smbwatch/dcerpc/*.py",
     "smbwatch/diagnostics.py",
     "smbwatch/events.py",
     "smbwatch/file_keys.py",
+    "smbwatch/ntstatus.py",
     "smbwatch/options.py",
     "smbwatch/pipeline.py",
     "smbwatch/sinks/jsonl.py",

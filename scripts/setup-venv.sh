@@ -21,12 +21,17 @@ if [ ! -x .venv/bin/python ]; then
         fi
     fi
 fi
-# The build (a compile of a minute or two) is skipped when this very source is installed already.
+# The build (a compile of a minute or two) is skipped when this very source is installed already:
+# every file of the package counts (the rules' YAML too), by name and content.
 extras=$([ "${1:-}" = "test" ] && echo "[test]" || echo "")
-stamp=$(cat pyproject.toml setup.py $(find src -type f -name '*.py' | sort) | sha256sum | cut -c1-16)
+files=$(find src -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' | LC_ALL=C sort)
+stamp=$( (echo "$files"; cat pyproject.toml setup.py $files) | sha256sum | cut -c1-16)
 stamp="$stamp$extras"
 if [ "$(cat .venv/smbwatch-installed 2>/dev/null)" != "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
+    # setuptools copies the package through build/lib and never removes from it: a file deleted
+    # or renamed in src/ would still be installed (the compiler's own cache in build/ is kept)
+    rm -rf build/lib.*/smbwatch
     .venv/bin/python -m pip install -q ".$extras"
     echo "$stamp" > .venv/smbwatch-installed
 fi

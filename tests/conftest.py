@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: where the development corpus lives."""
+"""Fixtures shared by every test (where the development corpus lives), and the test tiers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TIERS = ("unit", "oracle", "lab")  # the markers of pyproject.toml, one per test
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test belongs to exactly one tier (a ``pytestmark`` of its module), so that
+    ``pytest -m unit`` runs all of the fast tier and nothing else."""
+    wrong = [
+        item.nodeid
+        for item in items
+        if len({mark.name for mark in item.iter_markers() if mark.name in TIERS}) != 1
+    ]
+    if wrong:
+        raise pytest.UsageError(f"tests in no tier or in several ({', '.join(TIERS)}): {wrong}")
 
 
 def shared_dir() -> Path:

@@ -1,4 +1,5 @@
-"""Test helper: the bytes of each named pipe (or DCE/RPC TCP connection) in a capture, via tshark.
+"""Test helper: the bytes of each named pipe (or DCE/RPC TCP connection) in a capture, via tshark;
+and PDUs as impacket builds them.
 
 tshark is run with its DCE/RPC dissector disabled, so the SMB2 WRITE/READ/IOCTL payloads come out
 raw (``data.data``); they are grouped per pipe (TCP stream + FileId) in capture order. This is
@@ -7,13 +8,17 @@ the independent source of pipe bytes for the dcerpc tests, apart from smbwatch's
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from impacket.dcerpc.v5.rpcrt import MSRPC_BIND, CtxItem, MSRPCBind, MSRPCHeader
+from impacket.uuid import uuidtup_to_bin
+from oracle import tshark_fields
+
+from smbwatch.dcerpc.interfaces import NDR_UUID
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
+from smbwatch.pipeline import capture_events
 
 SMB2_CREATE, SMB2_READ, SMB2_WRITE, SMB2_IOCTL = 5, 8, 9, 11
 FSCTL_PIPE_TRANSCEIVE = 0x0011C017
@@ -38,24 +43,21 @@ class PipeStream:
     chunks: list[Chunk] = field(default_factory=list)
 
 
-def tshark() -> str:
-    """The tshark binary; a missing one fails the test loudly."""
-    path = shutil.which("tshark")
-    if path is None:
-        raise RuntimeError("tshark is required by the dcerpc tests")
-    return path
-
-
-def tshark_fields(capture: Path, display_filter: str, fields: list[str], *options: str):
-    """Rows of the requested fields (all occurrences, comma separated) for matching frames."""
-    command = [tshark(), "-r", str(capture), *options, "-Y", display_filter, "-T", "fields"]
-    command += ["-E", "occurrence=a", "-E", "separator=\t"]
-    for name in fields:
-        command += ["-e", name]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode and "cut short" not in done.stderr:  # a truncated capture still reads
-        raise RuntimeError(f"tshark failed on {capture}: {done.stderr.strip()}")
-    return [line.split("\t") for line in done.stdout.splitlines()]
+def bind_pdu(interface_uuid: str, version: str) -> bytes:
+    """A BIND PDU offering one interface over NDR, as impacket's DCERPC_v5.bind() builds it."""
+    item = CtxItem()
+    item["AbstractSyntax"] = uuidtup_to_bin((interface_uuid, version))
+    item["TransferSyntax"] = uuidtup_to_bin((NDR_UUID, "2.0"))
+    item["ContextID"] = 0
+    item["TransItems"] = 1
+    bind = MSRPCBind()
+    bind["max_tfrag"] = bind["max_rfrag"] = 4280
+    bind.addCtxItem(item)
+    header = MSRPCHeader()
+    header["type"] = MSRPC_BIND
+    header["call_id"] = 1
+    header["pduData"] = bind.getData()
+    return header.get_packet()
 
 
 def epoch_micros(text: str) -> int:
@@ -150,3 +152,22 @@ def capture_calls(streams: list[PipeStream], diagnostics: Diagnostics | None = N
     for stream in streams:
         calls += run_pipe(stream, diagnostics)
     return calls
+
+
+# What an rpc_call on a pipe says that a capture without the session's start still knows: all
+# but the identity and the share, which came with the SESSION_SETUP and TREE_CONNECT.
+CALL_FIELDS = (
+    "time", "session_id", "tree_id", "file_id", "path", "pipe", "rpc_interface",
+    "rpc_operation", "rpc_opnum", "rpc_status", "rpc_args", "service_name", "image_path",
+)  # fmt: skip
+
+
+def rpc_calls(capture: Path, client_port: int, frames_before: int = 0) -> list[dict]:
+    """The rpc_call events of one connection (``CALL_FIELDS``, and the frame as counted in a
+    capture ``frames_before`` frames longer at its start)."""
+    return [
+        {"frame": event.source_ref + frames_before}
+        | {name: getattr(event, name) for name in CALL_FIELDS}
+        for event in capture_events(str(capture), Diagnostics())
+        if event.action == "rpc_call" and event.src_port == client_port and event.source_ref
+    ]

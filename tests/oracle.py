@@ -1,8 +1,10 @@
-"""Independent oracles for the tests: tshark, and plain capture writers that share no code with
-smbwatch's readers. A missing tool fails the test loudly (the test setup installs it)."""
+"""Independent oracles for the tests: tshark (run here and nowhere else), and plain capture
+writers that share no code with smbwatch's readers. A missing tool fails the test loudly (the
+test setup installs it)."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import struct
 import subprocess
@@ -18,19 +20,60 @@ def tool(name: str) -> str:
     return path
 
 
+def tshark(*args: str) -> str:
+    """tshark's standard output for ``args`` (the one place the tests run tshark).
+
+    A capture cut short in the middle of a packet (one of the shared ones is) is read to where
+    it ends, as tshark does (exit status 2); any other failure fails the test.
+    """
+    done = subprocess.run([tool("tshark"), *args], capture_output=True, text=True, timeout=600)
+    if done.returncode and "cut short in the middle of a packet" not in done.stderr:
+        raise AssertionError(f"tshark {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
 def tshark_fields(
-    capture: Path | str, fields: Sequence[str], display_filter: str = ""
-) -> list[list[str]]:
-    """One row per frame (matching the filter) with the requested tshark fields."""
-    command = [tool("tshark"), "-n", "-r", str(capture), "-T", "fields", "-E", "separator=\t"]
+    capture: Path | str, display_filter: str, fields: Sequence[str], *options: str
+) -> list[tuple[str, ...]]:
+    """One row per frame that matches ``display_filter`` (every frame when it is empty): the
+    values of ``fields``, a field that occurs more than once in the frame joined with ``,``.
+    ``options`` go before ``-r`` (e.g. ``"-o", "tcp.check_checksum:TRUE"``)."""
+    args = ["-n", *options, "-r", str(capture), "-T", "fields", "-E", "separator=\t"]
+    args += ["-E", "occurrence=a", "-E", "aggregator=,"]
     if display_filter:
-        command += ["-Y", display_filter]
+        args += ["-Y", display_filter]
     for field in fields:
-        command += ["-e", field]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode not in (0, 2):  # 2: tshark read a truncated file to its end
-        raise AssertionError(f"tshark failed on {capture}: {done.stderr}")
-    return [line.split("\t") for line in done.stdout.splitlines()]
+        args += ["-e", field]
+    return [tuple(line.split("\t")) for line in tshark(*args).splitlines()]
+
+
+@functools.cache
+def tshark_values(field: str) -> dict[int, str]:
+    """Wireshark's value string of one field (``tshark -G values``): the names it gives."""
+    values = {}
+    for line in _value_strings().splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 4 and parts[0] == "V" and parts[1] == field:
+            values[int(parts[2], 0)] = parts[3]
+    assert values, field
+    return values
+
+
+@functools.cache
+def _value_strings() -> str:
+    return tshark("-G", "values")
+
+
+def tshark_tcp_stream(capture: Path | str, stream: int) -> dict[bool, bytes]:
+    """The bytes of one TCP connection as tshark reassembles them: {from the client: bytes}
+    (the client is the side that sent first, as ``follow,tcp`` shows it)."""
+    sides = {True: bytearray(), False: bytearray()}
+    follow = tshark("-n", "-q", "-r", str(capture), "-z", f"follow,tcp,raw,{stream}")
+    for line in follow.splitlines():
+        text = line.strip()
+        if text and all(c in "0123456789abcdef" for c in text):
+            sides[not line.startswith("\t")] += bytes.fromhex(text)
+    return {side: bytes(data) for side, data in sides.items()}
 
 
 def read_pcap_records(path: Path) -> tuple[int, list[tuple[int, int, bytes]]]:
@@ -46,6 +89,13 @@ def read_pcap_records(path: Path) -> tuple[int, list[tuple[int, int, bytes]]]:
         records.append((seconds, micros, data[pos + 16 : pos + 16 + caplen]))
         pos += 16 + caplen
     return linktype, records
+
+
+def cut_capture(source: Path, target: Path, after_frame: int) -> None:
+    """A copy of a capture that begins with the frame after ``after_frame``, as if the recording
+    had started there (frame numbers in the copy are ``after_frame`` lower)."""
+    linktype, records = read_pcap_records(source)
+    write_pcap(target, linktype, records[after_frame:])
 
 
 def write_pcap(

@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from smbwatch.capture.endpoint import Endpoints
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.options import Options
 from smbwatch.pipeline import capture_events
-from smbwatch.smb.endpoint import Endpoints
+from smbwatch.smb.digests import InlineDigests
+from smbwatch.smb.files import Transfers
 from smbwatch.smb.nbss import Decoder
 from smbwatch.smb.smb1 import Smb1Decoder
 
@@ -78,11 +81,14 @@ def smb1_events(capture: Path) -> tuple[list[SmbEvent], Diagnostics]:
 
 
 def replay(messages: list[Message]) -> tuple[list[SmbEvent], Diagnostics]:
-    """Feed messages to one fresh decoder as if they were one connection."""
+    """Feed messages to one fresh decoder as if they were one connection (files are hashed in
+    this process: a test replays thousands of connections)."""
     diagnostics = Diagnostics()
-    decoder = Smb1Decoder(ENDPOINTS, diagnostics)
+    transfers = Transfers(Options(), diagnostics, digests=InlineDigests())
+    decoder = Smb1Decoder(ENDPOINTS, diagnostics, transfers)
     events: list[SmbEvent] = []
     for m in messages:
         events += decoder.message(m.from_client, m.data, len(m.data), m.time, m.frame)
     events += decoder.finish()
+    transfers.close()
     return events, diagnostics

@@ -11,17 +11,17 @@ from __future__ import annotations
 import bisect
 import functools
 import io
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
+from oracle import tshark, tshark_fields
+
+from smbwatch.capture.endpoint import Endpoints
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.pipeline import capture_events
 from smbwatch.smb import smb2_records as rec
-from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.smb2 import Smb2Decoder
 
 SMB_PORTS = (139, 445)
@@ -37,22 +37,6 @@ class WireMessage:
     time: int  # microseconds since the epoch
     from_client: bool
     data: bytes
-
-
-@functools.cache
-def tshark(*args: str) -> str:
-    """tshark's standard output; a missing tshark fails the test loudly.
-
-    A capture cut short in the middle of a packet (one of the shared ones is) is read to
-    where it ends, as tshark does; any other error fails.
-    """
-    binary = shutil.which("tshark")
-    if binary is None:
-        raise RuntimeError("tshark is required by these tests and is not installed")
-    result = subprocess.run([binary, *args], capture_output=True, text=True, timeout=300)
-    if result.returncode and "cut short in the middle of a packet" not in result.stderr:
-        raise RuntimeError(f"tshark {' '.join(args)} failed: {result.stderr}")
-    return result.stdout
 
 
 def epoch_micros(text: str) -> int:
@@ -231,17 +215,12 @@ def security_buffers(capture: Path) -> list[tuple[int, bool, bytes]]:
     return found
 
 
-def tshark_fields(capture: Path, display_filter: str, *fields: str) -> dict[int, list[str]]:
-    """The values of ``fields`` in each frame that matches, by frame number."""
-    args = ["-r", str(capture), "-Y", display_filter, "-T", "fields", "-e", "frame.number"]
-    for field in fields:
-        args += ["-e", field]
-    rows = {}
-    for line in tshark(*args).splitlines():
-        if line:
-            frame, *values = line.split("\t")
-            rows[int(frame)] = values
-    return rows
+@functools.cache
+def fields_by_frame(capture: Path, display_filter: str, *fields: str) -> dict[int, list[str]]:
+    """The values of ``fields`` in each frame that matches, by frame number (read once per
+    capture and filter: do not change what it returns)."""
+    rows = tshark_fields(capture, display_filter, ["frame.number", *fields])
+    return {int(frame): list(values) for frame, *values in rows}
 
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lateral-movement.pcap"

@@ -17,6 +17,8 @@ import pytest
 
 from smbwatch.cli import build
 
+pytestmark = pytest.mark.oracle
+
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "src"
 EXAMPLES = REPO / "examples"

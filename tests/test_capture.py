@@ -21,6 +21,8 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.pipeline import capture_events
 from smbwatch.smb.nbss import Decoder
 
+pytestmark = pytest.mark.oracle
+
 
 def all_captures(shared_data: Path) -> list[Path]:
     found = sorted(shared_data.glob("suricata-verify/*/*.pcap")) + sorted(
@@ -113,7 +115,7 @@ def count_messages(path: Path) -> tuple[dict[str, int], Diagnostics]:
 
 
 def tshark_smb2_headers(path: Path) -> int:
-    rows = tshark_fields(path, ["smb2.cmd"])
+    rows = tshark_fields(path, "", ["smb2.cmd"])
     return sum(len(row[0].split(",")) for row in rows if row[0])
 
 
@@ -121,7 +123,7 @@ def test_frames_and_times_match_tshark(shared_data: Path) -> None:
     for capture in all_captures(shared_data):
         diagnostics = Diagnostics()
         packets = list(read_packets(str(capture), diagnostics))
-        rows = tshark_fields(capture, ["frame.time_epoch"])
+        rows = tshark_fields(capture, "", ["frame.time_epoch"])
         assert len(packets) == len(rows), capture
         for (_, micros, _, _), (epoch,) in zip(
             packets[:: max(1, len(packets) // 50)],
@@ -136,7 +138,7 @@ def test_truncated_capture_is_reported_not_fatal(shared_data: Path) -> None:
     covenant = next(shared_data.glob("pcap/covenant_*.cap"))
     diagnostics = Diagnostics()
     assert sum(1 for _ in read_packets(str(covenant), diagnostics)) == len(
-        tshark_fields(covenant, ["frame.number"])
+        tshark_fields(covenant, "", ["frame.number"])
     )
     assert diagnostics.damaged_inputs == [str(covenant)]
 

@@ -20,6 +20,8 @@ from oracle import tool
 
 from smbwatch.events import parse_time
 
+pytestmark = pytest.mark.oracle
+
 OTRF = shared_dir() / "data" / "otrf"
 PSEXEC = sorted(OTRF.glob("empire_psexec*"))  # the host log, then WORKSTATION5's, WORKSTATION6's
 WMI_CAPTURES = sorted(OTRF.glob("empire_wmi*.cap"))

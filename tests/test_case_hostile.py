@@ -17,6 +17,8 @@ import duckdb
 import pytest
 from conftest import shared_dir
 
+pytestmark = pytest.mark.unit
+
 OTRF = shared_dir() / "data" / "otrf"
 PSEXEC = sorted(OTRF.glob("empire_psexec*"))
 MORE = next(OTRF.glob("schtask_create*.json.gz"))

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import shared_dir
 
+pytestmark = pytest.mark.lab
+
 REPO = Path(__file__).resolve().parents[1]
 PSEXEC = sorted((shared_dir() / "data" / "otrf").glob("empire_psexec*"))
 BENCH = Path(os.environ.get("SMBWATCH_BENCH_CAPTURE", "/tmp/bench/bench.pcap"))

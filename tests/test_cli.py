@@ -19,6 +19,8 @@ from oracle import read_pcap_records, write_pcap
 from smbwatch.sinks.csv import cell
 from smbwatch.sinks.table import safe_text
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "lateral-movement.pcap"
 

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dcerpc_capture import capture_calls, smb2_pipes, tcp_streams, tshark_fields
+from dcerpc_capture import capture_calls, smb2_pipes, tcp_streams
 from impacket.dcerpc.v5 import lsad, lsat, samr
+from oracle import tshark_fields
 
 from smbwatch.dcerpc.svcctl import START_TYPES, service_type_name
 from smbwatch.diagnostics import Diagnostics
+
+pytestmark = pytest.mark.oracle
 
 SMBEXEC = [
     "pcap/empire_smbexec_dcerpc_smb_svcctl_WORKSTATION5_2020-09-20025716.cap",

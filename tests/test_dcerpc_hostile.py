@@ -20,6 +20,8 @@ from smbwatch.dcerpc.pdu import PFC_FIRST_FRAG, PFC_LAST_FRAG
 from smbwatch.dcerpc.pipe import RpcPipe
 from smbwatch.diagnostics import Diagnostics
 
+pytestmark = pytest.mark.oracle
+
 SMBEXEC = "pcap/empire_smbexec_dcerpc_smb_svcctl_WORKSTATION6_2020-09-20025716.cap"
 
 

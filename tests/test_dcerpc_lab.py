@@ -8,10 +8,14 @@ from pathlib import Path
 
 import dcerpc_impacket_client as impacket_client
 import pytest
-from dcerpc_capture import capture_calls, smb2_pipes, tshark_fields
+from dcerpc_capture import capture_calls, rpc_calls, smb2_pipes
 from lab import SambaLab
+from oracle import cut_capture, tshark_fields
 
 from smbwatch.diagnostics import Diagnostics
+from smbwatch.pipeline import capture_events
+
+pytestmark = pytest.mark.lab
 
 KEY = "HKLM\\Software\\smbwatch"
 COMMAND = "cmd.exe /c calc.exe"
@@ -198,3 +202,44 @@ def test_impacket_attack_calls_match_tshark(impacket_capture: Path) -> None:
         "NetrSessionEnum",
         "ERROR_ACCESS_DENIED",
     )
+
+
+@pytest.mark.parametrize(
+    ("traffic", "bound_by", "operations"),
+    [
+        ("lab_capture", "ioctl", {"NetrShareEnum", "NetrShareGetInfo"}),  # rpcclient
+        ("impacket_capture", "write", {"OpenLocalMachine", "BaseRegSaveKey"}),
+    ],
+)
+def test_pipes_opened_after_the_capture_began_are_still_read(
+    traffic: str,
+    bound_by: str,
+    operations: set[str],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The capture cut to begin right after the client's first TREE_CONNECT to IPC$ was
+    answered: its CREATE of a pipe comes on a tree never seen connected. The BIND written to
+    it (by WRITE or in an FSCTL_PIPE_TRANSCEIVE) makes it a pipe, and every call on it says
+    what the whole capture says."""
+    capture: Path = request.getfixturevalue(traffic)
+    connects = tshark_fields(
+        capture,
+        "smb2.cmd == 3 && smb2.flags.response == 1 && smb2.share_type == 0x02",
+        ["frame.number", "tcp.dstport"],
+    )
+    frame, client_port = (int(value) for value in connects[0])
+    cut = tmp_path / "cut.pcap"
+    cut_capture(capture, cut, frame)
+    whole = rpc_calls(capture, client_port)
+    assert whole[0]["rpc_operation"] == "Bind"
+    assert operations <= {call["rpc_operation"] for call in whole}
+    assert rpc_calls(cut, client_port, frame) == whole
+    events = [e for e in capture_events(str(cut), Diagnostics()) if e.src_port == client_port]
+    opens = [e for e in events if e.action == "open"]
+    assert opens and all(e.share is None and e.pipe is None for e in opens)  # could not tell
+    calls = [e for e in events if e.action == "rpc_call"]
+    pipes = {e.pipe for e in calls}
+    assert None not in pipes and pipes == {e.path for e in calls}  # named as they were opened
+    binds = {e.source_ref for e in calls if e.rpc_operation == "Bind"}
+    assert {e.action for e in events if e.source_ref in binds and e.command} == {bound_by}

@@ -7,6 +7,8 @@ must come back out of RpcPipe.
 
 from __future__ import annotations
 
+import pytest
+from dcerpc_capture import bind_pdu
 from impacket.dcerpc.v5 import (
     atsvc,
     drsuapi,
@@ -26,20 +28,18 @@ from impacket.dcerpc.v5 import (
 )
 from impacket.dcerpc.v5.dtypes import NULL
 from impacket.dcerpc.v5.rpcrt import (
-    MSRPC_BIND,
     MSRPC_REQUEST,
     PFC_FIRST_FRAG,
     PFC_LAST_FRAG,
-    CtxItem,
-    MSRPCBind,
-    MSRPCHeader,
     MSRPCRequestHeader,
 )
-from impacket.uuid import bin_to_string, uuidtup_to_bin
+from impacket.uuid import bin_to_string
 
-from smbwatch.dcerpc.interfaces import INTERFACES, NDR_UUID
+from smbwatch.dcerpc.interfaces import INTERFACES
 from smbwatch.dcerpc.pipe import RpcPipe
 from smbwatch.diagnostics import Diagnostics
+
+pytestmark = pytest.mark.unit
 
 TASK_XML = """<?xml version="1.0" encoding="UTF-16"?>
 <Task version="1.2" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">
@@ -49,23 +49,6 @@ TASK_XML = """<?xml version="1.0" encoding="UTF-16"?>
   <Actions Context="LocalSystem"><Exec><Command>cmd.exe</Command>
     <Arguments>/C whoami &gt; %windir%\\Temp\\kYGrOXSf.tmp 2&gt;&amp;1</Arguments></Exec></Actions>
 </Task>"""
-
-
-def _bind(interface_uuid: str, version: str) -> bytes:
-    """A BIND PDU offering one interface over NDR, as impacket's DCERPC_v5.bind() builds it."""
-    item = CtxItem()
-    item["AbstractSyntax"] = uuidtup_to_bin((interface_uuid, version))
-    item["TransferSyntax"] = uuidtup_to_bin((NDR_UUID, "2.0"))
-    item["ContextID"] = 0
-    item["TransItems"] = 1
-    bind = MSRPCBind()
-    bind["max_tfrag"] = bind["max_rfrag"] = 4280
-    bind.addCtxItem(item)
-    header = MSRPCHeader()
-    header["type"] = MSRPC_BIND
-    header["call_id"] = 1
-    header["pduData"] = bind.getData()
-    return header.get_packet()
 
 
 def _request(call) -> bytes:
@@ -84,7 +67,7 @@ def _request(call) -> bytes:
 
 def _call(uuid_version: tuple[str, str], call, diagnostics: Diagnostics | None = None):
     pipe = RpcPipe(diagnostics or Diagnostics(), "atsvc")
-    pipe.feed(True, _bind(*uuid_version), 1, 1)
+    pipe.feed(True, bind_pdu(*uuid_version), 1, 1)
     pipe.feed(True, _request(call), 2, 2)
     calls = [c for c in pipe.finish() if c.opnum is not None]
     (only,) = calls

@@ -8,10 +8,13 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import yaml
 
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.pipeline import capture_events
+
+pytestmark = pytest.mark.unit
 
 
 def test_psexec_svcctl_over_tcp_matches_suricata(shared_data: Path) -> None:

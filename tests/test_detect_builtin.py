@@ -16,13 +16,15 @@ from detect_support import (
     HOST,
     PSEXEC_EVTX,
     SVCCTL_EVTX,
+    alert_dicts,
     host_events,
     raw_records,
 )
 
-from smbwatch.detect.engine import detect
 from smbwatch.detect.sigma import RuleSet, load_rules
 from smbwatch.events import format_time, parse_time
+
+pytestmark = pytest.mark.unit
 
 FAITHFUL = "Write Executable in SMB Share"
 IMPROVED = "Executable Written to an Administrative Share"
@@ -35,7 +37,7 @@ def builtin() -> RuleSet:
 
 
 def alerts_of(title: str, path: Path) -> list[dict]:
-    return [a for a in detect(host_events(path), builtin()) if a["title"] == title]
+    return [a for a in alert_dicts(host_events(path), builtin()) if a["title"] == title]
 
 
 def splunk_rows(path: Path) -> dict[tuple, list[int]]:
@@ -145,16 +147,14 @@ def test_service_installed_by_a_network_logon_session_on_psexec() -> None:
 
 
 def test_building_blocks_of_a_correlation_raise_no_alert_of_their_own() -> None:
-    titles = {a["title"] for a in detect(host_events(PSEXEC_EVTX), builtin())}
+    titles = {a["title"] for a in alert_dicts(host_events(PSEXEC_EVTX), builtin())}
     assert "Network Logon From a Remote Address" not in titles
     assert "Service Installed (4697)" not in titles
 
 
 def test_pipe_rules_on_host_logs() -> None:
-    alerts = detect(host_events(PSEXEC_EVTX), builtin())
-    pipes = sorted(
-        a["RelativeTargetName"] for a in alerts if a["title"] == "PsExec-Style Named Pipes"
-    )
+    alerts = alert_dicts(host_events(PSEXEC_EVTX), builtin())
+    pipes = sorted(a["path"] for a in alerts if a["title"] == "PsExec-Style Named Pipes")
     assert pipes == [f"PSEXESVC-WEC01-956-{s}" for s in ("stderr", "stdin", "stdout")]
     (svcctl,) = alerts_of("Service Control Pipe Opened for Writing", SVCCTL_EVTX)
     assert (svcctl["src_ip"], svcctl["user"]) == ("10.0.2.17", "Administrator")
@@ -163,7 +163,7 @@ def test_pipe_rules_on_host_logs() -> None:
 
 
 def test_alerts_sorted_by_risk_then_time() -> None:
-    alerts = detect(host_events(PSEXEC_EVTX), builtin())
+    alerts = alert_dicts(host_events(PSEXEC_EVTX), builtin())
     keys = [(-a["risk_score"], a["first_time"]) for a in alerts]
     assert keys == sorted(keys)
     assert len(alerts) >= 5
@@ -171,29 +171,19 @@ def test_alerts_sorted_by_risk_then_time() -> None:
 
 @pytest.mark.parametrize("name", ["empire_smbexec", "covenant_sharpsc"])
 def test_service_installations_in_nxlog_json(name: str) -> None:
-    """OTRF's NXLog JSON exports: the 7045 and 4697 of the same attacks as the captures, each
-    joined to the network logon before it; the raw JSON records are the oracle."""
+    """OTRF's NXLog JSON exports: the 7045 and 4697 of the same attacks as the captures, joined
+    to the network logon before them, and one installation one alert (the 4697 and the 7045 of
+    a service as its evidence); the raw JSON records are the oracle."""
     path = next(HOST.glob(f"{name}_*.json.gz"))
     with gzip.open(path, "rt") as log:
         records = [json.loads(line) for line in log]
-    alerts = detect(host_events(path), builtin())
-    installs = {
-        (a["title"], e["source_ref"])
-        for a in alerts
-        for e in a["evidence"]
-        if "Service" in a["title"]
-    }
+    alerts = [a for a in alert_dicts(host_events(path), builtin()) if "Installed" in a["title"]]
+    alert_of = {e["source_ref"]: i for i, a in enumerate(alerts) for e in a["evidence"]}
+    installs: dict[str, set[int]] = defaultdict(set)
     for record in records:
-        if record.get("EventID") == 4697:
-            assert (
-                "Service Installed by a Network Logon Session",
-                record["RecordNumber"],
-            ) in installs
-        if record.get("EventID") == 7045:
-            assert (
-                "Service Installed Right After a Network Logon",
-                record["RecordNumber"],
-            ) in installs
+        if record.get("EventID") in (4697, 7045):
+            installs[record["ServiceName"]].add(alert_of[record["RecordNumber"]])
+    assert installs and all(len(found) == 1 for found in installs.values())
     for alert in alerts:
-        if alert["title"].startswith("Service Installed"):
-            assert "from 172.18.39.5" in alert["message"]  # the attacker's workstation
+        assert alert["title"].startswith("Service Installed")
+        assert "from 172.18.39.5" in alert["message"]  # the attacker's workstation

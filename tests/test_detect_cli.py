@@ -10,10 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from detect_support import FILE_COPY_EVTX, PSEXEC_EVTX, SHARPHOUND_EVTX, SIGMA
+import pytest
+from detect_support import FILE_COPY_EVTX, OTRF, PSEXEC_EVTX, SIGMA
+
+pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "lateral-movement.pcap"
+# The target's logs of a WMI attack: no SMB share access, service or task in them.
+WMI_HOST_LOG = next(OTRF.glob("empire_wmi_*.json.gz"))
 
 
 def smbwatch(*args: str) -> subprocess.CompletedProcess[str]:
@@ -86,7 +91,7 @@ def test_detect_exit_codes_and_formats(tmp_path: Path) -> None:
     assert {r["title"] for r in rows} == {"Executable Written to an Administrative Share"}
     table = smbwatch("detect", str(PSEXEC_EVTX), "--format", "table")
     assert table.returncode == 1 and "Write Executable in SMB Share" in table.stdout
-    quiet = smbwatch("detect", str(SHARPHOUND_EVTX), "--rules", str(SIGMA), "-f", "jsonl", "-q")
+    quiet = smbwatch("detect", str(WMI_HOST_LOG), "--rules", str(SIGMA), "-f", "jsonl", "-q")
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
 
 
@@ -97,3 +102,13 @@ def test_detect_reads_logs_and_captures_together() -> None:
         e["source_file"] for line in done.stdout.splitlines() for e in json.loads(line)["evidence"]
     }
     assert sources == {str(PSEXEC_EVTX), str(EXAMPLE)}
+
+
+def test_the_built_in_rules_load_cleanly() -> None:
+    """Every built-in rule is understood whole, once: no warning, no rule loaded twice (as a
+    stale copy of a renamed rule file would be)."""
+    done = smbwatch("rules", "list", "-f", "jsonl")
+    assert done.returncode == 0 and done.stderr == ""
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert all(row["warnings"] == 0 for row in rows)
+    assert len({row["rule_id"] for row in rows}) == len(rows)

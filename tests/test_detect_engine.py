@@ -8,13 +8,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from detect_support import FILE_COPY_EVTX, PSEXEC_EVTX, SVCCTL_EVTX, host_events
+from detect_support import FILE_COPY_EVTX, PSEXEC_EVTX, SVCCTL_EVTX, alert_dicts, host_events
 
 from smbwatch.cli import build
-from smbwatch.detect.engine import Detector, detect
+from smbwatch.detect.engine import Detector
 from smbwatch.detect.sigma import RuleError, RuleSet, load_rules
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+
+pytestmark = pytest.mark.unit
 
 PSEXEC = host_events(PSEXEC_EVTX)
 PSEXESVC_WRITE = next(
@@ -39,7 +41,7 @@ def rules(tmp_path: Path, detection: str, extra: str = "", name: str = "rule.yml
 
 
 def fires(ruleset: RuleSet, *events: SmbEvent) -> bool:
-    return bool(detect(events, ruleset))
+    return bool(alert_dicts(events, ruleset))
 
 
 def as_network(event: SmbEvent, action: str = "create") -> SmbEvent:
@@ -204,7 +206,7 @@ def test_aggregation_and_template(tmp_path: Path) -> None:
         """,
     )
     events = host_events(FILE_COPY_EVTX)
-    (alert,) = detect(events, ruleset)
+    (alert,) = alert_dicts(events, ruleset)
     assert alert["count"] == len(events)
     assert alert["risk_score"] == 42
     assert (
@@ -219,8 +221,8 @@ def test_aggregation_and_template(tmp_path: Path) -> None:
 def test_require_group_fields_drops_incomplete_events(tmp_path: Path) -> None:
     extra = "smbwatch:\n  group_by: [IpAddress, ServiceName]\n  require_group_fields: {}\n"
     detection = "selection:\n  EventID: 5145\ncondition: selection"
-    assert detect([PSEXESVC_WRITE], rules(tmp_path, detection, extra.format("false")))
-    assert not detect([PSEXESVC_WRITE], rules(tmp_path, detection, extra.format("true")))
+    assert alert_dicts([PSEXESVC_WRITE], rules(tmp_path, detection, extra.format("false")))
+    assert not alert_dicts([PSEXESVC_WRITE], rules(tmp_path, detection, extra.format("true")))
 
 
 CORRELATION = """title: Many accesses
@@ -270,11 +272,13 @@ def correlation(tmp_path: Path, **parts: str) -> RuleSet:
 def test_event_count_correlation(tmp_path: Path) -> None:
     events = host_events(FILE_COPY_EVTX)  # 869 accesses in about 50 s from 10.0.2.15
     common = {"type": "event_count", "rules": "share_access", "span": "10m"}
-    (alert,) = detect(events, correlation(tmp_path, **common, condition=COUNT.format("gte: 800")))
+    (alert,) = alert_dicts(
+        events, correlation(tmp_path, **common, condition=COUNT.format("gte: 800"))
+    )
     assert alert["IpAddress"] == "10.0.2.15"
     assert alert["count"] >= 800
     many = correlation(tmp_path, **common, condition=COUNT.format("gte: 2000"))
-    assert detect(events, many) == []
+    assert alert_dicts(events, many) == []
     with pytest.raises(RuleError, match="without condition"):
         correlation(tmp_path, **common, condition="")
 
@@ -284,23 +288,25 @@ def test_value_count_correlation(tmp_path: Path) -> None:
     condition = COUNT.format("field: RelativeTargetName\n    gte: {}")
     distinct = len({e.path.lower() for e in events})
     common = {"type": "value_count", "rules": "share_access", "span": "1h"}
-    assert detect(events, correlation(tmp_path, **common, condition=condition.format(distinct)))
+    assert alert_dicts(
+        events, correlation(tmp_path, **common, condition=condition.format(distinct))
+    )
     too_many = correlation(tmp_path, **common, condition=condition.format(distinct + 1))
-    assert detect(events, too_many) == []
+    assert alert_dicts(events, too_many) == []
 
 
 def test_temporal_ordered_correlation(tmp_path: Path) -> None:
     common = {"type": "temporal_ordered", "span": "1m", "condition": ""}
     in_order = correlation(tmp_path, rules="share_connect, share_access", **common)
-    pairs = [[e["source_ref"] for e in a["evidence"]] for a in detect(PSEXEC, in_order)]
+    pairs = [[e["source_ref"] for e in a["evidence"]] for a in alert_dicts(PSEXEC, in_order)]
     assert sorted(pairs) == [
         [349323, 349324],
         [349346, 349347],
     ]  # ADMIN$ then PSEXESVC.exe; IPC$ then its pipe
     reversed_order = correlation(tmp_path, rules="share_access, share_connect", **common)
-    (alert,) = detect(PSEXEC, reversed_order)  # the last access before the IPC$ connect
+    (alert,) = alert_dicts(PSEXEC, reversed_order)  # the last access before the IPC$ connect
     assert [e["source_ref"] for e in alert["evidence"]] == [349325, 349346]
-    assert detect([ADMIN_CONNECT], in_order) == []
+    assert alert_dicts([ADMIN_CONNECT], in_order) == []
 
 
 def test_unsupported_correlation_type_warns(tmp_path: Path) -> None:
@@ -312,7 +318,7 @@ def test_unsupported_correlation_type_warns(tmp_path: Path) -> None:
         condition=COUNT.format("field: IpPort\n    gt: 1"),
     )
     assert any("value_sum" in w for w in ruleset.warnings)
-    assert [a["title"] for a in detect(PSEXEC, ruleset)] == ["Share connect"] * 2
+    assert [a["title"] for a in alert_dicts(PSEXEC, ruleset)] == ["Share connect"] * 2
 
 
 @pytest.mark.parametrize(
@@ -377,10 +383,10 @@ def test_events_that_break_the_contract_cost_only_themselves(tmp_path: Path) -> 
             detector.feed(event)
     if build() == "compiled":  # the compiled record refuses both: only the good event is left
         assert broken == [None, None] and not diagnostics.counts
-        assert [a["count"] for a in detector.alerts()] == [1]
+        assert [len(a.evidence) for a in detector.alerts()] == [1]
     else:  # the detector copes with what the source-level record lets through
         assert diagnostics.counts["detect_bad_event"] == 1
-        assert [a["count"] for a in detector.alerts()] == [2]
+        assert [len(a.evidence) for a in detector.alerts()] == [2]
 
 
 def breaking(**changes: object) -> SmbEvent | None:
@@ -411,7 +417,7 @@ def test_improved_rule_on_the_wire(tmp_path: Path) -> None:
     malwr = next(e for e in host_events(FILE_COPY_EVTX) if e.source_ref == 438297)  # C$, 0x17019f
 
     def titles(event: SmbEvent) -> set[str]:
-        return {a["title"] for a in detect([event], improved)}
+        return {a["title"] for a in alert_dicts([event], improved)}
 
     name = "Executable Written to an Administrative Share"
     assert name in titles(as_network(malwr, "create"))

@@ -6,13 +6,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from detect_support import tshark, tshark_frames
+from detect_support import alert_dicts, tshark_frames
 from lab import SambaLab, pe_bytes
+from oracle import tshark_fields
 
-from smbwatch.detect.engine import detect
 from smbwatch.detect.sigma import load_rules
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.pipeline import capture_events
+
+pytestmark = pytest.mark.lab
 
 IMPROVED = "Executable Written to an Administrative Share"
 DISGUISED = "Executable Written Under a Non-Executable Name"
@@ -37,7 +39,7 @@ def test_executables_dropped_on_admin_share(lab: SambaLab, tmp_path: Path, diale
         lab.smbclient("data", ["put readme.txt", "put notes.txt"], protocol=dialect)
     assert capture.packets and capture.dropped == 0
     diagnostics = Diagnostics()
-    alerts = detect(capture_events(str(pcap), diagnostics), load_rules())
+    alerts = alert_dicts(capture_events(str(pcap), diagnostics), load_rules())
 
     improved = {a["path"]: a for a in alerts if a["title"] == IMPROVED}
     assert set(improved) == {"svc.exe", "readme.txt"}  # the .exe, and the PE named .txt
@@ -49,7 +51,7 @@ def test_executables_dropped_on_admin_share(lab: SambaLab, tmp_path: Path, diale
     fids = {
         fid
         for frame in creates
-        for (fid,) in tshark(pcap, f"smb2.response_to == {frame} && smb2.fid", "smb2.fid")
+        for (fid,) in tshark_fields(pcap, f"smb2.response_to == {frame} && smb2.fid", ["smb2.fid"])
     }
     writes = [
         frame

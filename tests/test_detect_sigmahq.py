@@ -16,12 +16,14 @@ from detect_support import (
     SIGMA,
     SPOOLSS_EVTX,
     SVCCTL_EVTX,
+    alert_dicts,
     host_events,
 )
 
-from smbwatch.detect.engine import detect
 from smbwatch.detect.sigma import load_rules
 from smbwatch.events import SmbEvent
+
+pytestmark = pytest.mark.unit
 
 WINDOWS_RULES = sorted((SIGMA / "windows-security").glob("*.yml"))
 
@@ -162,12 +164,12 @@ def test_windows_rule_positive_and_negative(rule_file: Path) -> None:
     ruleset = load_rules([rule_file], builtin=False)
     (rule,) = ruleset.rules
     positive, negative = (make() for make in CASES[rule_file.stem])
-    fired = detect([positive], ruleset)
+    fired = alert_dicts([positive], ruleset)
     assert [a["rule_id"] for a in fired] == [rule.rule_id]
     assert fired[0]["evidence"] == [
         {"source_file": positive.source_file, "source_ref": positive.source_ref}
     ]
-    assert detect([negative], ruleset) == []
+    assert alert_dicts([negative], ruleset) == []
 
 
 def test_all_shared_rules_load_and_name_what_they_cannot_evaluate() -> None:
@@ -190,8 +192,8 @@ def test_all_shared_rules_load_and_name_what_they_cannot_evaluate() -> None:
 def test_zeek_smb_files_rules_run_on_host_share_access() -> None:
     """Zeek's smb_files names map onto 5145 events too: ``path`` is the share, ``name`` the file."""
     ruleset = load_rules([SIGMA / "zeek"], builtin=False)
-    titles = {a["title"] for a in detect([spoolss()], ruleset)}
+    titles = {a["title"] for a in alert_dicts([spoolss()], ruleset)}
     assert titles == {"SMB Spoolss Name Piped Usage"}
-    titles = {a["title"] for a in detect([malwr().copy(path="a\\b.kirbi")], ruleset)}
+    titles = {a["title"] for a in alert_dicts([malwr().copy(path="a\\b.kirbi")], ruleset)}
     assert titles == {"Suspicious Access to Sensitive File Extensions - Zeek"}
-    assert detect([svcctl()], ruleset) == []  # svcctl is among the known pipes
+    assert alert_dicts([svcctl()], ruleset) == []  # svcctl is among the known pipes

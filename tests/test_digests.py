@@ -34,6 +34,8 @@ from smbwatch.smb.digests import (
 )
 from smbwatch.smb.files import FileData, Transfers
 
+pytestmark = pytest.mark.unit
+
 SMB2_FILES = "suricata-verify/smb2-01/smb2-peter.pcap"
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from smbwatch.events import FIELD_NAMES, SmbEvent, format_time, parse_time
 
+pytestmark = pytest.mark.unit
+
 
 def every_field_set() -> SmbEvent:
     """An event with each field set to a value of its kind, distinct per field."""

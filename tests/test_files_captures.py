@@ -13,14 +13,16 @@ import pytest
 import yaml
 from conftest import shared_dir
 from files_helpers import decode, sha256, summaries, wire_transfers
-from oracle import tool
+from oracle import tshark
 from smb2_wire import EXAMPLE, feed, wire_messages
 
+from smbwatch.capture.endpoint import Endpoints
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.options import Options
-from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.files import Transfers
 from smbwatch.smb.smb2 import Smb2Decoder
+
+pytestmark = pytest.mark.oracle
 
 
 def smb2_captures() -> list[Path]:
@@ -73,11 +75,7 @@ def test_smb2_01_one_summary_per_file_suricata_closes(shared_data: Path) -> None
 
 def test_smb2_01_hashes_are_tsharks_exported_objects(shared_data: Path, tmp_path: Path) -> None:
     capture = shared_data / "suricata-verify/smb2-01/smb2-peter.pcap"
-    subprocess.run(
-        [tool("tshark"), "-n", "-r", str(capture), "--export-objects", f"smb,{tmp_path}", "-q"],
-        check=True,
-        capture_output=True,
-    )
+    tshark("-n", "-r", str(capture), "--export-objects", f"smb,{tmp_path}", "-q")
     exported = [path.read_bytes() for path in tmp_path.iterdir()]
     assert len(exported) > 20
     ours = summaries(decode(capture)[0]).values()

@@ -22,6 +22,8 @@ from smbwatch.sinks.extract import FileExtractor
 from smbwatch.smb.files import Transfers
 from smbwatch.smb.smb2 import Smb2Decoder
 
+pytestmark = pytest.mark.oracle
+
 SMB2_01 = "suricata-verify/smb2-01/smb2-peter.pcap"
 WRITE_LENGTH_AT, WRITE_DATA_OFFSET_AT = 64 + 4, 64 + 2  # MS-SMB2 2.2.21
 LIES = [

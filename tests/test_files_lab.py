@@ -18,6 +18,8 @@ import pytest
 from lab import CLIENT_IP, DIALECTS, USER, SambaLab, pe_bytes
 from oracle import read_pcap_records, write_pcap
 
+pytestmark = pytest.mark.lab
+
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 4 << 20
 

@@ -20,6 +20,8 @@ from smbwatch.sinks.extract import FileExtractor
 from smbwatch.smb import digests
 from smbwatch.smb.files import MAX_RANGES, FileData, FileTracker, Transfers
 
+pytestmark = pytest.mark.unit
+
 HEADER = 112  # where the data of an SMB2 WRITE request starts
 WINDOW = 512  # data bytes the decoder keeps in the message
 CHUNK = 1448  # TCP payload of a 1500-byte MTU

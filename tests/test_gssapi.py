@@ -6,10 +6,12 @@ import random
 from pathlib import Path
 
 import pytest
-from smb2_wire import all_captures, security_buffers, tshark_fields
+from smb2_wire import all_captures, fields_by_frame, security_buffers
 
 from smbwatch.smb import ntlmssp
-from smbwatch.smb.gssapi import parse_security_buffer
+from smbwatch.smb.gssapi import SecurityToken, parse_security_buffer
+
+pytestmark = pytest.mark.oracle
 
 
 def all_buffers(shared_data: Path) -> list[tuple[Path, int, bool, bytes]]:
@@ -26,7 +28,7 @@ def test_kerberos_realm_and_spn_match_tshark(shared_data: Path) -> None:
         token = parse_security_buffer(buffer)
         if not from_client or token.mechanism != "kerberos":
             continue
-        rows = tshark_fields(
+        rows = fields_by_frame(
             capture, "kerberos.msg_type == 14", "kerberos.realm", "kerberos.SNameString"
         )
         realm, sname = rows[frame]
@@ -43,8 +45,8 @@ def test_mechanism_matches_tshark(shared_data: Path) -> None:
         if not buffer:
             continue
         token = parse_security_buffer(buffer)
-        ntlm = tshark_fields(capture, "smb2.cmd == 1 && ntlmssp")
-        kerberos = tshark_fields(capture, "smb2.cmd == 1 && kerberos.msg_type == 14")
+        ntlm = fields_by_frame(capture, "smb2.cmd == 1 && ntlmssp")
+        kerberos = fields_by_frame(capture, "smb2.cmd == 1 && kerberos.msg_type == 14")
         if frame in ntlm:
             assert token.mechanism == "ntlmssp" and token.ntlmssp is not None, (capture, frame)
             assert ntlmssp.message_type(token.ntlmssp) in (1, 2, 3)
@@ -64,12 +66,15 @@ def kerberos_buffer(shared_data: Path) -> bytes:
 
 
 def test_every_truncation_fails_cleanly(shared_data: Path) -> None:
+    """DER says how long each element is: a buffer cut anywhere is refused as a whole (an empty
+    one is no token at all), never read as a shorter token with other names."""
     buffer = kerberos_buffer(shared_data)
-    for length in range(len(buffer)):
-        try:
+    assert parse_security_buffer(b"") == SecurityToken()
+    for length in range(1, len(buffer)):
+        with pytest.raises(ValueError):
             parse_security_buffer(buffer[:length])
-        except ValueError:
-            continue
+    whole = parse_security_buffer(buffer)
+    assert (whole.mechanism, whole.realm) == ("kerberos", "CONTOSO.LOCAL")  # as tshark reads it
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from conftest import shared_dir
 from oracle import tshark_fields
 
@@ -13,6 +14,8 @@ from smbwatch.capture.tcp import connection_id
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.pipeline import iter_events
+
+pytestmark = pytest.mark.oracle
 
 OTRF = shared_dir() / "data" / "otrf"
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lateral-movement.pcap"

@@ -16,8 +16,10 @@ from lab import (
     SambaLab,
     pe_bytes,
     require_tools,
-    tshark_fields,
 )
+from oracle import tshark_fields
+
+pytestmark = pytest.mark.lab
 
 SMB2_CREATE, SMB2_WRITE = 5, 9
 STATUS_LOGON_FAILURE = "0xc000006d"

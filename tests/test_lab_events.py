@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from lab import CLIENT_IP, EVENT_DIALECT, SERVER_IP, SambaLab, pe_bytes
 
+pytestmark = pytest.mark.lab
+
 BIG = 6 * 1024 * 1024 + 123  # several MB, not a multiple of any write size
 
 

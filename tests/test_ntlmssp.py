@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from smb2_wire import all_captures, security_buffers, tshark_fields
+from smb2_wire import all_captures, fields_by_frame, security_buffers
 
 from smbwatch.smb import ntlmssp
 from smbwatch.smb.gssapi import parse_security_buffer
+
+pytestmark = pytest.mark.oracle
 
 
 def ntlm_messages(capture: Path, kind: int) -> list[tuple[int, bytes]]:
@@ -42,7 +44,7 @@ def test_authenticate_identities_match_tshark(shared_data: Path) -> None:
             "ntlmssp.version.build_number",
             "ntlmssp.version.ntlm_current_revision",
         )
-        rows = tshark_fields(capture, "ntlmssp.messagetype == 3", *fields)
+        rows = fields_by_frame(capture, "ntlmssp.messagetype == 3", *fields)
         for frame, message in messages:
             identity = ntlmssp.parse_authenticate(message)
             user, domain, host, major, minor, build, revision = rows[frame]
@@ -61,7 +63,7 @@ def test_challenge_names_match_tshark(shared_data: Path) -> None:
         messages = ntlm_messages(capture, ntlmssp.CHALLENGE_MESSAGE)
         if not messages:
             continue
-        rows = tshark_fields(
+        rows = fields_by_frame(
             capture,
             "ntlmssp.messagetype == 2",
             "ntlmssp.challenge.target_info.nb_computer_name",
@@ -114,7 +116,7 @@ def test_anonymous_follows_tshark(shared_data: Path) -> None:
         messages = ntlm_messages(capture, ntlmssp.AUTHENTICATE_MESSAGE)
         if not messages:
             continue
-        rows = tshark_fields(
+        rows = fields_by_frame(
             capture, "ntlmssp.messagetype == 3", "ntlmssp.auth.username", "ntlmssp.auth.ntresponse"
         )
         for frame, message in messages:
@@ -142,12 +144,21 @@ def real_authenticate(shared_data: Path) -> bytes:
 
 
 def test_every_truncation_fails_cleanly(shared_data: Path) -> None:
+    """A message cut before the end of a field that is read is refused; cut after it (in the
+    session key, which is not read), it says exactly what the whole message says."""
     message = real_authenticate(shared_data)
+    # LmChallengeResponse, NtChallengeResponse, DomainName, UserName, Workstation (MS-NLMP
+    # 2.2.1.3): (Len, MaxLen, BufferOffset) each, from offset 12
+    fields = [struct.unpack_from("<HHI", message, 12 + 8 * i) for i in range(5)]
+    needed = max(offset + length for length, _, offset in fields)
+    assert 64 < needed < len(message)  # the cut falls inside the payload on both sides
+    whole = ntlmssp.parse_authenticate(message)
     for length in range(len(message)):
-        try:
-            ntlmssp.parse_authenticate(message[:length])
-        except (ValueError, struct.error):
-            continue
+        if length < needed:
+            with pytest.raises((ValueError, struct.error)):
+                ntlmssp.parse_authenticate(message[:length])
+        else:
+            assert ntlmssp.parse_authenticate(message[:length]) == whole, length
 
 
 @pytest.mark.parametrize("descriptor", range(5))  # the fields that are read

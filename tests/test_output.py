@@ -11,11 +11,14 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 from conftest import shared_dir
 
 from smbwatch import schema
 from smbwatch.case.store import DUCKDB_TYPES
 from smbwatch.events import parse_time
+
+pytestmark = pytest.mark.oracle
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "lateral-movement.pcap"

@@ -6,8 +6,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 from smbwatch import schema
 from smbwatch.events import FIELD_NAMES, SmbEvent, columns
+
+pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS_SOURCE = REPO / "src" / "smbwatch" / "events.py"

@@ -9,13 +9,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lab import tshark_fields
+from oracle import tshark_fields
 from smb1_support import ENDPOINTS, replay, smb1_connections, smb1_events
 
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
-from smbwatch.smb.smb1 import SNIFF_WINDOW, Smb1Decoder
-from smbwatch.smb.smb2_records import CREATE_ACTIONS
+from smbwatch.smb.fscc import CREATE_ACTIONS
+from smbwatch.smb.session import SNIFF_WINDOW
+from smbwatch.smb.smb1 import Smb1Decoder
+
+pytestmark = pytest.mark.oracle
 
 SMB1_CAPTURES = (
     "smb1-02/smb1_osx.pcap",

@@ -15,7 +15,10 @@ from smb1_support import ENDPOINTS, Message, replay, smb1_connections
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.smb import smb1
+from smbwatch.smb.session import MAX_FILES
 from smbwatch.smb.smb1 import Smb1Decoder
+
+pytestmark = pytest.mark.unit
 
 EICAR = "smb-eicar-file-segmentation-random/input.pcap"
 FILESTORE = "filestore-filecontainer-smb1-data-offset/input.pcap"
@@ -201,7 +204,7 @@ def test_open_files_are_bounded(eicar: list[Message]) -> None:
     diagnostics = Diagnostics()
     decoder = Smb1Decoder(ENDPOINTS, diagnostics)
     opens = 0
-    for n in range(smb1.MAX_FILES + 500):
+    for n in range(MAX_FILES + 500):
         mid = struct.pack("<H", n & 0xFFFF)
         fid = struct.pack("<H", n)
         answer = bytearray(response)
@@ -209,6 +212,6 @@ def test_open_files_are_bounded(eicar: list[Message]) -> None:
         answer[WORDS + 5 : WORDS + 7] = fid  # AndX (4), OplockLevel (1), FID
         decoder.message(True, request[:30] + mid + request[32:], len(request), 0, 2 * n)
         opens += len(decoder.message(False, bytes(answer), len(answer), 0, 2 * n + 1))
-        assert len(decoder._files) <= smb1.MAX_FILES
-    assert opens == smb1.MAX_FILES + 500
+        assert len(decoder._files) <= MAX_FILES
+    assert opens == MAX_FILES + 500
     assert diagnostics.counts["smb1_state_evicted"] == 500

@@ -8,11 +8,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab import CLIENT_NAME, SERVER_IP, SHARES, WORKGROUP, SambaLab, pe_bytes, tshark_fields
+from dcerpc_capture import rpc_calls
+from lab import CLIENT_NAME, SERVER_IP, SHARES, WORKGROUP, SambaLab, pe_bytes
+from oracle import cut_capture, tshark_fields
 from smb1_support import smb1_events
 from test_smb1_corpus import assert_same_as_tshark
 
 from smbwatch.events import SmbEvent
+from smbwatch.smb.fscc import FILE_INFORMATION_CLASSES, FS_INFORMATION_CLASSES
+from smbwatch.smb.smb1_records import QUERY_FS_LEVELS, QUERY_LEVELS, level_name
+
+pytestmark = pytest.mark.lab
 
 FILE_SIZE = 200 * 1024  # several WRITE_ANDX and READ_ANDX
 
@@ -264,3 +270,54 @@ def test_what_only_other_clients_send(lab: SambaLab, tmp_path: Path) -> None:
     writes = [e for e in events if e.action == "write" and e.pipe == "srvsvc"]
     assert [e.source_ref for e in writes] == [e.source_ref for e in calls]
     assert assert_same_as_tshark(pcap, events) > 0
+
+
+def test_pipes_opened_after_the_capture_began_are_still_read(lab: SambaLab, tmp_path: Path) -> None:
+    """As for SMB2 (test_dcerpc_lab), the capture cut to begin right after the IPC$
+    TREE_CONNECT_ANDX was answered: the NT_CREATE_ANDX response says the open is a pipe
+    whatever the tree, and every call on it says what the whole capture says."""
+    pcap, cut = tmp_path / "pipes.pcap", tmp_path / "cut.pcap"
+    with lab.capture(pcap):
+        lab.list_shares(protocol="NT1")
+    connects = tshark_fields(
+        pcap,
+        'smb.cmd == 0x75 && smb.flags.response == 1 && smb.service == "IPC"',
+        ["frame.number", "tcp.dstport"],
+    )
+    frame, client_port = (int(value) for value in connects[0])
+    cut_capture(pcap, cut, frame)
+    whole = rpc_calls(pcap, client_port)
+    assert [call["rpc_operation"] for call in whole] == ["Bind", "NetrShareEnum"]
+    assert rpc_calls(cut, client_port, frame) == whole
+    events, _ = smb1_events(cut)
+    opened = only(events, action="open", src_port=client_port)
+    assert (opened.share, opened.pipe) == (None, "srvsvc")
+
+
+def test_information_queries_are_events(lab: SambaLab, tmp_path: Path) -> None:
+    """Every TRANS2_QUERY_PATH/FILE/FS_INFORMATION request tshark sees is a query_info event at
+    its frame, with the information level tshark reads (named as MS-CIFS/MS-FSCC name it)."""
+    (lab.client_dir / "notes.txt").write_bytes(b"notes\n")
+    pcap = tmp_path / "queries.pcap"
+    with lab.capture(pcap):
+        lab.smbclient("data", ["put notes.txt", "allinfo notes.txt", "volume"], protocol="NT1")
+    events, diagnostics = smb1_events(pcap)
+    assert not diagnostics.counts
+    ours = {
+        (str(e.source_ref), e.info_class, e.path or "")
+        for e in events
+        if e.action == "query_info" and e.command == "SMB_COM_TRANSACTION2"
+    }
+    rows = tshark_fields(
+        pcap,
+        "smb.trans2.cmd in {3, 5, 7} && smb.flags.response == 0",
+        ["frame.number", "smb.trans2.cmd", "smb.qpi_loi", "smb.qfsi_loi", "smb.file"],
+    )
+    expected = set()
+    for frame, command, level, fs_level, name in rows:
+        if command == "0x0003":
+            info_class = level_name(int(fs_level, 0), QUERY_FS_LEVELS, FS_INFORMATION_CLASSES)
+        else:
+            info_class = level_name(int(level, 0), QUERY_LEVELS, FILE_INFORMATION_CLASSES)
+        expected.add((frame, info_class, name.lstrip("\\") if command == "0x0005" else ""))
+    assert len(rows) >= 3 and ours == expected

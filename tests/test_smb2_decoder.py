@@ -19,14 +19,17 @@ from smb2_wire import (
 )
 
 from smbwatch.events import SmbEvent
+from smbwatch.ntstatus import STATUS_PENDING, nt_status_name
+from smbwatch.smb import fscc
 from smbwatch.smb import smb2_records as rec
-from smbwatch.smb.status import STATUS_PENDING, nt_status_name
+
+pytestmark = pytest.mark.oracle
 
 CAPTURES = [
     pytest.param(capture, id=capture.parent.name if "suricata" in str(capture) else capture.stem)
     for capture in all_captures(shared_dir() / "data")
 ]
-COMPARED = {rec.CREATE, rec.TREE_CONNECT, rec.WRITE, rec.READ, rec.SET_INFO}
+COMPARED = {rec.CREATE, rec.TREE_CONNECT, rec.WRITE, rec.READ, rec.QUERY_INFO, rec.SET_INFO}
 ALL_ONES_FID = "ffffffff-ffff-ffff-ffff-ffffffffffff"
 
 
@@ -126,7 +129,7 @@ def check_against_tshark(
         assert event.path == path
         assert (
             event.disposition
-            == rec.CREATE_DISPOSITIONS[int(request.fields["smb2.create.disposition"][0])]
+            == fscc.CREATE_DISPOSITIONS[int(request.fields["smb2.create.disposition"][0])]
         )
         assert event.access_mask == int(request.fields["smb.access_mask"][0], 16)
         assert event.share_access == int(request.fields["smb.share_access"][0], 16)
@@ -136,7 +139,7 @@ def check_against_tshark(
             assert str(fid) == response.first("smb2.fid")
             assert event.file_size == int(response.fields["smb2.eof"][0])
             action = int(response.fields["smb2.create.action"][0]) & 0xFF
-            assert event.create_action == rec.CREATE_ACTIONS[action]
+            assert event.create_action == fscc.CREATE_ACTIONS[action]
     elif request.command == rec.TREE_CONNECT:
         assert event.share == request.fields["smb2.tree"][-1]
         if ok:
@@ -155,14 +158,25 @@ def check_against_tshark(
     elif request.command == rec.SET_INFO:
         assert event.path == path
         info_class = int(request.fields["smb2.file_info.infolevel"][0], 16)
-        assert event.info_class == rec.FILE_INFORMATION_CLASSES[info_class]
-        if info_class in (rec.FileRenameInformation, rec.FileRenameInformationEx):
+        assert event.info_class == fscc.FILE_INFORMATION_CLASSES[info_class]
+        if info_class in (fscc.FileRenameInformation, fscc.FileRenameInformationEx):
             assert event.action == "rename"
             assert event.new_path == request.fields["smb2.filename"][-1]
+    elif request.command == rec.QUERY_INFO:
+        assert (event.action, event.path) == ("query_info", path)
+        info_type = int(request.fields["smb2.class"][0], 16)
+        if info_type == rec.SMB2_0_INFO_FILE:
+            level = int(request.fields["smb2.file_info.infolevel"][0], 16)
+            assert event.info_class == fscc.FILE_INFORMATION_CLASSES[level]
+        elif info_type == rec.SMB2_0_INFO_FILESYSTEM:
+            level = int(request.fields["smb2.fs_info.infolevel"][0], 16)
+            assert event.info_class == fscc.FS_INFORMATION_CLASSES[level]
+        else:
+            assert event.info_class == rec.INFO_TYPE_NAMES[info_type]
 
 
 @pytest.mark.parametrize("capture", CAPTURES)
-def test_creates_trees_reads_writes_and_set_infos_agree_with_tshark(capture: Path) -> None:
+def test_creates_trees_reads_writes_and_infos_agree_with_tshark(capture: Path) -> None:
     events, _ = decoded(capture)
     compared = 0
     for request, response, path in tshark_requests(capture):

@@ -13,6 +13,8 @@ import pytest
 
 from smbwatch.smb.files import sniff_magic
 
+pytestmark = pytest.mark.oracle
+
 # What libmagic's description says, for each of sniff_magic's answers that these files cover.
 LIBMAGIC_WORDS = {
     "PE": "PE32",

@@ -18,6 +18,8 @@ from smbwatch.events import SmbEvent
 from smbwatch.smb import smb2_records as rec
 from smbwatch.smb.smb2 import Smb2Decoder
 
+pytestmark = pytest.mark.oracle
+
 HEADER = rec.HEADER_SIZE
 
 

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 from lab import DIALECT_REVISION, EVENT_DIALECT, SERVER_IP, SambaLab, pe_bytes
-from smb2_wire import decoded, smb2_warnings, tshark_fields, tshark_smb2_pdus
+from smb2_wire import decoded, fields_by_frame, smb2_warnings, tshark_smb2_pdus
 
-from smbwatch.smb.smb2 import SNIFF_WINDOW
+from smbwatch.smb.session import SNIFF_WINDOW
+
+pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def test_anonymous_logon(lab: SambaLab, tmp_path: Path) -> None:
         lab.smbclient("IPC$", "exit", user="", password="", protocol="SMB3_11")
     events, diagnostics = decoded(pcap)
     assert smb2_warnings(diagnostics) == []
-    rows = tshark_fields(pcap, "ntlmssp.messagetype == 3", "ntlmssp.auth.username")
+    rows = fields_by_frame(pcap, "ntlmssp.messagetype == 3", "ntlmssp.auth.username")
     assert [value for (value,) in rows.values()] == ["NULL"]  # tshark: an empty user
     (logon,) = [e for e in events if e.action == "logon"]
     assert logon.auth == "anonymous" and logon.user is None and logon.status == "STATUS_SUCCESS"
@@ -61,10 +63,10 @@ def test_a_share_that_requires_encryption(lab: SambaLab, tmp_path: Path) -> None
         lab.smbclient("secret", "get payroll.xlsx", protocol="SMB3_11")
     events, diagnostics = decoded(pcap)
     assert smb2_warnings(diagnostics) == []
-    flags = tshark_fields(
+    flags = fields_by_frame(
         pcap, "smb2.cmd == 3 && smb2.flags.response == 1", "smb2.share_flags.encrypt_data"
     )
-    transforms = tshark_fields(pcap, "smb2.header.transform.signature", "tcp.dstport")
+    transforms = fields_by_frame(pcap, "smb2.header.transform.signature", "tcp.dstport")
     trees = {e.share_name: e for e in events if e.action == "tree_connect"}
     tree = trees["secret"]
     wire_flags = sorted(value for (value,) in flags.values())

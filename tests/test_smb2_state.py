@@ -6,15 +6,17 @@ import struct
 from collections import Counter
 from pathlib import Path
 
+import pytest
+from oracle import tshark_values
 from smb2_wire import (
     WireMessage,
     all_captures,
     decoded,
     endpoints_of,
     feed,
+    fields_by_frame,
     smb2_commands,
     smb2_warnings,
-    tshark_fields,
     tshark_smb2_pdus,
     wire_messages,
 )
@@ -23,10 +25,13 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.smb import smb2_records as rec
 from smbwatch.smb.files import sniff_magic
-from smbwatch.smb.smb2 import MAX_FILES, MAX_PENDING, SNIFF_WINDOW, Smb2Decoder
+from smbwatch.smb.session import MAX_FILES, SNIFF_WINDOW
+from smbwatch.smb.smb2 import MAX_PENDING, Smb2Decoder
+
+pytestmark = pytest.mark.oracle
 
 SUCCESS, PENDING, MORE_PROCESSING = 0, 0x103, 0xC0000016
-HANDLED = {0, 1, 2, 3, 4, 5, 6, 8, 9, 11, 14, 17}  # commands that make events
+HANDLED = {0, 1, 2, 3, 4, 5, 6, 8, 9, 11, 14, 16, 17}  # commands that make events
 
 
 def corpus(shared_data: Path, name: str) -> Path:
@@ -104,6 +109,26 @@ def test_responses_without_requests_still_yield_events(shared_data: Path) -> Non
         assert all(event.status for event in events if event.action != "encrypted")
 
 
+def test_an_ioctl_response_alone_names_its_fsctl(shared_data: Path) -> None:
+    """The CtlCode an IOCTL response repeats names the event when its request was not seen."""
+    names = tshark_values("smb2.ioctl.function")
+    checked = 0
+    for capture in all_captures(shared_data):
+        responses = [m for m in wire_messages(capture) if not m.from_client]
+        events, _ = replay(capture, responses)
+        answered = fields_by_frame(
+            capture, "smb2.cmd == 11 && smb2.flags.response == 1", "smb2.ioctl.function"
+        )
+        for event in (e for e in events if e.action == "ioctl"):
+            codes = answered[event.source_ref or 0][0]
+            if codes:  # an IOCTL response, not an ERROR response
+                assert event.fsctl in {names[int(code, 16)] for code in codes.split(",")}
+                checked += 1
+            else:
+                assert event.fsctl is None
+    assert checked >= 8  # every IOCTL response of the corpus that carries its structure
+
+
 def test_a_capture_joined_midway_decodes_cleanly(shared_data: Path) -> None:
     for capture in all_captures(shared_data):
         messages = wire_messages(capture)
@@ -160,7 +185,7 @@ def test_pipe_calls_become_rpc_call_events(shared_data: Path) -> None:
     for capture in all_captures(shared_data):
         events, diagnostics = decoded(capture)
         assert smb2_warnings(diagnostics) == [], capture
-        rows = tshark_fields(
+        rows = fields_by_frame(
             capture,
             "smb2.flags.response == 0 && dcerpc.pkt_type == 0",
             "dcerpc.cn_flags",
@@ -185,7 +210,7 @@ def test_smb3_encryption_is_reported_per_session_and_direction(shared_data: Path
     for name in ("smb3-01", "smb3-03-midstream"):
         capture = corpus(shared_data, name)
         events, _ = decoded(capture)
-        rows = tshark_fields(
+        rows = fields_by_frame(
             capture, "smb2.header.transform.signature", "tcp.dstport", "smb2.sesid"
         )
         expected = {(int(port) == 445, int(session, 16)) for port, session in rows.values()}
@@ -197,7 +222,7 @@ def test_smb3_encryption_is_reported_per_session_and_direction(shared_data: Path
         )
     events, _ = decoded(corpus(shared_data, "smb3-01"))
     trees = {e.share_name: e for e in events if e.action == "tree_connect"}
-    flags = tshark_fields(
+    flags = fields_by_frame(
         corpus(shared_data, "smb3-01"),
         "smb2.cmd == 3 && smb2.flags.response == 1",
         "smb2.share_flags.encrypt_data",

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from impacket.nt_errors import ERROR_MESSAGES
-from smb2_wire import tshark
+from oracle import tshark, tshark_values
 
-from smbwatch.smb.status import NT_STATUS_NAMES, nt_status_name
+from smbwatch.ntstatus import NT_STATUS_NAMES, nt_status_name
 
-
-def tshark_status_names() -> dict[int, str]:
-    """Wireshark's value string of ``smb2.nt_status``."""
-    names = {}
-    for line in tshark("-G", "values").splitlines():
-        parts = line.split("\t")
-        if len(parts) >= 4 and parts[0] == "V" and parts[1] == "smb2.nt_status":
-            names[int(parts[2])] = parts[3]
-    return names
+pytestmark = pytest.mark.oracle
 
 
 def test_every_name_agrees_with_tshark_and_impacket() -> None:
-    wireshark = tshark_status_names()
+    wireshark = tshark_values("smb2.nt_status")
     assert len(wireshark) > 500  # the oracle really was read
     for code, name in NT_STATUS_NAMES.items():
         known = [table[code] for table in (wireshark,) if code in table]

@@ -20,6 +20,8 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.winlog import read_events
 
+pytestmark = pytest.mark.oracle
+
 HOST_FILES = sorted((shared_dir() / "data" / "host").iterdir())
 EVTX_FILES = [path for path in HOST_FILES if path.suffix == ".evtx"]
 NXLOG_FILES = [path for path in HOST_FILES if path.name.endswith(".json.gz")]

@@ -33,6 +33,8 @@ from winlog_oracle import OracleEvent, evtx_events, nxlog_records
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.winlog import NotALogError, read_events, sniff_format
 
+pytestmark = pytest.mark.oracle
+
 HOST = shared_dir() / "data" / "host"
 EVTX_FILES = sorted(HOST.glob("*.evtx"))
 CONVERTED = ("source_format", "source_file")

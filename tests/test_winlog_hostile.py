@@ -30,6 +30,8 @@ from smbwatch.events import SmbEvent
 from smbwatch.winlog import read_events
 from smbwatch.winlog.inputs import MAX_RECORD_CHARS
 
+pytestmark = pytest.mark.oracle
+
 HOST = shared_dir() / "data" / "host"
 FILE_COPY = next(HOST.glob("*Remote_FileCopy.evtx"))  # 10 chunks of 5145s
 PSEXEC = next(HOST.glob("*PSexec*.evtx"))

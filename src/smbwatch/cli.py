@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 from smbwatch import __version__, cli_case
 from smbwatch.capture import tcp
 from smbwatch.case import CaseError
-from smbwatch.diagnostics import Diagnostics
+from smbwatch.diagnostics import Diagnostics, InputError
 from smbwatch.exits import EXIT_ALERTS, EXIT_DAMAGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from smbwatch.options import Options
-from smbwatch.pipeline import InputError, iter_events
+from smbwatch.pipeline import iter_events
+from smbwatch.sinks import OutputError
 from smbwatch.sinks.extract import ExtractError, FileExtractor
-from smbwatch.sinks.output import FORMATS, TEXT_FORMATS, Output, OutputError
+from smbwatch.sinks.output import FORMATS, TEXT_FORMATS, Output
 
 if TYPE_CHECKING:
     from smbwatch.detect.sigma import RuleSet
@@ -149,13 +150,18 @@ def _add_output_arguments(
         + ("; parquet: a dataset in the directory -o names)" if "parquet" in formats else ")"),
     )
     parser.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="table: full-precision times and every cell whole (lines may exceed the terminal)",
+    )
 
 
 def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch events``: decode every input and write its events."""
     if cli_case.wants_case(args):
         return cli_case.case_events(args, diagnostics, errors, _options(args))
-    output = Output(args.format, args.output)
+    output = Output(args.format, args.output, args.wide)
     options = _options(args)
     jobs = max(1, args.jobs)
     events = iter_events(args.inputs, diagnostics, args.input_format, errors, jobs, options)
@@ -200,17 +206,18 @@ def run_detect(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[
     events = iter_events(args.inputs, diagnostics, args.input_format, errors, jobs, options)
     alerts = detect(events, ruleset, diagnostics)
     if args.min_risk is not None:
-        alerts = [alert for alert in alerts if alert["risk_score"] >= args.min_risk]
-    Output(args.format, args.output).rows(alerts, ALERTS)
+        alerts = [alert for alert in alerts if alert.risk_score >= args.min_risk]
+    Output(args.format, args.output, args.wide).rows([a.to_dict() for a in alerts], ALERTS)
     return EXIT_ALERTS if alerts else EXIT_OK
 
 
 def run_rules_list(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch rules list``: the loaded rules, their level, ATT&CK ids and origin."""
-    from smbwatch.detect.report import RULES
+    from smbwatch.detect.report import write_rule_listing
 
     ruleset = _load_rules(args)
-    Output(args.format, args.output).rows(ruleset.listing(), RULES)
+    output = Output(args.format, args.output, args.wide)
+    output.text(lambda out, fmt: write_rule_listing(ruleset, fmt, out, args.wide))
     return EXIT_OK
 
 

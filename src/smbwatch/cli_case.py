@@ -234,7 +234,7 @@ def run_query(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[s
     from smbwatch.case.query import batches
     from smbwatch.case.store import Case
 
-    output = Output(args.format, args.output)
+    output = Output(args.format, args.output, args.wide)
     with Case.open(args.case) as case:
         found = batches(case, args.sql)
         first = next(found, None)
@@ -262,7 +262,7 @@ def case_events(
     from smbwatch.case.query import timeline
     from smbwatch.sinks.output import EVENTS
 
-    output = Output(args.format, args.output)
+    output = Output(args.format, args.output, args.wide)
     with opened(args, diagnostics, errors, options) as case:
         output.batches(timeline(case, filters_of(args)), diagnostics, kind or EVENTS)
     return EXIT_OK
@@ -274,41 +274,31 @@ def case_detect(
 ) -> int:
     """``smbwatch detect`` through a case: each message once, filtered; over a whole case,
     the alerts are also stored in its ``alerts`` table."""
+    from smbwatch.arrow import batch_events
     from smbwatch.case.query import timeline
     from smbwatch.detect.engine import detect
     from smbwatch.detect.report import ALERTS
-    from smbwatch.sinks.arrow import batch_events
 
-    output = Output(args.format, args.output)
+    output = Output(args.format, args.output, args.wide)
     filters = filters_of(args)
     with opened(args, diagnostics, errors, Options(hash_files=not args.no_hash)) as case:
         events = batch_events(timeline(case, filters), diagnostics, "the case")
-        alerts = detect(events, ruleset, diagnostics)
+        found = [alert.to_dict() for alert in detect(events, ruleset, diagnostics)]
     if args.case and not filters.any() and args.min_risk is None:
-        _store_alerts(args.case, alerts, diagnostics)
+        _store_alerts(args.case, found, diagnostics)
     if args.min_risk is not None:
-        alerts = [a for a in alerts if a["risk_score"] >= args.min_risk]
-    output.rows(alerts, ALERTS)
-    return EXIT_ALERTS if alerts else EXIT_OK
+        found = [alert for alert in found if alert["risk_score"] >= args.min_risk]
+    output.rows(found, ALERTS)
+    return EXIT_ALERTS if found else EXIT_OK
 
 
 def _store_alerts(directory: str, alerts: list[dict[str, Any]], diagnostics: Diagnostics) -> None:
     from smbwatch.case.store import Case
     from smbwatch.sinks.jsonl import encode
 
+    names = ("rule_id", "title", "severity", "risk_score", "message", "attack")
     rows = [
-        (
-            a["rule_id"],
-            a["title"],
-            a["severity"],
-            a["risk_score"],
-            a["message"],
-            list(a["attack"]),
-            a["first_time"],
-            a["last_time"],
-            a["count"],
-            encode(a),
-        )
+        (*(a[n] for n in names), a["first_time"], a["last_time"], a["count"], encode(a))
         for a in alerts
     ]
     try:

@@ -1,7 +1,8 @@
 """Counted warnings: hostile or damaged input costs one packet or record, never the run.
 
 Every stage reports what it had to drop here instead of raising; the CLI prints the summary to
-stderr at the end, so a responder knows how much of the input was not understood.
+stderr at the end, so a responder knows how much of the input was not understood. An input that
+cannot be used at all is an ``InputError`` instead, whichever layer finds it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from dataclasses import dataclass, field
 from typing import Final
 
 _EXAMPLES_PER_KIND: Final = 3
+
+
+class InputError(Exception):
+    """An input the user named cannot be used (missing, unreadable, unknown format)."""
 
 
 @dataclass

@@ -98,6 +98,13 @@ class SmbEvent:
     start_type: str | None = None
     service_type: str | None = None
     account: str | None = None
+    task_name: str | None = None  # scheduled task: host 4698/4699/4702, wire SchRpc*/NetrJobAdd
+    task_command: str | None = None  # what the task runs (its first Exec action)
+    task_arguments: str | None = None
+    task_author: str | None = None
+    task_user: str | None = None  # the principal it runs as (UserId: S-1-5-18 is SYSTEM)
+    task_run_level: str | None = None  # HighestAvailable, LeastPrivilege
+    target_user: str | None = None  # host 4742: the account changed
     time_precision: str | None = None  # "s" or "ms" when the source's clock had no more
 
     def __init__(self, time: int = 0, source: str = "", action: str = "", **fields: Any) -> None:
@@ -263,6 +270,20 @@ class SmbEvent:
             out["service_type"] = self.service_type
         if self.account is not None:
             out["account"] = self.account
+        if self.task_name is not None:
+            out["task_name"] = self.task_name
+        if self.task_command is not None:
+            out["task_command"] = self.task_command
+        if self.task_arguments is not None:
+            out["task_arguments"] = self.task_arguments
+        if self.task_author is not None:
+            out["task_author"] = self.task_author
+        if self.task_user is not None:
+            out["task_user"] = self.task_user
+        if self.task_run_level is not None:
+            out["task_run_level"] = self.task_run_level
+        if self.target_user is not None:
+            out["target_user"] = self.target_user
         if self.time_precision is not None:
             out["time_precision"] = self.time_precision
         return out
@@ -343,7 +364,14 @@ class SmbEvent:
         columns[70][row] = self.start_type
         columns[71][row] = self.service_type
         columns[72][row] = self.account
-        columns[73][row] = self.time_precision
+        columns[73][row] = self.task_name
+        columns[74][row] = self.task_command
+        columns[75][row] = self.task_arguments
+        columns[76][row] = self.task_author
+        columns[77][row] = self.task_user
+        columns[78][row] = self.task_run_level
+        columns[79][row] = self.target_user
+        columns[80][row] = self.time_precision
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SmbEvent):

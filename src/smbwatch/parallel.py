@@ -1,38 +1,52 @@
 """Several inputs at once: one worker process per input, events streamed back in input order.
 
-Each worker runs ``pipeline.input_events`` on one file and sends its events in batches through a
-small bounded queue, so memory is bounded by ``jobs x QUEUE_BATCHES x BATCH`` events whatever the
-inputs' sizes. The parent reads the inputs in the order they were given (workers ahead of the one
-being read wait when their queue is full), so the output does not depend on which worker
-finishes first.
+Each worker runs the per-input function it is given (``pipeline.input_events``) on one file and
+sends its events in batches through a small bounded queue, so memory is bounded by
+``jobs x QUEUE_BATCHES x BATCH`` events whatever the inputs' sizes. The parent reads the inputs
+in the order they were given (workers ahead of the one being read wait when their queue is
+full), so the output does not depend on which worker finishes first. It knows nothing of
+captures or logs: the pipeline stands on it, not the other way round.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from typing import Any
 
-from smbwatch.diagnostics import Diagnostics
+from smbwatch.diagnostics import Diagnostics, InputError
 from smbwatch.events import SmbEvent
 from smbwatch.options import Options
-from smbwatch.pipeline import InputRun
 
 BATCH = 2000
 QUEUE_BATCHES = 4
+# The events of one input: path, diagnostics, input format, options (``pipeline.input_events``).
+InputReader = Callable[[str, Diagnostics, str | None, Options], Iterator[SmbEvent]]
 
 
-def _worker(path: str, input_format: str | None, options: Options, queue: Queue) -> None:
-    from smbwatch.pipeline import InputError, input_events
+class InputRun:
+    """One input as it is read: its events; once they are all read, what reading it cost
+    (``diagnostics``) and, for an input that is no capture or log, why (``error``)."""
 
+    def __init__(self, path: str, explicit: bool) -> None:
+        self.path = path
+        self.explicit = explicit  # named by the user, not found in a directory
+        self.events: Iterator[SmbEvent] = iter(())
+        self.diagnostics = Diagnostics()
+        self.error: str | None = None
+
+
+def _worker(
+    read: InputReader, path: str, input_format: str | None, options: Options, queue: Queue
+) -> None:
     diagnostics = Diagnostics()
     error = None
     batch: list[SmbEvent] = []
     try:
-        for event in input_events(path, diagnostics, input_format, options):
+        for event in read(path, diagnostics, input_format, options):
             batch.append(event)
             if len(batch) >= BATCH:
                 queue.put(("events", batch))
@@ -51,9 +65,14 @@ def _context() -> Any:
 
 
 def parallel_inputs(
-    files: list[tuple[str, bool]], input_format: str | None, jobs: int, options: Options
+    read: InputReader,
+    files: list[tuple[str, bool]],
+    input_format: str | None,
+    jobs: int,
+    options: Options,
 ) -> Iterator[InputRun]:
-    """Every (path, named explicitly) input, read by up to ``jobs`` processes, in order."""
+    """Every (path, named explicitly) input, each read by ``read`` in one of up to ``jobs``
+    processes (``read`` raises InputError for an input it cannot use), in order."""
     context = _context()
     waiting = deque(files)
     running: deque[tuple[str, bool, BaseProcess, Queue]] = deque()
@@ -62,7 +81,8 @@ def parallel_inputs(
             while waiting and len(running) < jobs:
                 path, explicit = waiting.popleft()
                 queue = context.Queue(QUEUE_BATCHES)
-                process = context.Process(target=_worker, args=(path, input_format, options, queue))
+                arguments = (read, path, input_format, options, queue)
+                process = context.Process(target=_worker, args=arguments)
                 process.start()
                 running.append((path, explicit, process, queue))
             path, explicit, process, queue = running.popleft()

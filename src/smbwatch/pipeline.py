@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from smbwatch import readback, winlog
+from smbwatch.capture.endpoint import Endpoints
 from smbwatch.capture.link import LINKTYPE_ETHERNET, SMB_PORTS, tcp_segment
 from smbwatch.capture.pcap import (
     CaptureError,
@@ -26,11 +27,11 @@ from smbwatch.capture.pcap import (
 )
 from smbwatch.capture.tcp import StreamConsumer, TcpReassembler, connection_id
 from smbwatch.dcerpc.transport import RpcTcpConnection
-from smbwatch.diagnostics import Diagnostics
+from smbwatch.diagnostics import Diagnostics, InputError
 from smbwatch.events import SmbEvent
 from smbwatch.file_keys import with_file_keys
 from smbwatch.options import Options
-from smbwatch.smb.endpoint import Endpoints
+from smbwatch.parallel import InputRun, parallel_inputs
 from smbwatch.smb.files import Transfers
 from smbwatch.smb.nbss import DecoderFactory, SmbConnection
 from smbwatch.smb.smb1 import Smb1Decoder
@@ -44,22 +45,6 @@ DECODERS: dict[int, type[Smb2Decoder] | type[Smb1Decoder]] = {
 }
 DEFAULT_OPTIONS: Final = Options()
 MAX_HELD_EVENTS: Final = 16384  # events held back behind one whose file is still being hashed
-
-
-class InputError(Exception):
-    """An input the user named cannot be used (missing, unreadable, unknown format)."""
-
-
-class InputRun:
-    """One input as it is read: its events; once they are all read, what reading it cost
-    (``diagnostics``) and, for an input that is no capture or log, why (``error``)."""
-
-    def __init__(self, path: str, explicit: bool) -> None:
-        self.path = path
-        self.explicit = explicit  # named by the user, not found in a directory
-        self.events: Iterator[SmbEvent] = iter(())
-        self.diagnostics = Diagnostics()
-        self.error: str | None = None
 
 
 def expand_inputs(paths: Iterable[str], errors: list[str] | None = None) -> list[tuple[str, bool]]:
@@ -131,16 +116,19 @@ def capture_events(
     source_format: str | None = None,
     decoders: dict[int, DecoderFactory] | None = None,
     options: Options = DEFAULT_OPTIONS,
+    frames: FrameReader | None = None,
 ) -> Iterator[SmbEvent]:
     """SMB events of one capture file, in the order their messages complete.
 
     ``decoders`` maps an SMB protocol id byte (0xFE, 0xFF) to the decoder for that dialect family
     (by default ``DECODERS``, sharing the capture's file ``Transfers`` built from ``options``).
+    ``frames`` is where the frames come from (by default ``path`` read with ``read_frames``).
     """
     transfers = Transfers(options, diagnostics)
     if decoders is None:
         decoders = {key: partial(decoder, files=transfers) for key, decoder in DECODERS.items()}
-    frames = read_frames(path, diagnostics)
+    if frames is None:
+        frames = read_frames(path, diagnostics)
     transfers.read_from(frames.mapped, frames.fileno)
     try:
         batches = _capture_events(frames, path, diagnostics, source_format, decoders)
@@ -245,9 +233,7 @@ def input_runs(
     """Each (path, named explicitly) input as it is read, in order, by up to ``jobs`` worker
     processes. Read each one's events before asking for the next."""
     if jobs > 1 and len(files) > 1:
-        from smbwatch.parallel import parallel_inputs
-
-        yield from parallel_inputs(files, input_format, jobs, options)
+        yield from parallel_inputs(input_events, files, input_format, jobs, options)
         return
     for path, explicit in files:
         run = InputRun(path, explicit)

@@ -123,7 +123,7 @@ def _parquet_events(path: str, diagnostics: Diagnostics) -> Iterator[SmbEvent]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from smbwatch.sinks.arrow import batch_events
+    from smbwatch.arrow import batch_events
 
     try:
         batches = pq.ParquetFile(path).iter_batches(batch_size=32768)

@@ -3,7 +3,7 @@
 ``SmbEvent`` (events.py) declares the same fields by hand, in the same order, because compiled it
 must be a plain native class (CONTRIBUTING.md, "The compiled build"); ``tests/test_schema.py``
 checks that the two agree, and that the README's field table is ``readme_table()``. The column
-types of the case's store (case/store.py) and of Parquet (sinks/arrow.py) come from ``kind``.
+types of the case's store (case/store.py) and of Parquet (arrow.py) come from ``kind``.
 
 Kinds, as the README names them:
   time       microseconds since the epoch, UTC (written ISO 8601 with ``Z``)
@@ -72,9 +72,11 @@ FIELDS: Final[tuple[Field, ...]] = (
         "action",
         TEXT,
         "`negotiate`, `logon`, `logoff`, `tree_connect`, `tree_disconnect`, `open`, `create`, "
-        "`read`, `write`, `close`, `delete`, `rename`, `set_info`, `query_directory`, `ioctl`, "
+        "`read`, `write`, `close`, `delete`, `rename`, `set_info`, `query_info` (SMB2 "
+        "QUERY_INFO, SMB1 TRANS2_QUERY_PATH/FILE/FS_INFORMATION), `query_directory`, `ioctl`, "
         "`rpc_call`, `encrypted`, `access_check` (host 5145), `share_change` (5142-5144), "
-        "`service_install` (host 7045/4697)",
+        "`service_install` (host 7045/4697), `task_create`/`task_update`/`task_delete` (host "
+        "4698/4702/4699), `account_change` (host 4742)",
         required=True,
     ),
     Field("source_format", TEXT, "`pcap`, `pcapng`, `live`, `evtx`, `xml`, `json`, `splunk`"),
@@ -180,8 +182,19 @@ FIELDS: Final[tuple[Field, ...]] = (
         "what the server did: `FILE_OPENED`, `FILE_CREATED`, `FILE_OVERWRITTEN`, `FILE_SUPERSEDED`",
     ),
     Field("delete_on_close", BOOLEAN, "the open deletes the file when closed"),
-    Field("info_class", TEXT, "SET_INFO / QUERY_INFO class (`FileRenameInformation`...)"),
-    Field("fsctl", TEXT, "IOCTL control code name (`FSCTL_PIPE_TRANSCEIVE`...)"),
+    Field(
+        "info_class",
+        TEXT,
+        "SET_INFO / QUERY_INFO class: MS-FSCC's names (`FileRenameInformation`, "
+        "`FileFsSizeInformation`...), MS-SMB2's InfoType for security and quota "
+        "(`SMB2_0_INFO_SECURITY`), MS-CIFS's for SMB1 levels (`SMB_QUERY_FILE_ALL_INFO`)",
+    ),
+    Field(
+        "fsctl",
+        TEXT,
+        "IOCTL control code name (`FSCTL_PIPE_TRANSCEIVE`...), from the response when the "
+        "request was not captured",
+    ),
     Field("pattern", TEXT, "QUERY_DIRECTORY search pattern"),
     Field(
         "status",
@@ -199,12 +212,23 @@ FIELDS: Final[tuple[Field, ...]] = (
         "bytes_seen", UNSIGNED, "on a `close`: how many distinct bytes of the file crossed the wire"
     ),
     Field("direction", TEXT, "on a `close`: `upload` (written) or `download` (read)"),
-    Field("pipe", TEXT, "named pipe"),
+    Field(
+        "pipe",
+        TEXT,
+        "named pipe (also one opened on a tree whose connect was not captured: the DCE/RPC BIND "
+        "written to it says it is a pipe)",
+    ),
     Field("rpc_interface", TEXT, "DCE/RPC interface (`svcctl`)"),
     Field("rpc_operation", TEXT, "DCE/RPC operation (`CreateServiceW`)"),
     Field("rpc_opnum", INTEGER, "DCE/RPC operation number"),
     Field("rpc_status", TEXT, "the call's status (Win32/NT status/HRESULT name, or the fault)"),
-    Field("rpc_args", OBJECT, "the call's decoded arguments"),
+    Field(
+        "rpc_args",
+        OBJECT,
+        "the call's decoded arguments (svcctl, atsvc, ITaskSchedulerService, winreg, srvsvc, "
+        "samr, lsarpc, efsrpc, netlogon, drsuapi, DCOM activation, IWbemServices, spoolss, "
+        "netdfs)",
+    ),
     Field("magic", TEXT, "what the written bytes are (`PE`, `ELF`, `script`, ...)"),
     Field("sha256", TEXT, "hash of a completely seen file"),
     Field("sha1", TEXT, "hash of a completely seen file"),
@@ -226,12 +250,25 @@ FIELDS: Final[tuple[Field, ...]] = (
         "service_name",
         TEXT,
         "the installed service: host 7045/4697, and network svcctl "
-        "CreateService*/ChangeServiceConfig* calls",
+        "CreateService*/ChangeServiceConfig* calls (also the svcctl calls on a service handle: "
+        "start, control, delete)",
     ),
     Field("image_path", TEXT, "the service's binary path (command line)"),
     Field("start_type", TEXT, "the service's start type"),
     Field("service_type", TEXT, "the service's type"),
     Field("account", TEXT, "the account the service runs as"),
+    Field(
+        "task_name",
+        TEXT,
+        "a scheduled task's path: host 4698/4702/4699, network SchRpcRegisterTask (and "
+        "SchRpcRun/Delete/EnableTask/RetrieveTask), atsvc NetrJobAdd",
+    ),
+    Field("task_command", TEXT, "what the task's first Exec action runs (atsvc: the command)"),
+    Field("task_arguments", TEXT, "the arguments of the task's first Exec action"),
+    Field("task_author", TEXT, "the task's author"),
+    Field("task_user", TEXT, "the principal the task runs as (`S-1-5-18` is SYSTEM)"),
+    Field("task_run_level", TEXT, "the task's run level (`HighestAvailable`, `LeastPrivilege`)"),
+    Field("target_user", TEXT, "host 4742: the computer account changed"),
     Field(
         "time_precision",
         TEXT,

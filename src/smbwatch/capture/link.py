@@ -186,11 +186,18 @@ def _tcp_segment(
     return key, source_port, destination_port, seq, offset_flags & 0x3F, payload, cut
 
 
+def starts_dcerpc_bind(data: bytes, start: int = 0) -> bool:
+    """Whether ``data[start:]`` begins with a DCE/RPC BIND: version 5.0, packet type 11, NDR's
+    data representation (little-endian, ASCII). How a DCE/RPC conversation is recognised
+    whatever carries it: a TCP flow on any port, or a file on a tree whose connect was missed."""
+    return data[start : start + 3] == DCERPC_BIND and data[start + 4 : start + 5] == b"\x10"
+
+
 def _is_rpc(frame: bytes, start: int, key: bytes, rpc_flows: set[bytes]) -> bool:
     """Is this a DCE/RPC over TCP flow: known, or starting with a BIND (version 5.0, NDR)?"""
     if key in rpc_flows:
         return True
-    if frame[start : start + 3] != DCERPC_BIND or frame[start + 4 : start + 5] != b"\x10":
+    if not starts_dcerpc_bind(frame, start):
         return False
     if len(rpc_flows) >= MAX_RPC_FLOWS:
         rpc_flows.clear()  # bounded: hostile traffic full of binds cannot grow it without end

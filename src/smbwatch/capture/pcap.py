@@ -16,6 +16,8 @@ import zlib
 from collections.abc import Generator, Iterator
 from typing import BinaryIO, Final
 
+from mypy_extensions import mypyc_attr
+
 from smbwatch.diagnostics import Diagnostics
 
 CHUNK: Final = 1 << 22
@@ -85,6 +87,7 @@ def _packets(reader: FrameReader) -> Iterator[Packet]:
         reader.close()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class FrameReader:
     """The frames of a capture one at a time, without a copy of each: ``next()`` reads the next
     frame and says whether there was one; its number, time, link type and bytes

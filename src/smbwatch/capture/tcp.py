@@ -14,6 +14,8 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
+from mypy_extensions import mypyc_attr
+
 from smbwatch.capture.link import SMB_PORTS, Segment
 from smbwatch.capture.pcap import Buffer
 from smbwatch.diagnostics import Diagnostics
@@ -31,6 +33,7 @@ MAX_CONNECTIONS: Final = 65536
 LATE_SYN_WINDOW: Final = 1 << 30  # a SYN this close behind the stream belongs to it
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class BodyTap:
     """Where the bytes a consumer did not need to see go after all, without passing through
     the consumer segment by segment: the file data that is hashed goes straight from the
@@ -45,21 +48,25 @@ class BodyTap:
         raise NotImplementedError
 
 
+# What a consumer says of the bytes that follow ``data``'s: how many of them it does not need
+# to see, and the tap they go to instead (None: nowhere).
+Skip = tuple[int, BodyTap | None]
+NO_SKIP: Final[Skip] = (0, None)
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
 class StreamConsumer:
     """What reassembly feeds: one per TCP connection (a base class rather than a Protocol, so
     that the compiled build calls it directly, once per segment).
 
     ``data`` returns how many of the bytes that follow in that direction the consumer does not
-    need to see (the rest of a file transfer nobody inspects, or one that is only hashed):
-    reassembly then counts them off with no call to the consumer per segment, handing them
-    to ``tap`` as set by that ``data`` call (None: they go nowhere). The consumer has already
+    need to see (the rest of a file transfer nobody inspects, or one that is only hashed), and
+    where they go instead: reassembly then counts them off with no call to the consumer per
+    segment, handing them to that tap (None: they go nowhere). The consumer has already
     accounted for them.
     """
 
-    def __init__(self) -> None:
-        self.tap: BodyTap | None = None
-
-    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> int:
+    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> Skip:
         raise NotImplementedError
 
     def gap(self, from_client: bool, length: int) -> None:
@@ -200,9 +207,7 @@ class TcpReassembler:
             if half.tap is not None:
                 half.tap.take(buf, start, start + half.skip)
             start += half.skip
-        consumer = connection.consumer
-        half.skip = consumer.data(from_client, buf[start:end], time, number)
-        half.tap = consumer.tap
+        half.skip, half.tap = connection.consumer.data(from_client, buf[start:end], time, number)
         return True
 
     def finish(self) -> None:
@@ -304,9 +309,7 @@ class TcpReassembler:
                 half.tap.take(payload, 0, skipped)
             payload, half.skip = payload[skipped:], half.skip - skipped
         if payload:
-            consumer = connection.consumer
-            half.skip = consumer.data(from_client, payload, time, frame)
-            half.tap = consumer.tap
+            half.skip, half.tap = connection.consumer.data(from_client, payload, time, frame)
         if cut:
             self.diagnostics.warn("snaplen_cut", "frames shorter than their TCP payload")
             self._lost(connection, half, from_client, cut)

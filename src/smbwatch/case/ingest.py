@@ -25,13 +25,13 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from smbwatch.arrow import event_batches
 from smbwatch.case import clocks, entities
 from smbwatch.case.store import EVENT_COLUMNS, Case
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.options import Options
 from smbwatch.pipeline import DEFAULT_OPTIONS, InputError, InputRun, expand_inputs, input_runs
 from smbwatch.pipeline import sniff_format as input_format_of
-from smbwatch.sinks.arrow import event_batches
 
 READ_CHUNK: Final = 4 << 20  # hashed at a time (the GIL is let go meanwhile)
 STAGED_AHEAD: Final = 2  # record batches between the decoder and the database

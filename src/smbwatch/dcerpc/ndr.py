@@ -11,6 +11,7 @@ conformance/variance counts are 8 bytes aligned to 8, and enums are 4 bytes inst
 from __future__ import annotations
 
 import struct
+import uuid
 from typing import Final
 
 CONTEXT_HANDLE_SIZE: Final = 20
@@ -94,6 +95,13 @@ class NdrReader:
     def pointer_sized(self) -> int:
         """A ``DWORD_PTR``/``ULONG_PTR`` (``__int3264``): 32 bits in NDR, 64 in NDR64."""
         return self.u64() if self.ndr64 else self.u32()
+
+    def guid(self) -> str:
+        """A GUID (MS-DTYP 2.3.4.2: a DWORD, two WORDs, eight bytes), aligned to 4, as text."""
+        self.align(4)
+        raw = self.raw(16)
+        little = self._utf16 == "utf-16-le"
+        return str(uuid.UUID(bytes_le=raw) if little else uuid.UUID(bytes=raw))
 
     def begin_struct(self) -> None:
         """Align for a structure that holds a pointer: 4 in NDR, 8 in NDR64."""

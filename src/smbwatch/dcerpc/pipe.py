@@ -23,7 +23,22 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Final
 
-from smbwatch.dcerpc import atsvc, efsrpc, lsarpc, samr, srvsvc, svcctl, tsch, winreg
+from smbwatch.dcerpc import (
+    atsvc,
+    dcom,
+    drsuapi,
+    efsrpc,
+    lsarpc,
+    netdfs,
+    netlogon,
+    samr,
+    spoolss,
+    srvsvc,
+    svcctl,
+    tsch,
+    winreg,
+    wmi,
+)
 from smbwatch.dcerpc.handles import HandleNames
 from smbwatch.dcerpc.interfaces import (
     NDR64_UUID,
@@ -76,6 +91,13 @@ DECODERS: dict[str, ModuleType] = {
     "samr": samr,
     "lsarpc": lsarpc,
     "efsrpc": efsrpc,
+    "netlogon": netlogon,
+    "drsuapi": drsuapi,
+    "IRemoteSCMActivator": dcom,
+    "IActivation": dcom,
+    "IWbemServices": wmi,
+    "spoolss": spoolss,
+    "netdfs": netdfs,
 }
 
 

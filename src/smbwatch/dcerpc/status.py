@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from smbwatch.smb.status import nt_status_name
+from smbwatch.ntstatus import nt_status_name
 
 WIN32_ERRORS: dict[int, str] = {
     0: "ERROR_SUCCESS",

@@ -3,27 +3,26 @@ dynamic port (PsExec and others), read with the same ``RpcPipe`` as named pipes.
 
 from __future__ import annotations
 
-from smbwatch.capture.tcp import StreamConsumer
+from smbwatch.capture.endpoint import Endpoints
+from smbwatch.capture.tcp import NO_SKIP, Skip, StreamConsumer
 from smbwatch.dcerpc.events import call_fields
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
-from smbwatch.smb.endpoint import Endpoints
 
 
 class RpcTcpConnection(StreamConsumer):
     """Consumer of one reassembled TCP connection carrying DCE/RPC PDUs."""
 
     def __init__(self, endpoints: Endpoints, diagnostics: Diagnostics, out: list[SmbEvent]) -> None:
-        super().__init__()
         self.endpoints = endpoints
         self.pipe = RpcPipe(diagnostics)
         self.out = out
 
-    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> int:
+    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> Skip:
         for call in self.pipe.feed(from_client, payload, time, frame):
             self.out.append(self._event(call))
-        return 0
+        return NO_SKIP
 
     def gap(self, from_client: bool, length: int) -> None:
         self.pipe.gap(from_client)

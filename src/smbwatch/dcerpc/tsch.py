@@ -1,18 +1,17 @@
 """ITaskSchedulerService (MS-TSCH 3.2.5.4) arguments: remote scheduled tasks (T1053.005).
 
-SchRpcRegisterTask carries the whole task as XML; the command lines are taken from its
-``Actions/Exec`` elements with expat, refusing any DOCTYPE (so no entity expansion, internal or
-external) and bounded in size by the stub it came in.
+SchRpcRegisterTask carries the whole task as XML; its command lines and principal are read by
+``smbwatch.task_xml`` (the same reader as for the host's 4698/4702 records).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Final
-from xml.parsers import expat
 
 from smbwatch.dcerpc.handles import HandleNames
 from smbwatch.dcerpc.ndr import NdrReader
+from smbwatch.task_xml import TaskXmlError, parse_task_xml
 
 Args = dict[str, Any]
 
@@ -33,72 +32,6 @@ LOGON_TYPES: Final = {
     5: "TASK_LOGON_SERVICE_ACCOUNT",
     6: "TASK_LOGON_INTERACTIVE_TOKEN_OR_PASSWORD",
 }
-# Task XML elements reported, by their path below <Task> (namespace dropped).
-_PRINCIPAL_FIELDS: Final = {
-    ("Principals", "Principal", "UserId"): "user_id",
-    ("Principals", "Principal", "GroupId"): "group_id",
-    ("Principals", "Principal", "RunLevel"): "run_level",
-    ("Principals", "Principal", "LogonType"): "principal_logon_type",
-    ("Settings", "Hidden"): "hidden",
-    ("RegistrationInfo", "Author"): "author",
-}
-
-
-class TaskXmlError(ValueError):
-    """Task XML that is malformed or declares a DOCTYPE."""
-
-
-def _refuse_doctype(*_: object) -> None:
-    raise TaskXmlError("task XML declares a DOCTYPE (entities refused)")
-
-
-def parse_task_xml(xml: str) -> Args:
-    """The actions (``command``/``arguments``, ``exec`` list) and principal of a task XML."""
-    parser = expat.ParserCreate(encoding="utf-8")  # the text is already decoded: ignore its prolog
-    parser.StartDoctypeDeclHandler = _refuse_doctype
-    parser.EntityDeclHandler = _refuse_doctype
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    path: list[str] = []
-    text: list[str] = []
-    actions: list[dict[str, str]] = []
-    found: Args = {}
-
-    def start(name: str, _attributes: dict[str, str]) -> None:
-        path.append(name.rsplit("}", 1)[-1])
-        text.clear()
-        if path[1:] == ["Actions", "Exec"]:
-            actions.append({})
-
-    def end(_name: str) -> None:
-        value = "".join(text).strip()
-        inner = tuple(path[1:])
-        if len(inner) == 3 and inner[:2] == ("Actions", "Exec") and actions:
-            key = {
-                "Command": "command",
-                "Arguments": "arguments",
-                "WorkingDirectory": "working_directory",
-            }
-            if inner[2] in key:
-                actions[-1][key[inner[2]]] = value
-        elif inner in _PRINCIPAL_FIELDS:
-            found[_PRINCIPAL_FIELDS[inner]] = value
-        path.pop()
-        text.clear()
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = text.append
-    try:
-        parser.Parse(xml.encode("utf-8", "replace"), True)
-    except expat.ExpatError as error:
-        raise TaskXmlError(f"task XML: {error}") from error
-    if actions:
-        found["command"] = actions[0].get("command")
-        if "arguments" in actions[0]:
-            found["arguments"] = actions[0]["arguments"]
-        if len(actions) > 1:
-            found["exec"] = actions
-    return found
 
 
 def _flags(value: int) -> list[str]:

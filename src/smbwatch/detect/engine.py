@@ -5,9 +5,16 @@ match it (from what their ``EventID``/``action`` items admit) are generated into
 function, which reads each field once and returns the indexes of the rules that matched. A kind
 no rule cares about costs one dictionary lookup.
 
-Matches are aggregated as they arrive (first/last time, count, evidence per group-by values);
+Matches are aggregated as they arrive (first/last time, actions, evidence per group-by values);
 correlation rules (Sigma ``event_count``, ``value_count``, ``temporal``, ``temporal_ordered``)
-are evaluated at the end over the matches of the rules they refer to, in time order.
+are evaluated at the end over the matches of the rules they refer to, in time order. So are the
+matches of rules with exclusions (``smbwatch.exclude``), which need what the whole input says
+of the domain's controllers.
+
+An alert's ``count`` is the number of actions behind it, not of events: an open with its writes
+and its close is one action, a 4697 and a 7045 of one service installation are one. Alerts of
+one rule family (``smbwatch.family``) on the same object of the same host at the same moment are
+merged into one, with the evidence of all.
 """
 
 from __future__ import annotations
@@ -26,36 +33,117 @@ from sigma.correlations import (
 )
 
 from smbwatch.detect import fields
+from smbwatch.detect.alert import (
+    CONTEXT_FIELDS,
+    Alert,
+    decode_powershell,
+    event_context,
+    shorten,
+)
 from smbwatch.detect.compiler import Key, admits
+from smbwatch.detect.domain import OBSERVED, DomainControllers, is_local
 from smbwatch.detect.sigma import DEFAULT_GROUP_BY, TEMPLATE_FIELD, Rule, RuleSet
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent, format_time
 
 Matcher = Callable[[SmbEvent], list[int]]
-_MISSING = "-"  # a template field no event of the alert has
+ActionKey = int  # action_key()
+CONTEXT_SET = frozenset(CONTEXT_FIELDS)
+UNKNOWN = "(unknown)"  # a template field no event of the alert has
+UNKNOWN_USER = "(unknown user)"  # a Kerberos session names no user on the wire
+ENCRYPTED = "(encrypted)"  # ... because DCE/RPC packet privacy sealed the arguments
+ENCRYPTED_NOTE = " [arguments encrypted: DCE/RPC packet privacy]"
+FAMILY_WINDOW = 120 * 1_000_000  # alerts of one family this close in time are one action's
 _SAMPLES = 16  # events kept per alert to fill its message; evidence keeps a reference to all
+# Event fields that come from a call's decoded arguments: sealed calls leave them empty.
+_ARGUMENT_ATTRIBUTES = (
+    "e.rpc_args",
+    "_rpc_arg(",
+    "e.service_name",
+    "e.image_path",
+    "e.start_type",
+    "e.service_type",
+    "e.account",
+    "e.task_",
+)
 
 
 def _nothing(_event: SmbEvent) -> list[int]:
     return []
 
 
-@dataclass
+def action_key(event: SmbEvent) -> ActionKey:
+    """What identifies the action an event is part of: the open for a file or pipe event (its
+    writes, reads and close), the installation for a service install record, else the event.
+
+    Kept as the hash of those values: an alert of a hunting rule may gather a million events,
+    and ints are neither stored as tuples nor walked by the garbage collector.
+    """
+    if event.source == "host":
+        if event.action == "service_install":
+            return hash(("service", event.server, event.service_name, event.image_path))
+        return hash(("record", event.source_file, event.source_ref, event.time))
+    if event.file_id is not None and event.action != "rpc_call":  # a FileId is per tree
+        key = (event.source_file, event.src_ip, event.src_port, event.tree_id, event.file_id)
+        return hash(key)
+    return hash(("message", event.source_file, event.source_ref, event.time, event.rpc_opnum))
+
+
+@dataclass(slots=True)
 class _Group:
-    """The events of one alert: one rule, one tuple of group-by values."""
+    """The events of one alert: one rule, one tuple of group-by values.
+
+    Its who/where/what (``context``) is read from the sample events when the alert is made,
+    earliest first: per event only what every alert needs is kept (its evidence and action).
+    """
 
     values: tuple[Any, ...]
     first: int
     last: int
     evidence: list[tuple[int, str | None, int | None]] = field(default_factory=list)
     samples: list[SmbEvent] = field(default_factory=list)
+    actions: dict[ActionKey, None] = field(default_factory=dict)  # in order, for determinism
+    encrypted: bool = False  # a call of the alert had its arguments sealed
+    attack: tuple[str, ...] = ()  # techniques of the alerts of its family merged into it
+    _context: dict[str, Any] | None = None
 
-    def add(self, event: SmbEvent) -> None:
+    def add(self, event: SmbEvent, action: ActionKey) -> None:
         self.first = min(self.first, event.time)
         self.last = max(self.last, event.time)
         self.evidence.append((event.time, event.source_file, event.source_ref))
         if len(self.samples) < _SAMPLES:
             self.samples.append(event)
+            self._context = None
+        self.actions[action] = None
+        if event.encrypted and event.action == "rpc_call":
+            self.encrypted = True
+
+    def merge(self, other: _Group) -> None:
+        """Take in the events of another alert of the same action (one rule family)."""
+        self.first = min(self.first, other.first)
+        self.last = max(self.last, other.last)
+        known = set(self.evidence)
+        self.evidence.extend(item for item in other.evidence if item not in known)
+        self.samples.extend(other.samples[: max(0, _SAMPLES - len(self.samples))])
+        self.actions.update(other.actions)
+        self.encrypted = self.encrypted or other.encrypted
+        self._context = None
+
+    def context(self) -> dict[str, Any]:
+        """The earliest value of each context field among the sample events."""
+        if self._context is None:
+            samples = self.samples
+            if len(samples) == 1:
+                self._context = event_context(samples[0])
+            else:
+                self._context = {}
+                for event in sorted(samples, key=lambda e: e.time):
+                    for name, value in event_context(event).items():
+                        self._context.setdefault(name, value)
+        return self._context
+
+    def value(self, name: str) -> Any:
+        return self.context().get(name)
 
 
 class Detector:
@@ -68,6 +156,10 @@ class Detector:
         self._matchers: dict[Key, Matcher] = ruleset.matchers
         self._index = {id(rule.sigma): i for i, rule in enumerate(self._rules)}
         self._getters = [_group_getters(rule) for rule in self._rules]
+        # The group-by fields of each rule that are context fields too (an alert's user, path).
+        self._context_by = [
+            [name for name in _group_names(rule) if name in CONTEXT_SET] for rule in self._rules
+        ]
         self._groups: list[dict[tuple[Any, ...], _Group]] = [{} for _ in self._rules]
         self._correlated = {
             self._index[id(ref.rule)]
@@ -77,10 +169,20 @@ class Detector:
             if id(ref.rule) in self._index
         }
         self._matches: dict[int, list[SmbEvent]] = defaultdict(list)
+        self._held: dict[int, list[SmbEvent]] = defaultdict(list)  # rules with exclusions
+        self._domain = DomainControllers()
+        self._opens: set[ActionKey] = set()  # opens some rule matched: their close has the hash
+        self._hashes: dict[ActionKey, str] = {}
 
     def feed(self, event: SmbEvent) -> None:
         """Evaluate every rule that can match this event and record the matches."""
         key = (event.source, event.action)
+        if key in OBSERVED:
+            self._domain.observe(event)
+        elif event.sha256 is not None and event.action == "close" and self._opens:
+            opened = action_key(event)
+            if opened in self._opens:
+                self._hashes[opened] = event.sha256
         matcher = self._matchers.get(key)
         if matcher is None:
             matcher = self._matchers[key] = self._build_matcher(key)
@@ -96,18 +198,19 @@ class Detector:
         for event in events:
             self.feed(event)
 
-    def alerts(self) -> list[dict[str, Any]]:
+    def alerts(self) -> list[Alert]:
         """All alerts so far, highest risk first, then earliest."""
-        out: list[dict[str, Any]] = []
+        found: list[tuple[int, _Group]] = []
         for index, rule in enumerate(self._rules):
             if isinstance(rule.sigma, SigmaCorrelationRule):
                 groups = self._correlate(rule)
             elif rule.generate:
-                groups = list(self._groups[index].values())
+                groups = list(self._groups[index].values()) + self._held_groups(index, rule)
             else:
                 continue
-            out.extend(_alert(rule, group) for group in groups)
-        out.sort(key=lambda a: (-a["risk_score"], a["first_time"], a["title"]))
+            found.extend((index, group) for group in groups)
+        out = [self._alert(index, group) for index, group in _merge(self._rules, found)]
+        out.sort(key=lambda a: (-a.risk_score, a.first_time, a.title))
         return out
 
     def generated_source(self, key: Key) -> str:
@@ -137,14 +240,50 @@ class Detector:
             self._matches[index].append(event)
         if not rule.generate:
             return
+        action = action_key(event)
+        if event.source == "network" and event.file_id is not None and event.action != "close":
+            self._opens.add(action)
+        if rule.exclude:
+            self._held[index].append(event)
+        else:
+            self._group(index, rule, event, self._groups[index], action)
+
+    def _group(
+        self,
+        index: int,
+        rule: Rule,
+        event: SmbEvent,
+        groups: dict[tuple[Any, ...], _Group],
+        action: ActionKey,
+    ) -> None:
+        """Add one matched event to the alert of its group-by values."""
         values = tuple(get(event) for get in self._getters[index])
         if rule.require_group_fields and any(v is None for v in values):
             return
         key = tuple(_hashable(v) for v in values)
-        group = self._groups[index].get(key)
+        group = groups.get(key)
         if group is None:
-            group = self._groups[index][key] = _Group(values, event.time, event.time)
-        group.add(event)
+            group = groups[key] = _Group(values, event.time, event.time)
+        group.add(event, action)
+
+    def _held_groups(self, index: int, rule: Rule) -> list[_Group]:
+        """The alerts of a rule with exclusions, from its matches that are not excluded."""
+        groups: dict[tuple[Any, ...], _Group] = {}
+        for event in self._held.get(index, ()):
+            if not self._excluded(rule, event):
+                self._group(index, rule, event, groups, action_key(event))
+        return list(groups.values())
+
+    def _excluded(self, rule: Rule, event: SmbEvent) -> bool:
+        """Whether the rule's exclusions drop this event (see ``smbwatch.exclude``)."""
+        for exclusion in rule.exclude:
+            if exclusion == "localhost" and is_local(event.src_ip, event.dst_ip):
+                return True
+            if exclusion == "domain_controllers" and self._domain.is_controller(
+                event.src_ip, event.user
+            ):
+                return True
+        return False
 
     # --- correlation -------------------------------------------------------------------------
     def _correlate(self, rule: Rule) -> list[_Group]:
@@ -156,8 +295,11 @@ class Detector:
         names = [ref.reference for ref in sigma.rules or ()]
         for position, ref in enumerate(sigma.rules or ()):
             index = self._index[id(ref.rule)]
-            getters = _correlation_getters(sigma, ref.reference, self._rules[index].zeek)
+            referenced = self._rules[index]
+            getters = _correlation_getters(sigma, ref.reference, referenced.zeek)
             for event in self._matches.get(index, ()):
+                if self._excluded(rule, event) or self._excluded(referenced, event):
+                    continue
                 values = tuple(get(event) for get in getters)
                 if any(v is None for v in values):
                     continue  # Sigma: events without the group-by fields do not correlate
@@ -169,9 +311,42 @@ class Detector:
             for chosen in _windows(sigma, entries, span, len(names)):
                 group = _Group(values, chosen[0][0], chosen[0][0])
                 for *_, event in chosen:
-                    group.add(event)
+                    group.add(event, action_key(event))
                 groups.append(group)
         return groups
+
+    def _alert(self, index: int, group: _Group) -> Alert:
+        rule = self._rules[index]
+        by = dict(zip(_group_names(rule), group.values, strict=True))
+        evidence = sorted(group.evidence, key=lambda item: item[0])
+        events = sorted(group.samples, key=lambda e: e.time)
+        context = group.context().copy()
+        context.pop("server", None)  # a group-by field where a rule names it, not a context one
+        for name in self._context_by[index]:
+            if by[name] is not None:
+                context[name] = by[name]
+        if "sha256" not in context and self._hashes:  # a write: the hash is on its close
+            sha256 = next((self._hashes[k] for k in group.actions if k in self._hashes), None)
+            if sha256 is not None:
+                context["sha256"] = sha256
+        if "command" in context:
+            context["command_decoded"] = decode_powershell(context["command"])
+        return Alert(
+            rule_id=rule.rule_id,
+            title=rule.title,
+            severity=rule.level,
+            risk_score=rule.risk_score,
+            message=_message(rule, by, events, group.encrypted),
+            attack=list(dict.fromkeys((*rule.attack, *group.attack)))
+            if group.attack
+            else list(rule.attack),
+            first_time=format_time(group.first),
+            last_time=format_time(group.last),
+            count=len(group.actions),
+            group=by,
+            evidence=[{"source_file": f, "source_ref": ref} for _, f, ref in evidence],
+            **context,
+        )
 
 
 def _windows(
@@ -183,8 +358,14 @@ def _windows(
         return
     condition = sigma.condition
     assert isinstance(condition, SigmaCorrelationCondition)
-    start = 0
-    for end in range(len(entries)):
+    # A burst that met an at-least threshold stays one alert while its events keep coming
+    # within the timespan of each other (444 Zerologon attempts: one alert, not 89).
+    growing = sigma.type != SigmaCorrelationType.TEMPORAL and condition.op in (
+        SigmaCorrelationConditionOperator.GT,
+        SigmaCorrelationConditionOperator.GTE,
+    )
+    start = end = 0
+    while end < len(entries):
         while entries[end][0] - entries[start][0] > span:
             start += 1
         window = entries[start : end + 1]
@@ -197,8 +378,18 @@ def _windows(
         else:
             met = _compare(condition, len(window))
         if met:
-            yield window
+            while (
+                growing and end + 1 < len(entries) and entries[end + 1][0] <= entries[end][0] + span
+            ):
+                end += 1
+            yield entries[start : end + 1]
             start = end + 1
+        end += 1
+
+
+def _within(entries: list[tuple[int, int, SmbEvent]], end: int, span: int) -> bool:
+    """Whether the entry after ``end`` follows it within ``span``."""
+    return entries[end + 1][0] - entries[end][0] <= span
 
 
 def _ordered(
@@ -237,44 +428,80 @@ def _compare(condition: SigmaCorrelationCondition, count: int) -> bool:
 
 
 # --- alerts ----------------------------------------------------------------------------------
-def _alert(rule: Rule, group: _Group) -> dict[str, Any]:
-    by = dict(zip(_group_names(rule), group.values, strict=True))
-    evidence = sorted(group.evidence, key=lambda item: item[0])
-    events = sorted(group.samples, key=lambda e: e.time)
-    alert: dict[str, Any] = {
-        "rule_id": rule.rule_id,
-        "title": rule.title,
-        "severity": rule.level,
-        "risk_score": rule.risk_score,
-        "message": _message(rule, by, events),
-        "attack": list(rule.attack),
-        "first_time": format_time(group.first),
-        "last_time": format_time(group.last),
-        "count": len(evidence),
-    }
-    alert.update(by)
-    alert["evidence"] = [{"source_file": f, "source_ref": ref} for _, f, ref in evidence]
-    return alert
+def _merge(rules: list[Rule], found: list[tuple[int, _Group]]) -> list[tuple[int, _Group]]:
+    """Alerts of one family on one object of one host, close in time, made one: the rule of
+    highest risk names it, the others' events and techniques join it (``_Group.attack``)."""
+    kept: dict[tuple[str, str, str], list[_Group]] = defaultdict(list)
+    absorbed: set[int] = set()
+    families = [pair for pair in found if rules[pair[0]].family is not None]
+    families.sort(key=lambda pair: (-rules[pair[0]].risk_score, pair[1].first))
+    for index, group in families:
+        rule = rules[index]
+        key = _family_key(rule, group)
+        if key is None:
+            continue
+        same = next((g for g in kept[key] if abs(g.first - group.first) <= FAMILY_WINDOW), None)
+        if same is None:
+            kept[key].append(group)
+            continue
+        same.merge(group)
+        same.attack = (*same.attack, *rule.attack)
+        absorbed.add(id(group))
+    return [pair for pair in found if id(pair[1]) not in absorbed] if absorbed else found
 
 
-def _message(rule: Rule, by: dict[str, Any], events: list[SmbEvent]) -> str:
-    """The rule's template with each ``$field$`` filled, or the title and the group values."""
-    if rule.message is None:
-        shown = ", ".join(f"{k}={v}" for k, v in by.items() if v is not None)
-        return f"{rule.title}: {shown}" if shown else rule.title
-    return TEMPLATE_FIELD.sub(
-        lambda m: _template_value(m.group(1), by, events, rule.zeek), rule.message
+def _family_key(rule: Rule, group: _Group) -> tuple[str, str, str] | None:
+    """(family, host, object) of an alert, or None when it has no family or no object."""
+    if rule.family is None:
+        return None
+    host = next(
+        (group.value(name) for name in ("dst_host", "server", "dst_ip") if group.value(name)),
+        None,
     )
+    what = next(
+        (group.value(name) for name in ("service_name", "task_name", "path") if group.value(name)),
+        None,
+    )
+    if host is None or what is None:
+        return None
+    return rule.family, str(host).split(".", 1)[0].lower(), str(what).lower()
 
 
-def _template_value(name: str, by: dict[str, Any], events: list[SmbEvent], zeek: bool) -> str:
+def _message(rule: Rule, by: dict[str, Any], events: list[SmbEvent], encrypted: bool) -> str:
+    """The rule's template with each ``$field$`` filled (values shortened), or the title and
+    the group values; what packet privacy hid is said."""
+    if rule.message is None:
+        shown = ", ".join(f"{k}={shorten(v)}" for k, v in by.items() if v is not None)
+        text = f"{rule.title}: {shown}" if shown else rule.title
+    else:
+        text = TEMPLATE_FIELD.sub(
+            lambda m: _template_value(m.group(1), by, events, rule.zeek, encrypted),
+            rule.message,
+        )
+    return text + ENCRYPTED_NOTE if encrypted else text
+
+
+def _template_value(
+    name: str, by: dict[str, Any], events: list[SmbEvent], zeek: bool, encrypted: bool
+) -> str:
     value = by.get(name)
     if value is None:
         get = fields.getter(name, zeek)
         if get is None:
             return f"${name}$"
         value = next((v for e in events if (v := get(e)) is not None), None)
-    return _MISSING if value is None else str(value)
+    if value is None:
+        return _placeholder(name, zeek, encrypted)
+    return shorten(value)
+
+
+def _placeholder(name: str, zeek: bool, encrypted: bool) -> str:
+    """What a message shows for a field none of its events has, and why where it is known."""
+    spec = fields.lookup(name, zeek)
+    exprs = spec.exprs if spec is not None else ()
+    if encrypted and any(attr in expr for expr in exprs for attr in _ARGUMENT_ATTRIBUTES):
+        return ENCRYPTED
+    return UNKNOWN_USER if any("e.user" in expr for expr in exprs) else UNKNOWN
 
 
 def _group_names(rule: Rule) -> tuple[str, ...]:
@@ -318,7 +545,7 @@ def _hashable(value: Any) -> Any:
 
 def detect(
     events: Iterable[SmbEvent], ruleset: RuleSet, diagnostics: Diagnostics | None = None
-) -> list[dict[str, Any]]:
+) -> list[Alert]:
     """Run ``ruleset`` over ``events`` and return the alerts (highest risk first)."""
     detector = Detector(ruleset, diagnostics)
     detector.feed_all(events)

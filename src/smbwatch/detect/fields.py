@@ -1,5 +1,5 @@
-"""The field vocabulary of rules: Windows 5140/5145 (and 4624, 7045/4697), Zeek and Splunk names
-mapped onto the event contract, the same way for host and network events.
+"""The field vocabulary of rules: Windows 5140/5145 (and 4624, 7045/4697, 4698/4702/4699, 4742),
+Zeek and Splunk names mapped onto the event contract, the same way for host and network events.
 
 A network ``create``/``open``/``write`` is the wire's equivalent of a 5145 access check and a
 ``tree_connect`` that of a 5140, so a rule written for Windows logs runs on captures too:
@@ -40,6 +40,10 @@ HOST_ACTIONS: dict[int, str] = {
     4647: "logoff",
     7045: "service_install",
     4697: "service_install",
+    4698: "task_create",
+    4702: "task_update",
+    4699: "task_delete",
+    4742: "account_change",
 }
 
 # Zeek smb_files actions → contract actions.
@@ -147,7 +151,7 @@ WINDOWS_FIELDS: dict[str, Field] = {
     "IpAddress": _SRC_IP,
     "IpPort": _SRC_PORT,
     "SubjectUserName": _USER,
-    "TargetUserName": _USER,
+    "TargetUserName": _f("(e.target_user if e.target_user is not None else e.user)"),
     "SubjectDomainName": _f("e.domain"),
     "TargetDomainName": _f("e.domain"),
     "SubjectLogonId": _f("e.session_id", "text"),
@@ -164,6 +168,9 @@ WINDOWS_FIELDS: dict[str, Field] = {
     "ServiceStartType": _f("e.start_type"),
     "AccountName": _f("e.account"),
     "ServiceAccount": _f("e.account"),
+    "TaskName": _f("e.task_name"),
+    "TaskContent": _f("_task_command_line(e)"),  # 4698/4699: what the task XML runs
+    "TaskContentNew": _f("_task_command_line(e)"),  # 4702
 }
 
 # Names used by Splunk's Windows add-on (the "Write Executable in SMB Share" search).
@@ -277,6 +284,13 @@ def _rpc_arg(args: Any, key: str) -> Any:
     return args.get(key) if isinstance(args, dict) else None
 
 
+def _task_command_line(e: SmbEvent) -> str | None:
+    """A task's command and arguments: what rules look for in its XML (``TaskContent``)."""
+    if e.task_command is None:
+        return None
+    return f"{e.task_command} {e.task_arguments}" if e.task_arguments else e.task_command
+
+
 NAMESPACE: dict[str, Any] = {
     "_NETWORK_EVENT_IDS": NETWORK_EVENT_IDS,
     "_share_unc": _share_unc,
@@ -286,6 +300,7 @@ NAMESPACE: dict[str, Any] = {
     "_object_type": _object_type,
     "_share_class": _share_class,
     "_rpc_arg": _rpc_arg,
+    "_task_command_line": _task_command_line,
 }
 
 

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Any, TextIO
 
-from smbwatch.detect.sigma import ALERT_FIELDS, RuleSet
+from smbwatch.detect.alert import ALERT_FIELDS, CONTEXT_FIELDS, Alert
+from smbwatch.detect.attack import technique_names
+from smbwatch.detect.sigma import RuleSet
 from smbwatch.sinks.output import RowKind, write_rows
 from smbwatch.sinks.table import Column
 
@@ -24,46 +26,84 @@ def _evidence(alert: dict[str, Any]) -> str:
     return f"{name}#{first['source_ref']}{more}"
 
 
+def _source(alert: dict[str, Any]) -> str:
+    return alert.get("src_host") or alert.get("src_ip") or ""
+
+
+def _target(alert: dict[str, Any]) -> str:
+    return alert.get("dst_host") or alert.get("server") or alert.get("dst_ip") or ""
+
+
 ALERT_COLUMNS: list[Column] = [
-    ("risk", lambda a: a["risk_score"]),
-    ("severity", lambda a: a["severity"]),
-    ("rule", lambda a: a["title"]),
-    ("first seen", lambda a: a["first_time"]),
-    ("last seen", lambda a: a["last_time"]),
-    ("count", lambda a: a["count"]),
-    ("message", lambda a: a["message"]),
-    ("evidence", _evidence),
+    Column("risk", lambda a: a["risk_score"], 1, 4),
+    Column("severity", lambda a: a["severity"], 9, 8, 13),
+    Column("rule", lambda a: a["title"], 3, 20, 40),
+    Column("first seen", lambda a: a["first_time"], 2, 20, time=True),
+    Column("last seen", lambda a: a["last_time"], 10, 20, time=True),
+    Column("count", lambda a: a["count"], 5, 5, 7),
+    Column("source", _source, 6, 12, 40),
+    Column("target", _target, 7, 12, 40),
+    Column("user", lambda a: a.get("user"), 8, 10, 30),
+    Column("message", lambda a: a["message"], 4, 44),
+    Column("evidence", _evidence, 11, 12, 40),
 ]
 
-RULE_FIELDS = ("rule_id", "title", "level", "risk_score", "kind", "attack", "origin", "warnings")
+RULE_FIELDS = (
+    "rule_id",
+    "title",
+    "level",
+    "risk_score",
+    "kind",
+    "role",
+    "attack",
+    "origin",
+    "warnings",
+)
 RULE_COLUMNS: list[Column] = [
-    ("title", lambda r: r["title"]),
-    ("level", lambda r: r["level"]),
-    ("risk", lambda r: r["risk_score"]),
-    ("kind", lambda r: r["kind"]),
-    ("ATT&CK", lambda r: " ".join(r["attack"])),
-    ("from", lambda r: r["origin"]),
-    ("warnings", lambda r: r["warnings"] or ""),
+    Column("title", lambda r: r["title"], 1, 30, 60),
+    Column("level", lambda r: r["level"], 4, 8, 13),
+    Column("risk", lambda r: r["risk_score"], 2, 4),
+    Column("ATT&CK", lambda r: technique_names(r["attack"]), 3, 30),
+    Column("kind", lambda r: r["kind"], 6, 11, 30),
+    Column("from", lambda r: r["origin"], 5, 20, 50),
+    Column("warnings", lambda r: r["warnings"] or "", 7, 8),
 ]
 
 
 def csv_columns(alerts: Sequence[dict[str, Any]]) -> list[str]:
-    """The alert fields, then every group-by field in order of first appearance, then evidence."""
-    columns = list(ALERT_FIELDS)
+    """The alert fields, the context fields, every group-by field in order of first appearance,
+    then the evidence."""
+    columns = [*ALERT_FIELDS, *CONTEXT_FIELDS]
     for alert in alerts:
         columns.extend(k for k in alert if k not in columns and k != "evidence")
     return [*columns, "evidence"]
 
 
 ALERTS = RowKind("smbwatch alerts", ALERT_COLUMNS, csv_columns)
-RULES = RowKind("smbwatch rules", RULE_COLUMNS, RULE_FIELDS)
+RULES = RowKind("smbwatch rules: detections", RULE_COLUMNS, RULE_FIELDS)
+HELPER_RULES = RowKind(
+    "helper rules (building blocks of correlations; they raise no alert)",
+    RULE_COLUMNS,
+    RULE_FIELDS,
+)
 
 
-def write_alerts(alerts: Sequence[dict[str, Any]], fmt: str, out: TextIO) -> int:
-    """Write alerts as ``table``, ``jsonl`` or ``csv``; the number written."""
-    return write_rows(alerts, fmt, ALERTS, out)
+def write_alerts(alerts: Sequence[Alert], fmt: str, out: TextIO, wide: bool = False) -> int:
+    """Write alerts as ``table``, ``jsonl`` or ``csv``; the number written. ``wide``: a table
+    with full timestamps and every cell whole."""
+    return write_rows([alert.to_dict() for alert in alerts], fmt, ALERTS, out, wide)
 
 
-def write_rule_listing(ruleset: RuleSet, fmt: str, out: TextIO) -> int:
-    """Write what ``smbwatch rules list`` shows (one row per loaded rule); the number written."""
-    return write_rows(ruleset.listing(), fmt, RULES, out)
+def write_rule_listing(ruleset: RuleSet, fmt: str, out: TextIO, wide: bool = False) -> int:
+    """Write what ``smbwatch rules list`` shows (one row per loaded rule); the number written.
+    The table shows the detections first, then the helper rules correlations are built from."""
+    rows = ruleset.listing()
+    if fmt != "table":
+        return write_rows(rows, fmt, RULES, out, wide)
+    detections = [row for row in rows if row["role"] == "detection"]
+    helpers = [row for row in rows if row["role"] != "detection"]
+    count = write_rows(detections, fmt, RULES, out, wide)
+    if helpers:
+        out.write("\n")
+        count += write_rows(helpers, fmt, HELPER_RULES, out, wide)
+    return count

@@ -10,7 +10,14 @@ smbwatch:
   message: "$user$ dropped $Relative_Target_Name$"   # $field$ filled from the alert's events
   group_by: [Share_Name, user]      # one alert per distinct value tuple (default: who/where/what)
   require_group_fields: true        # like Splunk's ``stats ... by``: drop events missing one
+  family: remote-service-install    # alerts of one family on one action are merged into one
+  exclude: [localhost, domain_controllers]   # events that never count for this rule
 ```
+
+``exclude``: ``localhost`` drops events whose client is the server itself (a loopback address,
+or the same address at both ends); ``domain_controllers`` drops events whose client is a domain
+controller, or is a domain controller's own machine account, as the inputs show them
+(:mod:`smbwatch.detect.domain`).
 
 ATT&CK technique ids come from the rule's standard Sigma tags (``attack.t1021.002``).
 """
@@ -33,6 +40,7 @@ from sigma.correlations import (
 from sigma.rule import SigmaRule
 
 from smbwatch.detect import fields
+from smbwatch.detect.alert import ALERT_FIELDS
 from smbwatch.detect.compiler import Compiled, Compiler, KeySet, intersect
 
 METADATA_KEY = "smbwatch"
@@ -43,25 +51,13 @@ RULE_SUFFIXES = (".yml", ".yaml")
 LEVEL_RISK = {"informational": 5, "low": 25, "medium": 50, "high": 75, "critical": 100}
 # One alert per who / where / what (contract names), when a rule does not say how to group.
 DEFAULT_GROUP_BY = ("src_ip", "dst_ip", "server", "user", "share", "path", "rpc_operation")
+EXCLUSIONS = ("localhost", "domain_controllers")
 SUPPORTED_CORRELATIONS = {
     SigmaCorrelationType.EVENT_COUNT,
     SigmaCorrelationType.VALUE_COUNT,
     SigmaCorrelationType.TEMPORAL,
     SigmaCorrelationType.TEMPORAL_ORDERED,
 }
-# The fields every alert has, in output order (its group-by fields follow, then "evidence");
-# a group-by field may not take one of these names.
-ALERT_FIELDS = (
-    "rule_id",
-    "title",
-    "severity",
-    "risk_score",
-    "message",
-    "attack",
-    "first_time",
-    "last_time",
-    "count",
-)
 RESERVED_ALERT_FIELDS = frozenset((*ALERT_FIELDS, "evidence"))
 # ``$field$`` in a message template (a ``$`` elsewhere, as in ``ADMIN$``, is plain text).
 TEMPLATE_FIELD = re.compile(r"\$([A-Za-z_][\w.]*)\$")
@@ -97,8 +93,15 @@ class Rule:
     attack: tuple[str, ...]
     zeek: bool  # Zeek-flavoured: Zeek's meaning of ``path`` in its detection and template
     generate: bool  # raises alerts itself (False: only feeds a correlation)
+    family: str | None = None  # alerts of one family on one action merge into one
+    exclude: tuple[str, ...] = ()  # EXCLUSIONS: events that never count for this rule
     compiled: Compiled | None = None  # None for correlations
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def role(self) -> str:
+        """``detection`` for a rule that raises alerts, ``helper`` for a building block."""
+        return "detection" if self.generate else "helper"
 
     @property
     def kind(self) -> str:
@@ -127,6 +130,7 @@ class RuleSet:
                 "level": rule.level,
                 "risk_score": rule.risk_score,
                 "kind": rule.kind,
+                "role": rule.role,
                 "attack": list(rule.attack),
                 "origin": rule.origin,
                 "warnings": len(rule.warnings),
@@ -232,6 +236,8 @@ def _rule(sigma: SigmaRule | SigmaCorrelationRule, origin: str, compiler: Compil
         ),
         zeek=zeek,
         generate=sigma._output,
+        family=meta.get("family"),
+        exclude=tuple(meta.get("exclude") or ()),
     )
     rule.warnings.extend(
         f"'{name}' is not a field smbwatch knows; it stays empty"
@@ -296,6 +302,8 @@ def _metadata(sigma: SigmaRule | SigmaCorrelationRule, origin: str) -> dict[str,
         "message": lambda v: isinstance(v, str),
         "group_by": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
         "require_group_fields": lambda v: isinstance(v, bool),
+        "family": lambda v: isinstance(v, str) and bool(v),
+        "exclude": lambda v: isinstance(v, list) and all(x in EXCLUSIONS for x in v),
     }
     if not isinstance(meta, dict):
         raise RuleError(f"{origin}: '{METADATA_KEY}:' must be a mapping")

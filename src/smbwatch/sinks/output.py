@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import FIELD_NAMES, SmbEvent
+from smbwatch.sinks import OutputError
 from smbwatch.sinks.csv import write_csv
 from smbwatch.sinks.jsonl import write_jsonl
 from smbwatch.sinks.table import EVENT_COLUMNS, Column, write_table
@@ -27,10 +28,6 @@ if TYPE_CHECKING:
 TEXT_FORMATS: Final = ("table", "jsonl", "csv")
 FORMATS: Final = (*TEXT_FORMATS, "parquet")  # parquet: events only
 Row = dict[str, Any]
-
-
-class OutputError(Exception):
-    """The output cannot be written as asked (a file that cannot be opened, a bad format)."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +44,12 @@ EVENTS: Final = RowKind("SMB events", EVENT_COLUMNS, FIELD_NAMES)
 
 
 def columns_kind(title: str, names: Sequence[str]) -> RowKind:
-    """Rows of arbitrary named columns (a query's result), each shown as it is."""
-    table = [(name, _getter(name)) for name in names]
+    """Rows of arbitrary named columns (a query's result), each shown as it is, the first
+    ones first when not all fit."""
+    table = [
+        Column(name, _getter(name), priority, max(4, min(len(name), 24)))
+        for priority, name in enumerate(names, start=1)
+    ]
     return RowKind(title, table, list(names))
 
 
@@ -56,8 +57,11 @@ def _getter(name: str) -> Callable[[Row], Any]:
     return lambda row: row.get(name)
 
 
-def write_rows(rows: Iterable[Row], fmt: str, kind: RowKind, out: TextIO) -> int:
-    """Write rows in a text format; the number written."""
+def write_rows(
+    rows: Iterable[Row], fmt: str, kind: RowKind, out: TextIO, wide: bool = False
+) -> int:
+    """Write rows in a text format; the number written. ``wide``: a table with full times and
+    every cell whole."""
     if fmt == "jsonl":
         return write_jsonl(rows, out)
     if fmt == "csv":
@@ -66,7 +70,7 @@ def write_rows(rows: Iterable[Row], fmt: str, kind: RowKind, out: TextIO) -> int
             return write_csv(rows, out, kind.csv(rows))
         return write_csv(rows, out, kind.csv)
     if fmt == "table":
-        return write_table(rows, out, kind.table, kind.title)
+        return write_table(rows, out, kind.table, kind.title, wide)
     raise OutputError(f"{fmt} is not a format for {kind.title.lower()}")
 
 
@@ -74,18 +78,24 @@ class Output:
     """``--format`` and ``--output`` of one run: stdout or a file (a directory for parquet);
     the format by default a table on a terminal, else JSON lines."""
 
-    def __init__(self, fmt: str | None, path: str | None) -> None:
+    def __init__(self, fmt: str | None, path: str | None, wide: bool = False) -> None:
         if fmt == "parquet" and path is None:
             raise OutputError("-f parquet writes a dataset: name its directory with -o DIR")
         self.format = fmt
         self.path = path
+        self.wide = wide  # a table with full times and every cell whole
 
     def rows(self, rows: Iterable[Row], kind: RowKind) -> int:
         """Write rows of ``kind`` in a text format."""
+        return self.text(lambda out, fmt: write_rows(rows, fmt, kind, out, self.wide))
+
+    def text(self, write: Callable[[TextIO, str], int]) -> int:
+        """Let ``write(out, format)`` write in a text format, for a layout of its own (the
+        rule listing's two tables)."""
         if self.format == "parquet":
-            raise OutputError(f"-f parquet is for events, not {kind.title.lower()}")
+            raise OutputError("-f parquet is for events only")
         with self._stream() as out:
-            return write_rows(rows, self._chosen(out), kind, out)
+            return write(out, self._chosen(out))
 
     def events(
         self, events: Iterable[SmbEvent], diagnostics: Diagnostics, kind: RowKind = EVENTS
@@ -93,7 +103,7 @@ class Output:
         """Write events: as rows (shown as ``kind`` says), or as a Parquet dataset."""
         if self.format != "parquet":
             return self.rows(map(SmbEvent.to_dict, events), kind)
-        from smbwatch.sinks.arrow import event_batches
+        from smbwatch.arrow import event_batches
 
         return self.batches(event_batches(events, diagnostics), diagnostics)
 
@@ -101,7 +111,7 @@ class Output:
         self, batches: Iterable[pa.RecordBatch], diagnostics: Diagnostics, kind: RowKind = EVENTS
     ) -> int:
         """Write events that are already Arrow batches of an event schema (from the case)."""
-        from smbwatch.sinks.arrow import batch_events, conformed
+        from smbwatch.arrow import batch_events, conformed
 
         if self.format == "parquet":
             from smbwatch.sinks.parquet import write_parquet

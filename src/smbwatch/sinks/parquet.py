@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from smbwatch.sinks.arrow import EVENT_SCHEMA
-from smbwatch.sinks.output import OutputError
+from smbwatch.arrow import EVENT_SCHEMA
+from smbwatch.sinks import OutputError
 
 PARTITION: Final = pa.schema([("date", pa.string())])
 ROWS_PER_GROUP: Final = 65536

@@ -44,6 +44,8 @@ from operator import add
 from queue import SimpleQueue
 from typing import Any, BinaryIO, Final
 
+from mypy_extensions import mypyc_attr
+
 from smbwatch.options import Bytes
 
 RECORD: Final = struct.Struct("<cQI")
@@ -73,6 +75,7 @@ class DigestError(Exception):
     """The hashing process is gone: the digests still wanted will not come."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class DigestService:
     """Where ``Transfers`` sends file data and gets digests (a process, or inline): a base
     class rather than a Protocol, so that the compiled build calls it directly."""

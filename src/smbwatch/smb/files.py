@@ -89,13 +89,16 @@ class Transfers:
     """What the file transfers of one capture share: the options and the bound on data held
     out of order. ``close`` at the end of the capture."""
 
-    def __init__(self, options: Options, diagnostics: Diagnostics) -> None:
+    def __init__(
+        self, options: Options, diagnostics: Diagnostics, digests: DigestService | None = None
+    ) -> None:
         self.options = options
         self.diagnostics = diagnostics
         self.hashing = options.hashing
         self.held = 0  # out-of-order bytes held by every file
         self.extracting: set[_Stream] = set()  # streams whose file is being extracted
-        self._digests: DigestService | None = None  # started with the first file to hash
+        # Where the digests are computed: by default a process started with the first file
+        self._digests = digests
         self._capture: mmap.mmap | None = None  # the capture file, if memory-mapped
         self._fileno = -1  # ... and open as this descriptor
         self._streams = 0  # streams numbered so far

@@ -15,10 +15,10 @@ from typing import Final
 
 from mypy_extensions import mypyc_attr
 
-from smbwatch.capture.tcp import BodyTap, StreamConsumer
+from smbwatch.capture.endpoint import Endpoints
+from smbwatch.capture.tcp import NO_SKIP, BodyTap, Skip, StreamConsumer
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
-from smbwatch.smb.endpoint import Endpoints
 
 PEEK: Final = 512  # bytes of a message shown to ``Decoder.wanted``
 MAX_MESSAGE: Final = (
@@ -100,7 +100,6 @@ class SmbConnection(StreamConsumer):
         factories: dict[int, DecoderFactory],
         out: list[SmbEvent],
     ) -> None:
-        super().__init__()
         self.endpoints = endpoints
         self.diagnostics = diagnostics
         self.factories = factories
@@ -108,8 +107,9 @@ class SmbConnection(StreamConsumer):
         self.out = out
         self.directions = {True: _Direction(), False: _Direction()}
 
-    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> int:
-        """Frame the next in-order bytes of one direction; how many following bytes to skip."""
+    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> Skip:
+        """Frame the next in-order bytes of one direction; how many following bytes to skip,
+        and the decoder's tap they go to."""
         state = self.directions[from_client]
         end = len(payload)
         pos = 0
@@ -134,9 +134,8 @@ class SmbConnection(StreamConsumer):
             tap = None if state.decoder is None else state.decoder.body_tap(from_client)
             if state.decoder is None or tap is not None:
                 skip, state.body_left = state.body_left, 0
-                self.tap = tap
-                return skip
-        return 0
+                return skip, tap
+        return NO_SKIP
 
     def gap(self, from_client: bool, length: int) -> None:
         """Bytes of one direction were never captured."""

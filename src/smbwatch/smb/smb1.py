@@ -15,31 +15,42 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
-from smbwatch.dcerpc import RpcCall, RpcPipe
-from smbwatch.dcerpc.events import call_fields
+from smbwatch.capture.endpoint import Endpoints
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
-from smbwatch.smb import gssapi, ntlmssp
+from smbwatch.ntstatus import STATUS_BUFFER_OVERFLOW, STATUS_MORE_PROCESSING_REQUIRED
+from smbwatch.smb import fscc
 from smbwatch.smb import smb1_records as rec
-from smbwatch.smb import smb2_records as fscc
-from smbwatch.smb.endpoint import Endpoints
-from smbwatch.smb.files import FileBodies, FileData, Transfers, sniff_magic
-from smbwatch.smb.status import STATUS_BUFFER_OVERFLOW, STATUS_MORE_PROCESSING_REQUIRED
+from smbwatch.smb.files import FileBodies, Transfers, sniff_magic
+from smbwatch.smb.session import (
+    MAX_FILES,
+    MAX_SESSIONS,
+    MAX_TREES,
+    SNIFF_WINDOW,
+    FileKey,
+    OpenFile,
+    Session,
+    Tree,
+    challenge_server,
+    close_events,
+    describe_create,
+    describe_create_action,
+    file_gone,
+    is_pipe_tree,
+    logon_identity,
+    remember,
+    rpc_events,
+    split_unc,
+)
 
-SNIFF_WINDOW: Final = 512  # data bytes kept from a file WRITE/READ: enough to recognise its type
 MAX_MESSAGE_KEPT: Final = 1 << 20  # larger messages are cut (their data is not needed past this)
 MAX_TRANSACTION: Final = 1 << 17  # parameters + data gathered for one transaction
 MAX_PENDING: Final = 256  # requests awaiting a response (servers allow about 50: MaxMpxCount)
-MAX_FILES: Final = 4096
-MAX_TREES: Final = 1024
-MAX_SESSIONS: Final = 256
 MAX_SEARCHES: Final = 256
 
 _NO_TREE: Final = 0xFFFF
-_IPC_SHARE: Final = "IPC$"
-_ACTION_BY_CREATE_ACTION: Final = ("create", "open", "create", "create")  # superseded/opened/...
 _PIPE_RESOURCE_TYPES: Final = (rec.FILE_TYPE_BYTE_MODE_PIPE, rec.FILE_TYPE_MESSAGE_MODE_PIPE)
 # The primary command a secondary request continues
 _PRIMARY: Final = {
@@ -48,31 +59,15 @@ _PRIMARY: Final = {
     rec.SMB_COM_NT_TRANSACT_SECONDARY: rec.SMB_COM_NT_TRANSACT,
 }
 _MALFORMED: Final = (ValueError, struct.error, IndexError)
-
-
-class _Session:
-    __slots__ = ("user", "domain", "workstation", "auth", "server")
-
-    def __init__(self, event: SmbEvent) -> None:
-        self.user, self.domain, self.workstation = event.user, event.domain, event.workstation
-        self.auth, self.server = event.auth, event.server
-
-
-class _Tree:
-    __slots__ = ("share", "share_name", "share_type", "server")
-
-    def __init__(self, event: SmbEvent) -> None:
-        self.share, self.share_name = event.share, event.share_name
-        self.share_type, self.server = event.share_type, event.server
-
-
-class _File:
-    __slots__ = ("fid", "uid", "tid", "path", "pipe", "rpc", "data")
-
-    def __init__(self, fid: int, header: rec.Header, path: str | None, pipe: str | None) -> None:
-        self.fid, self.uid, self.tid, self.path, self.pipe = fid, header.uid, header.tid, path, pipe
-        self.rpc: RpcPipe | None = None  # the DCE/RPC reader of an open named pipe
-        self.data: FileData | None = None  # what crossed the wire of a file (not a pipe)
+_QUERY_INFORMATION: Final = (
+    rec.TRANS2_QUERY_PATH_INFORMATION,
+    rec.TRANS2_QUERY_FILE_INFORMATION,
+    rec.TRANS2_QUERY_FS_INFORMATION,
+)
+# Warnings of the shared session helpers, by this decoder's name
+_STATE_EVICTED: Final = "smb1_state_evicted"
+_PIPE_TRUNCATED: Final = "smb1_pipe_data_truncated"
+_SECURITY_BLOB: Final = "smb1_security_blob"
 
 
 class _Parts:
@@ -136,7 +131,7 @@ class _Item:
         "trans",
     )
 
-    def __init__(self, command: int, event: SmbEvent | None, file: _File | None = None) -> None:
+    def __init__(self, command: int, event: SmbEvent | None, file: OpenFile | None = None) -> None:
         self.command = command
         self.event = event
         self.quiet = False  # not worth an event if it is never answered
@@ -161,7 +156,7 @@ class _Exchange:
         self.request = _Request(header, b"", request.time, request.frame)
 
 
-Handler = Callable[["Smb1Decoder", _Request, rec.Block], _Item]
+RequestHandler = Callable[["Smb1Decoder", _Request, rec.Block], _Item]
 ResponseHandler = Callable[["Smb1Decoder", _Item, rec.Header, bytes, "rec.Block | None"], None]
 
 
@@ -183,10 +178,10 @@ class Smb1Decoder(FileBodies):
         self._security_mode: int | None = None
         self._pending: dict[tuple[int, int], deque[_Exchange]] = {}
         self._pending_count = 0
-        self._sessions: dict[int, _Session] = {}
+        self._sessions: dict[int, Session] = {}
         self._logons: dict[int, SmbEvent] = {}  # SESSION_SETUP legs answered "more processing"
-        self._trees: dict[int, _Tree] = {}
-        self._files: dict[int, _File] = {}
+        self._trees: dict[int, Tree] = {}
+        self._files: dict[FileKey, OpenFile] = {}
         self._searches: dict[int, tuple[str | None, str | None]] = {}
         self._events: list[SmbEvent] = []
         self._time = self._frame = 0  # of the message being decoded
@@ -206,18 +201,17 @@ class Smb1Decoder(FileBodies):
             blocks, _ = rec.parse_chain(head, header.command)
             if not blocks or rec.andx_next(head, blocks[0]) != rec.SMB_COM_NO_ANDX_COMMAND:
                 return everything
-            fid: int | None
+            file: OpenFile | None
             if write:
                 request = rec.parse_write_request(head, blocks[0])
-                fid, data_offset = request.fid, request.data_offset
+                file, data_offset = self._files.get(request.fid), request.data_offset
             else:
                 exchange = self._find((header.pid, header.mid), rec.SMB_COM_READ_ANDX)
                 file = exchange.items[0].file if exchange is not None else None
-                fid = file.fid if file is not None else None  # unknown: its tree decides
                 data_offset = rec.parse_read_response(head, blocks[0])[1]
         except _MALFORMED:
             return everything  # message() will say what is wrong with it
-        if self._is_pipe(fid, header.tid):
+        if self._is_pipe(file, header.tid):
             return everything
         return min(everything, max(data_offset, blocks[0].data) + SNIFF_WINDOW)
 
@@ -376,7 +370,8 @@ class Smb1Decoder(FileBodies):
         item = _Item(block.command, event)
         setup = rec.parse_session_setup_request(req.msg, block, req.header.unicode)
         if setup.security_blob is not None:
-            item.quiet = not self._security_blob(event, setup.security_blob, req.frame)
+            blob = setup.security_blob
+            item.quiet = not logon_identity(event, blob, self._diag, _SECURITY_BLOB, req.frame)
         else:
             event.user, event.domain = setup.account or None, setup.primary_domain or None
             if not setup.account and max(setup.password_lengths, default=0) <= 1:
@@ -393,14 +388,6 @@ class Smb1Decoder(FileBodies):
             event.server = event.server or earlier.server
         return item
 
-    def _security_blob(self, event: SmbEvent, blob: bytes, frame: int) -> bool:
-        """Fill the identity from an extended-security blob; True if it carried one."""
-        try:
-            return gssapi.fill_identity(event, blob)
-        except _MALFORMED as exc:
-            self._diag.warn("smb1_security_blob", f"frame {frame}: {exc}")
-            return False
-
     def _session_setup_response(
         self, item: _Item, header: rec.Header, msg: bytes, block: rec.Block | None
     ) -> None:
@@ -411,15 +398,18 @@ class Smb1Decoder(FileBodies):
         if block is not None and block.word_count:
             action, blob = rec.parse_session_setup_response(msg, block)
         if header.status == STATUS_MORE_PROCESSING_REQUIRED:
-            event.server = event.server or _challenge_server(blob)
+            if not event.server and blob:
+                event.server = challenge_server(blob, self._diag, _SECURITY_BLOB, self._frame)
             if header.uid:  # held until the next leg, or emitted if the client gives up
-                self._remember(self._logons, header.uid, event, MAX_SESSIONS)
+                remember(self._logons, header.uid, event, MAX_SESSIONS, self._diag, _STATE_EVICTED)
             item.emitted = True
             return
         if action & rec.SMB_SETUP_GUEST and event.auth != "anonymous":
             event.auth = "guest"
         if header.status == 0 and header.uid:
-            self._remember(self._sessions, header.uid, _Session(event), MAX_SESSIONS)
+            session = Session()
+            session.learn(event)
+            remember(self._sessions, header.uid, session, MAX_SESSIONS, self._diag, _STATE_EVICTED)
         self._emit(item)
 
     def _logoff_request(self, req: _Request, block: rec.Block) -> _Item:
@@ -440,7 +430,7 @@ class Smb1Decoder(FileBodies):
     def _tree_connect_request(self, req: _Request, block: rec.Block) -> _Item:
         event = self._event("tree_connect", req, block.command)
         path, service = rec.parse_tree_connect_request(req.msg, block, req.header.unicode)
-        server, event.share_name = rec.split_unc(path)
+        server, event.share_name = split_unc(path)
         event.share, event.server = path, server or event.server
         event.share_type = rec.SERVICE_SHARE_TYPES.get(service)
         event.tree_id = None  # assigned by the response
@@ -456,7 +446,8 @@ class Smb1Decoder(FileBodies):
             service = rec.parse_tree_connect_response(msg, block)
             event.share_type = rec.SERVICE_SHARE_TYPES.get(service, event.share_type)
             event.tree_id = header.tid
-            self._remember(self._trees, header.tid, _Tree(event), MAX_TREES)
+            tree = Tree(event.share, event.share_name, event.server, event.share_type)
+            remember(self._trees, header.tid, tree, MAX_TREES, self._diag, _STATE_EVICTED)
         self._emit(item)
 
     def _tree_disconnect_request(self, req: _Request, block: rec.Block) -> _Item:
@@ -467,8 +458,8 @@ class Smb1Decoder(FileBodies):
     ) -> None:
         self._emit(item)
         if header.status == 0 and self._trees.pop(header.tid, None) is not None:
-            for fid in [fid for fid, file in self._files.items() if file.tid == header.tid]:
-                self._file_gone(self._files.pop(fid))
+            for key in [key for key, file in self._files.items() if file.tree_id == header.tid]:
+                self._file_gone(self._files.pop(key))
 
     # -- NT_CREATE_ANDX, OPEN_ANDX (and NT_TRANSACT_CREATE), CLOSE -----------------------------
 
@@ -486,15 +477,13 @@ class Smb1Decoder(FileBodies):
         root = self._files.get(create.root_fid) if create.root_fid else None
         if root is not None and root.path:
             event.path = f"{root.path}\\{event.path}"
-        event.access_mask = create.access_mask
-        event.share_access = create.share_access
-        event.create_options = create.create_options
-        if create.disposition < len(fscc.CREATE_DISPOSITIONS):
-            event.disposition = fscc.CREATE_DISPOSITIONS[create.disposition]
-        if create.create_options is not None and create.create_options & fscc.FILE_DELETE_ON_CLOSE:
-            event.delete_on_close = True
-        if event.share_type == "pipe" or (event.share_name or "").upper() == _IPC_SHARE:
-            event.pipe = event.path
+        describe_create(
+            event,
+            create.access_mask,
+            create.share_access,
+            create.disposition,
+            create.create_options,
+        )
         return event
 
     def _nt_create_response(
@@ -514,14 +503,10 @@ class Smb1Decoder(FileBodies):
             event.pipe = event.path
         event.file_id = _file_id(response.fid)
         event.file_size = response.end_of_file
-        if response.create_action < len(fscc.CREATE_ACTIONS):
-            event.create_action = fscc.CREATE_ACTIONS[response.create_action]
-            event.action = _ACTION_BY_CREATE_ACTION[response.create_action]
-        file = _File(response.fid, header, event.path, event.pipe)
-        if file.pipe is not None:
-            file.rpc = RpcPipe(self._diag, file.pipe)
-        else:
-            file.data = FileData(response.end_of_file)
+        describe_create_action(event, response.create_action)
+        fid = response.fid
+        file = OpenFile(fid, _file_id(fid), header.uid, header.tid, event.path, event.pipe)
+        file.opened(self._diag, response.end_of_file)
         self._remember_file(file)
 
     def _emit_create(self, item: _Item, header: rec.Header) -> None:
@@ -538,15 +523,15 @@ class Smb1Decoder(FileBodies):
     ) -> None:
         self._emit_close(item)
         if header.status == 0 and item.file is not None:
-            self._files.pop(item.file.fid, None)
+            self._files.pop(item.file.key, None)
             self._file_gone(item.file)
 
     def _emit_close(self, item: _Item) -> None:
         """A close event, with what crossed the wire of its file (one event per direction)."""
-        emitted, file = item.emitted, item.file
+        emitted = item.emitted
         self._emit(item)
-        if not emitted and item.event is not None and file is not None and file.data is not None:
-            self._events.extend(self._tracker.report(file.data, item.event)[1:])
+        if not emitted and item.event is not None:
+            self._events.extend(close_events(item.file, item.event, self._tracker)[1:])
 
     # -- READ_ANDX, WRITE_ANDX -----------------------------------------------------------------
 
@@ -597,7 +582,7 @@ class Smb1Decoder(FileBodies):
     def _track(
         self,
         from_client: bool,
-        file: _File | None,
+        file: OpenFile | None,
         offset: int,
         length: int,
         msg: bytes,
@@ -714,6 +699,8 @@ class Smb1Decoder(FileBodies):
             event.path, event.pattern = self._searches.get(sid, (None, None))
             event.info_class = rec.FIND_LEVELS.get(level, f"0x{level:04X}")
             return event
+        if sub in _QUERY_INFORMATION:
+            return self._query_information(req, item, parameters, unicode)
         if sub == rec.TRANS2_SET_PATH_INFORMATION:
             level, name = rec.parse_path_information(parameters, unicode)
             event = self._event("set_info", req, command)
@@ -728,14 +715,29 @@ class Smb1Decoder(FileBodies):
         self._set_information(event, level, data, unicode)
         return event
 
+    def _query_information(
+        self, req: _Request, item: _Item, parameters: bytes, unicode: bool
+    ) -> SmbEvent:
+        """A TRANS2_QUERY_PATH/FILE/FS_INFORMATION request: the ``query_info`` event."""
+        event = self._event("query_info", req, item.command)
+        levels, classes = rec.QUERY_LEVELS, fscc.FILE_INFORMATION_CLASSES
+        if item.subcommand == rec.TRANS2_QUERY_PATH_INFORMATION:
+            level, name = rec.parse_path_information(parameters, unicode)
+            event.path = rec.strip_path(name)
+        elif item.subcommand == rec.TRANS2_QUERY_FILE_INFORMATION:
+            fid, level = rec.parse_file_information(parameters)
+            item.file = self._files.get(fid)
+            self._describe_file(event, fid, item.file)
+        else:
+            level = rec.parse_fs_information(parameters)
+            levels, classes = rec.QUERY_FS_LEVELS, fscc.FS_INFORMATION_CLASSES
+        event.info_class = rec.level_name(level, levels, classes)
+        return event
+
     def _set_information(self, event: SmbEvent, level: int, data: bytes, unicode: bool) -> None:
         """Name a SET_*_INFORMATION level; a rename or a delete is an event of its own kind."""
-        if level >= rec.SMB_INFO_PASSTHROUGH:
-            info_class = level - rec.SMB_INFO_PASSTHROUGH
-            event.info_class = fscc.FILE_INFORMATION_CLASSES.get(info_class, str(level))
-        else:
-            info_class = None
-            event.info_class = rec.SET_LEVELS.get(level, f"0x{level:04X}")
+        event.info_class = rec.level_name(level, rec.SET_LEVELS, fscc.FILE_INFORMATION_CLASSES)
+        info_class = level - rec.SMB_INFO_PASSTHROUGH if level >= rec.SMB_INFO_PASSTHROUGH else None
         if info_class == fscc.FileRenameInformation:
             event.action = "rename"
             event.new_path = rec.strip_path(rec.parse_rename_information(data, unicode))
@@ -786,7 +788,8 @@ class Smb1Decoder(FileBodies):
                 self._events.append(event.copy(action="delete"))
         elif item.subcommand == rec.TRANS2_FIND_FIRST2:
             sid = rec.parse_find_first2_response(parameters)
-            self._remember(self._searches, sid, (event.path, event.pattern), MAX_SEARCHES)
+            search = (event.path, event.pattern)
+            remember(self._searches, sid, search, MAX_SEARCHES, self._diag, _STATE_EVICTED)
         elif event.action == "rename" and item.file is not None:
             item.file.path = event.new_path
 
@@ -800,53 +803,33 @@ class Smb1Decoder(FileBodies):
         return _Item(block.command, event, file)
 
     @staticmethod
-    def _describe_file(event: SmbEvent, fid: int, file: _File | None) -> None:
+    def _describe_file(event: SmbEvent, fid: int, file: OpenFile | None) -> None:
         event.file_id = _file_id(fid)
         if file is not None:
             event.path, event.pipe = file.path, file.pipe
 
-    def _pipe_data(self, file: _File | None, from_client: bool, data: bytes, length: int) -> None:
+    def _pipe_data(
+        self, file: OpenFile | None, from_client: bool, data: bytes, length: int
+    ) -> None:
         """Bytes written to or read from an open named pipe: DCE/RPC calls become events."""
-        if file is None or file.rpc is None or not length:
+        if file is None:
             return
-        if len(data) != length:
-            self._diag.warn("smb1_pipe_data_truncated", f"{file.pipe}: {len(data)} of {length}")
-            file.rpc.gap(from_client)
-            return
-        self._rpc_events(file, file.rpc.feed(from_client, data, self._time, self._frame))
+        calls = file.pipe_data(
+            from_client, data, length, self._time, self._frame, self._diag, _PIPE_TRUNCATED
+        )
+        if calls:
+            self._events.extend(rpc_events(file, calls, self._file_event))
 
-    def _file_gone(self, file: _File) -> None:
-        """A file closed, pushed out, or open at the end: the calls left on a pipe, and the data
-        not yet reported on a close, on a close event of its own at the time of that data."""
-        if file.rpc is not None:
-            self._rpc_events(file, file.rpc.finish())
-        file.rpc = None
-        seen = file.data.last_seen if file.data is not None else None
-        if file.data is not None and seen is not None:
-            event = self._new_event("close", *seen, file.uid, file.tid)
-            event.path, event.file_id = file.path, _file_id(file.fid)
-            self._events.extend(self._tracker.report(file.data, event))
+    def _file_gone(self, file: OpenFile) -> None:
+        """A file closed, pushed out, or open at the end (``session.file_gone``)."""
+        self._events.extend(file_gone(file, self._file_event, self._tracker))
 
-    def _rpc_events(self, file: _File, calls: list[RpcCall]) -> None:
-        """An ``rpc_call`` event per completed call, at the time and frame of its request."""
-        for call in calls:
-            if call.request_time is not None and call.request_frame is not None:
-                time, frame = call.request_time, call.request_frame
-            else:
-                time, frame = call.response_time or 0, call.response_frame or 0
-            event = self._new_event("rpc_call", time, frame, file.uid, file.tid)
-            event.path, event.file_id, event.pipe = file.path, _file_id(file.fid), file.pipe
-            for name, value in call_fields(call).items():
-                setattr(event, name, value)
-            self._events.append(event)
-
-    def _is_pipe(self, fid: int | None, tid: int) -> bool:
-        """Whether a FID is a named pipe; for a FID opened before the capture, its tree says."""
-        file = self._files.get(fid) if fid is not None else None
+    def _is_pipe(self, file: OpenFile | None, tid: int) -> bool:
+        """Whether a file is a named pipe; for one opened before the capture, its tree says."""
         if file is not None:
             return file.pipe is not None
         tree = self._trees.get(tid)
-        return tree is not None and tree.share_type == "pipe"
+        return tree is not None and is_pipe_tree(tree.share_type, tree.share_name)
 
     def _event(self, action: str, req: _Request, command: int) -> SmbEvent:
         """The event of one command of a request."""
@@ -868,12 +851,14 @@ class Smb1Decoder(FileBodies):
         self._describe_tree(event, tid)
         return event
 
+    def _file_event(self, action: str, file: OpenFile, time: int, frame: int) -> SmbEvent:
+        """An event on an open file that no request of its own made (``session.FileEvent``)."""
+        return self._new_event(action, time, frame, file.session_id, file.tree_id or 0)
+
     def _describe_tree(self, event: SmbEvent, tid: int) -> None:
         tree = self._trees.get(tid)
         if tree is not None:
-            event.share, event.share_name = tree.share, tree.share_name
-            event.share_type = tree.share_type
-            event.server = tree.server or event.server
+            tree.describe(event)
 
     def _chained(self, event: SmbEvent, header: rec.Header) -> None:
         """A command chained after a SESSION_SETUP or TREE_CONNECT: the session and tree the
@@ -887,10 +872,8 @@ class Smb1Decoder(FileBodies):
         """The session's identity on an event (a chained request learns it from the response)."""
         event.session_id = uid or None
         session = self._sessions.get(uid)
-        if session is not None and event.user is None:
-            event.user, event.domain = session.user, session.domain
-            event.workstation, event.auth = session.workstation, session.auth
-            event.server = event.server or session.server
+        if session is not None:
+            session.describe(event)
 
     def _emit(self, item: _Item) -> None:
         if item.event is not None and not item.emitted:
@@ -931,20 +914,12 @@ class Smb1Decoder(FileBodies):
                 return exchange
         return None
 
-    def _remember_file(self, file: _File) -> None:
+    def _remember_file(self, file: OpenFile) -> None:
         """Remember an open file; when too many are open, the oldest is forgotten (counted) and
         the calls left on it, if it is a pipe, are reported."""
-        if file.fid not in self._files and len(self._files) >= MAX_FILES:
-            self._diag.warn("smb1_state_evicted", f"more than {MAX_FILES} open files")
-            self._file_gone(self._files.pop(next(iter(self._files))))
-        self._files[file.fid] = file
-
-    def _remember(self, table: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
-        """Put ``value`` in a bounded table, pushing out the oldest entry when it is full."""
-        if key not in table and len(table) >= limit:
-            del table[next(iter(table))]
-            self._diag.warn("smb1_state_evicted", f"more than {limit} sessions/trees/searches")
-        table[key] = value
+        pushed_out = remember(self._files, file.key, file, MAX_FILES, self._diag, _STATE_EVICTED)
+        if pushed_out is not None:
+            self._file_gone(pushed_out)
 
 
 def _carries_data(header: rec.Header) -> bool:
@@ -962,21 +937,7 @@ def _file_id(fid: int) -> str:
     return f"{fid:04x}"
 
 
-def _challenge_server(blob: bytes) -> str | None:
-    """The server's own name, from the NTLM CHALLENGE in a SESSION_SETUP_ANDX response."""
-    try:
-        token = gssapi.parse_security_buffer(blob)
-        if token.ntlmssp is None or ntlmssp.message_type(token.ntlmssp) != (
-            ntlmssp.CHALLENGE_MESSAGE
-        ):
-            return None
-        challenge = ntlmssp.parse_challenge(token.ntlmssp)
-    except _MALFORMED:
-        return None
-    return challenge.dns_computer_name or challenge.nb_computer_name
-
-
-_REQUESTS: dict[int, Handler] = {
+_REQUESTS: Final[dict[int, RequestHandler]] = {
     rec.SMB_COM_NEGOTIATE: Smb1Decoder._negotiate_request,
     rec.SMB_COM_SESSION_SETUP_ANDX: Smb1Decoder._session_setup_request,
     rec.SMB_COM_LOGOFF_ANDX: Smb1Decoder._logoff_request,
@@ -996,7 +957,7 @@ _REQUESTS: dict[int, Handler] = {
     rec.SMB_COM_TRANSACTION2: Smb1Decoder._transaction_request,
     rec.SMB_COM_NT_TRANSACT: Smb1Decoder._transaction_request,
 }
-_RESPONSES: dict[int, ResponseHandler] = {
+_RESPONSES: Final[dict[int, ResponseHandler]] = {
     rec.SMB_COM_NEGOTIATE: Smb1Decoder._negotiate_response,
     rec.SMB_COM_SESSION_SETUP_ANDX: Smb1Decoder._session_setup_response,
     rec.SMB_COM_LOGOFF_ANDX: Smb1Decoder._logoff_response,

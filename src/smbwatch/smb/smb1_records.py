@@ -12,8 +12,8 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from smbwatch.smb.smb2_records import FILE_OPENED
-from smbwatch.smb.status import nt_status_name
+from smbwatch.ntstatus import nt_status_name
+from smbwatch.smb.fscc import FILE_OPENED
 
 PROTOCOL_ID: Final = b"\xffSMB"
 HEADER_SIZE: Final = 32
@@ -143,7 +143,10 @@ NT_LM_RESPONSE_WORDS: Final = (
 TRANS_TRANSACT_NMPIPE: Final = 0x0026
 TRANS2_FIND_FIRST2: Final = 0x0001
 TRANS2_FIND_NEXT2: Final = 0x0002
+TRANS2_QUERY_FS_INFORMATION: Final = 0x0003
+TRANS2_QUERY_PATH_INFORMATION: Final = 0x0005
 TRANS2_SET_PATH_INFORMATION: Final = 0x0006
+TRANS2_QUERY_FILE_INFORMATION: Final = 0x0007
 TRANS2_SET_FILE_INFORMATION: Final = 0x0008
 NT_TRANSACT_CREATE: Final = 0x0001
 
@@ -175,6 +178,32 @@ FIND_LEVELS: Final = {
     0x0106: "SMB_FIND_FILE_ID_BOTH_DIRECTORY_INFO",
     0x0202: "SMB_FIND_FILE_UNIX",
     0x020B: "SMB_FIND_FILE_UNIX_INFO2",
+}
+QUERY_LEVELS: Final = {  # QUERY_PATH_INFORMATION, QUERY_FILE_INFORMATION (2.2.2.3.3)
+    0x0001: "SMB_INFO_STANDARD",
+    0x0002: "SMB_INFO_QUERY_EA_SIZE",
+    0x0003: "SMB_INFO_QUERY_EAS_FROM_LIST",
+    0x0004: "SMB_INFO_QUERY_ALL_EAS",
+    0x0006: "SMB_INFO_IS_NAME_VALID",
+    0x0101: "SMB_QUERY_FILE_BASIC_INFO",
+    0x0102: "SMB_QUERY_FILE_STANDARD_INFO",
+    0x0103: "SMB_QUERY_FILE_EA_INFO",
+    0x0104: "SMB_QUERY_FILE_NAME_INFO",
+    0x0107: "SMB_QUERY_FILE_ALL_INFO",
+    0x0108: "SMB_QUERY_FILE_ALT_NAME_INFO",
+    0x0109: "SMB_QUERY_FILE_STREAM_INFO",
+    0x010B: "SMB_QUERY_FILE_COMPRESSION_INFO",
+    0x0200: "SMB_QUERY_FILE_UNIX_BASIC",
+    0x0201: "SMB_QUERY_FILE_UNIX_LINK",
+    0x020B: "SMB_QUERY_FILE_UNIX_INFO2",
+}
+QUERY_FS_LEVELS: Final = {  # QUERY_FS_INFORMATION (2.2.2.3.2)
+    0x0001: "SMB_INFO_ALLOCATION",
+    0x0002: "SMB_INFO_VOLUME",
+    0x0102: "SMB_QUERY_FS_VOLUME_INFO",
+    0x0103: "SMB_QUERY_FS_SIZE_INFO",
+    0x0104: "SMB_QUERY_FS_DEVICE_INFO",
+    0x0105: "SMB_QUERY_FS_ATTRIBUTE_INFO",
 }
 SET_LEVELS: Final = {
     0x0001: "SMB_INFO_STANDARD",
@@ -492,14 +521,6 @@ def parse_tree_connect_request(msg: bytes, block: Block, unicode: bool) -> tuple
 def parse_tree_connect_response(msg: bytes, block: Block) -> str:
     """The Service of the connected share (always OEM): ``A:``, ``IPC``, ``LPT1:``, ``COMM``."""
     return smb_string(msg, block.data, block.end, False)[0]
-
-
-def split_unc(path: str) -> tuple[str | None, str]:
-    """(server, share name) of ``\\\\SERVER\\SHARE``; a bare share name has no server."""
-    if path.startswith("\\\\"):
-        server, _, rest = path[2:].partition("\\")
-        return server or None, rest.partition("\\")[0]
-    return None, path
 
 
 # --- opening files: NT_CREATE_ANDX, NT_TRANSACT_CREATE, OPEN_ANDX --------------------------------
@@ -843,6 +864,19 @@ def parse_path_information(parameters: bytes, unicode: bool) -> tuple[int, str]:
 def parse_file_information(parameters: bytes) -> tuple[int, int]:
     """(FID, InformationLevel) of QUERY_FILE_INFORMATION / SET_FILE_INFORMATION."""
     return _unpack(_FILE_INFORMATION, parameters, "TRANS2 file information")
+
+
+def parse_fs_information(parameters: bytes) -> int:
+    """InformationLevel of QUERY_FS_INFORMATION."""
+    return _unpack(_U16, parameters, "TRANS2_QUERY_FS_INFORMATION")[0]
+
+
+def level_name(level: int, levels: dict[int, str], classes: dict[int, str]) -> str:
+    """The name of an information level: from ``levels``, or for a pass-through level (1000 +
+    an MS-FSCC class) the class's name from ``classes``; the number when neither knows it."""
+    if level >= SMB_INFO_PASSTHROUGH:
+        return classes.get(level - SMB_INFO_PASSTHROUGH, str(level))
+    return levels.get(level, f"0x{level:04X}")
 
 
 def parse_rename_information(data: bytes, unicode: bool) -> str:

@@ -12,81 +12,61 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
-from smbwatch.dcerpc.events import call_fields
-from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
+from smbwatch.capture.endpoint import Endpoints
+from smbwatch.capture.link import starts_dcerpc_bind
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
-from smbwatch.smb import gssapi, ntlmssp
-from smbwatch.smb import smb2_records as rec
-from smbwatch.smb.endpoint import Endpoints
-from smbwatch.smb.files import FileBodies, FileData, Transfers, sniff_magic
-from smbwatch.smb.status import (
+from smbwatch.ntstatus import (
     STATUS_BUFFER_OVERFLOW,
     STATUS_MORE_PROCESSING_REQUIRED,
     STATUS_PENDING,
     STATUS_SUCCESS,
     nt_status_name,
 )
+from smbwatch.smb import fscc
+from smbwatch.smb import smb2_records as rec
+from smbwatch.smb.files import FileBodies, FileData, Transfers, sniff_magic
+from smbwatch.smb.session import (
+    MAX_FILES,
+    MAX_SESSIONS,
+    MAX_TREES,
+    SNIFF_WINDOW,
+    FileKey,
+    OpenFile,
+    Session,
+    Tree,
+    challenge_server,
+    close_events,
+    describe_create,
+    describe_create_action,
+    file_gone,
+    logon_identity,
+    remember,
+    rpc_events,
+    split_unc,
+)
 
-SNIFF_WINDOW: Final = 512  # data bytes kept from a file WRITE/READ: enough to recognise its type
 MAX_PENDING: Final = 4096  # requests awaiting a response
-MAX_FILES: Final = 4096
-MAX_TREES: Final = 1024
-MAX_SESSIONS: Final = 256
 MAX_DECOMPRESSED: Final = 16 * 1024 * 1024
 
 _ALL_ONES_FILE_ID: Final = b"\xff" * 16  # "the file of the previous request" in a related compound
 _ALL_ONES_SESSION_ID: Final = 0xFFFFFFFFFFFFFFFF
 _ALL_ONES_TREE_ID: Final = 0xFFFFFFFF
-_ACTION_BY_CREATE_ACTION: Final = ("create", "open", "create", "create")  # superseded/opened/...
-_IPC_SHARE: Final = "IPC$"
+# Warnings of the shared session helpers, by this decoder's name
+_STATE_EVICTED: Final = "smb2_state_evicted"
+_PIPE_TRUNCATED: Final = "smb2_pipe_data_truncated"
+_SECURITY_BUFFER_MALFORMED: Final = "smb2_security_buffer_malformed"
+# The action of the commands whose response only answers the request (_plain_response)
+_PLAIN_ACTIONS: Final = {rec.QUERY_DIRECTORY: "query_directory", rec.QUERY_INFO: "query_info"}
 # Commands that do not work on a tree, whatever TreeId their header carries.
 _NOT_ON_A_TREE: Final = frozenset((rec.NEGOTIATE, rec.SESSION_SETUP, rec.LOGOFF, rec.TREE_CONNECT))
-
-
-class _Session:
-    __slots__ = ("user", "domain", "workstation", "auth", "server", "encrypted", "seen_encrypted")
-
-    def __init__(self) -> None:
-        self.user: str | None = None
-        self.domain: str | None = None
-        self.workstation: str | None = None
-        self.auth: str | None = None
-        self.server: str | None = None  # as the server names itself (NTLM) or the SPN's host
-        self.encrypted = False  # SESSION_SETUP said SMB2_SESSION_FLAG_ENCRYPT_DATA
-        self.seen_encrypted: set[bool] = set()  # directions whose hidden traffic was reported
-
-
-class _Tree:
-    __slots__ = ("share", "share_name", "server", "share_type", "encrypted")
-
-    def __init__(self, share: str | None, share_name: str | None, server: str | None) -> None:
-        self.share = share
-        self.share_name = share_name
-        self.server = server
-        self.share_type: str | None = None
-        self.encrypted = False
 
 
 def _session(event: SmbEvent) -> int:
     """The SessionId of a network event (0 when it has none)."""
     return event.session_id if isinstance(event.session_id, int) else 0
-
-
-class _OpenFile:
-    __slots__ = ("key", "file_id", "path", "pipe", "rpc", "session_id", "tree_id", "data")
-
-    def __init__(self, key: bytes, event: SmbEvent) -> None:
-        self.key = key  # FileId as on the wire
-        self.file_id = key.hex()
-        self.path = event.path
-        self.pipe = event.pipe  # the pipe name when this is an open named pipe
-        self.rpc: RpcPipe | None = None  # the DCE/RPC state of an open pipe
-        self.session_id = _session(event)
-        self.tree_id = event.tree_id
-        self.data: FileData | None = None  # what crossed the wire of a file (not a pipe)
 
 
 class _Pending:
@@ -96,12 +76,12 @@ class _Pending:
         "event", "command", "file", "chain_create", "opened", "ctl_code", "quiet", "data",
     )  # fmt: skip
 
-    def __init__(self, event: SmbEvent, command: int, file: _OpenFile | None = None) -> None:
+    def __init__(self, event: SmbEvent, command: int, file: OpenFile | None = None) -> None:
         self.event = event
         self.command = command
         self.file = file
         self.chain_create: _Pending | None = None  # the CREATE before it in a related compound
-        self.opened: _OpenFile | None = None  # what a CREATE opened, once answered
+        self.opened: OpenFile | None = None  # what a CREATE opened, once answered
         self.ctl_code: int | None = None  # IOCTL
         self.quiet = False  # not worth an event unless answered (an NTLM NEGOTIATE round)
         self.data: FileData | None = None  # CREATE: data written in its compound before it opened
@@ -115,7 +95,7 @@ class _Chain:
     def __init__(self) -> None:
         self.session_id: int | None = None
         self.tree_id: int | None = None
-        self.file: _OpenFile | None = None
+        self.file: OpenFile | None = None
         self.create: _Pending | None = None
 
 
@@ -143,19 +123,8 @@ class _Request:
         self.chain = chain
 
 
-def _split_unc(unc: str) -> tuple[str | None, str | None]:
-    r"""(server, share name) of ``\\SERVER\SHARE``."""
-    if not unc.startswith("\\\\"):
-        return None, unc or None
-    server, _, share = unc[2:].partition("\\")
-    return server or None, share or None
-
-
-def _spn_host(spn: str | None) -> str | None:
-    """``server.domain`` of ``cifs/server.domain``."""
-    if not spn or "/" not in spn:
-        return None
-    return spn.split("/")[1] or None
+def _fsctl_name(ctl_code: int) -> str:
+    return fscc.FSCTL_NAMES.get(ctl_code, f"0x{ctl_code:08x}")
 
 
 def _body_present(command: int, status: int) -> bool:
@@ -165,6 +134,10 @@ def _body_present(command: int, status: int) -> bool:
     if status == STATUS_BUFFER_OVERFLOW:
         return command in (rec.READ, rec.IOCTL, rec.QUERY_INFO)
     return status == STATUS_MORE_PROCESSING_REQUIRED and command == rec.SESSION_SETUP
+
+
+RequestHandler = Callable[["Smb2Decoder", _Request], _Pending]
+ResponseHandler = Callable[["Smb2Decoder", rec.Header, bytes, "_Pending | None", int, int], None]
 
 
 class Smb2Decoder(FileBodies):
@@ -184,55 +157,11 @@ class Smb2Decoder(FileBodies):
         self._diag = diagnostics
         super().__init__(files, diagnostics)
         self.dialect: str | None = None
-        self._sessions: dict[int, _Session] = {}
-        self._trees: dict[tuple[int, int], _Tree] = {}
-        self._files: dict[bytes, _OpenFile] = {}
+        self._sessions: dict[int, Session] = {}
+        self._trees: dict[tuple[int, int], Tree] = {}
+        self._files: dict[FileKey, OpenFile] = {}
         self._pending: dict[int, _Pending] = {}
         self._events: list[SmbEvent] = []
-        # By command code; None: the command yields no event (FLUSH, LOCK, CANCEL, ECHO,
-        # CHANGE_NOTIFY, QUERY_INFO, OPLOCK_BREAK).
-        self._requests: tuple[Callable[[_Request], _Pending] | None, ...] = (
-            self._negotiate_request,
-            self._session_setup_request,
-            self._logoff_request,
-            self._tree_connect_request,
-            self._tree_disconnect_request,
-            self._create_request,
-            self._close_request,
-            None,
-            self._read_request,
-            self._write_request,
-            None,
-            self._ioctl_request,
-            None,
-            None,
-            self._query_directory_request,
-            None,
-            None,
-            self._set_info_request,
-            None,
-        )
-        self._responses: tuple[Callable[..., None] | None, ...] = (
-            self._negotiate_response,
-            self._session_setup_response,
-            self._logoff_response,
-            self._tree_connect_response,
-            self._tree_disconnect_response,
-            self._create_response,
-            self._close_response,
-            None,
-            self._read_response,
-            self._write_response,
-            None,
-            self._ioctl_response,
-            None,
-            None,
-            self._query_directory_response,
-            None,
-            None,
-            self._set_info_response,
-            None,
-        )
 
     # -- the Decoder interface ---------------------------------------------------------------
 
@@ -263,6 +192,8 @@ class Smb2Decoder(FileBodies):
             return total_len  # message() will say what is wrong with it
         if file is not None and file.pipe is not None:
             return total_len  # pipe data is small and DCE/RPC needs all of it
+        if file is not None and not response and starts_dcerpc_bind(head, data_start):
+            return total_len  # a BIND may make it a pipe (OpenFile.pipe_by_bind)
         return min(total_len, max(data_start, rec.HEADER_SIZE) + SNIFF_WINDOW)
 
     def message(
@@ -366,13 +297,13 @@ class Smb2Decoder(FileBodies):
         chain.session_id, chain.tree_id = session_id, tree_id
         if header.command in _NOT_ON_A_TREE:
             tree_id = None
-        if header.command >= len(self._requests):
+        if header.command >= len(rec.COMMAND_NAMES):
             self._diag.warn("smb2_unknown_command", f"frame {frame}: command {header.command}")
             return
-        handler = self._requests[header.command]
+        handler = _REQUESTS.get(header.command)
         if handler is None:
             return
-        pending = handler(_Request(header, msg, session_id, tree_id, time, frame, chain))
+        pending = handler(self, _Request(header, msg, session_id, tree_id, time, frame, chain))
         if len(self._pending) >= MAX_PENDING:
             self._diag.warn("smb2_pending_evicted", f"more than {MAX_PENDING} unanswered")
             self._unanswered(self._pending.pop(next(iter(self._pending))))
@@ -385,14 +316,16 @@ class Smb2Decoder(FileBodies):
         if pending.quiet:
             return
         if pending.command == rec.CLOSE:
-            self._events.extend(self._report(self._resolve_chain(pending), pending.event))
+            self._events.extend(
+                close_events(self._resolve_chain(pending), pending.event, self._tracker)
+            )
         else:
             self._events.append(pending.event)
 
     def _response(self, header: rec.Header, msg: bytes, time: int, frame: int) -> None:
         if header.status == STATUS_PENDING and header.flags & rec.SMB2_FLAGS_ASYNC_COMMAND:
             return  # interim response: the final one follows with the same MessageId
-        if header.command >= len(self._responses):
+        if header.command >= len(rec.COMMAND_NAMES):
             self._diag.warn("smb2_unknown_command", f"frame {frame}: command {header.command}")
             return
         pending = self._pending.pop(header.message_id, None)
@@ -403,9 +336,9 @@ class Smb2Decoder(FileBodies):
                 pending = None
             else:
                 pending.event.status = nt_status_name(header.status)
-        handler = self._responses[header.command]
+        handler = _RESPONSES.get(header.command)
         if handler is not None:
-            handler(header, msg, pending, time, frame)
+            handler(self, header, msg, pending, time, frame)
 
     def _orphan(self, action: str, header: rec.Header, time: int, frame: int) -> SmbEvent:
         """The event of a response whose request was not seen (a capture started mid-session)."""
@@ -418,7 +351,7 @@ class Smb2Decoder(FileBodies):
         event.status = nt_status_name(header.status)
         return event
 
-    def _file(self, file_id: bytes, chain: _Chain) -> tuple[_OpenFile | None, _Pending | None]:
+    def _file(self, file_id: bytes, chain: _Chain) -> tuple[OpenFile | None, _Pending | None]:
         """The open file a request names, or the CREATE it follows in a related compound."""
         if file_id == _ALL_ONES_FILE_ID:
             return chain.file, chain.create
@@ -441,7 +374,7 @@ class Smb2Decoder(FileBodies):
         return pending
 
     @staticmethod
-    def _resolve_chain(pending: _Pending) -> _OpenFile | None:
+    def _resolve_chain(pending: _Pending) -> OpenFile | None:
         """The file a request works on; for a related one, what the CREATE before it opened."""
         if pending.file is None and pending.chain_create is not None:
             pending.file = pending.chain_create.opened
@@ -471,21 +404,10 @@ class Smb2Decoder(FileBodies):
     def _session_setup_request(self, req: _Request) -> _Pending:
         event = self._request_event("logon", req)
         pending = _Pending(event, req.header.command)
-        pending.quiet = True
-        try:
-            pending.quiet = not self._identity(event, rec.session_setup_request_buffer(req.msg))
-        except (ValueError, struct.error) as error:  # costs the identity, not the logon
-            self._diag.warn("smb2_security_buffer_malformed", f"frame {req.frame}: {error}")
+        buffer = rec.session_setup_request_buffer(req.msg)
+        named = logon_identity(event, buffer, self._diag, _SECURITY_BUFFER_MALFORMED, req.frame)
+        pending.quiet = not named  # an NTLMSSP NEGOTIATE round names no one
         return pending
-
-    @staticmethod
-    def _identity(event: SmbEvent, buffer: bytes) -> bool:
-        """Who logs on, from NTLMSSP AUTHENTICATE or the ticket of a Kerberos AP-REQ; False
-        when the buffer is an earlier round that names no one (NTLMSSP NEGOTIATE)."""
-        named = gssapi.fill_identity(event, buffer)
-        if event.spn is not None:  # Kerberos: the ticket names the server
-            event.server = _spn_host(event.spn) or event.server
-        return named
 
     def _session_setup_response(
         self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
@@ -495,10 +417,8 @@ class Smb2Decoder(FileBodies):
         if _body_present(header.command, header.status):
             session_flags, buffer = rec.parse_session_setup_response(msg)
             if session is not None and buffer:
-                try:
-                    session.server = _challenge_server(buffer) or session.server
-                except (ValueError, struct.error) as error:  # costs the server's name only
-                    self._diag.warn("smb2_security_buffer_malformed", f"frame {frame}: {error}")
+                named = challenge_server(buffer, self._diag, _SECURITY_BUFFER_MALFORMED, frame)
+                session.server = named or session.server
         if header.status == STATUS_MORE_PROCESSING_REQUIRED:
             return  # the next round carries the identity
         event = pending.event if pending else self._orphan("logon", header, time, frame)
@@ -512,9 +432,7 @@ class Smb2Decoder(FileBodies):
         if session is not None:
             event.server = event.server or session.server
             if header.status == STATUS_SUCCESS:
-                session.user, session.domain = event.user, event.domain
-                session.workstation, session.auth = event.workstation, event.auth
-                session.server = event.server
+                session.learn(event)
                 session.encrypted = bool(event.encrypted)
         self._events.append(event)
 
@@ -534,7 +452,7 @@ class Smb2Decoder(FileBodies):
     def _tree_connect_request(self, req: _Request) -> _Pending:
         event = self._request_event("tree_connect", req)  # its TreeId comes with the response
         event.share = rec.tree_connect_request_path(req.msg)
-        event.server, event.share_name = _split_unc(event.share)
+        event.server, event.share_name = split_unc(event.share)
         return _Pending(event, req.header.command)
 
     def _tree_connect_response(
@@ -543,13 +461,15 @@ class Smb2Decoder(FileBodies):
         event = pending.event if pending else self._orphan("tree_connect", header, time, frame)
         if header.status == STATUS_SUCCESS and header.tree_id is not None:
             share_type, share_flags, _ = rec.parse_tree_connect_response(msg)
-            tree = _Tree(event.share, event.share_name, event.server)
-            tree.share_type = rec.SHARE_TYPES.get(share_type)
+            tree = Tree(
+                event.share, event.share_name, event.server, rec.SHARE_TYPES.get(share_type)
+            )
             session = self._sessions.get(header.session_id)
             tree.encrypted = bool(share_flags & rec.SMB2_SHAREFLAG_ENCRYPT_DATA) or bool(
                 session is not None and session.encrypted
             )
-            self._remember(self._trees, (header.session_id, header.tree_id), tree, MAX_TREES)
+            key = (header.session_id, header.tree_id)
+            remember(self._trees, key, tree, MAX_TREES, self._diag, _STATE_EVICTED)
             event.tree_id = header.tree_id
             event.share_type = tree.share_type
             if tree.encrypted:
@@ -573,17 +493,13 @@ class Smb2Decoder(FileBodies):
         create = rec.parse_create_request(req.msg)
         event = self._request_event("open", req)
         event.path = create.name
-        event.access_mask = create.desired_access
-        event.share_access = create.share_access
-        event.create_options = create.create_options
-        if create.create_disposition < len(rec.CREATE_DISPOSITIONS):
-            event.disposition = rec.CREATE_DISPOSITIONS[create.create_disposition]
-        if create.create_options & rec.FILE_DELETE_ON_CLOSE:
-            event.delete_on_close = True
-        if event.share_type == "pipe" or (
-            event.share_type is None and (event.share_name or "").upper() == _IPC_SHARE
-        ):
-            event.pipe = create.name
+        describe_create(
+            event,
+            create.desired_access,
+            create.share_access,
+            create.create_disposition,
+            create.create_options,
+        )
         pending = _Pending(event, req.header.command)
         req.chain.file, req.chain.create = None, pending
         return pending
@@ -594,20 +510,17 @@ class Smb2Decoder(FileBodies):
         event = pending.event if pending else self._orphan("open", header, time, frame)
         if header.status == STATUS_SUCCESS:
             response = rec.parse_create_response(msg)
-            file = _OpenFile(response.file_id, event)
-            if file.pipe is not None:
-                file.rpc = RpcPipe(self._diag, file.pipe)
-            else:
-                file.data = pending.data if pending and pending.data else FileData()
-                file.data.end_of_file = response.end_of_file
+            key = response.file_id
+            file = OpenFile(key, key.hex(), _session(event), event.tree_id, event.path, event.pipe)
+            if file.pipe is None and pending is not None:
+                file.data = pending.data  # written in the compound that opened it
+            file.opened(self._diag, response.end_of_file)
             self._remember_file(file)
             if pending is not None:
                 pending.opened = file
             event.file_id = file.file_id
             event.file_size = response.end_of_file
-            if response.create_action < len(rec.CREATE_ACTIONS):
-                event.create_action = rec.CREATE_ACTIONS[response.create_action]
-                event.action = _ACTION_BY_CREATE_ACTION[response.create_action]
+            describe_create_action(event, response.create_action)
         self._events.append(event)
         if event.delete_on_close and header.status == STATUS_SUCCESS:
             self._events.append(event.copy(action="delete"))
@@ -625,7 +538,7 @@ class Smb2Decoder(FileBodies):
         end_of_file = None
         if header.status == STATUS_SUCCESS:
             end_of_file = pending.event.file_size = rec.close_response_end_of_file(msg)
-        self._events.extend(self._report(file, pending.event, end_of_file))
+        self._events.extend(close_events(file, pending.event, self._tracker, end_of_file))
         if header.status == STATUS_SUCCESS and file is not None:
             self._forget_file(file)
 
@@ -668,6 +581,8 @@ class Smb2Decoder(FileBodies):
         event.offset = write.offset
         event.bytes = write.length
         file = pending.file
+        if file is not None and write.offset == 0 and write.data_offset >= rec.HEADER_SIZE:
+            self._pipe_by_bind(file, req.msg, write.data_offset, event)
         if file is not None and file.pipe is not None:
             data = rec.available(req.msg, write.data_offset, write.length)
             self._pipe_data(file, True, data, write.length, req.time, req.frame)
@@ -716,14 +631,6 @@ class Smb2Decoder(FileBodies):
             from_client, file_data, offset, length, msg, data_offset, self._follows, time, frame
         )
 
-    def _report(
-        self, file: _OpenFile | None, event: SmbEvent, end_of_file: int | None = None
-    ) -> list[SmbEvent]:
-        """The close event of ``file``, with what crossed the wire (one per direction)."""
-        if file is None or file.data is None:
-            return [event]
-        return self._tracker.report(file.data, event, end_of_file)
-
     def _write_response(
         self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
     ) -> None:
@@ -736,28 +643,33 @@ class Smb2Decoder(FileBodies):
         self._resolve_chain(pending)
         self._events.append(pending.event)
 
-    # -- IOCTL, QUERY_DIRECTORY, SET_INFO ------------------------------------------------------
+    # -- IOCTL, QUERY_DIRECTORY, QUERY_INFO, SET_INFO ------------------------------------------
 
     def _ioctl_request(self, req: _Request) -> _Pending:
         ioctl = rec.parse_ioctl_request(req.msg)
         pending = self._file_request("ioctl", req, ioctl.file_id)
-        pending.event.fsctl = rec.FSCTL_NAMES.get(ioctl.ctl_code, f"0x{ioctl.ctl_code:08x}")
+        pending.event.fsctl = _fsctl_name(ioctl.ctl_code)
         pending.ctl_code = ioctl.ctl_code
         file = pending.file
-        if ioctl.ctl_code == rec.FSCTL_PIPE_TRANSCEIVE and file is not None and file.pipe:
-            self._pipe_data(file, True, ioctl.input, len(ioctl.input), req.time, req.frame)
+        if ioctl.ctl_code == fscc.FSCTL_PIPE_TRANSCEIVE and file is not None:
+            self._pipe_by_bind(file, ioctl.input, 0, pending.event)
+            if file.pipe:
+                self._pipe_data(file, True, ioctl.input, len(ioctl.input), req.time, req.frame)
         return pending
 
     def _ioctl_response(
         self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
     ) -> None:
         if pending is None:
-            self._events.append(self._orphan("ioctl", header, time, frame))
+            event = self._orphan("ioctl", header, time, frame)
+            if _body_present(header.command, header.status):  # the request's CtlCode, repeated
+                event.fsctl = _fsctl_name(rec.ioctl_response_ctl_code(msg))
+            self._events.append(event)
             return
         file = self._resolve_chain(pending)
         self._events.append(pending.event)
         if (
-            pending.ctl_code == rec.FSCTL_PIPE_TRANSCEIVE
+            pending.ctl_code == fscc.FSCTL_PIPE_TRANSCEIVE
             and file is not None
             and file.pipe is not None
             and _body_present(header.command, header.status)
@@ -771,14 +683,22 @@ class Smb2Decoder(FileBodies):
         pending.event.pattern = pattern
         return pending
 
-    def _query_directory_response(
+    def _plain_response(
         self, header: rec.Header, msg: bytes, pending: _Pending | None, time: int, frame: int
     ) -> None:
+        """A response that only answers its request (QUERY_DIRECTORY, QUERY_INFO)."""
         if pending is None:
-            self._events.append(self._orphan("query_directory", header, time, frame))
+            action = _PLAIN_ACTIONS[header.command]
+            self._events.append(self._orphan(action, header, time, frame))
             return
         self._resolve_chain(pending)
         self._events.append(pending.event)
+
+    def _query_info_request(self, req: _Request) -> _Pending:
+        info = rec.parse_query_info_request(req.msg)
+        pending = self._file_request("query_info", req, info.file_id)
+        pending.event.info_class = rec.info_class_name(info.info_type, info.file_info_class)
+        return pending
 
     def _set_info_request(self, req: _Request) -> _Pending:
         info = rec.parse_set_info_request(req.msg)
@@ -786,15 +706,15 @@ class Smb2Decoder(FileBodies):
         target = None
         if info.info_type == rec.SMB2_0_INFO_FILE:
             info_class = info.file_info_class
-            if info_class in (rec.FileRenameInformation, rec.FileRenameInformationEx):
+            if info_class in (fscc.FileRenameInformation, fscc.FileRenameInformationEx):
                 action = "rename"
-                target = rec.file_rename_information_name(info.buffer)
-            elif info_class == rec.FileLinkInformation:
-                target = rec.file_rename_information_name(info.buffer)
+                target = fscc.file_rename_information_name(info.buffer)
+            elif info_class == fscc.FileLinkInformation:
+                target = fscc.file_rename_information_name(info.buffer)
             elif info_class in (
-                rec.FileDispositionInformation,
-                rec.FileDispositionInformationEx,
-            ) and rec.disposition_deletes(info_class, info.buffer):
+                fscc.FileDispositionInformation,
+                fscc.FileDispositionInformationEx,
+            ) and fscc.disposition_deletes(info_class, info.buffer):
                 action = "delete"
         pending = self._file_request(action, req, info.file_id)
         pending.event.info_class = rec.info_class_name(info.info_type, info.file_info_class)
@@ -817,19 +737,12 @@ class Smb2Decoder(FileBodies):
 
     # -- state and events ----------------------------------------------------------------------
 
-    def _session(self, session_id: int) -> _Session:
+    def _session(self, session_id: int) -> Session:
         session = self._sessions.get(session_id)
         if session is None:
-            session = _Session()
-            self._remember(self._sessions, session_id, session, MAX_SESSIONS)
+            session = Session()
+            remember(self._sessions, session_id, session, MAX_SESSIONS, self._diag, _STATE_EVICTED)
         return session
-
-    def _remember(self, table: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
-        """Put ``value`` in a bounded table, pushing out the oldest entry when it is full."""
-        if key not in table and len(table) >= limit:
-            del table[next(iter(table))]
-            self._diag.warn("smb2_state_evicted", f"more than {limit} sessions/trees/files")
-        table[key] = value
 
     def _request_event(self, action: str, req: _Request) -> SmbEvent:
         header = req.header
@@ -868,74 +781,74 @@ class Smb2Decoder(FileBodies):
             return event
         session = self._sessions.get(session_id)
         if session is not None:
-            event.user, event.domain = session.user, session.domain
-            event.workstation, event.auth = session.workstation, session.auth
-            event.server = session.server
-            if session.encrypted:
-                event.encrypted = True
+            session.describe(event)
         if tree_id:
             tree = self._trees.get((session_id, tree_id))
             if tree is not None:
-                event.share, event.share_name = tree.share, tree.share_name
-                event.share_type = tree.share_type
-                event.server = tree.server or event.server
-                if tree.encrypted:
-                    event.encrypted = True
+                tree.describe(event)
         return event
 
+    def _file_event(self, action: str, file: OpenFile, time: int, frame: int) -> SmbEvent:
+        """An event on an open file that no request of its own made (``session.FileEvent``)."""
+        return self._event(action, None, None, file.session_id, file.tree_id, time, frame)
+
+    def _pipe_by_bind(self, file: OpenFile, data: bytes, start: int, event: SmbEvent) -> None:
+        """An open not known as a pipe whose first bytes written are a DCE/RPC BIND is one
+        (``OpenFile.pipe_by_bind``): its events from this request on say so."""
+        tree = self._trees.get((file.session_id, file.tree_id or 0))
+        pipe = file.pipe_by_bind(data, start, tree, self._diag)
+        if pipe is not None:
+            event.pipe = pipe
+
     def _pipe_data(
-        self, file: _OpenFile, from_client: bool, data: bytes, length: int, time: int, frame: int
+        self, file: OpenFile, from_client: bool, data: bytes, length: int, time: int, frame: int
     ) -> None:
-        """Bytes written to or read from an open named pipe, for its DCE/RPC reader."""
-        if file.rpc is None or not length:
-            return
-        if len(data) != length:
-            self._diag.warn("smb2_pipe_data_truncated", f"{file.pipe}: {len(data)} of {length}")
-            file.rpc.gap(from_client)
-            return
-        self._events.extend(self._rpc_events(file, file.rpc.feed(from_client, data, time, frame)))
+        """Bytes written to or read from an open named pipe: DCE/RPC calls become events."""
+        calls = file.pipe_data(from_client, data, length, time, frame, self._diag, _PIPE_TRUNCATED)
+        if calls:
+            self._events.extend(rpc_events(file, calls, self._file_event))
 
-    def _rpc_events(self, file: _OpenFile, calls: list[RpcCall]) -> list[SmbEvent]:
-        """An ``rpc_call`` event per completed call, at the time and frame of its request."""
-        events = []
-        for call in calls:
-            if call.request_time is not None and call.request_frame is not None:
-                time, frame = call.request_time, call.request_frame
-            else:
-                time, frame = call.response_time or 0, call.response_frame or 0
-            event = self._event("rpc_call", None, None, file.session_id, file.tree_id, time, frame)
-            event.path, event.file_id, event.pipe = file.path, file.file_id, file.pipe
-            for name, value in call_fields(call).items():
-                setattr(event, name, value)
-            events.append(event)
-        return events
-
-    def _remember_file(self, file: _OpenFile) -> None:
+    def _remember_file(self, file: OpenFile) -> None:
         """Remember an open file; when too many are open, the oldest is forgotten (counted)."""
-        if file.key not in self._files and len(self._files) >= MAX_FILES:
-            self._diag.warn("smb2_state_evicted", f"more than {MAX_FILES} open files")
-            self._forget_file(self._files[next(iter(self._files))])
-        self._files[file.key] = file
+        pushed_out = remember(self._files, file.key, file, MAX_FILES, self._diag, _STATE_EVICTED)
+        if pushed_out is not None:
+            self._forget_file(pushed_out)
 
-    def _forget_file(self, file: _OpenFile) -> None:
-        """A file closed (or pushed out, or still open at the end): its pipe's unanswered calls
-        are reported, and its data not yet reported on a close, on a close event of its own at
-        the time of that data."""
+    def _forget_file(self, file: OpenFile) -> None:
+        """A file closed, pushed out, or still open at the end (``session.file_gone``)."""
         self._files.pop(file.key, None)
-        if file.rpc is not None:
-            self._events.extend(self._rpc_events(file, file.rpc.finish()))
-            file.rpc = None
-        seen = file.data.last_seen if file.data is not None else None
-        if seen is not None:
-            event = self._event("close", None, None, file.session_id, file.tree_id, *seen)
-            event.path, event.file_id = file.path, file.file_id
-            self._events.extend(self._report(file, event))
+        self._events.extend(file_gone(file, self._file_event, self._tracker))
 
 
-def _challenge_server(buffer: bytes) -> str | None:
-    """The server's own name, from the NTLM CHALLENGE in a SESSION_SETUP response."""
-    token = gssapi.parse_security_buffer(buffer)
-    if token.ntlmssp is None or ntlmssp.message_type(token.ntlmssp) != ntlmssp.CHALLENGE_MESSAGE:
-        return None
-    challenge = ntlmssp.parse_challenge(token.ntlmssp)
-    return challenge.dns_computer_name or challenge.nb_computer_name
+# By command code; a command not in them yields no event (FLUSH, LOCK, CANCEL, ECHO,
+# CHANGE_NOTIFY, OPLOCK_BREAK).
+_REQUESTS: Final[dict[int, RequestHandler]] = {
+    rec.NEGOTIATE: Smb2Decoder._negotiate_request,
+    rec.SESSION_SETUP: Smb2Decoder._session_setup_request,
+    rec.LOGOFF: Smb2Decoder._logoff_request,
+    rec.TREE_CONNECT: Smb2Decoder._tree_connect_request,
+    rec.TREE_DISCONNECT: Smb2Decoder._tree_disconnect_request,
+    rec.CREATE: Smb2Decoder._create_request,
+    rec.CLOSE: Smb2Decoder._close_request,
+    rec.READ: Smb2Decoder._read_request,
+    rec.WRITE: Smb2Decoder._write_request,
+    rec.IOCTL: Smb2Decoder._ioctl_request,
+    rec.QUERY_DIRECTORY: Smb2Decoder._query_directory_request,
+    rec.QUERY_INFO: Smb2Decoder._query_info_request,
+    rec.SET_INFO: Smb2Decoder._set_info_request,
+}
+_RESPONSES: Final[dict[int, ResponseHandler]] = {
+    rec.NEGOTIATE: Smb2Decoder._negotiate_response,
+    rec.SESSION_SETUP: Smb2Decoder._session_setup_response,
+    rec.LOGOFF: Smb2Decoder._logoff_response,
+    rec.TREE_CONNECT: Smb2Decoder._tree_connect_response,
+    rec.TREE_DISCONNECT: Smb2Decoder._tree_disconnect_response,
+    rec.CREATE: Smb2Decoder._create_response,
+    rec.CLOSE: Smb2Decoder._close_response,
+    rec.READ: Smb2Decoder._read_response,
+    rec.WRITE: Smb2Decoder._write_response,
+    rec.IOCTL: Smb2Decoder._ioctl_response,
+    rec.QUERY_DIRECTORY: Smb2Decoder._plain_response,
+    rec.QUERY_INFO: Smb2Decoder._plain_response,
+    rec.SET_INFO: Smb2Decoder._set_info_response,
+}

@@ -1,8 +1,10 @@
-"""Windows events → SmbEvents: the share, logon and service-install events of the contract.
+"""Windows events → SmbEvents: the share, logon, service, task and account events of the contract.
 
 5140 share connect, 5145 share object access check, 5142/5143/5144 share added/changed/deleted,
-4624 network logon (type 3), 7045 and 4697 service installed. Everything else is dropped, and
-dropped before it is fully parsed: readers ask ``worth_parsing`` on a record's raw text first.
+4624 network logon (type 3), 7045 and 4697 service installed, 4698/4702/4699 scheduled task
+created/updated/deleted (with what the task XML runs), 4742 computer account changed (Zerologon
+resets a DC's). Everything else is dropped, and dropped before it is fully parsed: readers ask
+``worth_parsing`` on a record's raw text first.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from smbwatch.events import SmbEvent
+from smbwatch.task_xml import TaskXmlError, parse_task_xml
 from smbwatch.winlog.access import access_names, mask_names
 from smbwatch.winlog.record import Source, WinRecord
 
@@ -23,6 +26,8 @@ SHARE_ACCESS_CHECK = 5145
 LOGON = 4624
 SERVICE_INSTALLED_SCM = 7045
 SERVICE_INSTALLED_AUDIT = 4697
+TASK_CREATED, TASK_DELETED, TASK_UPDATED = 4698, 4699, 4702
+COMPUTER_ACCOUNT_CHANGED = 4742
 NETWORK_LOGON = 3
 
 WANTED = frozenset(
@@ -35,6 +40,10 @@ WANTED = frozenset(
         LOGON,
         SERVICE_INSTALLED_SCM,
         SERVICE_INSTALLED_AUDIT,
+        TASK_CREATED,
+        TASK_DELETED,
+        TASK_UPDATED,
+        COMPUTER_ACCOUNT_CHANGED,
     }
 )
 # Any wanted id as a number of its own, in any format's raw text (JSON, XML, Splunk text).
@@ -161,6 +170,42 @@ def _service_install(event: SmbEvent, data: Mapping[str, Any]) -> bool:
     return True
 
 
+def _task(action: str, content: str) -> Callable[[SmbEvent, Mapping[str, Any]], bool]:
+    """4698/4699 (``TaskContent``) and 4702 (``TaskContentNew``): the task and what it runs.
+
+    The XML is parsed with ``task_xml`` (no entity expansion, bounded); a task whose XML is
+    malformed or hostile keeps its name and who registered it.
+    """
+
+    def build(event: SmbEvent, data: Mapping[str, Any]) -> bool:
+        event.action = action
+        _subject(event, data)
+        event.task_name = _text(data.get("TaskName"))
+        xml = data.get(content)
+        if type(xml) is not str:
+            return True
+        try:
+            task = parse_task_xml(xml)
+        except TaskXmlError:
+            return True
+        event.task_command = _text(task.get("command"))
+        event.task_arguments = _text(task.get("arguments"))
+        event.task_author = _text(task.get("author"))
+        event.task_user = _text(task.get("user_id"))
+        event.task_run_level = _text(task.get("run_level"))
+        return True
+
+    return build
+
+
+def _account_change(event: SmbEvent, data: Mapping[str, Any]) -> bool:
+    """4742: who (``ANONYMOUS LOGON`` for Zerologon) changed which computer account."""
+    event.action = "account_change"
+    _subject(event, data)
+    event.target_user = _text(data.get("TargetUserName"))
+    return True
+
+
 _BUILDERS: dict[int, Callable[[SmbEvent, Mapping[str, Any]], bool]] = {
     SHARE_ACCESSED: _tree_connect,
     SHARE_ACCESS_CHECK: _access_check,
@@ -170,6 +215,10 @@ _BUILDERS: dict[int, Callable[[SmbEvent, Mapping[str, Any]], bool]] = {
     LOGON: _logon,
     SERVICE_INSTALLED_SCM: _service_install,
     SERVICE_INSTALLED_AUDIT: _service_install,
+    TASK_CREATED: _task("task_create", "TaskContent"),
+    TASK_UPDATED: _task("task_update", "TaskContentNew"),
+    TASK_DELETED: _task("task_delete", "TaskContent"),
+    COMPUTER_ACCOUNT_CHANGED: _account_change,
 }
 
 

@@ -3,12 +3,15 @@ store are written from and read back into.
 
 The column types come from ``smbwatch.schema`` (one place). A value that does not fit its
 column (a hostile log's 80-digit access mask, a number where text belongs) costs that value, with
-a counted warning, never the batch. ``session_id`` holds the SMB SessionId only: a host record's
-legacy copy of its logon id is in ``logon_id``, and is put back when events are read.
+a counted warning, never the batch; text that is not valid Unicode (a name from the wire with a
+lone UTF-16 surrogate) is kept with that code unit written as ``\udc80``, also counted.
+``session_id`` holds the SMB SessionId only: a host record's legacy copy of its logon id is in
+``logon_id``, and is put back when events are read.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
@@ -19,7 +22,6 @@ import pyarrow.compute as pc
 from smbwatch import schema
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent, columns, from_columns
-from smbwatch.sinks.jsonl import encode
 
 BATCH: Final = 8192  # events per record batch: columns of this many values are held at once
 ARROW_TYPES: Final[dict[str, pa.DataType]] = {
@@ -75,22 +77,33 @@ def _array(field: schema.Field, values: list[Any], diagnostics: Diagnostics) -> 
     if field.name == "session_id":  # a host record's logon id, kept as text, is in logon_id
         values = [v if type(v) is int else None for v in values]
     elif field.kind == schema.OBJECT:
-        values = [None if v is None else encode(v) for v in values]
+        values = [None if v is None else _json(v) for v in values]
     kind_type = ARROW_TYPES[field.kind]
     storage = kind_type.storage_type if isinstance(kind_type, pa.ExtensionType) else kind_type
     try:
         array = pa.array(values, type=storage)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, UnicodeError):
         array = pa.array(_fitting(field, values, diagnostics), type=storage)
     if storage is not kind_type:
         return pa.ExtensionArray.from_storage(kind_type, array)
     return array
 
 
+def _json(value: Any) -> str:
+    """An object as JSON text; one with lone surrogates (names from the wire) as escapes."""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:
+        return json.dumps(value, default=str, separators=(",", ":"))
+
+
 def _fitting(field: schema.Field, values: list[Any], diagnostics: Diagnostics) -> list[Any]:
-    """The values with those that do not fit the column left out (each a warning)."""
+    """The values with those that do not fit the column left out, and text that is not valid
+    Unicode escaped (each a warning)."""
     kept = []
     for value in values:
+        if value is not None and field.kind in (schema.TEXT, schema.TEXT_LIST):
+            value = _unicode(field, value, diagnostics)
         if value is not None and not _fits(field.kind, value):
             diagnostics.warn(
                 "value_not_stored", f"{field.name}: {str(value)[:40]!r} is not {field.kind}"
@@ -98,6 +111,27 @@ def _fitting(field: schema.Field, values: list[Any], diagnostics: Diagnostics) -
             value = None
         kept.append(value)
     return kept
+
+
+def _unicode(field: schema.Field, value: Any, diagnostics: Diagnostics) -> Any:
+    """Text with lone surrogates written as ``\\udc80`` (Arrow's strings are UTF-8)."""
+    items = value if isinstance(value, list) else [value]
+    if all(not isinstance(item, str) or item.isascii() or _encodes(item) for item in items):
+        return value
+    diagnostics.warn("value_escaped", f"{field.name}: text that is not valid Unicode escaped")
+    escaped = [
+        item.encode("utf-8", "backslashreplace").decode() if isinstance(item, str) else item
+        for item in items
+    ]
+    return escaped if isinstance(value, list) else escaped[0]
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _fits(kind: str, value: Any) -> bool:

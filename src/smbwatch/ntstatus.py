@@ -2,6 +2,7 @@
 
 An unknown code is rendered as its hex value so that nothing is lost and it still sorts and
 groups; the table covers what file servers, named pipes and logons return, not all of MS-ERREF.
+SMB responses and DCE/RPC return codes both use it: a module of the ground layer, below both.
 """
 
 from __future__ import annotations
