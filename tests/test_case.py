@@ -252,3 +252,39 @@ def test_copies_of_a_case_are_cases(case: Path, tmp_path: Path) -> None:
     assert query(copy, "SELECT count(*) AS n FROM events") == query(
         case, "SELECT count(*) AS n FROM events"
     )
+
+
+def test_a_forged_workstation_name_does_not_merge_two_machines(tmp_path: Path) -> None:
+    """A logon from the attacker's address claiming the target's name (NTLM lets a client name
+    itself as it likes) is refused, and kept as a refused claim; a computer account logging on
+    from an address of its own machine names it."""
+    forged = {
+        "EventTime": "2020-08-06 07:02:30",
+        "Hostname": "WORKSTATION6.theshire.local",
+        "EventID": 4624,
+        "RecordNumber": 99001,
+        "LogonType": 3,
+        "TargetUserName": "eve",
+        "TargetDomainName": "THESHIRE",
+        "TargetLogonId": "0x99",
+        "WorkstationName": "WORKSTATION6",
+        "IpAddress": "172.18.39.5",
+        "IpPort": "50999",
+        "AuthenticationPackageName": "NTLM",
+    }
+    log = tmp_path / "forged.json"
+    log.write_text(json.dumps(forged) + "\n")
+    directory = tmp_path / "case"
+    done = smbwatch("ingest", "-q", "--case", directory, *COVENANT, PSEXEC[0], log)
+    assert done.returncode == 3, done.stderr  # the covenant capture is truncated
+    hosts = {h["host"]: h for h in query(directory, "SELECT * FROM hosts")}
+    target = hosts["WORKSTATION6.theshire.local"]
+    assert target["addresses"] == ["172.18.39.6"]
+    refused = [e for e in json.loads(target["evidence"]) if e.get("refused")]
+    assert refused == [
+        {"kind": "workstation", "address": "172.18.39.5", "name": "WORKSTATION6", "events": 1,
+         "refused": True}
+    ]  # fmt: skip
+    assert hosts["172.18.39.5"]["aliases"] == []  # the attacker keeps its address
+    # MORDORDC$ logs on to itself from its IPv4 and link-local IPv6 addresses
+    assert "172.18.38.5" in hosts["MORDORDC.theshire.local"]["addresses"]

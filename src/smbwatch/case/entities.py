@@ -10,11 +10,13 @@ Hosts. Each address and each name is a node; evidence joins them:
   weak (what a client claims of itself, which an attacker chooses):
     workstation    NTLMSSP's workstation name, or a 4624's WorkstationName, at src_ip
     machine_account  a network logon (4624) of the computer account ``WORKSTATION5$`` from src_ip
-Strong evidence joins always; weak evidence never joins two machines that each already have an
-address (a forged workstation name must not merge the attacker with its target): it is kept as a
-refused claim. Loopback and unspecified addresses name no machine. A machine's one name is its
-fully qualified name when one is known (the first label upper case, the domain lower case, as
-Windows writes ``WORKSTATION6.theshire.local``), else its NetBIOS name, else its address.
+Strong evidence joins always. A forged workstation name must not merge the attacker with its
+target: a workstation name never joins two machines that each already have an address, and a
+computer account's logon (which needs that account's secret) names an address only while it has
+no other name; a claim refused is kept as such in the evidence. Loopback and unspecified
+addresses name no machine. A machine's one name is its fully qualified name when one is known
+(the first label upper case, the domain lower case, as Windows writes
+``WORKSTATION6.theshire.local``), else its NetBIOS name, else its address.
 
 Users. ``DOMAIN\\user`` with the NetBIOS domain: a DNS domain is the NetBIOS one where a host
 logged the same logon id under both (4624 ``THESHIRE.LOCAL``, 5145 ``THESHIRE``), else its first
@@ -52,14 +54,14 @@ class _Nodes:
 
     parent: dict[str, str] = field(default_factory=dict)
     addressed: set[str] = field(default_factory=set)  # roots whose machine has an address
+    named: set[str] = field(default_factory=set)  # roots whose machine has a name
     used: list[_Evidence] = field(default_factory=list)
     refused: list[_Evidence] = field(default_factory=list)
 
     def find(self, node: str) -> str:
         if node not in self.parent:
             self.parent[node] = node
-            if node.startswith("a:"):
-                self.addressed.add(node)
+            (self.addressed if node.startswith("a:") else self.named).add(node)
         while self.parent[node] != node:
             self.parent[node] = self.parent[self.parent[node]]
             node = self.parent[node]
@@ -69,11 +71,18 @@ class _Nodes:
         root_a, root_b = self.find(a), self.find(b)
         if root_a != root_b:
             self.parent[root_a] = root_b
-            if root_a in self.addressed:
-                self.addressed.add(root_b)
+            for marked in (self.addressed, self.named):
+                if root_a in marked:
+                    marked.add(root_b)
 
-    def has_address(self, node: str) -> bool:
-        return self.find(node) in self.addressed
+    def may_join(self, kind: str, name_node: str, address_node: str) -> bool:
+        """Whether a client's claim about itself may join its name and address: a name it
+        chose (``workstation``) never merges two machines that each have an address; an
+        account it logged on with (``machine_account``) may name an address that has no name
+        yet (a second address of a known machine), never one that has another name."""
+        if kind == "machine_account":
+            return self.find(address_node) not in self.named
+        return self.find(name_node) not in self.addressed
 
 
 def is_address(text: str) -> bool:
@@ -175,9 +184,7 @@ def resolve_hosts(case: Case) -> None:
         address_node = f"a:{e.address}"
         if nodes.find(name_node) == nodes.find(address_node):
             nodes.used.append(e)
-        elif e.kind in STRONG or not (
-            nodes.has_address(name_node) and nodes.has_address(address_node)
-        ):
+        elif e.kind in STRONG or nodes.may_join(e.kind, name_node, address_node):
             nodes.union(name_node, address_node)
             nodes.used.append(e)
         else:
