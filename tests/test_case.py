@@ -39,6 +39,11 @@ def rows(*args: str | Path) -> list[dict]:
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
+def unnamed(alert: dict) -> dict:
+    """An alert without the host names only a case resolves (one input is read straight)."""
+    return {k: v for k, v in alert.items() if k not in ("src_host", "dst_host")}
+
+
 def query(case: Path, sql: str) -> list[dict]:
     return rows("query", "--case", case, sql)
 
@@ -157,10 +162,11 @@ def test_host_records_with_whole_seconds_say_so(case: Path) -> None:
 def test_detect_counts_a_message_seen_by_two_sensors_once(tmp_path: Path) -> None:
     captures = PSEXEC[1:]
     alone = rows("detect", "-q", captures[0])
-    both = rows("detect", "-q", *captures)
-    service = [a for a in both if "svcctl" in a["title"]]
+    both = rows("detect", "-q", *captures)  # through a case: each message once
+    created = "Remote Service Created or Reconfigured Through svcctl"
+    service = [a for a in both if a["title"] == created]
     assert len(service) == 1 and service[0]["count"] == 1
-    assert both == alone
+    assert [unnamed(a) for a in both] == [unnamed(a) for a in alone]
     high = rows("detect", "-q", "--min-risk", "80", *PSEXEC)
     every = rows("detect", "-q", *PSEXEC)
     assert high == [a for a in every if a["risk_score"] >= 80] and len(high) < len(every)

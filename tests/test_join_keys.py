@@ -29,8 +29,8 @@ def client_isns(capture: Path) -> dict[tuple[str, int, str, int], int]:
     """The initial sequence number of every connection whose SYN the capture has (tshark)."""
     rows = tshark_fields(
         capture,
-        ["ip.src", "tcp.srcport", "ip.dst", "tcp.dstport", "tcp.seq_raw"],
         "tcp.flags.syn == 1 && tcp.flags.ack == 0",
+        ["ip.src", "tcp.srcport", "ip.dst", "tcp.dstport", "tcp.seq_raw"],
     )
     return {(a, int(p), b, int(q)): int(seq) for a, p, b, q, seq in rows}
 
@@ -68,9 +68,9 @@ def test_two_sensors_give_one_conn_id_per_connection() -> None:
 def test_file_key_is_one_per_open_and_follows_its_file_id_to_the_close() -> None:
     events = events_of(EXAMPLE)
     # tshark: one CREATE (SMB2) or NT_CREATE_ANDX (SMB1) response with a FileId per open
-    smb2 = tshark_fields(EXAMPLE, ["smb2.fid"], "smb2.cmd == 5 && smb2.flags.response == 1")
-    smb1 = tshark_fields(EXAMPLE, ["smb.fid"], "smb.cmd == 0xa2 && smb.flags.response == 1")
-    opened = [row for row in smb2 + smb1 if row[0]]
+    smb2 = tshark_fields(EXAMPLE, "smb2.cmd == 5 && smb2.flags.response == 1", ["smb2.fid"])
+    smb1 = tshark_fields(EXAMPLE, "smb.cmd == 0xa2 && smb.flags.response == 1", ["smb.fid"])
+    opened = [row for row in [*smb2, *smb1] if row[0]]
     openers = ("CREATE", "SMB_COM_NT_CREATE_ANDX")
     opens = [e for e in events if e.command in openers and e.action in ("open", "create")]
     assert len(opens) == len(opened) > 10

@@ -85,9 +85,15 @@ def test_its_own_output_is_read_back_as_it_was(tmp_path: Path) -> None:
     again = jsonl(dataset)  # a directory of Parquet files, one per day
     assert sorted(again, key=identity) == sorted(expected, key=identity)
 
-    alerts = smbwatch("detect", "-q", "-j", "1", "-f", "jsonl", str(EXAMPLE), str(HOST_LOG))
+    alerts = smbwatch("detect", "-q", "-f", "jsonl", str(EXAMPLE), str(HOST_LOG))
     assert alerts.returncode == 1 and alerts.stdout
-    assert smbwatch("detect", "-q", "-f", "jsonl", str(lines)).stdout == alerts.stdout
+    read_back = smbwatch("detect", "-q", "-f", "jsonl", str(lines))
+    # the two inputs go through a case, which names the hosts; the one file is read straight
+    unnamed = [
+        {k: v for k, v in json.loads(line).items() if k not in ("src_host", "dst_host")}
+        for line in alerts.stdout.splitlines()
+    ]
+    assert [json.loads(line) for line in read_back.stdout.splitlines()] == unnamed
 
 
 def test_a_hostile_events_file_costs_its_bad_lines_and_values(tmp_path: Path) -> None:

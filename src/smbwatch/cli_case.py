@@ -175,6 +175,12 @@ def opened(
                 " --clock-offset SOURCE=OFFSET"
             )
         with Case.open(args.case) as case:
+            if case.unsettled():
+                diagnostics.warn(
+                    "case_not_settled",
+                    f"{args.case}: names and clocks are not up to date (an ingest was stopped): "
+                    f"run smbwatch ingest --case {args.case} again",
+                )
             yield case
         return
     if not args.inputs:

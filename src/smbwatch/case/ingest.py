@@ -80,6 +80,9 @@ SELECT k.* REPLACE (
 FROM keyed k
 LEFT JOIN again o USING (message_key)
 """
+# Names and clocks are worked out after the inputs: until then (an ingest killed in between),
+# readers are told that they are not up to date.
+_UNSETTLED: Final = "INSERT OR REPLACE INTO meta VALUES ('unsettled', 'yes')"
 _ADD_INPUT: Final = """
 INSERT INTO inputs BY NAME
 SELECT ? AS input_id, ? AS path, ? AS sha256, ? AS format, ? AS size,
@@ -227,6 +230,7 @@ def _add(
             )[0]
             for dropped in ("VIEW keyed", "TABLE again", "TABLE keys", "TABLE staged"):
                 db.execute(f"DROP {dropped}")
+            db.execute(_UNSETTLED)
     except _NotAdded:
         return None
     known[content] = size
@@ -287,4 +291,5 @@ def settle(case: Case, corrections: list[tuple[str, int]]) -> list[str]:
         warnings = clocks.apply_corrections(case, corrections)
         warnings += clocks.warnings(clocks.estimate(case))
         case.db.execute("DELETE FROM alerts")
+        case.db.execute("DELETE FROM meta WHERE key = 'unsettled'")
     return warnings

@@ -216,6 +216,11 @@ class Case:
             self.db.execute("ROLLBACK")
             raise
 
+    def unsettled(self) -> bool:
+        """Whether inputs were added after names and clocks were last worked out (an ingest
+        killed between its last input and the end)."""
+        return bool(self.rows("SELECT 1 FROM meta WHERE key = 'unsettled'"))
+
     def rows(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """All rows of a query (for small results: tables of names, inputs, clocks)."""
         return self.db.execute(sql, parameters or []).fetchall()
