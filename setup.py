@@ -24,6 +24,7 @@ COMPILED = [
     "smbwatch/dcerpc/*.py",
     "smbwatch/diagnostics.py",
     "smbwatch/events.py",
+    "smbwatch/file_keys.py",
     "smbwatch/ntstatus.py",
     "smbwatch/options.py",
     "smbwatch/pipeline.py",

@@ -42,8 +42,9 @@ print(n)
 """
 
 
-def run(name: str, command: list[str], size: int) -> tuple[str, float, float]:
-    """Run one tool to completion; (name, seconds, peak MB)."""
+def run(name: str, command: list[str], size: int) -> tuple[str, float, float, float]:
+    """Run one tool to completion; (name, seconds, peak MB, CPU seconds of it and what it
+    waited for)."""
     start = time.perf_counter()
     with open(os.devnull, "wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.DEVNULL)
@@ -53,7 +54,7 @@ def run(name: str, command: list[str], size: int) -> tuple[str, float, float]:
         raise SystemExit(f"{name} failed: {' '.join(command)}")
     peak_mb = usage.ru_maxrss / 1024
     print(f"{name:<28} {seconds:8.2f} s {size / seconds / 1e6:9.1f} MB/s  peak {peak_mb:7.1f} MB")
-    return name, seconds, peak_mb
+    return name, seconds, peak_mb, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:

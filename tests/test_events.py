@@ -70,3 +70,13 @@ def test_times_are_exact_to_the_microsecond() -> None:
         expected = (epoch + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         assert format_time(micros) == expected
         assert parse_time(expected) == micros
+
+
+def test_a_clock_of_seconds_or_milliseconds_is_written_without_invented_digits() -> None:
+    micros = parse_time("2020-09-20T16:16:56.123456Z")
+    assert format_time(micros, "s") == "2020-09-20T16:16:56Z"
+    assert format_time(micros, "ms") == "2020-09-20T16:16:56.123Z"
+    assert format_time(micros, None) == "2020-09-20T16:16:56.123456Z"
+    event = SmbEvent(parse_time("2020-09-20T16:16:56Z"), "host", "logon", time_precision="s")
+    assert event.to_dict()["time"] == "2020-09-20T16:16:56Z"
+    assert parse_time(event.to_dict()["time"]) == event.time

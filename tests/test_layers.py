@@ -30,16 +30,28 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "smbwatch.diagnostics",
             "smbwatch.options",
             "smbwatch.ntstatus",
+            "smbwatch.schema",
+            "smbwatch.exits",
+            "smbwatch.arrow",  # events as typed columns, read and written by several layers
         ),
     ),
     ("capture", ("smbwatch.capture",)),
     ("dcerpc", ("smbwatch.dcerpc",)),
     ("smb", ("smbwatch.smb",)),
-    ("sources", ("smbwatch.winlog", "smbwatch.parallel", "smbwatch.pipeline")),
+    (
+        "sources",
+        (
+            "smbwatch.winlog",
+            "smbwatch.parallel",
+            "smbwatch.pipeline",
+            "smbwatch.file_keys",
+            "smbwatch.readback",
+        ),
+    ),
     ("enrichment", ("smbwatch.enrich", "smbwatch.case")),
     ("detect", ("smbwatch.detect",)),
     ("sinks", ("smbwatch.sinks", "smbwatch.detect.report")),
-    ("cli", ("smbwatch.cli", "smbwatch.__main__")),
+    ("cli", ("smbwatch.cli", "smbwatch.cli_case", "smbwatch.__main__")),
 )
 LAYER_NAMES = [name for name, _ in LAYERS]
 

@@ -120,6 +120,7 @@ def test_every_format_gives_the_events_of_the_evtx(
 
     if writer == "splunk-text":  # WinEventLog times are zone-less seconds: read as UTC
         assert list(diagnostics.counts) == ["time_zone_unknown"]
+        assert {event.pop("time_precision") for event in found} == {"s"}
         from_evtx = [{**event, "time": event["time"][:19]} for event in from_evtx]
         found = [{**event, "time": event["time"][:19]} for event in found]
     else:
@@ -190,8 +191,10 @@ def test_a_service_install_reads_the_same_in_every_format(writer: str, tmp_path:
     target.write_bytes(WRITERS[writer][1]([event]))
     rewritten, _ = events_of(target)
     assert len(from_nxlog) == len(rewritten) == 1
+    assert from_nxlog[0]["time_precision"] == "s"  # NXLog's EventTime has whole seconds
     for reading in (from_nxlog, rewritten):
         reading[0].pop("time")
+        reading[0].pop("time_precision", None)
     assert rewritten == from_nxlog
     assert from_nxlog[0]["account"] == event.data["AccountName"] != record["AccountName"]
 

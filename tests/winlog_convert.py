@@ -213,7 +213,7 @@ def to_xml_document(events: list[OracleEvent]) -> str:
 def to_winlogbeat(event: OracleEvent) -> dict:
     """A Winlogbeat 8 document as its file output or an Elasticsearch export holds it."""
     return {
-        "@timestamp": moment(event).isoformat().replace("+00:00", "Z"),
+        "@timestamp": moment(event).isoformat(timespec="microseconds").replace("+00:00", "Z"),
         "event": {"code": str(event.event_id), "kind": "event", "provider": event.provider},
         "host": {"name": event.computer.split(".")[0]},
         "winlog": {
@@ -275,7 +275,7 @@ def to_splunk_json(event: OracleEvent) -> dict:
     return {
         "preview": False,
         "result": {
-            "_time": moment(event).isoformat(),
+            "_time": moment(event).isoformat(timespec="microseconds"),
             "_raw": to_splunk_text(event),
             "EventCode": str(event.event_id),
             "ComputerName": event.computer,
@@ -319,7 +319,7 @@ def to_splunk_fields(event: OracleEvent) -> dict:
     of ``| table *`` gives them; 4624's two accounts share multi-valued fields."""
     data = event.data
     row: dict = {
-        "_time": moment(event).isoformat(),
+        "_time": moment(event).isoformat(timespec="microseconds"),
         "EventCode": str(event.event_id),
         "ComputerName": event.computer,
         "RecordNumber": str(event.record_id),

@@ -1,48 +1,38 @@
 """The command line: verbs, their arguments, and the wiring from inputs to sinks.
 
-Exit codes (also in the README):
-  0  done (detect: nothing fired); 1  detect: alerts fired; 2  a user error (bad arguments, a bad
-  rule, a named input missing or not a capture/log: the other inputs are still processed and
-  written); 3  an input was damaged (truncated, corrupt): what could be read was decoded and
-  written; 130 interrupted.
+Exit codes: ``smbwatch.exits`` (also in the README). The case's verbs (ingest, query, timeline,
+``--case``) are wired in ``cli_case``.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import io
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from smbwatch import __version__
+from smbwatch import __version__, cli_case
 from smbwatch.capture import tcp
-from smbwatch.diagnostics import Diagnostics
-from smbwatch.events import FIELD_NAMES, SmbEvent
+from smbwatch.case import CaseError
+from smbwatch.diagnostics import Diagnostics, InputError
+from smbwatch.exits import EXIT_ALERTS, EXIT_DAMAGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from smbwatch.options import Options
-from smbwatch.pipeline import InputError, iter_events
-from smbwatch.sinks.csv import write_csv
+from smbwatch.pipeline import iter_events
+from smbwatch.sinks import OutputError
 from smbwatch.sinks.extract import ExtractError, FileExtractor
-from smbwatch.sinks.jsonl import write_jsonl
-from smbwatch.sinks.table import EVENT_COLUMNS, write_table
+from smbwatch.sinks.output import FORMATS, TEXT_FORMATS, Output
 
 if TYPE_CHECKING:
     from smbwatch.detect.sigma import RuleSet
 
-EXIT_OK = 0
-EXIT_ALERTS = 1
-EXIT_USAGE = 2
-EXIT_DAMAGED = 3
-EXIT_INTERRUPTED = 130
 # Objects allocated between young collections (Python's default: 700). Decoding allocates
 # millions of short-lived objects and holds thousands of events while their files' digests
 # are computed; at 700 the collector walks those held events over and over (a tenth of a
 # second per gigabyte), for cycles that are rare and small.
 YOUNG_COLLECTION_EVERY = 10_000
-INPUT_FORMATS = ("pcap", "pcapng", "evtx", "xml", "json", "splunk")
+INPUT_FORMATS = ("pcap", "pcapng", "evtx", "xml", "json", "splunk", "smbwatch", "parquet")
 # The detection verbs import pySigma when they run: ``events`` starts without it (0.15 s less).
 
 
@@ -69,8 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="every SMB event in captures and Windows logs",
         description="Report every SMB event (who reached which share and file, how, when).",
     )
-    _add_input_arguments(events)
-    _add_output_arguments(events)
+    _add_input_arguments(events, required=False)
+    cli_case.add_case_argument(events)
+    cli_case.add_clock_argument(events)
+    cli_case.add_filter_arguments(events)
+    _add_output_arguments(events, FORMATS)
     _add_no_hash_argument(events)
     events.add_argument(
         "--extract-files",
@@ -84,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the built-in and your Sigma rules over the events; write the alerts. "
         "Exit code 0: nothing fired, 1: alerts fired, 2: user error.",
     )
-    _add_input_arguments(detect_verb)
+    _add_input_arguments(detect_verb, required=False)
+    cli_case.add_case_argument(detect_verb)
+    cli_case.add_clock_argument(detect_verb)
+    cli_case.add_filter_arguments(detect_verb, risk=True)
     _add_no_hash_argument(detect_verb)
     _add_rules_argument(detect_verb)
     _add_output_arguments(detect_verb)
@@ -98,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_arguments(rules_list)
     rules_list.add_argument("-q", "--quiet", action="store_true", help="no warnings on stderr")
     rules_list.set_defaults(run=run_rules_list)
+    shared = cli_case.Arguments(_add_input_arguments, _add_output_arguments, _add_no_hash_argument)
+    cli_case.add_verbs(verbs, shared)
     return parser
 
 
@@ -111,9 +109,12 @@ def _add_rules_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_input_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="capture or log files, or directories of them"
+        "inputs",
+        nargs="+" if required else "*",
+        metavar="INPUT",
+        help="capture or log files, or directories of them",
     )
     parser.add_argument(
         "--input-format",
@@ -138,12 +139,15 @@ def _add_no_hash_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_output_arguments(
+    parser: argparse.ArgumentParser, formats: Sequence[str] = TEXT_FORMATS
+) -> None:
     parser.add_argument(
         "-f",
         "--format",
-        choices=("table", "jsonl", "csv"),
-        help="output format (default: table on a terminal, else jsonl)",
+        choices=formats,
+        help="output format (default: table on a terminal, else jsonl"
+        + ("; parquet: a dataset in the directory -o names)" if "parquet" in formats else ")"),
     )
     parser.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     parser.add_argument(
@@ -153,41 +157,15 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@contextmanager
-def _output(path: str | None) -> Iterator[TextIO]:
-    if path is None:
-        if isinstance(sys.stdout, io.TextIOWrapper):  # names from the wire may not encode
-            sys.stdout.reconfigure(errors="backslashreplace")
-        yield sys.stdout
-        return
-    try:
-        handle = open(path, "w", encoding="utf-8", errors="backslashreplace", newline="")  # noqa: SIM115
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write: {exc.strerror}") from None
-    with handle:
-        yield handle
-
-
-def _format(args: argparse.Namespace, out: TextIO) -> str:
-    if args.format:
-        return args.format
-    return "table" if out.isatty() else "jsonl"
-
-
 def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch events``: decode every input and write its events."""
+    if cli_case.wants_case(args):
+        return cli_case.case_events(args, diagnostics, errors, _options(args))
+    output = Output(args.format, args.output, args.wide)
     options = _options(args)
     jobs = max(1, args.jobs)
     events = iter_events(args.inputs, diagnostics, args.input_format, errors, jobs, options)
-    rows = map(SmbEvent.to_dict, events)
-    with _output(args.output) as out:
-        fmt = _format(args, out)
-        if fmt == "jsonl":
-            write_jsonl(rows, out)
-        elif fmt == "csv":
-            write_csv(rows, out, FIELD_NAMES)
-        else:
-            write_table(rows, out, EVENT_COLUMNS, "SMB events", args.wide)
+    output.events(events, diagnostics)
     return EXIT_OK
 
 
@@ -218,15 +196,18 @@ def _load_rules(args: argparse.Namespace) -> RuleSet:
 def run_detect(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch detect``: run the rules over every input's events and write the alerts."""
     from smbwatch.detect.engine import detect
-    from smbwatch.detect.report import write_alerts
+    from smbwatch.detect.report import ALERTS
 
     ruleset = _load_rules(args)
+    if cli_case.wants_case(args):
+        return cli_case.case_detect(args, diagnostics, errors, ruleset)
     options = Options(hash_files=not args.no_hash)
     jobs = max(1, args.jobs)
     events = iter_events(args.inputs, diagnostics, args.input_format, errors, jobs, options)
     alerts = detect(events, ruleset, diagnostics)
-    with _output(args.output) as out:
-        write_alerts(alerts, _format(args, out), out, args.wide)
+    if args.min_risk is not None:
+        alerts = [alert for alert in alerts if alert.risk_score >= args.min_risk]
+    Output(args.format, args.output, args.wide).rows([a.to_dict() for a in alerts], ALERTS)
     return EXIT_ALERTS if alerts else EXIT_OK
 
 
@@ -235,8 +216,8 @@ def run_rules_list(args: argparse.Namespace, diagnostics: Diagnostics, errors: l
     from smbwatch.detect.report import write_rule_listing
 
     ruleset = _load_rules(args)
-    with _output(args.output) as out:
-        write_rule_listing(ruleset, _format(args, out), out, args.wide)
+    output = Output(args.format, args.output, args.wide)
+    output.text(lambda out, fmt: write_rule_listing(ruleset, fmt, out, args.wide))
     return EXIT_OK
 
 
@@ -248,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors: list[str] = []
     try:
         code = args.run(args, diagnostics, errors)
-    except InputError as exc:
+    except (InputError, OutputError, CaseError) as exc:
         print(f"smbwatch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

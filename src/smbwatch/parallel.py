@@ -2,10 +2,10 @@
 
 Each worker runs the per-input function it is given (``pipeline.input_events``) on one file and
 sends its events in batches through a small bounded queue, so memory is bounded by
-``jobs x QUEUE_BATCHES x BATCH`` events whatever the inputs' sizes. The parent yields the inputs'
-events in the order the inputs were given (workers ahead of the one being read wait when their
-queue is full), so the output does not depend on which worker finishes first. It knows nothing
-of captures or logs: the pipeline stands on it, not the other way round.
+``jobs x QUEUE_BATCHES x BATCH`` events whatever the inputs' sizes. The parent reads the inputs
+in the order they were given (workers ahead of the one being read wait when their queue is
+full), so the output does not depend on which worker finishes first. It knows nothing of
+captures or logs: the pipeline stands on it, not the other way round.
 """
 
 from __future__ import annotations
@@ -25,6 +25,18 @@ BATCH = 2000
 QUEUE_BATCHES = 4
 # The events of one input: path, diagnostics, input format, options (``pipeline.input_events``).
 InputReader = Callable[[str, Diagnostics, str | None, Options], Iterator[SmbEvent]]
+
+
+class InputRun:
+    """One input as it is read: its events; once they are all read, what reading it cost
+    (``diagnostics``) and, for an input that is no capture or log, why (``error``)."""
+
+    def __init__(self, path: str, explicit: bool) -> None:
+        self.path = path
+        self.explicit = explicit  # named by the user, not found in a directory
+        self.events: Iterator[SmbEvent] = iter(())
+        self.diagnostics = Diagnostics()
+        self.error: str | None = None
 
 
 def _worker(
@@ -52,17 +64,15 @@ def _context() -> Any:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def parallel_events(
+def parallel_inputs(
     read: InputReader,
     files: list[tuple[str, bool]],
-    diagnostics: Diagnostics,
     input_format: str | None,
-    errors: list[str],
     jobs: int,
     options: Options,
-) -> Iterator[SmbEvent]:
-    """Events of every (path, named explicitly) input, each read by ``read`` in one of up to
-    ``jobs`` processes (``read`` raises InputError for an input it cannot use)."""
+) -> Iterator[InputRun]:
+    """Every (path, named explicitly) input, each read by ``read`` in one of up to ``jobs``
+    processes (``read`` raises InputError for an input it cannot use), in order."""
     context = _context()
     waiting = deque(files)
     running: deque[tuple[str, bool, BaseProcess, Queue]] = deque()
@@ -76,20 +86,24 @@ def parallel_events(
                 process.start()
                 running.append((path, explicit, process, queue))
             path, explicit, process, queue = running.popleft()
-            while True:
-                message = queue.get()
-                if message[0] == "events":
-                    yield from message[1]
-                    continue
-                diagnostics.merge(message[1])
-                if message[2] is not None:
-                    if explicit:
-                        errors.append(message[2])
-                    else:
-                        diagnostics.warn("input_skipped", message[2])
-                break
+            run = InputRun(path, explicit)
+            run.events = _received(queue, run)
+            yield run
+            for _ in run.events:  # what the reader left unread: the worker must finish
+                pass
             process.join()
     finally:
         for _, _, process, _ in running:
             process.kill()
             process.join()
+
+
+def _received(queue: Queue, run: InputRun) -> Iterator[SmbEvent]:
+    while True:
+        message = queue.get()
+        if message[0] == "events":
+            yield from message[1]
+            continue
+        run.diagnostics.merge(message[1])
+        run.error = message[2]
+        return

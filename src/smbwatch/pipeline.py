@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Final
 
-from smbwatch import winlog
+from smbwatch import readback, winlog
 from smbwatch.capture.endpoint import Endpoints
 from smbwatch.capture.link import LINKTYPE_ETHERNET, SMB_PORTS, tcp_segment
 from smbwatch.capture.pcap import (
@@ -25,12 +25,13 @@ from smbwatch.capture.pcap import (
     open_maybe_gzip,
     read_frames,
 )
-from smbwatch.capture.tcp import StreamConsumer, TcpReassembler
+from smbwatch.capture.tcp import StreamConsumer, TcpReassembler, connection_id
 from smbwatch.dcerpc.transport import RpcTcpConnection
 from smbwatch.diagnostics import Diagnostics, InputError
 from smbwatch.events import SmbEvent
+from smbwatch.file_keys import with_file_keys
 from smbwatch.options import Options
-from smbwatch.parallel import parallel_events
+from smbwatch.parallel import InputRun, parallel_inputs
 from smbwatch.smb.files import Transfers
 from smbwatch.smb.nbss import DecoderFactory, SmbConnection
 from smbwatch.smb.smb1 import Smb1Decoder
@@ -75,7 +76,7 @@ def sniff_format(path: str) -> str | None:
             head = stream.read(4096)
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
-    return capture_format(head) or winlog.sniff_format(head)
+    return capture_format(head) or readback.sniff_format(head) or winlog.sniff_format(head)
 
 
 def input_events(
@@ -93,7 +94,15 @@ def input_events(
             raise InputError(str(exc)) from None
         return
     if kind is None:
-        raise InputError(f"{path}: not a capture (pcap, pcapng) or a Windows event log")
+        raise InputError(
+            f"{path}: not a capture (pcap, pcapng), a Windows event log, or smbwatch's events"
+        )
+    if kind in readback.FORMATS:
+        try:
+            yield from readback.read_events(path, diagnostics, kind)
+        except (readback.NotOursError, OSError) as exc:
+            raise InputError(str(exc)) from None
+        return
     try:
         events = winlog.read_events(path, diagnostics, kind)
     except (winlog.NotALogError, OSError) as exc:
@@ -123,7 +132,7 @@ def capture_events(
     transfers.read_from(frames.mapped, frames.fileno)
     try:
         batches = _capture_events(frames, path, diagnostics, source_format, decoders)
-        yield from _settled(batches, transfers)
+        yield from with_file_keys(_settled(batches, transfers))
     finally:
         frames.close()
         transfers.close()
@@ -154,8 +163,13 @@ def _capture_events(
     if source_format is None:
         source_format = sniff_format(path) or "pcap"
 
-    def connection(client: str, client_port: int, server: str, server_port: int) -> StreamConsumer:
-        endpoints = Endpoints(client, client_port, server, server_port, source_format, path)
+    def connection(
+        client: str, client_port: int, server: str, server_port: int, isn: int | None
+    ) -> StreamConsumer:
+        conn_id = connection_id(client, client_port, server, server_port, isn)
+        endpoints = Endpoints(
+            client, client_port, server, server_port, source_format, path, conn_id
+        )
         if server_port in SMB_PORTS:
             return SmbConnection(endpoints, diagnostics, decoders, out)
         return RpcTcpConnection(endpoints, diagnostics, out)
@@ -197,21 +211,38 @@ def iter_events(
     log is only counted as a warning.
     """
     files = expand_inputs(paths, errors)
+    for run in input_runs(files, input_format, jobs, options):
+        yield from run.events
+        diagnostics.merge(run.diagnostics)
+        if run.error is None:
+            continue
+        if not run.explicit:
+            diagnostics.warn("input_skipped", run.error)
+        elif errors is None:
+            raise InputError(run.error)
+        else:
+            errors.append(run.error)
+
+
+def input_runs(
+    files: list[tuple[str, bool]],
+    input_format: str | None = None,
+    jobs: int = 1,
+    options: Options = DEFAULT_OPTIONS,
+) -> Iterator[InputRun]:
+    """Each (path, named explicitly) input as it is read, in order, by up to ``jobs`` worker
+    processes. Read each one's events before asking for the next."""
     if jobs > 1 and len(files) > 1:
-        collected: list[str] = [] if errors is None else errors
-        yield from parallel_events(
-            input_events, files, diagnostics, input_format, collected, jobs, options
-        )
-        if errors is None and collected:
-            raise InputError(collected[0])
+        yield from parallel_inputs(input_events, files, input_format, jobs, options)
         return
     for path, explicit in files:
-        try:
-            yield from input_events(path, diagnostics, input_format, options)
-        except InputError as exc:
-            if explicit and errors is not None:
-                errors.append(str(exc))
-            elif explicit:
-                raise
-            else:
-                diagnostics.warn("input_skipped", str(exc))
+        run = InputRun(path, explicit)
+        run.events = _read(run, input_format, options)
+        yield run
+
+
+def _read(run: InputRun, input_format: str | None, options: Options) -> Iterator[SmbEvent]:
+    try:
+        yield from input_events(run.path, run.diagnostics, input_format, options)
+    except InputError as exc:
+        run.error = str(exc)

@@ -18,6 +18,7 @@ class Endpoints:
     dst_port: int
     source_format: str  # pcap, pcapng, live
     source_file: str
+    conn_id: str | None = None  # capture.tcp.connection_id
 
     def event(self, action: str, time: int, frame: int | None, **fields: Any) -> SmbEvent:
         """A network event on this connection: endpoints and where it was read filled in."""
@@ -26,4 +27,5 @@ class Endpoints:
         event.source_ref = frame
         event.src_ip, event.src_port = self.src_ip, self.src_port
         event.dst_ip, event.dst_port = self.dst_ip, self.dst_port
+        event.conn_id = self.conn_id
         return event

@@ -8,6 +8,7 @@ SMB: a consumer per connection receives ``data`` and ``gap`` per direction, and 
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import struct
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from smbwatch.capture.link import SMB_PORTS, Segment
 from smbwatch.capture.pcap import Buffer
 from smbwatch.diagnostics import Diagnostics
 
-FIN, SYN, RST = 0x01, 0x02, 0x04
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 SEQ_MASK: Final = 0xFFFFFFFF
 ETHERNET_IPV4: Final = 0x0800_45  # EtherType IPv4, then version 4 with a 20-byte header
 # IPv4 total length, fragment field, protocol; TCP sequence number, data offset and flags
@@ -75,8 +76,26 @@ class StreamConsumer:
         raise NotImplementedError
 
 
-# Called for each new connection: client address, client port, server address, server port.
-ConsumerFactory = Callable[[str, int, str, int], StreamConsumer]
+# Called for each new connection: client address, client port, server address, server port, and
+# the client's initial sequence number when the capture has the connection's SYN (else None).
+ConsumerFactory = Callable[[str, int, str, int, int | None], StreamConsumer]
+
+
+def connection_id(
+    client: str, client_port: int, server: str, server_port: int, client_isn: int | None
+) -> str:
+    """One id per TCP connection, the same from every sensor that saw it (its ``conn_id``).
+
+    What two sensors see alike is the 4-tuple and the sequence numbers; clocks differ, so a
+    first time would be a weak key. With the client's initial sequence number the id tells
+    apart connections that reused a 4-tuple (``C`` ids): from the SYN, or for DCE/RPC over TCP
+    (taken up at its BIND, the first byte the client sends) from the BIND's. An SMB capture
+    that missed the SYN only has the 4-tuple (``T`` ids, shared by such connections on it).
+    """
+    isn = "" if client_isn is None else str(client_isn)
+    text = f"{client}|{client_port}|{server}|{server_port}|{isn}"
+    digest = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    return ("T" if client_isn is None else "C") + digest
 
 
 class _Half:
@@ -130,7 +149,7 @@ class TcpReassembler:
         if entry is None:
             if flags & RST or not (payload or cut or flags & SYN):
                 return  # a bare ACK or reset of a connection we never saw says nothing
-            entry = self._open(key, source_port, destination_port, time)
+            entry = self._open(key, source_port, destination_port, time, seq, flags)
         connection, from_client = entry
         connection.last_time = time
         half = connection.client if from_client else connection.server
@@ -197,16 +216,20 @@ class TcpReassembler:
             self._close(connection)
 
     def _open(
-        self, key: bytes, source_port: int, destination_port: int, time: int
+        self, key: bytes, source_port: int, destination_port: int, time: int, seq: int, flags: int
     ) -> tuple[_Connection, bool]:
         size = len(key) // 2 - 2
         source, destination = key[:size], key[size : 2 * size]
+        isn = None
         if source_port in SMB_PORTS or destination_port in SMB_PORTS:
             from_client = destination_port in SMB_PORTS and (
                 source_port not in SMB_PORTS or destination_port <= source_port
             )
-        else:  # DCE/RPC over TCP: the flow is first seen with the client's BIND
+            if from_client and flags & (SYN | ACK) == SYN:
+                isn = seq
+        else:  # DCE/RPC over TCP: the flow is first seen with the client's BIND, its first byte
             from_client = True
+            isn = (seq - 1) & SEQ_MASK
         if from_client:
             client, client_port, server, server_port = (
                 source, source_port, destination, destination_port,
@@ -217,7 +240,7 @@ class TcpReassembler:
             )  # fmt: skip
         if len(self.flows) >= 2 * MAX_CONNECTIONS:
             self._evict()
-        consumer = self.factory(_address(client), client_port, _address(server), server_port)
+        consumer = self.factory(_address(client), client_port, _address(server), server_port, isn)
         to_server = client + server + struct.pack("!HH", client_port, server_port)
         to_client = server + client + struct.pack("!HH", server_port, client_port)
         connection = _Connection(consumer, (to_server, to_client), time)

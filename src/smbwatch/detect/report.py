@@ -1,5 +1,5 @@
-"""Alerts and rule listings written through the sinks: a table for people, JSON lines for
-pipelines, CSV for spreadsheets (the sinks escape hostile names and defuse formulas).
+"""Alerts and rule listings as rows for the sinks (``sinks.output``): a table for people, JSON
+lines for pipelines, CSV for spreadsheets (the sinks escape hostile names and defuse formulas).
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from typing import Any, TextIO
 from smbwatch.detect.alert import ALERT_FIELDS, CONTEXT_FIELDS, Alert
 from smbwatch.detect.attack import technique_names
 from smbwatch.detect.sigma import RuleSet
-from smbwatch.sinks.csv import write_csv
-from smbwatch.sinks.jsonl import write_jsonl
-from smbwatch.sinks.table import Column, write_table
+from smbwatch.sinks.output import RowKind, write_rows
+from smbwatch.sinks.table import Column
 
 
 def _evidence(alert: dict[str, Any]) -> str:
@@ -80,30 +79,31 @@ def csv_columns(alerts: Sequence[dict[str, Any]]) -> list[str]:
     return [*columns, "evidence"]
 
 
+ALERTS = RowKind("smbwatch alerts", ALERT_COLUMNS, csv_columns)
+RULES = RowKind("smbwatch rules: detections", RULE_COLUMNS, RULE_FIELDS)
+HELPER_RULES = RowKind(
+    "helper rules (building blocks of correlations; they raise no alert)",
+    RULE_COLUMNS,
+    RULE_FIELDS,
+)
+
+
 def write_alerts(alerts: Sequence[Alert], fmt: str, out: TextIO, wide: bool = False) -> int:
     """Write alerts as ``table``, ``jsonl`` or ``csv``; the number written. ``wide``: a table
     with full timestamps and every cell whole."""
-    rows = [alert.to_dict() for alert in alerts]
-    if fmt == "jsonl":
-        return write_jsonl(rows, out)
-    if fmt == "csv":
-        return write_csv(rows, out, csv_columns(rows))
-    return write_table(rows, out, ALERT_COLUMNS, "smbwatch alerts", wide)
+    return write_rows([alert.to_dict() for alert in alerts], fmt, ALERTS, out, wide)
 
 
 def write_rule_listing(ruleset: RuleSet, fmt: str, out: TextIO, wide: bool = False) -> int:
     """Write what ``smbwatch rules list`` shows (one row per loaded rule); the number written.
     The table shows the detections first, then the helper rules correlations are built from."""
     rows = ruleset.listing()
-    if fmt == "jsonl":
-        return write_jsonl(rows, out)
-    if fmt == "csv":
-        return write_csv(rows, out, RULE_FIELDS)
+    if fmt != "table":
+        return write_rows(rows, fmt, RULES, out, wide)
     detections = [row for row in rows if row["role"] == "detection"]
     helpers = [row for row in rows if row["role"] != "detection"]
-    count = write_table(detections, out, RULE_COLUMNS, "smbwatch rules: detections", wide)
+    count = write_rows(detections, fmt, RULES, out, wide)
     if helpers:
         out.write("\n")
-        title = "helper rules (building blocks of correlations; they raise no alert)"
-        count += write_table(helpers, out, RULE_COLUMNS, title, wide)
+        count += write_rows(helpers, fmt, HELPER_RULES, out, wide)
     return count

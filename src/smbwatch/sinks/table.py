@@ -243,3 +243,30 @@ EVENT_COLUMNS: list[Column] = [
     Column("object", _object, 4, 24, 80),
     Column("details", _details, 6, 20),
 ]
+
+
+def _seen(row: dict[str, Any]) -> str:
+    """How many sources saw the message, when more than one did."""
+    count = len(row.get("seen_by") or ())
+    return str(count) if count > 1 else ""
+
+
+def _client_host(row: dict[str, Any]) -> str:
+    return row.get("src_host") or _endpoint(row, "src_ip", "src_port")
+
+
+def _server_host(row: dict[str, Any]) -> str:
+    return row.get("dst_host") or row.get("server") or _endpoint(row, "dst_ip", "dst_port")
+
+
+# The timeline of a case: machines and users by their one name (``src_host``, ``principal``).
+TIMELINE_COLUMNS: list[Column] = [
+    Column("time", lambda r: r.get("time"), 1, 20, time=True),
+    Column("action", lambda r: r.get("action"), 2, 12, 15),
+    Column("from", _client_host, 3, 15, 40),
+    Column("to", _server_host, 4, 15, 40),
+    Column("user", lambda r: r.get("principal") or _identity(r), 6, 12, 30),
+    Column("object", _object, 5, 24, 80),
+    Column("details", _details, 7, 20),
+    Column("seen", _seen, 8, 4, 4),
+]

@@ -30,7 +30,7 @@ from smbwatch.winlog.splunk_text import (
     message_fields,
     record_from_splunk_text,
 )
-from smbwatch.winlog.timestamps import has_zone, local_offset, system_time
+from smbwatch.winlog.timestamps import has_zone, local_offset, precision, system_time
 from smbwatch.winlog.xml_events import record_from_xml
 
 # Between values of a stream: whitespace, array brackets, commas, evtx_dump's "Record N" lines.
@@ -102,6 +102,7 @@ def _from_winlogbeat(value: Mapping[str, Any], winlog: Mapping[str, Any]) -> Win
         record_id=_integer(winlog.get("record_id")),
         computer=winlog.get("computer_name"),
         data=winlog.get("event_data") or {},
+        time_precision=precision(value["@timestamp"]),
     )
 
 
@@ -113,18 +114,23 @@ def _from_flat(value: Mapping[str, Any], source: Source) -> WinRecord:
         # NXLog's own AccountName (the event's user) hides 7045's; its Message still has it.
         service_account = message_fields(str(value.get("Message") or "")).get("AccountName")
         data = {**value, "AccountName": service_account}
+    text = _flat_time_text(value)
     return WinRecord(
         event_code=code,
-        time=_flat_time(value, source),
+        time=_flat_time(text, value, source),
         record_id=_integer(value.get("RecordNumber", value.get("EventRecordID"))),
         computer=value.get("Hostname") or value.get("Computer"),
         data=data,
+        time_precision=precision(text),
     )
 
 
-def _flat_time(value: Mapping[str, Any], source: Source) -> int:
+def _flat_time_text(value: Mapping[str, Any]) -> str:
+    return str(value.get("EventTime") or value.get("TimeCreated") or value["@timestamp"])
+
+
+def _flat_time(text: str, value: Mapping[str, Any], source: Source) -> int:
     """NXLog's EventTime is local; its offset shows between EventReceivedTime and @timestamp."""
-    text = str(value.get("EventTime") or value.get("TimeCreated") or value["@timestamp"])
     if has_zone(text):
         return parse_time(text)
     received, stamp = value.get("EventReceivedTime"), value.get("@timestamp")
@@ -141,8 +147,9 @@ def _from_splunk(value: Mapping[str, Any], source: Source) -> WinRecord | None:
     raw = value.get("_raw")
     if isinstance(raw, str) and raw.lstrip().startswith("<"):
         return record_from_xml(raw)
+    shown = precision(stamp) if isinstance(stamp, str) else None
     if isinstance(raw, str):
-        return record_from_splunk_text(raw, source, time)
+        return record_from_splunk_text(raw, source, time, shown)
     if time is None:
         raise ValueError("a Splunk row without _time or _raw")
     return WinRecord(
@@ -151,6 +158,7 @@ def _from_splunk(value: Mapping[str, Any], source: Source) -> WinRecord | None:
         record_id=_integer(value.get("RecordNumber")),
         computer=value.get("ComputerName"),
         data=data_from_splunk_fields(value),
+        time_precision=shown,
     )
 
 

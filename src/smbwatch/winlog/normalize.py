@@ -94,6 +94,7 @@ def normalize(record: WinRecord, source: Source) -> SmbEvent | None:
         source_ref=record.record_id,
         event_code=record.event_code,
         server=_text(record.computer),
+        time_precision=record.time_precision,
     )
     return event if build(event, record.data) else None
 
@@ -147,7 +148,7 @@ def _logon(event: SmbEvent, data: Mapping[str, Any]) -> bool:
     event.logon_type = NETWORK_LOGON
     event.user = _text(data.get("TargetUserName"))
     event.domain = _text(data.get("TargetDomainName"))
-    event.session_id = _logon_id(data.get("TargetLogonId"))
+    event.session_id = event.logon_id = _logon_id(data.get("TargetLogonId"))
     event.workstation = _text(data.get("WorkstationName"))
     event.src_ip = _address(data.get("IpAddress"))
     event.src_port = _port(data.get("IpPort"))
@@ -224,7 +225,7 @@ _BUILDERS: dict[int, Callable[[SmbEvent, Mapping[str, Any]], bool]] = {
 def _subject(event: SmbEvent, data: Mapping[str, Any]) -> None:
     event.user = _text(data.get("SubjectUserName"))
     event.domain = _text(data.get("SubjectDomainName"))
-    event.session_id = _logon_id(data.get("SubjectLogonId"))
+    event.session_id = event.logon_id = _logon_id(data.get("SubjectLogonId"))
 
 
 def _first(data: Mapping[str, Any], *names: str) -> Any:

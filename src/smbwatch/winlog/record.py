@@ -26,6 +26,7 @@ class WinRecord:
     record_id: int | None
     computer: str | None
     data: Mapping[str, Any]
+    time_precision: str | None = None  # "s" or "ms": the clock had no finer digits
 
 
 @dataclass

@@ -68,14 +68,17 @@ def read_splunk(text: TextIO, source: Source) -> Iterator[SmbEvent]:
             yield event
 
 
-def record_from_splunk_text(block: str, source: Source, time: int | None = None) -> WinRecord:
-    """One WinEventLog event; ``time`` replaces its zone-less time line when known (``_time``)."""
+def record_from_splunk_text(
+    block: str, source: Source, time: int | None = None, time_precision: str | None = None
+) -> WinRecord:
+    """One WinEventLog event; ``time`` (with its ``time_precision``) replaces its zone-less
+    time line when known (``_time``). The time line itself has whole seconds."""
     head, _, message = block.partition("\nMessage=")
     lines = head.strip().splitlines()
     pairs = (line.partition("=") for line in lines)
     header = {key.strip(): value.strip() for key, _, value in pairs}
     if time is None:
-        time = splunk_time(lines[0])
+        time, time_precision = splunk_time(lines[0]), "s"
         source.warn_once("time_zone_unknown", "WinEventLog times carry no zone: read as UTC")
     record_id = header.get("RecordNumber")
     return WinRecord(
@@ -84,6 +87,7 @@ def record_from_splunk_text(block: str, source: Source, time: int | None = None)
         record_id=int(record_id) if record_id else None,
         computer=header.get("ComputerName"),
         data=message_fields(message),
+        time_precision=time_precision,
     )
 
 

@@ -17,6 +17,7 @@ _QUARTER_HOUR = 15 * 60 * 1_000_000
 _EVTX_SYSTEM_TIME_LENGTH = len("2021-04-21T09:40:32.342397Z")
 _EPOCH = datetime(1970, 1, 1)  # naive, as the fast path's times are once their Z is cut
 _ZONE = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")
+_FRACTION = re.compile(r"\d\d:\d\d:\d\d(?:[.,](\d+))?")  # after the seconds
 _SPLUNK_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S")
 
 
@@ -34,6 +35,17 @@ def system_time(text: str) -> int:
         else:
             return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
     return parse_time(text.removesuffix(" UTC"))
+
+
+def precision(text: str) -> str | None:
+    """``"s"`` or ``"ms"`` when an ISO time has no or at most three fraction digits (NXLog's
+    ``EventTime``, Winlogbeat's ``@timestamp``): the event says so rather than print invented
+    microseconds. None for microseconds or finer."""
+    match = _FRACTION.search(text)
+    if match is None:
+        return None
+    digits = len(match.group(1) or "")
+    return "s" if digits == 0 else "ms" if digits <= 3 else None
 
 
 def has_zone(text: str) -> bool:

@@ -1,0 +1,296 @@
+"""The case, on the OTRF attack pairs (a capture from each workstation and the hosts' logs), as a
+responder uses it: ingest, query from a fresh process, the timeline with each message once,
+one name per host and user, filters, clocks, and detect counting a message once.
+
+Every command runs the installed console script in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pytest
+from conftest import shared_dir
+from oracle import tool
+
+from smbwatch.events import parse_time
+
+pytestmark = pytest.mark.oracle
+
+OTRF = shared_dir() / "data" / "otrf"
+PSEXEC = sorted(OTRF.glob("empire_psexec*"))  # the host log, then WORKSTATION5's, WORKSTATION6's
+WMI_CAPTURES = sorted(OTRF.glob("empire_wmi*.cap"))
+COVENANT = sorted(OTRF.glob("covenant_sharpsc*"))  # one capture and the target's log
+
+
+def smbwatch(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "smbwatch.cli", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+
+
+def rows(*args: str | Path) -> list[dict]:
+    done = smbwatch(*args, "-f", "jsonl")
+    assert done.returncode in (0, 1, 3), done.stderr  # 3: the covenant capture is truncated
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def unnamed(alert: dict) -> dict:
+    """An alert without the host names only a case resolves (one input is read straight)."""
+    return {k: v for k, v in alert.items() if k not in ("src_host", "dst_host")}
+
+
+def query(case: Path, sql: str) -> list[dict]:
+    return rows("query", "--case", case, sql)
+
+
+def events_of(path: Path) -> list[dict]:
+    return rows("events", "-q", path)
+
+
+def identity(event: dict) -> tuple:
+    """What makes a network event the same message, from its contract fields."""
+    names = ("src_ip", "src_port", "dst_ip", "dst_port", "action", "command", "message_id")
+    return tuple(event.get(n) for n in (*names, "rpc_opnum", "direction", "file_id"))
+
+
+def ranked(events: list[dict]) -> list[tuple]:
+    """Each event's identity and its rank among those alike (DCE/RPC over TCP has no message
+    id: the third call on a connection is the third call from every sensor)."""
+    seen: Counter[tuple] = Counter()
+    out = []
+    for event in sorted(events, key=lambda e: e["time"]):
+        seen[identity(event)] += 1
+        out.append((*identity(event), seen[identity(event)]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The psexec pair (two sensors and the target's log) and the covenant pair, one case."""
+    directory = tmp_path_factory.mktemp("incident") / "case"
+    done = smbwatch("ingest", "-q", "--case", directory, *PSEXEC)
+    assert done.returncode == 0, done.stderr
+    done = smbwatch("ingest", "-q", "--case", directory, *COVENANT)
+    assert done.returncode == 3, done.stderr  # the covenant capture is truncated: damaged
+    return directory
+
+
+def test_ingest_is_idempotent_and_a_fresh_process_reads_what_was_ingested(case: Path) -> None:
+    inputs = query(case, "SELECT path, events, duplicates FROM inputs ORDER BY input_id")
+    assert [Path(i["path"]) for i in inputs] == [*PSEXEC, *COVENANT]
+    for row in inputs:  # each input holds what smbwatch events reads from it
+        assert row["events"] == len(events_of(Path(row["path"])))
+    total = query(case, "SELECT count(*) AS n FROM sightings")[0]["n"]
+    assert total == sum(row["events"] for row in inputs)
+
+    again = smbwatch("ingest", "--case", case, *PSEXEC, *COVENANT)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("already in the case") == len(PSEXEC) + len(COVENANT)
+    assert query(case, "SELECT count(*) AS n FROM sightings")[0]["n"] == total
+    assert query(case, "SELECT path, events, duplicates FROM inputs ORDER BY input_id") == inputs
+
+
+def test_the_timeline_of_two_sensors_shows_each_message_once(tmp_path: Path) -> None:
+    first, second = (ranked(events_of(capture)) for capture in WMI_CAPTURES)
+    both = set(first) & set(second)
+    assert len(both) == len(second) > 10  # the second sensor saw a part of what the first did
+    timeline = rows("timeline", "-q", *WMI_CAPTURES)
+    assert Counter(ranked(timeline)) == Counter(first)
+    assert [e["time"] for e in timeline] == sorted(e["time"] for e in timeline)
+    names = [str(c) for c in WMI_CAPTURES]
+    for event, key in zip(sorted(timeline, key=lambda e: e["time"]), ranked(timeline), strict=True):
+        assert event["seen_by"] == (names if key in both else names[:1])
+        assert event["source_file"] == names[0]  # the copy of the input read first
+
+
+def test_one_name_per_host_and_per_user(case: Path) -> None:
+    hosts = {h["host"]: h for h in query(case, "SELECT * FROM hosts")}
+    target = hosts["WORKSTATION6.theshire.local"]
+    assert target["addresses"] == ["172.18.39.6"]
+    assert target["aliases"] == ["WORKSTATION6", "WORKSTATION6.theshire.local"]
+    kinds = {proof["kind"] for proof in json.loads(target["evidence"])}
+    assert {"unc", "spn", "logon_port", "first_label"} <= kinds
+    users = {u["principal"]: u for u in query(case, "SELECT * FROM users")}
+    assert users["THESHIRE\\pgustavo"]["aliases"] == [
+        "THESHIRE.LOCAL\\pgustavo",
+        "THESHIRE\\pgustavo",
+    ]
+    # every spelling of the target selects the same events
+    spellings = ("172.18.39.6", "WORKSTATION6", "workstation6.THESHIRE.local")
+    found = [rows("events", "--case", case, "--dst", name) for name in spellings]
+    assert found[0] == found[1] == found[2]
+    assert {e["dst_host"] for e in found[0]} == {"WORKSTATION6.theshire.local"}
+    assert {e["source"] for e in found[0]} == {"network", "host"}
+    by_user = [
+        rows("events", "--case", case, "--user", name)
+        for name in ("THESHIRE\\pgustavo", "pgustavo@theshire.local", "PGUSTAVO")
+    ]
+    assert by_user[0] == by_user[1] == by_user[2] and len(by_user[0]) >= 4
+    assert {e["principal"] for e in by_user[0]} == {"THESHIRE\\pgustavo"}
+    assert {e["domain"] for e in by_user[0]} == {"THESHIRE", "THESHIRE.LOCAL"}  # raw, as logged
+
+
+def test_filters_are_queries_of_the_case(case: Path) -> None:
+    everything = rows("events", "--case", case)
+    times = [parse_time(e["time"]) for e in everything]
+    assert times == sorted(times)
+    since, until = "2020-09-20T16:16:56.5", "2020-09-20T16:17:00Z"
+    window = rows("timeline", "--case", case, "--since", since, "--until", until)
+    low, high = parse_time(since), parse_time(until)
+    assert window == [e for e in everything if low <= parse_time(e["time"]) <= high]
+    assert len(window) >= 8
+    recent = rows("events", "--case", case, "--since", "30s")
+    assert recent == [e for e in everything if parse_time(e["time"]) >= max(times) - 30_000_000]
+    assert 0 < len(recent) < len(everything)
+    from_client = rows("events", "--case", case, "--src", "172.18.39.5", "--dst", "172.18.38.5")
+    assert from_client and {(e["src_ip"], e["dst_ip"]) for e in from_client} == {
+        ("172.18.39.5", "172.18.38.5")
+    }
+
+
+def test_host_records_with_whole_seconds_say_so(case: Path) -> None:
+    host = [e for e in rows("events", "--case", case) if e["source"] == "host"]
+    assert host and all(e["time_precision"] == "s" for e in host)
+    assert all(len(e["time"]) == len("2020-09-20T16:16:56Z") for e in host)
+
+
+def test_detect_counts_a_message_seen_by_two_sensors_once(tmp_path: Path) -> None:
+    captures = PSEXEC[1:]
+    alone = rows("detect", "-q", captures[0])
+    both = rows("detect", "-q", *captures)  # through a case: each message once
+    created = "Remote Service Created or Reconfigured Through svcctl"
+    service = [a for a in both if a["title"] == created]
+    assert len(service) == 1 and service[0]["count"] == 1
+    assert [unnamed(a) for a in both] == [unnamed(a) for a in alone]
+    high = rows("detect", "-q", "--min-risk", "80", *PSEXEC)
+    every = rows("detect", "-q", *PSEXEC)
+    assert high == [a for a in every if a["risk_score"] >= 80] and len(high) < len(every)
+
+
+def test_detect_over_a_whole_case_stores_its_alerts(tmp_path: Path) -> None:
+    directory = tmp_path / "case"
+    assert smbwatch("ingest", "-q", "--case", directory, *PSEXEC).returncode == 0
+    alerts = rows("detect", "-q", "--case", directory)
+    stored = query(directory, "SELECT alert FROM alerts ORDER BY risk_score DESC, first_time")
+    assert [json.loads(row["alert"]) for row in stored] == alerts and alerts
+    high = rows("detect", "-q", "--case", directory, "--min-risk", "80")
+    assert high == [a for a in alerts if a["risk_score"] >= 80]
+    assert len(query(directory, "SELECT * FROM alerts")) == len(alerts)  # filtered: not stored
+
+
+def test_a_clock_five_hours_off_is_reported_and_corrected(tmp_path: Path) -> None:
+    """A second sensor whose clock is five hours ahead (editcap shifts the capture's times)."""
+    shifted = tmp_path / "sensor2.pcap"
+    done = subprocess.run(
+        [tool("editcap"), "-t", "18000", str(WMI_CAPTURES[1]), str(shifted)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    timeline = smbwatch("timeline", "-f", "jsonl", WMI_CAPTURES[0], shifted)
+    assert timeline.returncode == 0
+    (warning,) = [line for line in timeline.stderr.splitlines() if "clocks differ" in line]
+    assert str(shifted) in warning and str(WMI_CAPTURES[0]) in warning
+    assert "+5h00m00s" in warning and "--clock-offset 'sensor2.pcap=-5h00m00s'" in warning
+    merged = [json.loads(line) for line in timeline.stdout.splitlines()]
+    assert len(merged) == len(events_of(WMI_CAPTURES[0]))  # the same messages all the same
+
+    fixed = smbwatch(
+        "timeline", "-f", "jsonl", "--clock-offset", "sensor2.pcap=-5h", *[WMI_CAPTURES[0], shifted]
+    )
+    assert fixed.returncode == 0 and "clocks differ" not in fixed.stderr
+    assert fixed.stdout == timeline.stdout
+
+
+def test_a_host_clock_corrected_by_host_name(tmp_path: Path) -> None:
+    """The covenant target's log moved five hours by its host's name: the offset against the
+    capture (the 4624's client port is the connection's) shows, and goes when undone."""
+    directory = tmp_path / "case"
+    moved = smbwatch("ingest", "--case", directory, "--clock-offset", "WORKSTATION6=+5h", *COVENANT)
+    assert moved.returncode == 3, moved.stderr  # the capture is truncated
+    (warning,) = [line for line in moved.stderr.splitlines() if "clocks differ" in line]
+    assert "+5h00m" in warning and COVENANT[1].name in warning and COVENANT[0].name in warning
+    host = rows("events", "--case", directory, "--dst", "WORKSTATION6", "--user", "pgustavo")
+    original = [e for e in events_of(COVENANT[1]) if e.get("user") == "pgustavo"]
+    assert [e["source_ref"] for e in host if e["source"] == "host"] == [
+        e["source_ref"] for e in original
+    ]
+    assert all(h["time"][:13] == "2020-08-06T12" for h in host if h["source"] == "host")
+    undone = smbwatch("ingest", "--case", directory, "--clock-offset", "WORKSTATION6=0s")
+    assert undone.returncode == 0 and "clocks differ" not in undone.stderr
+
+
+def test_a_relative_time_or_a_correction_that_is_no_time_is_one_line(case: Path) -> None:
+    for args in (
+        ("events", "--case", case, "--since", "yesterday"),
+        ("ingest", "--case", case, "--clock-offset", "x.cap=+5 hours"),
+        ("events", "--case", case, "--clock-offset", "x.cap=+5h"),
+        ("events", "--case", case, PSEXEC[0]),
+        ("timeline",),
+    ):
+        done = smbwatch(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_parquet_of_a_case_is_its_events(case: Path, tmp_path: Path) -> None:
+    dataset = tmp_path / "events"
+    assert smbwatch("events", "--case", case, "-f", "parquet", "-o", dataset).returncode == 0
+    db = duckdb.connect()
+    files = f"read_parquet('{dataset}/**/*.parquet', hive_partitioning = true)"
+    in_files = db.sql(f"DESCRIBE SELECT * EXCLUDE (date) FROM {files}").fetchall()
+    db.execute(f"ATTACH '{case / 'case.duckdb'}' AS incident (READ_ONLY)")
+    assert in_files == db.sql("DESCRIBE SELECT * FROM incident.events").fetchall()
+    assert sorted(rows("events", "-q", dataset), key=lambda e: (e["time"], e["source_ref"])) == (
+        sorted(rows("events", "--case", case), key=lambda e: (e["time"], e["source_ref"]))
+    )
+
+
+def test_copies_of_a_case_are_cases(case: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(case, copy)
+    assert query(copy, "SELECT count(*) AS n FROM events") == query(
+        case, "SELECT count(*) AS n FROM events"
+    )
+
+
+def test_a_forged_workstation_name_does_not_merge_two_machines(tmp_path: Path) -> None:
+    """A logon from the attacker's address claiming the target's name (NTLM lets a client name
+    itself as it likes) is refused, and kept as a refused claim; a computer account logging on
+    from an address of its own machine names it."""
+    forged = {
+        "EventTime": "2020-08-06 07:02:30",
+        "Hostname": "WORKSTATION6.theshire.local",
+        "EventID": 4624,
+        "RecordNumber": 99001,
+        "LogonType": 3,
+        "TargetUserName": "eve",
+        "TargetDomainName": "THESHIRE",
+        "TargetLogonId": "0x99",
+        "WorkstationName": "WORKSTATION6",
+        "IpAddress": "172.18.39.5",
+        "IpPort": "50999",
+        "AuthenticationPackageName": "NTLM",
+    }
+    log = tmp_path / "forged.json"
+    log.write_text(json.dumps(forged) + "\n")
+    directory = tmp_path / "case"
+    done = smbwatch("ingest", "-q", "--case", directory, *COVENANT, PSEXEC[0], log)
+    assert done.returncode == 3, done.stderr  # the covenant capture is truncated
+    hosts = {h["host"]: h for h in query(directory, "SELECT * FROM hosts")}
+    target = hosts["WORKSTATION6.theshire.local"]
+    assert target["addresses"] == ["172.18.39.6"]
+    refused = [e for e in json.loads(target["evidence"]) if e.get("refused")]
+    assert refused == [
+        {"kind": "workstation", "address": "172.18.39.5", "name": "WORKSTATION6", "events": 1,
+         "refused": True}
+    ]  # fmt: skip
+    assert hosts["172.18.39.5"]["aliases"] == []  # the attacker keeps its address
+    # MORDORDC$ logs on to itself from its IPv4 and link-local IPv6 addresses
+    assert "172.18.38.5" in hosts["MORDORDC.theshire.local"]["addresses"]
