@@ -105,7 +105,11 @@ class SmbEvent:
     def to_dict(self) -> dict[str, Any]:
         """The event as the JSON object the contract describes (ISO time, no null fields)."""
         out = self.fields()
-        out["time"] = format_time(self.time)
+        text = format_time(self.time)
+        if text is None:
+            del out["time"]  # a time no date can show (the reader warned): left out
+        else:
+            out["time"] = text
         return out
 
     def fields(self) -> dict[str, Any]:
@@ -264,12 +268,26 @@ FIELD_NAMES: tuple[str, ...] = tuple(_declared) or getattr(SmbEvent, "__mypyc_at
 _FIELD_SET: Final = frozenset(FIELD_NAMES)
 
 
-def format_time(micros: int) -> str:
-    """ISO 8601 UTC with microseconds and ``Z``, exact (no float rounding). Every event is
-    written with one: the text up to the second is cached, the microseconds are appended."""
+# The times a date can show (years 1 to 9999, as ``datetime``): a reader that meets another (a
+# hostile capture or log) counts a warning, and the time is left out of what is written.
+MIN_TIME: Final = -62_135_596_800 * 1_000_000
+MAX_TIME: Final = 253_402_300_800 * 1_000_000 - 1
+
+
+def time_in_range(micros: int) -> bool:
+    """Whether ``format_time`` can write this time."""
+    return MIN_TIME <= micros <= MAX_TIME
+
+
+def format_time(micros: int) -> str | None:
+    """ISO 8601 UTC with microseconds and ``Z``, exact (no float rounding); None for a time out
+    of ``time_in_range``. Every event is written with one: the text up to the second is cached,
+    the microseconds are appended."""
     seconds, fraction = divmod(micros, 1_000_000)
     prefix = _SECONDS.get(seconds)
     if prefix is None:
+        if not MIN_TIME <= micros <= MAX_TIME:
+            return None
         if len(_SECONDS) >= MAX_SECONDS_CACHED:
             _SECONDS.clear()
         moment = _EPOCH + timedelta(seconds=seconds)

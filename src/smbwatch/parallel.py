@@ -10,38 +10,53 @@ which worker finishes first.
 from __future__ import annotations
 
 import multiprocessing
+import queue as queues
 from collections import deque
 from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from typing import Any
 
+from smbwatch.containers import InputFile
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.interrupt import Interrupted, check
 from smbwatch.options import Options
 
 BATCH = 2000
 QUEUE_BATCHES = 4
+WAIT = 0.2  # seconds between looks at whether a stop was asked for, while a worker is silent
 
 
-def _worker(path: str, input_format: str | None, options: Options, queue: Queue) -> None:
+def _worker(source: InputFile, input_format: str | None, options: Options, queue: Queue) -> None:
     from smbwatch.pipeline import InputError, input_events
 
     diagnostics = Diagnostics()
     error = None
     batch: list[SmbEvent] = []
     try:
-        for event in input_events(path, diagnostics, input_format, options):
+        for event in input_events(source, diagnostics, input_format, options):
             batch.append(event)
             if len(batch) >= BATCH:
                 queue.put(("events", batch))
                 batch = []
     except InputError as exc:
-        error = str(exc)
+        error = exc
+    except Interrupted:
+        return  # the parent stops too (it was signalled first, or with us), and ends us
     except Exception as exc:  # a bug must cost this input, not the whole run
-        diagnostics.damaged(path, f"internal error: {exc!r}")
+        diagnostics.damaged(source.name, f"internal error: {exc!r}")
     queue.put(("events", batch))
     queue.put(("done", diagnostics, error))
+
+
+def _next_message(queue: Queue) -> Any:
+    """The worker's next message; a stop asked for meanwhile is honoured within ``WAIT``."""
+    while True:
+        try:
+            return queue.get(timeout=WAIT)
+        except queues.Empty:
+            check()
 
 
 def _context() -> Any:
@@ -50,37 +65,38 @@ def _context() -> Any:
 
 
 def parallel_events(
-    files: list[tuple[str, bool]],
+    files: list[tuple[InputFile, bool]],
     diagnostics: Diagnostics,
     input_format: str | None,
     errors: list[str],
     jobs: int,
     options: Options,
 ) -> Iterator[SmbEvent]:
-    """Events of every (path, named explicitly) input, read by up to ``jobs`` processes."""
+    """Events of every (input, named explicitly) input, read by up to ``jobs`` processes."""
+    from smbwatch.pipeline import report_input_error
+
     context = _context()
     waiting = deque(files)
-    running: deque[tuple[str, bool, BaseProcess, Queue]] = deque()
+    running: deque[tuple[InputFile, bool, BaseProcess, Queue]] = deque()
     try:
         while waiting or running:
             while waiting and len(running) < jobs:
-                path, explicit = waiting.popleft()
+                source, explicit = waiting.popleft()
                 queue = context.Queue(QUEUE_BATCHES)
-                process = context.Process(target=_worker, args=(path, input_format, options, queue))
+                process = context.Process(
+                    target=_worker, args=(source, input_format, options, queue)
+                )
                 process.start()
-                running.append((path, explicit, process, queue))
-            path, explicit, process, queue = running.popleft()
+                running.append((source, explicit, process, queue))
+            source, explicit, process, queue = running.popleft()
             while True:
-                message = queue.get()
+                message = _next_message(queue)
                 if message[0] == "events":
                     yield from message[1]
                     continue
                 diagnostics.merge(message[1])
                 if message[2] is not None:
-                    if explicit:
-                        errors.append(message[2])
-                    else:
-                        diagnostics.warn("input_skipped", message[2])
+                    report_input_error(message[2], source, explicit, diagnostics, errors)
                 break
             process.join()
     finally:

@@ -8,7 +8,6 @@ can run the very same code.
 
 from __future__ import annotations
 
-import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
 from functools import partial
@@ -17,17 +16,21 @@ from typing import Final
 
 from smbwatch import winlog
 from smbwatch.capture.link import LINKTYPE_ETHERNET, SMB_PORTS, tcp_segment
-from smbwatch.capture.pcap import (
-    CaptureError,
-    FrameReader,
-    capture_format,
-    open_maybe_gzip,
-    read_frames,
-)
+from smbwatch.capture.pcap import CaptureError, FrameReader, capture_format, read_frames
 from smbwatch.capture.tcp import StreamConsumer, TcpReassembler
+from smbwatch.containers import (
+    ZIP_MAGIC,
+    ContainerError,
+    InputFile,
+    as_input,
+    is_zip,
+    read_head,
+    zip_members,
+)
 from smbwatch.dcerpc.transport import RpcTcpConnection
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.interrupt import check as check_interrupt
 from smbwatch.options import Options
 from smbwatch.smb.endpoint import Endpoints
 from smbwatch.smb.files import Transfers
@@ -43,26 +46,38 @@ DECODERS: dict[int, type[Smb2Decoder] | type[Smb1Decoder]] = {
 }
 DEFAULT_OPTIONS: Final = Options()
 MAX_HELD_EVENTS: Final = 16384  # events held back behind one whose file is still being hashed
+CHECK_EVERY: Final = 1023  # frames between looks at whether a stop was asked for (a mask)
+SNIFF_SIZE: Final = 4096
+# Capture formats are told apart by the reader itself: forcing one on the other is no mismatch.
+_SAME_READER: Final = {"pcap": "capture", "pcapng": "capture"}
 
 
 class InputError(Exception):
     """An input the user named cannot be used (missing, unreadable, unknown format)."""
 
 
-def expand_inputs(paths: Iterable[str], errors: list[str] | None = None) -> list[tuple[str, bool]]:
-    """Files to read, as (path, named explicitly); a directory means every file below it.
+class NotAnInput(InputError):
+    """A file that is no capture or log: among others (a directory, an archive), only counted."""
+
+
+def expand_inputs(
+    paths: Iterable[str], errors: list[str] | None = None, zip_password: str | None = None
+) -> list[tuple[InputFile, bool]]:
+    """Inputs to read, as (input, named explicitly); a directory means every file below it, a
+    zip archive every file in it (the members of a named archive count as named).
 
     A name that is neither is reported in ``errors`` (raised as InputError when it is None).
     """
-    files: list[tuple[str, bool]] = []
+    files: list[tuple[InputFile, bool]] = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
             below = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-            files.extend((str(p), False) for p in below)
+            for file in below:
+                files.extend(_inputs_of(str(file), False, zip_password))
             continue
         if path.is_file():
-            files.append((name, True))
+            files.extend(_inputs_of(name, True, zip_password))
             continue
         problem = "not a regular file" if path.exists() else "no such file or directory"
         if errors is None:
@@ -71,41 +86,91 @@ def expand_inputs(paths: Iterable[str], errors: list[str] | None = None) -> list
     return files
 
 
-def sniff_format(path: str) -> str | None:
+def _inputs_of(path: str, explicit: bool, zip_password: str | None) -> list[tuple[InputFile, bool]]:
+    """The file, or the members of a zip archive (an unreadable one is left to ``input_events``
+    to report)."""
+    if is_zip(path):
+        try:
+            return [(member, explicit) for member in zip_members(path, zip_password)]
+        except ContainerError:
+            pass
+    return [(InputFile(path), explicit)]
+
+
+def sniff_format(source: str | InputFile) -> str | None:
     """The input's format from its first bytes (gzip looked through), or None if unknown."""
+    return _sniff(as_input(source))[0]
+
+
+def _sniff(source: InputFile) -> tuple[str | None, str | None]:
+    """The format of the input, and the damage that cut its first bytes short, if any."""
     try:
-        with open_maybe_gzip(path) as stream:
-            head = stream.read(4096)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
-    return capture_format(head) or winlog.sniff_format(head)
+        head, damage = read_head(source, SNIFF_SIZE)
+    except OSError as exc:  # cannot be opened (a zip member: encrypted, unreadable...)
+        raise InputError(f"{source.name}: cannot read: {exc}") from None
+    if head.startswith(ZIP_MAGIC):
+        return "zip", damage
+    return capture_format(head) or winlog.sniff_format(head), damage
 
 
 def input_events(
-    path: str,
+    source: str | InputFile,
     diagnostics: Diagnostics,
     input_format: str | None = None,
     options: Options = DEFAULT_OPTIONS,
 ) -> Iterator[SmbEvent]:
-    """The events of one input file. Raises InputError if it is not something smbwatch reads."""
-    kind = input_format or sniff_format(path)
+    """The events of one input. Raises InputError if it is not something smbwatch reads."""
+    source = as_input(source)
+    name = source.name
+    kind, damage = _sniff(source)
+    if kind is None and damage is not None:
+        diagnostics.damaged(name, damage)  # nothing could be read to say what it is
+        return
+    if kind == "zip":
+        what = "a zip archive inside a zip archive" if source.member else "an unreadable zip"
+        raise NotAnInput(f"{name}: {what} (not opened)")
+    if input_format is not None:
+        if kind is not None and _SAME_READER.get(kind, kind) != _SAME_READER.get(
+            input_format, input_format
+        ):
+            raise InputError(f"{name}: a {kind} file, not {input_format} (--input-format)")
+        kind = input_format
     if kind in CAPTURE_FORMATS:
         try:
-            yield from capture_events(path, diagnostics, options=options)
-        except CaptureError as exc:
-            raise InputError(str(exc)) from None
+            yield from capture_events(source, diagnostics, options=options)
+        except CaptureError as capture_error:
+            raise InputError(str(capture_error)) from None
         return
     if kind is None:
-        raise InputError(f"{path}: not a capture (pcap, pcapng) or a Windows event log")
+        raise NotAnInput(f"{name}: not a capture (pcap, pcapng) or a Windows event log")
     try:
-        events = winlog.read_events(path, diagnostics, kind)
-    except (winlog.NotALogError, OSError) as exc:
-        raise InputError(str(exc)) from None
+        events = winlog.read_events(source, diagnostics, kind)
+    except (winlog.NotALogError, OSError) as log_error:
+        raise InputError(str(log_error)) from None
     yield from events
 
 
+def report_input_error(
+    error: InputError,
+    source: InputFile,
+    explicit: bool,
+    diagnostics: Diagnostics,
+    errors: list[str] | None,
+) -> None:
+    """An input named explicitly that cannot be read is a user error (in ``errors``, raised when
+    that is None); one met in a directory, or a member of an archive that is no capture or log,
+    a counted warning."""
+    skipped = not explicit or (source.member is not None and isinstance(error, NotAnInput))
+    if skipped:
+        diagnostics.warn("input_skipped", str(error))
+    elif errors is not None:
+        errors.append(str(error))
+    else:
+        raise error
+
+
 def capture_events(
-    path: str,
+    source: str | InputFile,
     diagnostics: Diagnostics,
     source_format: str | None = None,
     decoders: dict[int, DecoderFactory] | None = None,
@@ -116,13 +181,16 @@ def capture_events(
     ``decoders`` maps an SMB protocol id byte (0xFE, 0xFF) to the decoder for that dialect family
     (by default ``DECODERS``, sharing the capture's file ``Transfers`` built from ``options``).
     """
+    source = as_input(source)
     transfers = Transfers(options, diagnostics)
     if decoders is None:
         decoders = {key: partial(decoder, files=transfers) for key, decoder in DECODERS.items()}
-    frames = read_frames(path, diagnostics)
+    frames = read_frames(source, diagnostics)
     transfers.read_from(frames.mapped, frames.fileno)
     try:
-        batches = _capture_events(frames, path, diagnostics, source_format, decoders)
+        if source_format is None:
+            source_format = sniff_format(source) or "pcap"
+        batches = _capture_events(frames, source.name, diagnostics, source_format, decoders)
         yield from _settled(batches, transfers)
     finally:
         frames.close()
@@ -146,13 +214,11 @@ def _capture_events(
     frames: FrameReader,
     path: str,
     diagnostics: Diagnostics,
-    source_format: str | None,
+    source_format: str,
     decoders: dict[int, DecoderFactory],
 ) -> Iterator[list[SmbEvent]]:
     """The events of the capture, in batches as frames complete messages."""
     out: list[SmbEvent] = []
-    if source_format is None:
-        source_format = sniff_format(path) or "pcap"
 
     def connection(client: str, client_port: int, server: str, server_port: int) -> StreamConsumer:
         endpoints = Endpoints(client, client_port, server, server_port, source_format, path)
@@ -166,6 +232,8 @@ def _capture_events(
         while frames.next():
             buf, start, stop = frames.buf, frames.start, frames.stop
             frame, time = frames.number, frames.time
+            if not frame & CHECK_EVERY:
+                check_interrupt()
             if frames.linktype != LINKTYPE_ETHERNET or not reassembler.ethernet_frame(
                 buf, start, stop, time, frame
             ):
@@ -196,7 +264,7 @@ def iter_events(
     InputError when ``errors`` is None); a file met inside a directory that is not a capture or
     log is only counted as a warning.
     """
-    files = expand_inputs(paths, errors)
+    files = expand_inputs(paths, errors, options.zip_password)
     if jobs > 1 and len(files) > 1:
         from smbwatch.parallel import parallel_events
 
@@ -205,13 +273,8 @@ def iter_events(
         if errors is None and collected:
             raise InputError(collected[0])
         return
-    for path, explicit in files:
+    for source, explicit in files:
         try:
-            yield from input_events(path, diagnostics, input_format, options)
+            yield from input_events(source, diagnostics, input_format, options)
         except InputError as exc:
-            if explicit and errors is not None:
-                errors.append(str(exc))
-            elif explicit:
-                raise
-            else:
-                diagnostics.warn("input_skipped", str(exc))
+            report_input_error(exc, source, explicit, diagnostics, errors)

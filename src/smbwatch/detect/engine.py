@@ -107,7 +107,7 @@ class Detector:
             else:
                 continue
             out.extend(_alert(rule, group) for group in groups)
-        out.sort(key=lambda a: (-a["risk_score"], a["first_time"], a["title"]))
+        out.sort(key=lambda a: (-a["risk_score"], a["first_time"] or "", a["title"]))
         return out
 
     def generated_source(self, key: Key) -> str:

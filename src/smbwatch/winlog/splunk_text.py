@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from smbwatch.events import SmbEvent
 from smbwatch.winlog.inputs import MAX_RECORD_CHARS, bounded_lines
 from smbwatch.winlog.normalize import normalize, worth_parsing
+from smbwatch.winlog.numbers import event_code, filter_code, record_number
 from smbwatch.winlog.record import RECORD_ERRORS, Source, WinRecord
 from smbwatch.winlog.timestamps import splunk_time
 
@@ -55,7 +56,7 @@ def read_splunk(text: TextIO, source: Source) -> Iterator[SmbEvent]:
     """The events of a WinEventLog text export."""
     for block in _blocks(bounded_lines(text, source), source):
         match = _EVENT_CODE.search(block)
-        if match is None or not worth_parsing(block, int(match.group(1))):
+        if match is None or not worth_parsing(block, filter_code(match.group(1), source)):
             continue
         if "\ufffd" in block:
             source.warn("undecodable_bytes", "bytes that are not UTF-8 replaced in an event")
@@ -77,11 +78,10 @@ def record_from_splunk_text(block: str, source: Source, time: int | None = None)
     if time is None:
         time = splunk_time(lines[0])
         source.warn_once("time_zone_unknown", "WinEventLog times carry no zone: read as UTC")
-    record_id = header.get("RecordNumber")
     return WinRecord(
-        event_code=int(header["EventCode"]),
+        event_code=event_code(header["EventCode"]),
         time=time,
-        record_id=int(record_id) if record_id else None,
+        record_id=record_number(header.get("RecordNumber"), source),
         computer=header.get("ComputerName"),
         data=message_fields(message),
     )

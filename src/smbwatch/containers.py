@@ -1,0 +1,283 @@
+"""Where an input's bytes come from: a file, or a member of a zip archive, gzip-compressed or not.
+
+Decompression is where a small hostile input becomes a large one (a 200 KB gzip of zeros holds
+200 MB; nested, far more). So every container is read in bounded chunks, never a whole member at
+once, and what comes out of it is capped at ``MAX_RATIO`` times the bytes it occupies on disk
+(the file, or the zip member as stored), from ``MIN_CAP`` on: past the cap the input stops
+with ``DecompressionLimit``, reported by the readers as damage (what came before is kept).
+
+Every problem of a container (a truncated or corrupt gzip stream or zip member, a wrong password,
+the cap) is raised as ``ContainerError``, an ``OSError``, so readers need one ``except``.
+Zip archives are read with pyzipper, which adds WinZip AES encryption to the standard library's
+ZipCrypto: public collections of malware traffic ship zipped under a published password.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zlib
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Final
+
+GZIP_MAGIC: Final = b"\x1f\x8b"
+ZIP_MAGIC: Final = b"PK\x03\x04"
+MAX_RATIO: Final = 500  # a real EVTX compresses about 100 times, zeros about 1,000
+MIN_CAP: Final = 64 << 20  # nothing smaller than this is ever refused
+READ_SIZE: Final = 1 << 20  # compressed bytes taken at a time; as much comes out at most
+_GZIP_WBITS: Final = 31  # zlib's "gzip header and trailer" mode
+# Methods whose decompression zipfile bounds by the size asked for (bzip2 and LZMA it does not).
+_ZIP_METHODS: Final = {0: "stored", 8: "deflate"}
+
+
+class ContainerError(OSError):
+    """The container is damaged or cannot be opened (one line, for the warning)."""
+
+
+class DecompressionLimit(ContainerError):
+    """More came out of a container than ``MAX_RATIO`` times its size: a decompression bomb."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input: a file on disk, or the member ``member`` of the zip archive at ``path``."""
+
+    path: str
+    member: str | None = None
+    password: str | None = None  # for encrypted zip members
+
+    @property
+    def name(self) -> str:
+        """What events and messages call it: the path, or ``archive.zip/member``."""
+        return self.path if self.member is None else f"{self.path}/{self.member}"
+
+    def open(self) -> BinaryIO:
+        """The input's content: decompressed if it is gzip, capped (see the module)."""
+        return io.BufferedReader(self.open_raw(), READ_SIZE)
+
+    def open_raw(self) -> io.RawIOBase:
+        """``open`` without a buffer: each read returns what was decompressed so far, so that
+        a reader losing the rest to damage keeps all that came before it."""
+        stored, size = self._open_stored()
+        try:
+            gzip = _peek(stored, len(GZIP_MAGIC)) == GZIP_MAGIC
+        except BaseException:
+            stored.close()
+            raise
+        if gzip:
+            return _Gunzip(stored, cap(size))
+        return stored
+
+    def plain_file(self) -> bool:
+        """Whether the content is the file itself (to be memory-mapped, or named to a library)."""
+        if self.member is not None:
+            return False
+        with open(self.path, "rb") as file:
+            return file.read(len(GZIP_MAGIC)) != GZIP_MAGIC
+
+    def _open_stored(self) -> tuple[io.RawIOBase, int]:
+        """The bytes as stored (a zip member decompressed and capped) and their size on disk."""
+        if self.member is None:
+            return io.FileIO(self.path, "rb"), os.path.getsize(self.path)
+        return _open_member(self)
+
+
+def as_input(source: str | InputFile) -> InputFile:
+    return source if isinstance(source, InputFile) else InputFile(source)
+
+
+def cap(stored_size: int) -> int:
+    """The most a container of ``stored_size`` bytes may give out."""
+    return max(MIN_CAP, MAX_RATIO * stored_size)
+
+
+def read_head(source: InputFile, size: int) -> tuple[bytes, str | None]:
+    """The first ``size`` bytes of the content, and what stopped them short if it was damage
+    (a truncated gzip stream is still sniffed from what it holds)."""
+    parts: list[bytes] = []
+    got = 0
+    with source.open_raw() as raw:  # what cannot be opened at all raises
+        try:
+            while got < size and (chunk := raw.read(size - got)):
+                parts.append(chunk)
+                got += len(chunk)
+        except ContainerError as error:
+            return b"".join(parts), str(error)
+    return b"".join(parts), None
+
+
+def is_zip(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(ZIP_MAGIC)) == ZIP_MAGIC
+    except OSError:
+        return False
+
+
+def zip_members(path: str, password: str | None) -> list[InputFile]:
+    """The files in a zip archive, in their order there (directories left out)."""
+    import pyzipper  # here: it costs 0.05 s, paid only when a zip archive is met
+
+    try:
+        with pyzipper.AESZipFile(path) as archive:
+            names = [info.filename for info in archive.infolist() if not info.is_dir()]
+    except (pyzipper.BadZipFile, OSError, ValueError, EOFError) as error:
+        raise ContainerError(f"unreadable zip archive ({error})") from None
+    return [InputFile(path, name, password) for name in names]
+
+
+def _open_member(source: InputFile) -> tuple[io.RawIOBase, int]:
+    import pyzipper
+
+    archive = None
+    try:
+        archive = pyzipper.AESZipFile(source.path)
+        info = archive.getinfo(source.member)
+        method = _ZIP_METHODS.get(info.compress_type)
+        if method is None:
+            raise ContainerError(
+                f"compression method {info.compress_type} is not read"
+                f" (only {' and '.join(_ZIP_METHODS.values())})"
+            )
+        encrypted = bool(info.flag_bits & 0x1)
+        if encrypted and source.password is None:
+            raise ContainerError("encrypted: give its password (--zip-password)")
+        password = source.password.encode() if encrypted and source.password else None
+        member = archive.open(info, pwd=password)
+    except ContainerError:
+        if archive is not None:
+            archive.close()
+        raise
+    except (pyzipper.BadZipFile, RuntimeError, OSError, ValueError, KeyError, EOFError) as error:
+        if archive is not None:
+            archive.close()
+        raise ContainerError(_zip_problem(error)) from None
+    return _Member(archive, member, cap(info.compress_size)), info.compress_size
+
+
+def _bad_zip() -> type[Exception]:
+    import pyzipper
+
+    return pyzipper.BadZipFile
+
+
+def _zip_problem(error: BaseException) -> str:
+    text = str(error)
+    if "password" in text.lower():
+        return "wrong password (--zip-password)"
+    return f"unreadable zip member ({text})"
+
+
+def _peek(stream: io.RawIOBase, size: int) -> bytes:
+    """The first bytes of a stream just opened, which is then read again from its start."""
+    if isinstance(stream, io.FileIO):
+        head = stream.read(size) or b""
+        stream.seek(0)
+        return head
+    assert isinstance(stream, _Member)
+    return stream.peek(size)
+
+
+class _Capped(io.RawIOBase):
+    """Counts what comes out, and stops with ``DecompressionLimit`` past ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.produced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _count(self, size: int) -> None:
+        self.produced += size
+        if self.produced > self.limit:
+            raise DecompressionLimit(
+                f"decompression stopped after {self.limit >> 20} MiB, {MAX_RATIO}"
+                " times its compressed size (a decompression bomb?)"
+            )
+
+
+class _Member(_Capped):
+    """A zip member's content, decompressed by zipfile a read's worth at a time."""
+
+    def __init__(self, archive: Any, member: BinaryIO, limit: int) -> None:
+        super().__init__(limit)
+        self.archive = archive
+        self.member = member
+        self.head = b""  # bytes peeked at, to be read again first
+
+    def peek(self, size: int) -> bytes:
+        while len(self.head) < size and (more := self._read(size - len(self.head))):
+            self.head += more
+        return self.head[:size]
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self.head:
+            data, self.head = self.head[: len(buffer)], self.head[len(buffer) :]
+        else:
+            data = self._read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _read(self, size: int) -> bytes:
+        try:
+            data = self.member.read(min(size, READ_SIZE))
+        except (_bad_zip(), RuntimeError, ValueError, EOFError, zlib.error) as error:
+            raise ContainerError(_zip_problem(error)) from None
+        self._count(len(data))
+        return data
+
+    def close(self) -> None:
+        if not self.closed:
+            self.member.close()
+            self.archive.close()
+        super().close()
+
+
+class _Gunzip(_Capped):
+    """A gzip stream (members one after the other) decompressed at most ``READ_SIZE`` at a time,
+    also when damaged: what comes before a cut or corruption is returned first."""
+
+    def __init__(self, stored: io.RawIOBase, limit: int) -> None:
+        super().__init__(limit)
+        self.stored = stored
+        self.inflater = zlib.decompressobj(wbits=_GZIP_WBITS)
+        self.pending = b""  # compressed bytes not yet given to the inflater
+        self.ended = False
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self.ended:
+            if self.inflater.eof:
+                self._next_member()
+                continue
+            if not self.pending:
+                self.pending = self.stored.read(READ_SIZE) or b""
+                if not self.pending:
+                    raise ContainerError("gzip stream ends early (truncated)")
+            try:
+                data = self.inflater.decompress(self.pending, min(len(buffer), READ_SIZE))
+            except zlib.error as error:
+                raise ContainerError(f"corrupt gzip stream ({error})") from None
+            self.pending = self.inflater.unconsumed_tail
+            if data:
+                self._count(len(data))
+                buffer[: len(data)] = data
+                return len(data)
+        return 0
+
+    def _next_member(self) -> None:
+        """After a member's end: another member, or the end of the stream (zero padding too)."""
+        rest = self.inflater.unused_data or self.stored.read(READ_SIZE) or b""
+        if not rest.strip(b"\x00"):
+            self.ended = True
+        elif rest.startswith(GZIP_MAGIC):
+            self.inflater = zlib.decompressobj(wbits=_GZIP_WBITS)
+            self.pending = rest
+        else:
+            raise ContainerError("data after the gzip stream is not gzip")
+
+    def close(self) -> None:
+        if not self.closed:
+            self.stored.close()
+        super().close()
