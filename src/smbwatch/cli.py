@@ -1,10 +1,6 @@
 """The command line: verbs, their arguments, and the wiring from inputs to sinks.
 
-Exit codes (also in the README):
-  0  done (detect: nothing fired); 1  detect: alerts fired; 2  a user error (bad arguments, a bad
-  rule, a named input missing or not a capture/log: the other inputs are still processed and
-  written); 3  an input was damaged (truncated, corrupt): what could be read was decoded and
-  written; 130 interrupted.
+The exit codes are ``EXIT_CODES`` (the README's table, and every verb's ``--help``).
 """
 
 from __future__ import annotations
@@ -22,6 +18,8 @@ from smbwatch import __version__
 from smbwatch.capture import tcp
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import FIELD_NAMES, SmbEvent
+from smbwatch.interrupt import Interrupted
+from smbwatch.interrupt import install as install_interrupt
 from smbwatch.options import Options
 from smbwatch.pipeline import InputError, iter_events
 from smbwatch.sinks.csv import write_csv
@@ -36,7 +34,20 @@ EXIT_OK = 0
 EXIT_ALERTS = 1
 EXIT_USAGE = 2
 EXIT_DAMAGED = 3
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT; SIGTERM gives 143 (128 + the signal), as shells do
+DESCRIPTION = """\
+smbwatch shows lateral movement over SMB. From packet captures (pcap, pcapng) and
+Windows event logs (EVTX, XML, JSON, Splunk text), also gzip-compressed or zipped,
+it reports every SMB event in one event model (who reached which share and file,
+how, when) and raises detections (built-in and your own Sigma rules, on both)."""
+EXIT_CODES = """exit codes:
+  0    done; for detect: nothing fired
+  1    detect: alerts fired
+  2    user error: bad arguments, a bad rule, a named input missing or not a capture/log
+       (the other inputs are still processed and written)
+  3    an input was damaged (truncated, corrupt, a decompression bomb): everything readable
+       was decoded and written (for detect, only when nothing fired)
+  130  interrupted (SIGINT); 143: terminated (SIGTERM). The output holds complete records."""
 # Objects allocated between young collections (Python's default: 700). Decoding allocates
 # millions of short-lived objects and holds thousands of events while their files' digests
 # are computed; at 700 the collector walks those held events over and over (a tenth of a
@@ -59,7 +70,12 @@ def build() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="smbwatch", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="smbwatch",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--version", action="version", version=f"smbwatch {__version__} ({build()})"
     )
@@ -68,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         "events",
         help="every SMB event in captures and Windows logs",
         description="Report every SMB event (who reached which share and file, how, when).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_input_arguments(events)
     _add_output_arguments(events)
@@ -81,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect_verb = verbs.add_parser(
         "detect",
         help="run the detection rules over captures and Windows logs",
-        description="Run the built-in and your Sigma rules over the events; write the alerts. "
-        "Exit code 0: nothing fired, 1: alerts fired, 2: user error.",
+        description="Run the built-in and your Sigma rules over the events; write the alerts.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_input_arguments(detect_verb)
     _add_no_hash_argument(detect_verb)
@@ -123,11 +142,28 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-j",
         "--jobs",
-        type=int,
+        type=_jobs,
         default=os.cpu_count() or 1,
         help="inputs read in parallel by this many processes (default: one per core)",
     )
+    parser.add_argument(
+        "--zip-password",
+        metavar="PASSWORD",
+        help="password of encrypted members of zip archives (ZipCrypto or AES; data sets of"
+        " malware traffic publish theirs, often 'infected')",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no warning summary on stderr")
+
+
+def _jobs(text: str) -> int:
+    """``-j N``: a number of processes, at least one."""
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"at least 1 process, not {jobs}")
+    return jobs
 
 
 def _add_no_hash_argument(parser: argparse.ArgumentParser) -> None:
@@ -172,8 +208,7 @@ def _format(args: argparse.Namespace, out: TextIO) -> str:
 def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch events``: decode every input and write its events."""
     options = _options(args)
-    jobs = max(1, args.jobs)
-    events = iter_events(args.inputs, diagnostics, args.input_format, errors, jobs, options)
+    events = iter_events(args.inputs, diagnostics, args.input_format, errors, args.jobs, options)
     rows = map(SmbEvent.to_dict, events)
     with _output(args.output) as out:
         fmt = _format(args, out)
@@ -188,13 +223,14 @@ def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[
 
 def _options(args: argparse.Namespace) -> Options:
     if args.extract_files is None:
-        return Options(hash_files=not args.no_hash)
+        return Options(hash_files=not args.no_hash, zip_password=args.zip_password)
     if args.no_hash:
         raise InputError("--extract-files names files by their sha256: it cannot go with --no-hash")
     try:
-        return Options(extract=FileExtractor(args.extract_files))
+        extractor = FileExtractor(args.extract_files)
     except ExtractError as exc:
         raise InputError(str(exc)) from None
+    return Options(extract=extractor, zip_password=args.zip_password)
 
 
 def _load_rules(args: argparse.Namespace) -> RuleSet:
@@ -216,9 +252,8 @@ def run_detect(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[
     from smbwatch.detect.report import write_alerts
 
     ruleset = _load_rules(args)
-    options = Options(hash_files=not args.no_hash)
-    jobs = max(1, args.jobs)
-    events = iter_events(args.inputs, diagnostics, args.input_format, errors, jobs, options)
+    options = Options(hash_files=not args.no_hash, zip_password=args.zip_password)
+    events = iter_events(args.inputs, diagnostics, args.input_format, errors, args.jobs, options)
     alerts = detect(events, ruleset, diagnostics)
     with _output(args.output) as out:
         write_alerts(alerts, _format(args, out), out)
@@ -241,11 +276,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     diagnostics = Diagnostics()
     errors: list[str] = []
+    install_interrupt()
     try:
         code = args.run(args, diagnostics, errors)
     except InputError as exc:
         print(f"smbwatch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Interrupted as stop:
+        print(f"smbwatch: stopped ({stop})", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         print("smbwatch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -84,11 +84,11 @@ def parallel_events(
                 source, explicit = waiting.popleft()
                 queue = context.Queue(QUEUE_BATCHES)
                 process = context.Process(
-                    target=_worker, args=(source, input_format, options, queue)
+                    target=_worker, args=(source, input_format, options, queue), daemon=True
                 )
                 process.start()
                 running.append((source, explicit, process, queue))
-            source, explicit, process, queue = running.popleft()
+            source, explicit, process, queue = running[0]  # still killed if we stop here
             while True:
                 message = _next_message(queue)
                 if message[0] == "events":
@@ -99,6 +99,7 @@ def parallel_events(
                     report_input_error(message[2], source, explicit, diagnostics, errors)
                 break
             process.join()
+            running.popleft()
     finally:
         for _, _, process, _ in running:
             process.kill()
