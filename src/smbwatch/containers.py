@@ -3,11 +3,12 @@
 Decompression is where a small hostile input becomes a large one (a 200 KB gzip of zeros holds
 200 MB; nested, far more). So every container is read in bounded chunks, never a whole member at
 once, and what comes out of it is capped at ``MAX_RATIO`` times the bytes it occupies on disk
-(the file, or the zip member as stored), from ``MIN_CAP`` on: past the cap the input stops
-with ``DecompressionLimit``, reported by the readers as damage (what came before is kept).
+(the file, or the zip member as stored), from ``MIN_CAP`` on.
 
-Every problem of a container (a truncated or corrupt gzip stream or zip member, a wrong password,
-the cap) is raised as ``ContainerError``, an ``OSError``, so readers need one ``except``.
+A container that cannot be opened (a wrong password, an unreadable archive) raises
+``ContainerError``. Damage met while reading (a truncated or corrupt stream, the cap) ends the
+content there, as if it ended, so that every reader keeps all that came before it; the reader
+then reports ``damage(stream)`` as the input's damage.
 Zip archives are read with pyzipper, which adds WinZip AES encryption to the standard library's
 ZipCrypto: public collections of malware traffic ship zipped under a published password.
 """
@@ -31,11 +32,7 @@ _ZIP_METHODS: Final = {0: "stored", 8: "deflate"}
 
 
 class ContainerError(OSError):
-    """The container is damaged or cannot be opened (one line, for the warning)."""
-
-
-class DecompressionLimit(ContainerError):
-    """More came out of a container than ``MAX_RATIO`` times its size: a decompression bomb."""
+    """The container cannot be opened (one line, for the message)."""
 
 
 @dataclass(frozen=True)
@@ -97,13 +94,10 @@ def read_head(source: InputFile, size: int) -> tuple[bytes, str | None]:
     parts: list[bytes] = []
     got = 0
     with source.open_raw() as raw:  # what cannot be opened at all raises
-        try:
-            while got < size and (chunk := raw.read(size - got)):
-                parts.append(chunk)
-                got += len(chunk)
-        except ContainerError as error:
-            return b"".join(parts), str(error)
-    return b"".join(parts), None
+        while got < size and (chunk := raw.read(size - got)):
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts), damage(raw)
 
 
 def is_zip(path: str) -> bool:
@@ -179,23 +173,38 @@ def _peek(stream: io.RawIOBase, size: int) -> bytes:
 
 
 class _Capped(io.RawIOBase):
-    """Counts what comes out, and stops with ``DecompressionLimit`` past ``limit``."""
+    """A decompressed stream that counts what comes out and ends past ``limit``. Damage (a
+    cut, corruption, the limit) ends it too, as the end of the data: a reader takes all that
+    came before, in whatever pieces it reads (a buffered read raising midway would lose the
+    rest of its piece), then asks ``damage`` what happened."""
 
     def __init__(self, limit: int) -> None:
         super().__init__()
         self.limit = limit
         self.produced = 0
+        self.problem: str | None = None
 
     def readable(self) -> bool:
         return True
 
-    def _count(self, size: int) -> None:
-        self.produced += size
-        if self.produced > self.limit:
-            raise DecompressionLimit(
-                f"decompression stopped after {self.limit >> 20} MiB, {MAX_RATIO}"
-                " times its compressed size (a decompression bomb?)"
+    @property
+    def damage(self) -> str | None:
+        return self.problem
+
+    def _fail(self, problem: str) -> int:
+        """End the stream here, because of ``problem`` (the first one is kept)."""
+        self.problem = self.problem or problem
+        return 0
+
+    def _give(self, data: bytes, buffer: memoryview) -> int:
+        if self.produced + len(data) > self.limit:
+            return self._fail(
+                f"decompression stopped after {self.limit >> 20} MiB, {MAX_RATIO} times its"
+                " compressed size (a decompression bomb?)"
             )
+        self.produced += len(data)
+        buffer[: len(data)] = data
+        return len(data)
 
 
 class _Member(_Capped):
@@ -217,16 +226,16 @@ class _Member(_Capped):
             data, self.head = self.head[: len(buffer)], self.head[len(buffer) :]
         else:
             data = self._read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        return self._give(data, buffer) if data else 0
 
     def _read(self, size: int) -> bytes:
+        if self.problem is not None:
+            return b""
         try:
-            data = self.member.read(min(size, READ_SIZE))
+            return self.member.read(min(size, READ_SIZE))
         except (_bad_zip(), RuntimeError, ValueError, EOFError, zlib.error) as error:
-            raise ContainerError(_zip_problem(error)) from None
-        self._count(len(data))
-        return data
+            self._fail(_zip_problem(error))
+            return b""
 
     def close(self) -> None:
         if not self.closed:
@@ -246,24 +255,26 @@ class _Gunzip(_Capped):
         self.pending = b""  # compressed bytes not yet given to the inflater
         self.ended = False
 
+    @property
+    def damage(self) -> str | None:
+        return damage(self.stored) or self.problem  # the zip member's own, first
+
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self.ended:
+        while not self.ended and self.problem is None:
             if self.inflater.eof:
                 self._next_member()
                 continue
             if not self.pending:
                 self.pending = self.stored.read(READ_SIZE) or b""
                 if not self.pending:
-                    raise ContainerError("gzip stream ends early (truncated)")
+                    return self._fail("gzip stream ends early (truncated)")
             try:
                 data = self.inflater.decompress(self.pending, min(len(buffer), READ_SIZE))
             except zlib.error as error:
-                raise ContainerError(f"corrupt gzip stream ({error})") from None
+                return self._fail(f"corrupt gzip stream ({error})")
             self.pending = self.inflater.unconsumed_tail
             if data:
-                self._count(len(data))
-                buffer[: len(data)] = data
-                return len(data)
+                return self._give(data, buffer)
         return 0
 
     def _next_member(self) -> None:
@@ -275,9 +286,15 @@ class _Gunzip(_Capped):
             self.inflater = zlib.decompressobj(wbits=_GZIP_WBITS)
             self.pending = rest
         else:
-            raise ContainerError("data after the gzip stream is not gzip")
+            self._fail("data after the gzip stream is not gzip")
 
     def close(self) -> None:
         if not self.closed:
             self.stored.close()
         super().close()
+
+
+def damage(stream: object) -> str | None:
+    """What ended a stream of ``InputFile.open`` or ``open_raw`` early, if anything did."""
+    raw = getattr(stream, "raw", stream)  # through a BufferedReader
+    return raw.damage if isinstance(raw, _Capped) else None

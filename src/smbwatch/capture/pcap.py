@@ -14,7 +14,7 @@ import struct
 from collections.abc import Generator, Iterator
 from typing import BinaryIO, Final
 
-from smbwatch.containers import InputFile, as_input
+from smbwatch.containers import InputFile, as_input, damage
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import MAX_TIME
 
@@ -153,12 +153,13 @@ class _Chunks:
     back to the kernel as the window moves, so neither copies nor memory grow with the file;
     a compressed one is read in chunks."""
 
-    __slots__ = ("stream", "buf", "pos", "end", "mapped", "path", "diagnostics")
+    __slots__ = ("stream", "buf", "pos", "end", "mapped", "path", "diagnostics", "damage_said")
 
     def __init__(
         self, stream: BinaryIO, head: bytes, path: str, diagnostics: Diagnostics, plain: bool
     ) -> None:
         self.stream, self.path, self.diagnostics = stream, path, diagnostics
+        self.damage_said = False
         self.mapped: mmap.mmap | None = None
         if plain:
             with contextlib.suppress(OSError, ValueError):  # empty, or not a regular file
@@ -177,11 +178,15 @@ class _Chunks:
             self.end = min(len(self.mapped), self.pos + max(CHUNK, n))
             return self.end - self.pos >= n
         rest = self.buf[self.pos : self.end]
+        wanted = max(CHUNK, n - len(rest))
         try:
-            more = self.stream.read(max(CHUNK, n - len(rest)))
-        except OSError as exc:  # containers.ContainerError: a truncated or corrupt stream
+            more = self.stream.read(wanted)
+        except OSError as exc:
             self.diagnostics.damaged(self.path, f"read error: {exc}")
             more = b""
+        if len(more) < wanted and (problem := damage(self.stream)) and not self.damage_said:
+            self.damage_said = True  # the container's damage, before what it cut short says
+            self.diagnostics.damaged(self.path, problem)
         self.buf = rest + more
         self.pos, self.end = 0, len(self.buf)
         return self.end >= n

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from smbwatch.containers import InputFile, as_input, read_head
+from smbwatch.containers import InputFile, as_input, damage, read_head
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.winlog.evtx_file import FILE_MAGIC, read_evtx
@@ -55,11 +55,16 @@ def read_events(
 
 
 def _events(log: InputFile, source: Source) -> Iterator[SmbEvent]:
+    if source.format == "evtx":
+        yield from read_evtx(log, source)
+        return
     try:
-        if source.format == "evtx":
-            yield from read_evtx(log, source)
-            return
-        with open_text(log.open()) as text:
-            yield from _TEXT_READERS[source.format](text, source)
-    except OSError as error:  # containers.ContainerError: a truncated or corrupt stream
-        source.damaged(f"read stopped: {error}")
+        stream = log.open()
+    except OSError as error:
+        source.damaged(f"unreadable: {error}")
+        return
+    with open_text(stream) as text:
+        yield from _TEXT_READERS[source.format](text, source)
+        problem = damage(stream)
+    if problem is not None:  # a truncated or corrupt stream, a bomb: read up to there
+        source.damaged(problem)

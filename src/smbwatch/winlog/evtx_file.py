@@ -19,7 +19,7 @@ from typing import IO, Any
 import orjson
 from evtx import PyEvtxParser
 
-from smbwatch.containers import READ_SIZE, InputFile
+from smbwatch.containers import READ_SIZE, InputFile, damage
 from smbwatch.events import SmbEvent
 from smbwatch.interrupt import check as check_interrupt
 from smbwatch.winlog.json_events import record_from_event_json
@@ -63,13 +63,13 @@ def read_evtx(log: InputFile, source: Source) -> Iterator[SmbEvent]:
 
 def _copy_out(log: InputFile, target: IO[bytes], source: Source) -> None:
     """Copy the content out in bounded pieces (``containers`` caps what a container may hold)."""
-    try:
-        with log.open_raw() as content:
-            while chunk := content.read(READ_SIZE):
-                check_interrupt()
-                target.write(chunk)
-    except OSError as error:  # containers.ContainerError: truncated, corrupt, a bomb
-        source.damaged(f"{error}; reading what came before")
+    with log.open_raw() as content:
+        while chunk := content.read(READ_SIZE):
+            check_interrupt()
+            target.write(chunk)
+        problem = damage(content)
+    if problem is not None:  # truncated, corrupt, a bomb
+        source.damaged(f"{problem}; reading what came before")
 
 
 def _read_file(path: str, source: Source) -> Iterator[SmbEvent]:
