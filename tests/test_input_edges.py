@@ -17,8 +17,8 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-import pyzipper
 import pytest
+import pyzipper
 from conftest import REPO
 from hostile_support import EVTX, MIB, NXLOG, SMB2_CAPTURE, peak_rss, smbwatch
 
