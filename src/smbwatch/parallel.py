@@ -53,10 +53,11 @@ def _worker(source: InputFile, input_format: str | None, options: Options, queue
 def _next_message(queue: Queue) -> Any:
     """The worker's next message; a stop asked for meanwhile is honoured within ``WAIT``."""
     while True:
+        check()
         try:
             return queue.get(timeout=WAIT)
         except queues.Empty:
-            check()
+            continue
 
 
 def _context() -> Any:
