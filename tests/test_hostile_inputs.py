@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import struct
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -340,3 +341,22 @@ def test_the_output_files_carry_no_raw_control_whatever_the_sink(tmp_path: Path)
         smbwatch("events", "-f", format_, "-o", out, path).clean(0)
         text = out.read_text(encoding="utf-8")
         assert not set(text) & {"\x1b", "\u202e", "\x9b", "\r"}, format_
+
+
+# Regressions: minimal inputs the fuzzer (tests/test_fuzz.py, scripts/fuzz.sh) found ----------
+
+
+def test_fuzz_found_a_zip_version_no_reader_knows(tmp_path: Path) -> None:
+    """scripts/fuzz.sh: a central directory entry needing "zip 25.5" made zipfile raise
+    NotImplementedError (a traceback); its shrunk input, rebuilt on a real capture."""
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.write(SMB2_CAPTURE, "capture.pcap")
+    data = bytearray(packed.getvalue())
+    entry = data.rindex(b"PK\x01\x02")  # the central directory entry
+    data[entry + 6] = 255  # version needed to extract: 25.5
+    path = tmp_path / "version.zip"
+    path.write_bytes(bytes(data))
+    run = smbwatch("events", path)
+    assert "Traceback" not in run.stderr
+    assert run.code == 2 and "unreadable zip archive" in run.stderr

@@ -127,8 +127,7 @@ def input_events(
         diagnostics.damaged(name, damage)  # nothing could be read to say what it is
         return
     if kind == "zip":
-        what = "a zip archive inside a zip archive" if source.member else "an unreadable zip"
-        raise NotAnInput(f"{name}: {what} (not opened)")
+        _refuse_zip(source)
     if input_format is not None:
         if kind is not None and _SAME_READER.get(kind, kind) != _SAME_READER.get(
             input_format, input_format
@@ -148,6 +147,18 @@ def input_events(
     except (winlog.NotALogError, OSError) as log_error:
         raise InputError(str(log_error)) from None
     yield from events
+
+
+def _refuse_zip(source: InputFile) -> None:
+    """A zip archive met as an input: one inside another (not opened), or one whose members
+    could not be listed (``expand_inputs`` leaves it whole): say why."""
+    if source.member is not None:
+        raise NotAnInput(f"{source.name}: a zip archive inside a zip archive (not opened)")
+    try:
+        zip_members(source.path, None)
+    except ContainerError as error:
+        raise InputError(f"{source.name}: {error}") from None
+    raise InputError(f"{source.name}: a zip archive named as one input")
 
 
 def report_input_error(
