@@ -52,24 +52,18 @@ from smbwatch.sinks.csv import write_csv
 from smbwatch.sinks.escape import CSV_UNSAFE, JSON_UNSAFE
 from smbwatch.sinks.jsonl import write_jsonl
 
-settings.register_profile(
-    "ci",
-    max_examples=int(os.environ.get("SMBWATCH_FUZZ_EXAMPLES", "200")),
-    derandomize=True,
-    deadline=timedelta(seconds=30),
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    print_blob=True,
-    database=None,  # derandomized: the same examples every run, nothing to remember
-)
-settings.register_profile(
-    "dev",
-    max_examples=int(os.environ.get("SMBWATCH_FUZZ_EXAMPLES", "5000")),
-    derandomize=False,
-    deadline=timedelta(seconds=60),
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    print_blob=True,
-    database=None,
-)
+# ci: the same examples every run (derandomized: a failure is never a flake); dev: random ones,
+# as many as scripts/fuzz.sh asks for. Neither keeps a database of examples.
+for _profile, _examples, _random in (("ci", "200", False), ("dev", "5000", True)):
+    settings.register_profile(
+        _profile,
+        max_examples=int(os.environ.get("SMBWATCH_FUZZ_EXAMPLES", _examples)),
+        derandomize=not _random,
+        deadline=timedelta(seconds=60),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        print_blob=True,
+        database=None,
+    )
 settings.load_profile(os.environ.get("SMBWATCH_FUZZ_PROFILE", "ci"))
 
 SURICATA = DATA / "suricata-verify"

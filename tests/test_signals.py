@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hostile_support import SMB2_CAPTURE
+from hostile_support import DATA, SMB2_CAPTURE
 from oracle import read_pcap_records, write_pcap
 
 COPIES = 400  # about 200 MB: several seconds of work for the compiled build
@@ -114,3 +114,46 @@ def test_a_signal_stops_the_run_cleanly(
             break
         time.sleep(0.05)
     assert session_processes(run.pid) == [], "a process was left behind"
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def test_a_worker_killed_costs_its_input_not_a_hang(large_capture: Path, tmp_path: Path) -> None:
+    """A worker process that dies without a word (the OOM killer, a kill -9) is damage to its
+    input (exit 3); the next input is still read."""
+    out = tmp_path / "events.jsonl"
+    log = DATA / "host" / "empire_smbexec_dcerpc_smb_svcctl_2020-09-20025716.json.gz"
+    command = [sys.executable, "-m", "smbwatch.cli", "events", "-j", "2", "-f", "jsonl"]
+    run = subprocess.Popen(
+        [*command, "-o", str(out), str(large_capture), str(log)],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while lines_written(out) < 1000 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = children(run.pid)
+    assert run.poll() is None and workers, "no worker to kill"
+    os.kill(workers[0], signal.SIGKILL)  # the first started: the large capture's
+    try:
+        run.wait(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    stderr = run.stderr.read() if run.stderr else ""
+    assert run.returncode == 3, stderr
+    assert "worker process ended early" in stderr and "Traceback" not in stderr
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert any(event["source_file"] == str(log) for event in events)

@@ -50,14 +50,19 @@ def _worker(source: InputFile, input_format: str | None, options: Options, queue
     queue.put(("done", diagnostics, error))
 
 
-def _next_message(queue: Queue) -> Any:
-    """The worker's next message; a stop asked for meanwhile is honoured within ``WAIT``."""
+def _next_message(queue: Queue, process: BaseProcess, source: InputFile) -> Any:
+    """The worker's next message; a stop asked for meanwhile is honoured within ``WAIT``, and a
+    worker that died without a word (killed, out of memory) costs its input, not a hang."""
     while True:
         check()
         try:
             return queue.get(timeout=WAIT)
         except queues.Empty:
-            continue
+            if process.is_alive() or not queue.empty():
+                continue
+        diagnostics = Diagnostics()
+        diagnostics.damaged(source.name, f"its worker process ended early ({process.exitcode})")
+        return ("done", diagnostics, None)
 
 
 def _context() -> Any:
@@ -91,7 +96,7 @@ def parallel_events(
                 running.append((source, explicit, process, queue))
             source, explicit, process, queue = running[0]  # still killed if we stop here
             while True:
-                message = _next_message(queue)
+                message = _next_message(queue, process, source)
                 if message[0] == "events":
                     yield from message[1]
                     continue
