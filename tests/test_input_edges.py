@@ -220,3 +220,16 @@ def test_extraction_leaves_no_lock_file_and_still_serialises_writers(tmp_path: P
     assert sorted(p.name for p in directory.iterdir()) == [digest, f"{digest}.json"]
     sidecar = json.loads((directory / f"{digest}.json").read_text())
     assert sidecar["sightings_total"] == 200  # no update lost between the four processes
+
+
+def test_a_sidecar_is_as_safe_to_cat_as_json_lines(tmp_path: Path) -> None:
+    """The names in a sidecar come from the wire: direction and C1 controls are escaped there
+    too, and a lone surrogate (undecodable UTF-16) does not stop the extraction."""
+    content = b"MZ" + bytes(100)
+    digest = hashlib.sha256(content).hexdigest()
+    hostile = "invoice\u202eexe.txt\x9b\ud800"
+    event = SmbEvent(time=0, source="network", action="close", sha256=digest, path=hostile)
+    FileExtractor(tmp_path).store(content, event, (0, 1), (0, 1))
+    raw = (tmp_path / f"{digest}.json").read_bytes()
+    assert "\u202e".encode() not in raw and "\x9b".encode() not in raw
+    assert json.loads(raw)["sightings"][0]["path"] == hostile

@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 
 from smbwatch.events import SmbEvent, format_time
 from smbwatch.options import Bytes
+from smbwatch.sinks.escape import json_escape
 
 MAX_IN_PROGRESS = 64  # files being extracted at once in one process
 SPOOL = 64 << 10  # a file's first bytes stay in memory: most files are small, many repeat
@@ -118,9 +119,11 @@ class FileExtractor:
             record["sightings_total"] = record.get("sightings_total", 0) + 1
             if len(record["sightings"]) < MAX_SIGHTINGS:
                 record["sightings"].append(sighting)
-            text = json.dumps(record, ensure_ascii=False).encode()
+            # Escaped as JSON lines are; a lone surrogate (undecodable UTF-16 from the wire) as
+            # the \udXXX escape JSON reads back as itself.
+            text = json_escape(json.dumps(record, ensure_ascii=False))
             sidecar.seek(0)
-            sidecar.write(text)
+            sidecar.write(text.encode("utf-8", "backslashreplace"))
             sidecar.truncate()  # only ever shorter when a damaged sidecar is started again
 
 
