@@ -50,6 +50,7 @@ from smbwatch.options import Options
 from smbwatch.pipeline import InputError, input_events
 from smbwatch.sinks.csv import write_csv
 from smbwatch.sinks.escape import CSV_UNSAFE, JSON_UNSAFE
+from smbwatch.sinks.extract import FileExtractor
 from smbwatch.sinks.jsonl import write_jsonl
 
 # ci: the same examples every run (derandomized: a failure is never a flake); dev: random ones,
@@ -227,16 +228,21 @@ SMB_CAPTURES = [c for c in CAPTURES if c != RPC_OVER_TCP]
     st.sampled_from(SMB_CAPTURES),
     st.lists(st.integers(0, 1 << 16), min_size=1, max_size=4),
     MUTATIONS,
-    st.booleans(),
+    st.sampled_from(["skip", "hash", "extract"]),
 )
 def test_fuzz_smb_messages(
-    scratch: Path, seed: Path, frames: list[int], mutations: list[Mutation], hashing: bool
+    scratch: Path, seed: Path, frames: list[int], mutations: list[Mutation], files: str
 ) -> None:
-    """The SMB1 and SMB2 decoders (NetBIOS framing, every command, NTLMSSP, pipes, file data
-    with its digests when ``hashing``) through the pipeline."""
+    """The SMB1 and SMB2 decoders (NetBIOS framing, every command, NTLMSSP, pipes) through the
+    pipeline, with file data skipped, hashed, or hashed and extracted (names from the wire in
+    the sidecars)."""
     path = scratch / "smb.pcap"
     payload_mutant(seed, path, frames, mutations)
-    run_input(path, "smb_messages", Options(hash_files=hashing))
+    if files == "extract":
+        options = Options(extract=FileExtractor(scratch / "files"))
+    else:
+        options = Options(hash_files=files == "hash")
+    run_input(path, "smb_messages", options)
 
 
 @given(st.lists(st.integers(0, 1 << 16), min_size=1, max_size=4), MUTATIONS)
