@@ -309,42 +309,62 @@ def _nxlog_records() -> list[dict]:
 
 
 NXLOG_RECORDS = _nxlog_records()
+# Numbers no encoder writes, put in place of their marker once the text is written.
+RAW_NUMBERS = {
+    '"@huge@"': "9" * 5000,
+    '"@-huge@"': "-" + "9" * 5000,
+    '"@1e999@"': "1e999",
+    '"@Infinity@"': "Infinity",
+    '"@NaN@"': "NaN",
+}
 JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
     | st.integers()
+    | st.integers(1 << 63, 1 << 70)
     | st.floats()
     | st.text()
-    | st.sampled_from(["9" * 5000, "0x" + "f" * 3600, "-", "", " 0x2 ", "1e999"]),
+    | st.sampled_from([marker.strip('"') for marker in RAW_NUMBERS])
+    | st.sampled_from(["9" * 5000, "0x" + "f" * 3600, "-", "", " 0x2 ", "1e999", "9020-01-01"]),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(), children),
     max_leaves=6,
 )
+# The fields the readers read (numbers, times, names), and any other by its position.
+READ_FIELDS = (
+    "EventID", "RecordNumber", "EventRecordID", "AccessMask", "LogonType", "IpPort", "IpAddress",
+    "SubjectLogonId", "TargetLogonId", "StartType", "ServiceType", "EventTime",
+    "EventReceivedTime", "@timestamp", "Hostname", "ShareName", "RelativeTargetName", "Message",
+)  # fmt: skip
+FIELDS = st.sampled_from(READ_FIELDS) | st.integers(0, 100)
 
 
 @given(
-    st.lists(st.tuples(st.integers(0, 100), st.integers(0, 100), JSON_VALUES), max_size=6),
+    st.lists(st.tuples(st.integers(0, 100), FIELDS, JSON_VALUES), max_size=6),
+    st.none() | JSON_VALUES,
     MUTATIONS,
     st.sampled_from(["lines", "array", "winlogbeat"]),
     st.booleans(),
 )
 def test_fuzz_json_logs(
     scratch: Path,
-    changes: list[tuple[int, int, object]],
+    changes: list[tuple[int, str | int, object]],
+    event_data: object,
     mutations: list[Mutation],
     layout: str,
     raw: bool,
 ) -> None:
-    """NXLog's records with any field given any JSON value (huge numbers, NaN, lists...), as
-    lines, an array or Winlogbeat documents; with ``raw`` the text is mutated as bytes too."""
+    """NXLog's records with fields given any JSON value (numbers past 64 bits, 1e999, NaN,
+    lists...), as lines, an array or Winlogbeat documents (whose event_data may be of any
+    shape); with ``raw`` the text is mutated as bytes too."""
     records = [dict(record) for record in NXLOG_RECORDS]
     for which, field, value in changes:
         record = records[which % len(records)]
-        record[list(record)[field % len(record)]] = value
+        record[field if isinstance(field, str) else list(record)[field % len(record)]] = value
     if layout == "winlogbeat":
         records = [
             {
                 "@timestamp": r.get("@timestamp"),
-                "winlog": {"event_id": r.get("EventID"), "event_data": r},
+                "winlog": {"event_id": r.get("EventID"), "event_data": event_data or r},
             }
             for r in records
         ]
@@ -352,6 +372,8 @@ def test_fuzz_json_logs(
         text = json.dumps(records, indent=1)
     else:
         text = "".join(json.dumps(record) + "\n" for record in records)
+    for marker, number in RAW_NUMBERS.items():
+        text = text.replace(marker, number)
     data = mutate(text.encode(), mutations) if raw else text.encode()
     path = scratch / "log.json"
     path.write_bytes(data)
