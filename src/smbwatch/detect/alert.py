@@ -79,8 +79,8 @@ class Alert:
     risk_score: int
     message: str
     attack: list[str]
-    first_time: str
-    last_time: str
+    first_time: str | None  # None: a time no date can show (the reader warned)
+    last_time: str | None
     count: int
     user: str | None = None
     src_ip: str | None = None

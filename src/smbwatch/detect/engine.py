@@ -210,7 +210,7 @@ class Detector:
                 continue
             found.extend((index, group) for group in groups)
         out = [self._alert(index, group) for index, group in _merge(self._rules, found)]
-        out.sort(key=lambda a: (-a.risk_score, a.first_time, a.title))
+        out.sort(key=lambda a: (-a.risk_score, a.first_time or "", a.title))
         return out
 
     def generated_source(self, key: Key) -> str:
