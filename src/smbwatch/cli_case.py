@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from smbwatch.case import CaseError
+from smbwatch.case.filters import Filters
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import FIELD_NAMES
 from smbwatch.exits import EXIT_ALERTS, EXIT_CODES, EXIT_OK
@@ -30,7 +31,6 @@ from smbwatch.sinks.output import FORMATS, Output, RowKind, columns_kind
 from smbwatch.sinks.table import TIMELINE_COLUMNS
 
 if TYPE_CHECKING:
-    from smbwatch.case.query import Filters
     from smbwatch.case.store import Case
     from smbwatch.detect.sigma import RuleSet
 
@@ -156,8 +156,6 @@ def add_filter_arguments(parser: argparse.ArgumentParser, risk: bool = False) ->
 
 
 def filters_of(args: argparse.Namespace) -> Filters:
-    from smbwatch.case.query import Filters
-
     return Filters(args.src, args.dst, args.user, args.since, args.until)
 
 
