@@ -88,10 +88,11 @@ def test_huge_numbers_in_a_json_array_cost_their_field(tmp_path: Path) -> None:
     assert run.warned("number_out_of_range") == 1 and keys(run.events) == keys(clean)
 
 
-def test_a_hex_access_mask_of_3600_digits_is_dropped_and_the_rest_written(
-    tmp_path: Path,
+@pytest.mark.parametrize("digits", [17, 20, 3600])  # 68 and 80 bits: as short as 2**64's text
+def test_a_hex_access_mask_past_64_bits_is_dropped_and_the_rest_written(
+    tmp_path: Path, digits: int
 ) -> None:
-    mask = '"0x' + "f" * 3600 + '"'
+    mask = '"0x' + "f" * digits + '"'
     run = smbwatch("events", "-f", "jsonl", nxlog_file(tmp_path, "AccessMask", mask)).clean(0)
     assert run.warned("number_out_of_range") == 1
     shares = [e for e in run.events if e["action"] in ("access_check", "tree_connect")]

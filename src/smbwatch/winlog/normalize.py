@@ -114,7 +114,9 @@ _NUMBER_FIELDS = (
     "SubjectLogonId",
     "TargetLogonId",
 )
-_LONGEST_NUMBER = 22  # characters of a 64-bit number: 0x and 16 hex digits, or 20 decimal ones
+# Text this short is a number below 2**64 whatever it holds (0x and 16 hex digits, 18 decimal
+# ones); longer text is parsed to tell (0x and 20 hex digits is 80 bits, and as long as 2**64).
+_SURELY_IN_RANGE = 18
 
 
 def _numbers_in_range(record: WinRecord, source: Source) -> Mapping[str, Any]:
@@ -128,7 +130,7 @@ def _numbers_in_range(record: WinRecord, source: Source) -> Mapping[str, Any]:
 
 
 def _out_of_range(value: Any) -> bool:
-    if type(value) is str and len(value) <= _LONGEST_NUMBER:
+    if type(value) is str and len(value) <= _SURELY_IN_RANGE:
         return False  # the common case, decided without parsing
     try:
         parse_int(value)
