@@ -34,7 +34,7 @@ from smbwatch.events import SmbEvent
 from smbwatch.file_keys import with_file_keys
 from smbwatch.interrupt import check as check_interrupt
 from smbwatch.options import Options
-from smbwatch.parallel import InputRun, parallel_inputs
+from smbwatch.parallel import InputRun, can_fork, parallel_inputs
 from smbwatch.smb.files import Transfers
 from smbwatch.smb.nbss import DecoderFactory, SmbConnection
 from smbwatch.smb.smb1 import Smb1Decoder
@@ -306,7 +306,7 @@ def input_runs(
 ) -> Iterator[InputRun]:
     """Each (input, named explicitly) input as it is read, in order, by up to ``jobs`` worker
     processes. Read each one's events before asking for the next."""
-    if jobs > 1 and len(files) > 1:
+    if jobs > 1 and len(files) > 1 and can_fork():
         yield from parallel_inputs(input_events, files, input_format, jobs, options)
         return
     for source, explicit in files:
