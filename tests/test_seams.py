@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from oracle import tshark_tcp_stream
 
+from smbwatch.capture.flows import Flows
 from smbwatch.capture.link import LINKTYPE_ETHERNET, tcp_segment
 from smbwatch.capture.pcap import Buffer, FrameReader, read_packets
 from smbwatch.capture.tcp import NO_SKIP, BodyTap, Skip, StreamConsumer, TcpReassembler
@@ -74,7 +75,7 @@ def reassemble(capture: Path, consumer: StreamConsumer) -> None:
     """Every frame of a capture through the compiled reassembly (its Ethernet fast path too)."""
     diagnostics = Diagnostics()
     reassembler = TcpReassembler(lambda *endpoints: consumer, diagnostics)
-    flows: set[bytes] = set()
+    flows = Flows()
     for number, time, linktype, frame in read_packets(str(capture), diagnostics):
         if linktype == LINKTYPE_ETHERNET and reassembler.ethernet_frame(
             frame, 0, len(frame), time, number

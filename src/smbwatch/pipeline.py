@@ -16,7 +16,8 @@ from typing import Final
 
 from smbwatch import readback, winlog
 from smbwatch.capture.endpoint import Endpoints
-from smbwatch.capture.link import LINKTYPE_ETHERNET, SMB_PORTS, tcp_segment
+from smbwatch.capture.flows import EVERY_FLOW, SMB_PORTS, Flows, FlowShare
+from smbwatch.capture.link import LINKTYPE_ETHERNET, tcp_segment
 from smbwatch.capture.pcap import CaptureError, FrameReader, capture_format, read_frames
 from smbwatch.capture.tcp import StreamConsumer, TcpReassembler, connection_id
 from smbwatch.containers import (
@@ -194,24 +195,28 @@ def capture_events(
     decoders: dict[int, DecoderFactory] | None = None,
     options: Options = DEFAULT_OPTIONS,
     frames: FrameReader | None = None,
+    flow_share: tuple[int, int] | None = None,
 ) -> Iterator[SmbEvent]:
     """SMB events of one capture file, in the order their messages complete.
 
     ``decoders`` maps an SMB protocol id byte (0xFE, 0xFF) to the decoder for that dialect family
     (by default ``DECODERS``, sharing the capture's file ``Transfers`` built from ``options``).
     ``frames`` is where the frames come from (by default ``source`` read with ``read_frames``).
+    ``flow_share`` (index, count) decodes only the TCP connections of that share
+    (``capture.flows``): the events of the ``count`` shares together are the capture's.
     """
     source = as_input(source)
+    share = EVERY_FLOW if flow_share is None else FlowShare(*flow_share)
     transfers = Transfers(options, diagnostics)
     if decoders is None:
         decoders = {key: partial(decoder, files=transfers) for key, decoder in DECODERS.items()}
-    if frames is None:
-        frames = read_frames(source, diagnostics)
+    if frames is None:  # a damaged file is said once, by the first share
+        frames = read_frames(source, diagnostics if share.first else Diagnostics())
     transfers.read_from(frames.mapped, frames.fileno)
     try:
         if source_format is None:
             source_format = sniff_format(source) or "pcap"
-        batches = _capture_events(frames, source.name, diagnostics, source_format, decoders)
+        batches = _capture_events(frames, source.name, diagnostics, source_format, decoders, share)
         yield from with_file_keys(_settled(batches, transfers))
     finally:
         frames.close()
@@ -237,6 +242,7 @@ def _capture_events(
     diagnostics: Diagnostics,
     source_format: str,
     decoders: dict[int, DecoderFactory],
+    share: FlowShare,
 ) -> Iterator[list[SmbEvent]]:
     """The events of the capture, in batches as frames complete messages."""
     out: list[SmbEvent] = []
@@ -252,8 +258,8 @@ def _capture_events(
             return SmbConnection(endpoints, diagnostics, decoders, out)
         return RpcTcpConnection(endpoints, diagnostics, out)
 
-    reassembler = TcpReassembler(connection, diagnostics)
-    rpc_flows: set[bytes] = set()
+    reassembler = TcpReassembler(connection, diagnostics, share)
+    flows = Flows(share)
     try:
         while frames.next():
             buf, start, stop = frames.buf, frames.start, frames.stop
@@ -263,7 +269,7 @@ def _capture_events(
             if frames.linktype != LINKTYPE_ETHERNET or not reassembler.ethernet_frame(
                 buf, start, stop, time, frame
             ):
-                seg = tcp_segment(frames.linktype, buf[start:stop], diagnostics, rpc_flows)
+                seg = tcp_segment(frames.linktype, buf[start:stop], diagnostics, flows)
                 if seg is None:
                     continue
                 reassembler.segment(seg, time, frame)

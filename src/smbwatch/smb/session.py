@@ -16,7 +16,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, Final
 
-from smbwatch.capture.link import starts_dcerpc_bind
+from smbwatch.capture.flows import starts_dcerpc_bind
 from smbwatch.dcerpc.events import call_fields
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics

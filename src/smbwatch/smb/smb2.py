@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Final
 
 from smbwatch.capture.endpoint import Endpoints
-from smbwatch.capture.link import starts_dcerpc_bind
+from smbwatch.capture.flows import starts_dcerpc_bind
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.ntstatus import (
