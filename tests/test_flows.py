@@ -74,9 +74,7 @@ def check_split(capture: Path, count: int) -> list[list[SmbEvent]]:
 
 
 @pytest.mark.parametrize("count", [2, 3])
-def test_the_shares_of_every_corpus_capture_are_the_capture(
-    shared_data: Path, count: int
-) -> None:
+def test_the_shares_of_every_corpus_capture_are_the_capture(shared_data: Path, count: int) -> None:
     for capture in corpus_captures(shared_data):
         check_split(capture, count)
 

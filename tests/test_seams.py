@@ -21,10 +21,10 @@ from smbwatch.capture.link import LINKTYPE_ETHERNET, tcp_segment
 from smbwatch.capture.pcap import Buffer, FrameReader, read_packets
 from smbwatch.capture.tcp import NO_SKIP, BodyTap, Skip, StreamConsumer, TcpReassembler
 from smbwatch.diagnostics import Diagnostics
+from smbwatch.filedata.digests import Digests, DigestService
+from smbwatch.filedata.transfers import Transfers
 from smbwatch.options import Bytes, Options
 from smbwatch.pipeline import capture_events
-from smbwatch.smb.digests import Digests, DigestService
-from smbwatch.smb.files import Transfers
 from smbwatch.smb.smb1 import Smb1Decoder
 from smbwatch.smb.smb2 import Smb2Decoder
 

@@ -8,7 +8,6 @@ can run the very same code.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
@@ -33,10 +32,10 @@ from smbwatch.dcerpc.transport import RpcTcpConnection
 from smbwatch.diagnostics import Diagnostics, InputError
 from smbwatch.events import SmbEvent
 from smbwatch.file_keys import with_file_keys
+from smbwatch.filedata.transfers import Transfers, settled
 from smbwatch.interrupt import check as check_interrupt
 from smbwatch.options import Options
 from smbwatch.parallel import InputRun, parallel_inputs
-from smbwatch.smb.files import Transfers
 from smbwatch.smb.nbss import DecoderFactory, SmbConnection
 from smbwatch.smb.smb1 import Smb1Decoder
 from smbwatch.smb.smb2 import Smb2Decoder
@@ -48,7 +47,6 @@ DECODERS: dict[int, type[Smb2Decoder] | type[Smb1Decoder]] = {
     0xFF: Smb1Decoder,
 }
 DEFAULT_OPTIONS: Final = Options()
-MAX_HELD_EVENTS: Final = 16384  # events held back behind one whose file is still being hashed
 CHECK_EVERY: Final = 1023  # frames between looks at whether a stop was asked for (a mask)
 SNIFF_SIZE: Final = 4096
 # Capture formats are told apart by the reader itself: forcing one on the other is no mismatch.
@@ -217,23 +215,10 @@ def capture_events(
         if source_format is None:
             source_format = sniff_format(source) or "pcap"
         batches = _capture_events(frames, source.name, diagnostics, source_format, decoders, share)
-        yield from with_file_keys(_settled(batches, transfers))
+        yield from with_file_keys(settled(batches, transfers))
     finally:
         frames.close()
         transfers.close()
-
-
-def _settled(batches: Iterator[list[SmbEvent]], transfers: Transfers) -> Iterator[SmbEvent]:
-    """The events in order, each once its file's digests are in: an event still waiting for
-    them holds back the ones after it, up to ``MAX_HELD_EVENTS``, while hashing goes on."""
-    held: deque[SmbEvent] = deque()
-    for batch in batches:
-        held.extend(batch)
-        while held and transfers.settle(held[0], len(held) > MAX_HELD_EVENTS):
-            yield held.popleft()
-    while held:
-        transfers.settle(held[0])
-        yield held.popleft()
 
 
 def _capture_events(

@@ -21,8 +21,8 @@ from smbwatch.dcerpc.events import call_fields
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.filedata.transfers import FileData, FileTracker
 from smbwatch.smb import fscc, gssapi, ntlmssp
-from smbwatch.smb.files import FileData, FileTracker
 
 SNIFF_WINDOW: Final = 512  # data bytes kept from a file WRITE/READ: enough to recognise its type
 MAX_FILES: Final = 4096
