@@ -59,6 +59,8 @@ class Segment:
         self.start = 0
         self.stop = 0
         self.cut = 0  # bytes of the payload the capture's snap length left out
+        self.time = 0  # of the frame, µs since the epoch (set by the segment source)
+        self.frame = 0  # its number, from 1
 
     def fill(
         self,

@@ -30,6 +30,12 @@ MAX_PENDING_SEGMENTS: Final = 1024
 # 16,384 do (tests/test_bounds.py; at 65,536 it was 500 MB).
 MAX_CONNECTIONS: Final = 16384
 LATE_SYN_WINDOW: Final = 1 << 30  # a SYN this close behind the stream belongs to it
+# A connection with no segment for this long (capture time, µs) is closed: what it holds is
+# delivered and its state freed, so that connections that end without a FIN or RST do not stay
+# until the count bound closes them. Windows' SMB server ends a session idle this long
+# (autodisconnect's default, 15 minutes): what comes later on the 4-tuple is a new connection.
+IDLE_TIMEOUT: Final = 15 * 60 * 1_000_000
+IDLE_SWEEP_EVERY: Final = 60 * 1_000_000  # capture time between looks for idle connections
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -137,10 +143,14 @@ class TcpReassembler:
         self.diagnostics = diagnostics
         self.share = share  # the connections followed (the others are not even looked at)
         self.flows: dict[bytes, tuple[_Connection, bool]] = {}
+        self.next_sweep = 0  # the capture time of the next look for idle connections
 
-    def segment(self, seg: Segment, time: int, frame: int) -> None:
+    def segment(self, seg: Segment) -> None:
         """Take one captured segment (see ``capture.link.read_segment``): its payload is read
         where it lies, and copied only when it is handed to a consumer or held."""
+        time, frame = seg.time, seg.frame
+        if time >= self.next_sweep:
+            self._close_idle(time)
         key = seg.key
         flags = seg.flags
         start, stop, cut = seg.start, seg.stop, seg.cut
@@ -227,6 +237,14 @@ class TcpReassembler:
         self.diagnostics.warn("tcp_connections_evicted", f"{len(victims)} idle connections")
         for connection in victims:
             self._close(connection)
+
+    def _close_idle(self, now: int) -> None:
+        """Close the connections idle for ``IDLE_TIMEOUT`` at capture time ``now``."""
+        self.next_sweep = now + IDLE_SWEEP_EVERY
+        connections = [c for c, from_client in self.flows.values() if from_client]
+        for connection in connections:
+            if now - connection.last_time > IDLE_TIMEOUT:
+                self._close(connection)
 
     def _close(self, connection: _Connection) -> None:
         for from_client, half in ((True, connection.client), (False, connection.server)):
