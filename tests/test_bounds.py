@@ -130,6 +130,31 @@ def test_idle_connections_are_closed_by_capture_time(
     assert closes == [(40000, 2), (40001, 3), (40002, 3)]
 
 
+def test_a_connection_idle_too_long_starts_again(tmp_path: Path) -> None:
+    """A client silent for 15.5 minutes speaks again between two sweeps (one ran at 14.9
+    minutes, when it had been idle for less than IDLE_TIMEOUT): its old connection is closed
+    and a new one opened all the same."""
+    linktype, records = read_pcap_records(SMB2_CAPTURE)
+    negotiate = records[11][2]
+    capture = tmp_path / "again.pcap"
+    frames = [
+        (1_600_000_000 + seconds, 0, with_client(negotiate, 0x0A000001, port))
+        for seconds, port in ((0, 40000), (894, 40001), (930, 40000))
+    ]
+    write_frames(capture, linktype, frames)
+    assert 894 * 1_000_000 < IDLE_TIMEOUT < 930 * 1_000_000
+    log: list[tuple[str, int, int]] = []
+    reader = read_frames(str(capture), Diagnostics())
+    streams = TcpStreams(reader, lambda c, port, s, sport, isn: Recorder(port, log), Diagnostics())
+    while streams.advance([]):
+        pass
+    reader.close()
+    assert [entry[:2] for entry in log] == [
+        ("open", 40000), ("open", 40001), ("close", 40000), ("open", 40000),
+        ("close", 40001), ("close", 40000),
+    ]  # fmt: skip
+
+
 def rpc_frame(template: bytes, seq: int, payload: bytes, port: int) -> bytes:
     """The client's frame ``template`` carrying ``payload`` at ``seq``, from client ``port``."""
     start = payload_start(template)

@@ -33,7 +33,9 @@ LATE_SYN_WINDOW: Final = 1 << 30  # a SYN this close behind the stream belongs t
 # A connection with no segment for this long (capture time, µs) is closed: what it holds is
 # delivered and its state freed, so that connections that end without a FIN or RST do not stay
 # until the count bound closes them. Windows' SMB server ends a session idle this long
-# (autodisconnect's default, 15 minutes): what comes later on the 4-tuple is a new connection.
+# (autodisconnect's default, 15 minutes): what comes later on the 4-tuple is a new connection,
+# whether a sweep closed the old one already or not (so the rule does not depend on when
+# sweeps run, nor on which other connections a -j worker follows).
 IDLE_TIMEOUT: Final = 15 * 60 * 1_000_000
 IDLE_SWEEP_EVERY: Final = 60 * 1_000_000  # capture time between looks for idle connections
 
@@ -155,6 +157,9 @@ class TcpReassembler:
         flags = seg.flags
         start, stop, cut = seg.start, seg.stop, seg.cut
         entry = self.flows.get(key)
+        if entry is not None and time - entry[0].last_time > IDLE_TIMEOUT:
+            self._close(entry[0])  # idle too long: what comes now is a new connection
+            entry = None
         if entry is not None and not flags & (SYN | FIN | RST) and stop > start:
             connection, from_client = entry
             half = connection.client if from_client else connection.server
