@@ -141,11 +141,9 @@ cdef class NativeSegments:
         cdef uint32_t seconds, fraction
         cdef bint big = self.big
         while True:
-            pos = self.pos
-            if size - pos < 16:
-                if size != pos:
-                    self._damaged(f"truncated record header after frame {self.number}")
+            if self._ended(size, 16, "record header"):
                 return False
+            pos = self.pos
             seconds = word(base + pos, big)
             fraction = word(base + pos + 4, big)
             caplen = word(base + pos + 8, big)
@@ -160,11 +158,7 @@ cdef class NativeSegments:
             first = pos + 16
             self.pos = first + caplen
             self._release(base)
-            if not self.number & CHECK_EVERY:
-                check_interrupt()
-            if self._frame(base, first, first + caplen, self.linktype, segment):
-                segment.time = self.time
-                segment.frame = self.number
+            if self._packet(base, first, first + caplen, self.linktype, segment):
                 return True
 
     cdef bint _pcapng(self, const uint8_t* base, Py_ssize_t size, segment) except -1:
@@ -173,11 +167,9 @@ cdef class NativeSegments:
         cdef uint64_t ticks
         cdef const uint8_t* p
         while True:
-            pos = self.pos
-            if size - pos < 12:
-                if size != pos:
-                    self._damaged(f"truncated block header after frame {self.number}")
+            if self._ended(size, 12, "block header"):
                 return False
+            pos = self.pos
             p = base + pos
             if memcmp(p, b"\x0a\x0d\x0d\x0a", 4) == 0:
                 if memcmp(p + 8, b"\x4d\x3c\x2b\x1a", 4) == 0:
@@ -215,7 +207,7 @@ cdef class NativeSegments:
                 stop = min(data + <Py_ssize_t>original, data + self.iface_snaplen, last)
                 self.time = 0
                 self.slow_time = None
-                if self._packet(base, data, stop, segment):
+                if self._packet(base, data, stop, self.iface_linktype, segment):
                     return True
                 continue
             if block_type == 6 and body >= 20:  # Enhanced Packet Block
@@ -249,7 +241,7 @@ cdef class NativeSegments:
                 self.diagnostics.warn(
                     "time_out_of_range", f"{self.path}: frame {self.number}: no date"
                 )
-            if self._packet(base, first + 20, first + 20 + caplen, segment):
+            if self._packet(base, first + 20, first + 20 + caplen, self.iface_linktype, segment):
                 return True
 
     cdef void _interface(self, Py_ssize_t index) except *:
@@ -265,10 +257,22 @@ cdef class NativeSegments:
         units = iface.units_per_second
         self.iface_units = units if 0 < units < (1 << 64) else 0
 
-    cdef bint _packet(self, const uint8_t* base, Py_ssize_t first, Py_ssize_t last, segment) except -1:
+    cdef bint _ended(self, Py_ssize_t size, Py_ssize_t header, str what) except -1:
+        """Whether fewer than ``header`` bytes are left: the end of the file, or (some bytes
+        left) a header cut short, which is damage."""
+        if size - self.pos >= header:
+            return False
+        if size != self.pos:
+            self._damaged(f"truncated {what} after frame {self.number}")
+        return True
+
+    cdef bint _packet(
+        self, const uint8_t* base, Py_ssize_t first, Py_ssize_t last, int linktype, segment
+    ) except -1:
+        """The frame ``base[first:last]``: is it a segment to decode? (``segment`` then says.)"""
         if not self.number & CHECK_EVERY:
             check_interrupt()
-        if self._frame(base, first, last, self.iface_linktype, segment):
+        if self._frame(base, first, last, linktype, segment):
             segment.time = self.time if self.slow_time is None else self.slow_time
             segment.frame = self.number
             return True
