@@ -20,6 +20,7 @@ from smbwatch.capture.flows import EVERY_FLOW, SMB_PORTS, FlowShare
 from smbwatch.capture.link import Segment
 from smbwatch.capture.pcap import Buffer
 from smbwatch.diagnostics import Diagnostics
+from smbwatch.events import MAX_TIME
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 SEQ_MASK: Final = 0xFFFFFFFF
@@ -35,7 +36,8 @@ LATE_SYN_WINDOW: Final = 1 << 30  # a SYN this close behind the stream belongs t
 # until the count bound closes them. Windows' SMB server ends a session idle this long
 # (autodisconnect's default, 15 minutes): what comes later on the 4-tuple is a new connection,
 # whether a sweep closed the old one already or not (so the rule does not depend on when
-# sweeps run, nor on which other connections a -j worker follows).
+# sweeps run, nor on which other connections a -j worker follows). A time past year 9999 (a
+# hostile if_tsresol) is no time: it closes nothing.
 IDLE_TIMEOUT: Final = 15 * 60 * 1_000_000
 IDLE_SWEEP_EVERY: Final = 60 * 1_000_000  # capture time between looks for idle connections
 
@@ -151,13 +153,13 @@ class TcpReassembler:
         """Take one captured segment (see ``capture.link.read_segment``): its payload is read
         where it lies, and copied only when it is handed to a consumer or held."""
         time, frame = seg.time, seg.frame
-        if time >= self.next_sweep:
+        if time >= self.next_sweep and time <= MAX_TIME:
             self._close_idle(time)
         key = seg.key
         flags = seg.flags
         start, stop, cut = seg.start, seg.stop, seg.cut
         entry = self.flows.get(key)
-        if entry is not None and time - entry[0].last_time > IDLE_TIMEOUT:
+        if entry is not None and time - entry[0].last_time > IDLE_TIMEOUT and time <= MAX_TIME:
             self._close(entry[0])  # idle too long: what comes now is a new connection
             entry = None
         if entry is not None and not flags & (SYN | FIN | RST) and stop > start:
