@@ -26,7 +26,7 @@ import orjson
 import pyarrow as pa
 
 from smbwatch.arrow import event_batches
-from smbwatch.case import clocks, entities
+from smbwatch.case import clocks, correlate, entities
 from smbwatch.case.store import EVENT_COLUMNS, Case
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.options import Options
@@ -283,13 +283,15 @@ def _size(path: str) -> int | None:
 
 
 def settle(case: Case, corrections: list[tuple[str, int]]) -> list[str]:
-    """Names, corrections and clocks over the whole case again, in one transaction; stored
-    alerts dropped. The warnings for the user."""
+    """Names, corrections, clocks and the wire ↔ host correlation over the whole case again,
+    in one transaction; stored alerts dropped. The warnings for the user."""
     with case.transaction(str(case.directory)):
+        case.db.execute("DELETE FROM correlation")  # what the names and clocks are read without
         entities.resolve_hosts(case)
         entities.resolve_users(case)
         warnings = clocks.apply_corrections(case, corrections)
         warnings += clocks.warnings(clocks.estimate(case))
+        correlate.correlate(case)
         case.db.execute("DELETE FROM alerts")
         case.db.execute("DELETE FROM meta WHERE key = 'unsettled'")
     return warnings
