@@ -26,9 +26,12 @@ What is filled (each filled field named in ``filled_from``; nothing a source sai
                         the bytes written (bytes), magic and sha256.
 
 ``missing_from_log`` marks a network event that should have left a record on its server (an
-open for writing on an admin share, ``X$``/``ADMIN$``/``IPC$``: a 5145; a CreateService: a
-4697/7045) where that server's log covers the moment (it has records before and after, beyond
-the tolerance) but holds none: auditing turned off, or the log cleared.
+open for writing on an admin share, ``X$``/``ADMIN$``/``IPC$``: a 5145; a successful
+CreateService: a 4697/7045) where that server's log covers the moment but holds none: auditing
+turned off, or the log cleared. A log covers a moment when a host input holding records the
+server logged has records from more than a second before it to more than a second after it (of
+any computer: the readers keep only the records smbwatch reads, and an export of several
+machines' logs is taken to cover each of them).
 
 The result is the table ``correlation`` (one row per event that has something), which the case's
 views join: the events read back carry ``links``, ``filled_from``, ``missing_from_log`` and the
@@ -45,6 +48,7 @@ from smbwatch.case.clocks import LOGON_PORT_PAIRS, SECOND
 from smbwatch.case.store import FILLED, Case
 
 TOLERANCE: Final = 3 * SECOND  # host clocks have whole seconds; an offset estimate, about ±0.5 s
+COVERED_BEYOND: Final = SECOND  # a log covers a moment with records a second before and after
 WRITE_ACCESS: Final = 0x2 | 0x4  # FILE_WRITE_DATA | FILE_APPEND_DATA (MS-SMB2 2.2.13.1.1)
 _OFFSETS: Final = f"CREATE OR REPLACE TEMP TABLE c_offsets AS {LOGON_PORT_PAIRS}"
 # The records that can be linked, first copies only, times as corrected, in µs.
@@ -206,12 +210,16 @@ LEFT JOIN (
     GROUP BY file_key) closed ON closed.file_key = w.file_key
 WHERE w.kind = 'file'
 """
-# What a server's logs cover: per log and logging computer, its first and last record.
+# What a server's logs cover: a host input that holds records the server logged, from its first
+# record to its last (of any computer: an export of several machines' logs covers each of them).
 _MISSING: Final = f"""
 CREATE OR REPLACE TEMP TABLE c_missing AS
 WITH covered AS (
-    SELECT input_id, dst_host, min(epoch_us(time)) AS first, max(epoch_us(time)) AS last
-    FROM sightings WHERE source = 'host' AND dst_host IS NOT NULL GROUP BY ALL),
+    SELECT input_id, min(epoch_us(time)) AS first, max(epoch_us(time)) AS last
+    FROM sightings WHERE source = 'host' GROUP BY ALL),
+logged AS (
+    SELECT DISTINCT input_id, dst_host FROM sightings
+    WHERE source = 'host' AND dst_host IS NOT NULL),
 expected AS (
     SELECT * FROM c_wire
     WHERE (kind = 'file' AND ends_with(share, '$') AND access_mask & {WRITE_ACCESS} <> 0
@@ -219,10 +227,11 @@ expected AS (
         OR (kind = 'service' AND coalesce(rpc_status, 'ERROR_SUCCESS') = 'ERROR_SUCCESS'))
 SELECT DISTINCT w.key, 'network' AS source, true AS missing_from_log
 FROM expected w
-JOIN covered c ON c.dst_host = w.dst_host
+JOIN logged l ON l.dst_host = w.dst_host
+JOIN covered c ON c.input_id = l.input_id
 LEFT JOIN c_offsets o ON o.wire_input = w.input_id AND o.host_input = c.input_id
-WHERE c.first - coalesce(o.offset_us, 0) < w.t - {TOLERANCE}
-    AND c.last - coalesce(o.offset_us, 0) > w.t + {TOLERANCE}
+WHERE c.first - coalesce(o.offset_us, 0) < w.t - {COVERED_BEYOND}
+    AND c.last - coalesce(o.offset_us, 0) > w.t + {COVERED_BEYOND}
     AND w.key NOT IN (SELECT wkey FROM c_links)
 """
 # The links of each record, to the other side's records, in time order.
