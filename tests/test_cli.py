@@ -35,11 +35,13 @@ def test_jsonl_is_the_contract() -> None:
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(events) > 50
+    hops = {("10.45.0.20", "10.45.0.10"), ("10.45.0.10", "10.45.0.30")}  # examples/README.md
     for event in events:
         assert event["source"] == "network" and event["source_format"] == "pcap"
         assert event["time"].endswith("Z") and len(event["time"]) == 27
-        assert event["src_ip"] == "10.45.0.20" and event["dst_ip"] == "10.45.0.10"
+        assert (event["src_ip"], event["dst_ip"]) in hops
         assert None not in event.values()
+    assert {(event["src_ip"], event["dst_ip"]) for event in events} == hops
     actions = {event["action"] for event in events}
     assert {"logon", "tree_connect", "create", "write", "read", "close"} <= actions
 
