@@ -102,6 +102,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rules_argument(incidents)
     _add_output_arguments(incidents)
     incidents.set_defaults(run=run_incidents)
+    report = verbs.add_parser(
+        "report",
+        help="one self-contained HTML page: hosts and moves, incidents, alerts, timeline, files",
+        description="Write the case (or the inputs, merged as a case) as one HTML page to open "
+        "offline: a graph of hosts and the moves between them, the incidents and alerts with "
+        "their evidence, a timeline to filter, the files that crossed the wire.",
+    )
+    _add_input_arguments(report, required=False)
+    cli_case.add_case_argument(report)
+    cli_case.add_clock_argument(report)
+    cli_case.add_filter_arguments(report, risk=True)
+    _add_no_hash_argument(report)
+    _add_rules_argument(report)
+    report.add_argument(
+        "-o", "--output", metavar="FILE", required=True, help="the HTML file to write"
+    )
+    report.set_defaults(run=run_report)
     rules = verbs.add_parser("rules", help="the detection rules")
     rules_verbs = rules.add_subparsers(dest="rules_verb", required=True, parser_class=_Parser)
     rules_list = rules_verbs.add_parser(
@@ -230,6 +247,11 @@ def run_incidents(args: argparse.Namespace, diagnostics: Diagnostics, errors: li
         incidents = [i for i in incidents if i.risk_score >= args.min_risk]
     Output(args.format, args.output, args.wide).rows([i.to_dict() for i in incidents], INCIDENTS)
     return EXIT_ALERTS if incidents else EXIT_OK
+
+
+def run_report(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
+    """``smbwatch report``: the case (or the inputs) as one HTML page."""
+    return cli_case.case_report(args, diagnostics, errors, _load_rules(args))
 
 
 def _alerts_and_incidents(

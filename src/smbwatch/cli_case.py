@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from smbwatch.case import CaseError
@@ -296,6 +297,58 @@ def case_detect(
     if args.case and not filters.any():
         _store_alerts(args.case, [alert.to_dict() for alert in alerts], diagnostics)
     return alerts, incidents
+
+
+REPORT_ALERTS = 500  # alerts the page lists (highest risk first); incidents name them all
+REPORT_EVIDENCE = 10  # evidence items the page shows per alert
+REPORT_EVIDENCE_RISK = 25  # the events these alerts name stay in a sampled timeline
+
+
+@guarded
+def case_report(
+    args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str], ruleset: RuleSet
+) -> int:
+    """``smbwatch report``: the case (or the inputs, merged) as one HTML page."""
+    from smbwatch import __version__
+    from smbwatch.arrow import batch_events
+    from smbwatch.case.query import timeline
+    from smbwatch.case.story import gather
+    from smbwatch.detect.engine import detect_incidents
+    from smbwatch.sinks.report_html import write_report
+
+    filters = filters_of(args)
+    with opened(args, diagnostics, errors, Options(hash_files=not args.no_hash)) as case:
+        events = batch_events(timeline(case, filters), diagnostics, "the case")
+        alerts, incidents = detect_incidents(events, ruleset, diagnostics)
+        if args.min_risk is not None:
+            incidents = [i for i in incidents if i.risk_score >= args.min_risk]
+            alerts = [a for a in alerts if a.risk_score >= args.min_risk]
+        named = {
+            (item["source_file"], item["source_ref"])
+            for alert in alerts
+            if alert.risk_score >= REPORT_EVIDENCE_RISK
+            for item in alert.evidence
+            if item["source_file"] is not None and item["source_ref"] is not None
+        }
+        story = gather(case, filters, named)
+    shown = []
+    for alert in alerts[:REPORT_ALERTS]:
+        row = alert.to_dict()
+        row["evidence_count"] = len(alert.evidence)
+        row["evidence"] = alert.evidence[:REPORT_EVIDENCE]
+        shown.append(row)
+    data = {
+        **story,
+        "generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "version": __version__,
+        "incidents": [incident.to_dict() for incident in incidents],
+        "alerts": shown,
+        "alerts_total": len(alerts),
+    }
+    names = [args.case] if args.case else [PurePath(p).name for p in args.inputs]
+    title = "smbwatch report: " + ", ".join(str(n) for n in names)
+    Output(None, args.output).text(lambda out, _fmt: write_report(out, title, data))
+    return EXIT_OK
 
 
 def _store_alerts(directory: str, alerts: list[dict[str, Any]], diagnostics: Diagnostics) -> None:
