@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from oracle import read_pcap_records, write_pcap
+from oracle import rename_in_capture
 
 from smbwatch.sinks.csv import cell
 from smbwatch.sinks.table import safe_text
@@ -109,19 +109,9 @@ def test_truncated_capture_exit_code(tmp_path: Path) -> None:
     assert len(done.stdout.splitlines()) > 10
 
 
-def _rename_in_capture(source: Path, target: Path, old: str, new: str) -> None:
-    """Replace a UTF-16LE file name in every frame (same length), as hostile traffic would."""
-    old_bytes, new_bytes = old.encode("utf-16-le"), new.encode("utf-16-le")
-    assert len(old_bytes) == len(new_bytes)
-    linktype, records = read_pcap_records(source)
-    replaced = [(s, u, f.replace(old_bytes, new_bytes)) for s, u, f in records]
-    assert replaced != records
-    write_pcap(target, linktype, replaced)
-
-
 def test_hostile_names_are_escaped_and_defused(tmp_path: Path) -> None:
     hostile = tmp_path / "hostile.pcap"
-    _rename_in_capture(EXAMPLE, hostile, "psexesvc.exe", "=\x1b[2J\u202eexe.ab")
+    rename_in_capture(EXAMPLE, hostile, "psexesvc.exe", "=\x1b[2J\u202eexe.ab")
     table = smbwatch("events", str(hostile), "-f", "table")
     assert table.returncode == 0
     assert "\x1b[2J" not in table.stdout and "\u202e" not in table.stdout

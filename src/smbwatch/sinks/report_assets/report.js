@@ -71,7 +71,7 @@
     ["hosts", new Set(data.edges.flatMap((e) => [e.src, e.dst])).size],
     ["moves", data.edges.length], ["events", data.timeline.total], ["files", data.files.length],
   ];
-  for (const [name, count] of counts) summary.append(el("div", {}, el("b", {}, count), name));
+  for (const [name, count] of counts) summary.append(el("div", {}, el("strong", {}, count), name));
 
   // --- graph ------------------------------------------------------------------------------
   const riskOf = new Map(); // "src\u0000dst" → the highest risk of the pair's incidents
