@@ -61,7 +61,10 @@ ENCRYPTED = "(encrypted)"  # ... because DCE/RPC packet privacy sealed the argum
 ENCRYPTED_NOTE = " [arguments encrypted: DCE/RPC packet privacy]"
 FAMILY_WINDOW = 120 * 1_000_000  # alerts of one family this close in time are one action's
 NETWORK, HOST = 1, 2  # bits of _Group.sources
-SOURCES = ((NETWORK, "network"), (HOST, "host"))
+_CONFIRMED = {
+    sources: tuple(name for bit, name in ((NETWORK, "network"), (HOST, "host")) if sources & bit)
+    for sources in range(4)
+}
 _SAMPLES = 16  # events kept per alert to fill its message; evidence keeps a reference to all
 # Event fields that come from a call's decoded arguments: sealed calls leave them empty.
 _ARGUMENT_ATTRIBUTES = (
@@ -118,9 +121,12 @@ class _Group:
     _context: dict[str, Any] | None = None
 
     def add(self, event: SmbEvent, action: ActionKey) -> None:
-        self.first = min(self.first, event.time)
-        self.last = max(self.last, event.time)
-        self.evidence.append((event.time, event.source_file, event.source_ref))
+        time = event.time
+        if time < self.first:
+            self.first = time
+        elif time > self.last:
+            self.last = time
+        self.evidence.append((time, event.source_file, event.source_ref))
         if len(self.samples) < _SAMPLES:
             self.samples.append(event)
             self._context = None
@@ -150,7 +156,9 @@ class _Group:
     def context(self, namer: Namer | None = None) -> dict[str, Any]:
         """The earliest value of each context field among the sample events (machine names
         from ``namer`` where the events carry none)."""
-        if self._context is None:
+        if self._context is None and namer is None and len(self.samples) == 1:
+            self._context = event_context(self.samples[0])  # most alerts: one event
+        elif self._context is None:
             samples = sorted(self.samples, key=lambda e: e.time)
             self._context = {}
             for event in samples:
@@ -186,6 +194,8 @@ class Detector:
         self._matchers: dict[Key, Matcher] = ruleset.matchers
         self._index = {id(rule.sigma): i for i, rule in enumerate(self._rules)}
         self._getters = [_group_getters(rule) for rule in self._rules]
+        self._templates = [_Template(rule) for rule in self._rules]
+        self._names = [_group_names(rule) for rule in self._rules]
         # The group-by fields of each rule that are context fields too (an alert's user, path).
         self._context_by = [
             [name for name in _group_names(rule) if name in CONTEXT_SET] for rule in self._rules
@@ -221,8 +231,10 @@ class Detector:
         except Exception as error:  # a producer broke the contract's types; keep going
             self._diagnostics.warn("detect_bad_event", f"{event.source_file}: {error!r}")
             return
-        for index in hits:
-            self._record(index, event)
+        if hits:
+            action = action_key(event)  # once, whatever the number of rules that matched
+            for index in hits:
+                self._record(index, event, action)
 
     def feed_all(self, events: Iterable[SmbEvent]) -> None:
         for event in events:
@@ -266,13 +278,12 @@ class Detector:
         ]
         return self._ruleset.compiler.matcher_source(chosen), bool(chosen)
 
-    def _record(self, index: int, event: SmbEvent) -> None:
+    def _record(self, index: int, event: SmbEvent, action: ActionKey) -> None:
         rule = self._rules[index]
         if index in self._correlated:
             self._matches[index].append(event)
         if not rule.generate:
             return
-        action = action_key(event)
         if event.source == "network" and event.file_id is not None and event.action != "close":
             self._opens.add(action)
         if rule.exclude:
@@ -289,10 +300,10 @@ class Detector:
         action: ActionKey,
     ) -> None:
         """Add one matched event to the alert of its group-by values."""
-        values = tuple(get(event) for get in self._getters[index])
-        if rule.require_group_fields and any(v is None for v in values):
+        values = tuple([get(event) for get in self._getters[index]])
+        if rule.require_group_fields and None in values:
             return
-        key = tuple(_hashable(v) for v in values)
+        key = tuple([_hashable(v) if type(v) in _UNHASHABLE else v for v in values])
         group = groups.get(key)
         if group is None:
             group = groups[key] = _Group(values, event.time, event.time)
@@ -349,10 +360,14 @@ class Detector:
 
     def _alert(self, index: int, group: _Group) -> Alert:
         rule = self._rules[index]
-        by = dict(zip(_group_names(rule), group.values, strict=True))
-        evidence = sorted(group.evidence, key=lambda item: item[0])
-        events = sorted(group.samples, key=lambda e: e.time)
-        context = group.context(self._namer).copy()
+        by = dict(zip(self._names[index], group.values, strict=True))
+        evidence = group.evidence
+        if len(evidence) > 1:
+            evidence = sorted(evidence, key=_first)
+        events = group.samples
+        if len(events) > 1:
+            events = sorted(events, key=_time)
+        context = group.context(self._namer)  # the group's last use: taken as it is
         context.pop("server", None)  # a group-by field where a rule names it, not a context one
         for name in self._context_by[index]:
             if by[name] is not None:
@@ -368,14 +383,14 @@ class Detector:
             title=rule.title,
             severity=rule.level,
             risk_score=rule.risk_score,
-            message=_message(rule, by, events, group.encrypted),
+            message=self._templates[index].fill(by, events, group.encrypted),
             attack=list(dict.fromkeys((*rule.attack, *group.attack)))
             if group.attack
             else list(rule.attack),
             first_time=format_time(group.first),
             last_time=format_time(group.last),
             count=len(group.actions),
-            confirmed_by=[name for bit, name in SOURCES if group.sources & bit],
+            confirmed_by=list(_CONFIRMED[group.sources]),
             group=by,
             evidence=[{"source_file": f, "source_ref": ref} for _, f, ref in evidence],
             **context,
@@ -557,18 +572,33 @@ def _one_action(a: Rule, b: Rule) -> bool:
     return a.rule_id == b.rule_id or (a.family is not None and a.family == b.family)
 
 
-def _message(rule: Rule, by: dict[str, Any], events: list[SmbEvent], encrypted: bool) -> str:
-    """The rule's template with each ``$field$`` filled (values shortened), or the title and
-    the group values; what packet privacy hid is said."""
-    if rule.message is None:
-        shown = ", ".join(f"{k}={shorten(v)}" for k, v in by.items() if v is not None)
-        text = f"{rule.title}: {shown}" if shown else rule.title
-    else:
-        text = TEMPLATE_FIELD.sub(
-            lambda m: _template_value(m.group(1), by, events, rule.zeek, encrypted),
-            rule.message,
-        )
-    return text + ENCRYPTED_NOTE if encrypted else text
+class _Template:
+    """A rule's message: its template cut once into text and ``$field$`` parts, each filled
+    from the alert's group-by values, else from its earliest event that has the field (values
+    shortened); without a template, the title and the group values. What packet privacy hid is
+    said."""
+
+    def __init__(self, rule: Rule) -> None:
+        self._rule = rule
+        self._parts: list[tuple[str, str | None]] = []  # (text before, field name)
+        if rule.message is not None:
+            parts = TEMPLATE_FIELD.split(rule.message)
+            names: list[str | None] = [*parts[1::2], None]
+            self._parts = list(zip(parts[0::2], names, strict=True))
+
+    def fill(self, by: dict[str, Any], events: list[SmbEvent], encrypted: bool) -> str:
+        rule = self._rule
+        if rule.message is None:
+            shown = ", ".join(f"{k}={shorten(v)}" for k, v in by.items() if v is not None)
+            text = f"{rule.title}: {shown}" if shown else rule.title
+        else:
+            pieces = []
+            for before, name in self._parts:
+                pieces.append(before)
+                if name is not None:
+                    pieces.append(_template_value(name, by, events, rule.zeek, encrypted))
+            text = "".join(pieces)
+        return text + ENCRYPTED_NOTE if encrypted else text
 
 
 def _template_value(
@@ -625,6 +655,17 @@ def _getter(name: str, zeek: bool) -> Callable[[SmbEvent], Any]:
 
 def _none(_event: SmbEvent) -> None:
     return None
+
+
+_UNHASHABLE = (dict, list)
+
+
+def _first(item: tuple[Any, ...]) -> Any:
+    return item[0]
+
+
+def _time(event: SmbEvent) -> int:
+    return event.time
 
 
 def _hashable(value: Any) -> Any:
