@@ -15,8 +15,9 @@ rules plus every rule under ../shared/sigma. In one process, on the same inputs,
 The claim: the rules add at most 20 % to the time of ``smbwatch events`` (rules / events). Rule
 loading and compilation happens once per run and is shown apart. The collector runs as the
 command line sets it (``cli.YOUNG_COLLECTION_EVERY``), and the events decoded once for the rule
-work are frozen out of its view: a streaming ``detect`` does not hold them all. For a large input, make one with
-``benchmarks/make_capture.py --size-mb 100 --out /tmp/bench.pcap`` and pass it.
+work are frozen out of its view: a streaming ``detect`` does not hold them all. For a large
+input, make one with ``benchmarks/make_capture.py --size-mb 100 --out /tmp/bench.pcap`` and
+pass it.
 """
 
 from __future__ import annotations

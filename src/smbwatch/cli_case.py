@@ -300,6 +300,7 @@ def case_detect(
 
 
 REPORT_ALERTS = 500  # alerts the page lists (highest risk first); incidents name them all
+REPORT_INCIDENTS = 300  # incidents the page lists (highest risk first)
 REPORT_EVIDENCE = 10  # evidence items the page shows per alert
 REPORT_EVIDENCE_RISK = 25  # the events these alerts name stay in a sampled timeline
 
@@ -323,6 +324,8 @@ def case_report(
         if args.min_risk is not None:
             incidents = [i for i in incidents if i.risk_score >= args.min_risk]
             alerts = [a for a in alerts if a.risk_score >= args.min_risk]
+        incidents_total = len(incidents)
+        incidents = incidents[:REPORT_INCIDENTS]
         named = {
             (item["source_file"], item["source_ref"])
             for alert in alerts
@@ -330,7 +333,12 @@ def case_report(
             for item in alert.evidence
             if item["source_file"] is not None and item["source_ref"] is not None
         }
-        story = gather(case, filters, named)
+        pairs = {
+            (i.src_host, i.dst_host)
+            for i in incidents
+            if i.src_host is not None and i.dst_host is not None
+        }
+        story = gather(case, filters, named, pairs)
     shown = []
     for alert in alerts[:REPORT_ALERTS]:
         row = alert.to_dict()
@@ -342,6 +350,7 @@ def case_report(
         "generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "version": __version__,
         "incidents": [incident.to_dict() for incident in incidents],
+        "incidents_total": incidents_total,
         "alerts": shown,
         "alerts_total": len(alerts),
     }

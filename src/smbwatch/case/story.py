@@ -14,18 +14,22 @@ moves.
 
 A big case does not fit a page: the timeline holds at most ``TIMELINE_ROWS`` events (every
 move and every event an alert names, then an even sample of the rest, said so), each edge at
-most ``EDGE_EVENTS`` of its events, the files at most ``FILES`` (executables first).
+most ``EDGE_EVENTS`` of its events, the graph at most ``EDGES`` edges (the incidents' first),
+the files at most ``FILES`` (executables first).
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
+import pyarrow as pa
+
 from smbwatch.case.query import Filters, where
 from smbwatch.case.store import Case
 from smbwatch.events import format_time
 
 TIMELINE_ROWS: Final = 3000
+EDGES: Final = 300
 EDGE_EVENTS: Final = 40
 FILES: Final = 500
 FILE_SIGHTINGS: Final = 20
@@ -38,7 +42,13 @@ clients AS (
     WHERE source = 'host' AND event_code = 4624 AND logon_id IS NOT NULL
         AND src_host IS NOT NULL
     GROUP BY ALL)
-SELECT e.* REPLACE (coalesce(e.src_host, c.src_host) AS src_host), CASE
+SELECT e.time, e.source, e.action, e.event_code, coalesce(e.src_host, c.src_host) AS src_host,
+    e.dst_host, e.src_ip, e.principal, e.share_name, e.share, coalesce(e.path, e.pipe) AS path,
+    e.rpc_operation, coalesce(e.service_name, e.task_name) AS object,
+    coalesce(e.status, e.rpc_status) AS status, e.source_file, e.source_ref,
+    coalesce(json_array_length(e.links), 0) AS linked, json_keys(e.filled_from) AS filled,
+    e.missing_from_log, e.sha256, e.magic, coalesce(e.bytes_seen, e.file_size) AS size,
+    e.direction, CASE
     WHEN e.source = 'network' AND e.action = 'logon'
         AND coalesce(e.status, 'STATUS_SUCCESS') = 'STATUS_SUCCESS' THEN 'logon'
     WHEN e.source = 'host' AND e.event_code = 4624 THEN 'logon'
@@ -56,23 +66,29 @@ LEFT JOIN clients c ON e.source = 'host' AND c.dst_host = e.dst_host AND c.logon
 _ROW: Final = """{
     'time': epoch_us(time), 'source': source, 'what': coalesce(rpc_operation, action),
     'code': event_code, 'src': src_host, 'dst': dst_host, 'user': principal,
-    'share': share_name, 'path': coalesce(path, pipe),
-    'object': coalesce(service_name, task_name), 'status': coalesce(status, rpc_status),
-    'file': source_file, 'ref': source_ref, 'move': move,
-    'linked': coalesce(json_array_length(links), 0), 'filled': json_keys(filled_from),
+    'share': share_name, 'path': path, 'object': object, 'status': status,
+    'file': source_file, 'ref': source_ref, 'move': move, 'linked': linked, 'filled': filled,
     'missing': missing_from_log}"""
-_EDGES: Final = f"""
+_EDGE_COUNTS: Final = """
 SELECT src_host, dst_host, move,
     greatest(count(*) FILTER (WHERE source = 'network'), count(*) FILTER (WHERE source = 'host')),
-    min(epoch_us(time)), max(epoch_us(time)),
-    list({_ROW} ORDER BY time)[1:{EDGE_EVENTS}]
+    min(epoch_us(time)), max(epoch_us(time))
 FROM moves
 WHERE move IS NOT NULL AND src_host IS NOT NULL AND dst_host IS NOT NULL
     AND src_host <> dst_host AND src_ip IS DISTINCT FROM '::1' AND NOT starts_with(src_ip, '127.')
 GROUP BY ALL
 """
+_EDGE_EVENTS: Final = f"""
+SELECT src_host, dst_host, list({_ROW} ORDER BY time)
+FROM (
+    SELECT m.*, row_number() OVER (PARTITION BY m.src_host, m.dst_host ORDER BY m.time) AS k
+    FROM moves m JOIN chosen USING (src_host, dst_host)
+    WHERE m.move IS NOT NULL)
+WHERE k <= {EDGE_EVENTS}
+GROUP BY ALL
+"""
 _FILES: Final = f"""
-SELECT coalesce(sha256, '') AS sha256, any_value(magic), max(coalesce(bytes_seen, file_size)),
+SELECT coalesce(sha256, '') AS sha256, any_value(magic), max(size),
     list(DISTINCT path), count(*),
     list({{'time': epoch_us(time), 'src': src_host, 'dst': dst_host, 'user': principal,
         'share': share_name, 'path': path, 'direction': direction, 'file': source_file,
@@ -86,19 +102,26 @@ LIMIT {FILES}
 """
 
 
-def gather(case: Case, filters: Filters, evidence: set[tuple[str, int]]) -> dict[str, Any]:
+def gather(
+    case: Case,
+    filters: Filters,
+    evidence: set[tuple[str, int]],
+    wanted: set[tuple[str, str]],
+) -> dict[str, Any]:
     """The report's data (JSON-ready), for the events that pass ``filters``; ``evidence``:
     the (source file, source ref) of the events the alerts shown name, kept in the timeline
-    first."""
+    first; ``wanted``: the (client, server) of the incidents shown, whose moves are kept."""
     clause = where(case, filters)
     parameters = clause.parameters
     case.db.execute(
         f"CREATE OR REPLACE TEMP TABLE moves AS {_MOVES.format(where=clause.sql())}", parameters
     )
     try:
+        edges, edges_total = _edges(case, wanted)
         return {
-            "hosts": _hosts(case),
-            "edges": _edges(case),
+            "edges": edges,
+            "edges_total": edges_total,
+            "hosts": _hosts(case, {h for e in edges for h in (e["src"], e["dst"])}),
             "timeline": _timeline(case, evidence),
             "files": _files(case),
             "inputs": _inputs(case),
@@ -111,12 +134,14 @@ def _time(micros: int | None) -> str | None:
     return format_time(micros) if micros is not None else None
 
 
-def _hosts(case: Case) -> list[dict[str, Any]]:
+def _hosts(case: Case, shown: set[str]) -> list[dict[str, Any]]:
+    """The addresses and aliases of the machines the graph shows."""
     return [
         {"host": host, "addresses": addresses, "aliases": aliases}
         for host, addresses, aliases in case.rows(
             "SELECT host, addresses, aliases FROM hosts ORDER BY host"
         )
+        if host in shown
     ]
 
 
@@ -129,25 +154,39 @@ def _inputs(case: Case) -> list[dict[str, Any]]:
     ]
 
 
-def _edges(case: Case) -> list[dict[str, Any]]:
+def _edges(case: Case, wanted: set[tuple[str, str]]) -> tuple[list[dict[str, Any]], int]:
     """One edge per client and server: its count of each kind of move, first and last time,
-    and its events (the first ``EDGE_EVENTS``)."""
+    and its first ``EDGE_EVENTS`` events. At most ``EDGES``, in this order: the ``wanted`` ones
+    (the incidents'), then those with more than logons, then the busiest; and how many there
+    are in all."""
     edges: dict[tuple[str, str], dict[str, Any]] = {}
-    for src, dst, move, count, first, last, rows in case.rows(_EDGES):
+    for src, dst, move, count, first, last in case.rows(_EDGE_COUNTS):
         edge = edges.setdefault(
             (src, dst),
             {"src": src, "dst": dst, "moves": {}, "first": first, "last": last, "events": []},
         )
         edge["moves"][move] = count
         edge["first"], edge["last"] = min(edge["first"], first), max(edge["last"], last)
-        edge["events"].extend(rows)
-    found = []
-    for edge in sorted(edges.values(), key=lambda e: (e["first"], e["src"], e["dst"])):
-        edge["events"] = [_plain(r) for r in sorted(edge["events"], key=lambda r: r["time"])]
-        del edge["events"][EDGE_EVENTS:]
+
+    def rank(edge: dict[str, Any]) -> tuple[bool, bool, int, int, str, str]:
+        key = (edge["src"], edge["dst"])
+        busy = -sum(edge["moves"].values())
+        logons = set(edge["moves"]) == {"logon"}
+        return (key not in wanted, logons, busy, edge["first"], edge["src"], edge["dst"])
+
+    chosen = sorted(edges.values(), key=rank)[:EDGES]
+    table = pa.table(
+        {"src_host": [e["src"] for e in chosen], "dst_host": [e["dst"] for e in chosen]}
+    )
+    case.db.register("chosen", table)
+    try:
+        for src, dst, rows in case.rows(_EDGE_EVENTS):
+            edges[(src, dst)]["events"] = [_plain(r) for r in rows]
+    finally:
+        case.db.unregister("chosen")
+    for edge in chosen:
         edge["first"], edge["last"] = _time(edge["first"]), _time(edge["last"])
-        found.append(edge)
-    return found
+    return chosen, len(edges)
 
 
 def _timeline(case: Case, evidence: set[tuple[str, int]]) -> dict[str, Any]:
@@ -157,9 +196,9 @@ def _timeline(case: Case, evidence: set[tuple[str, int]]) -> dict[str, Any]:
         sql = f"SELECT {_ROW} FROM moves ORDER BY time, source_file, source_ref"
         rows = [r for (r,) in case.rows(sql)]
         return {"rows": [_plain(r) for r in rows], "total": total, "sampled": False}
-    case.db.execute("CREATE OR REPLACE TEMP TABLE named (file VARCHAR, ref UBIGINT)")
-    if evidence:
-        case.db.executemany("INSERT INTO named VALUES (?, ?)", sorted(evidence))
+    files, refs = zip(*sorted(evidence), strict=True) if evidence else ((), ())
+    named = pa.table({"file": pa.array(files, pa.string()), "ref": pa.array(refs, pa.uint64())})
+    case.db.register("named", named)
     marked = """SELECT m.*, m.move IS NOT NULL OR n.ref IS NOT NULL AS kept FROM moves m
         LEFT JOIN (SELECT DISTINCT file, ref FROM named) n
             ON n.file = m.source_file AND n.ref = m.source_ref"""
@@ -173,7 +212,7 @@ def _timeline(case: Case, evidence: set[tuple[str, int]]) -> dict[str, Any]:
             f"SELECT {_ROW} FROM (SELECT * FROM ({marked}) WHERE NOT kept) "
             f"USING SAMPLE reservoir({room} ROWS) REPEATABLE (13)"
         )
-    case.db.execute("DROP TABLE named")
+    case.db.unregister("named")
     rows = sorted((r for (r,) in [*kept, *sample]), key=lambda r: r["time"])
     return {"rows": [_plain(r) for r in rows], "total": total, "sampled": True}
 

@@ -59,9 +59,10 @@ _PAGE: Final = """<!DOCTYPE html>
 <div class="legend">moves (admin share writes, services and tasks created, logons), by the
 highest risk of their incidents:<span class="r80"></span>80+<span class="r50"></span>50+<span
 class="r25"></span>25+<span class="r0"></span>lower; click a move for its events</div>
+<div id="graph-note"></div>
 <div id="graph-area"><div id="cy"></div><aside id="edge-detail"><p class="muted">Click a move
 (an arrow, or a row below) to see its events.</p></aside></div>
-<h2>Moves</h2><div id="moves"></div>
+<h2>Moves, those that matter most first</h2><div id="moves"></div>
 </section>
 <section id="incidents"><h2>Incidents, highest risk first</h2><div id="incident-list"></div>
 </section>

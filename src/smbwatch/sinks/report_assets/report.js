@@ -5,6 +5,8 @@
 (function () {
   const data = JSON.parse(document.getElementById("smbwatch-data").textContent);
   const PAGE = 500; // timeline rows drawn at a time
+  const GRAPH_EDGES = 80; // the most important moves (data.edges comes in that order) drawn
+  const SMALL_GRAPH = 40; // hosts a layered layout still draws readably
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -67,9 +69,9 @@
   // --- summary ----------------------------------------------------------------------------
   const summary = document.getElementById("summary");
   const counts = [
-    ["incidents", data.incidents.length], ["alerts", data.alerts_total],
+    ["incidents", data.incidents_total], ["alerts", data.alerts_total],
     ["hosts", new Set(data.edges.flatMap((e) => [e.src, e.dst])).size],
-    ["moves", data.edges.length], ["events", data.timeline.total], ["files", data.files.length],
+    ["moves", data.edges_total], ["events", data.timeline.total], ["files", data.files.length],
   ];
   for (const [name, count] of counts) summary.append(el("div", {}, el("strong", {}, count), name));
 
@@ -86,15 +88,19 @@
   }
   const elements = [];
   data.edges.forEach((edge, index) => {
-    const total = Object.values(edge.moves).reduce((a, b) => a + b, 0);
-    const risk = riskOf.get(edge.src + "\u0000" + edge.dst) || 0;
-    edge.risk = risk;
+    edge.risk = riskOf.get(edge.src + "\u0000" + edge.dst) || 0;
     edge.label = moves(edge).map(([k, n]) => MOVE_NAMES[k] + " " + n).join(" · ");
+    if (index >= GRAPH_EDGES) return;
+    const total = Object.values(edge.moves).reduce((a, b) => a + b, 0);
+    const risk = edge.risk;
     const lines = moves(edge).map(([k, n]) => n + " × " + MOVE_NAMES[k]).join("\n");
     elements.push({ data: { id: "e" + index, index: index, source: hostId(edge.src),
       target: hostId(edge.dst), label: lines, color: riskColor(risk),
       width: 2 + Math.min(10, 2 * Math.log2(1 + total)) } });
   });
+  if (hostIds.size > SMALL_GRAPH) {  // many hosts: the moves' counts are in the table, on a click
+    for (const element of elements) element.data.label = "";
+  }
   for (const [name, id] of hostIds) elements.push({ data: { id: id, label: name } });
   const detail = document.getElementById("edge-detail");
   function showEdge(index) {
@@ -129,14 +135,26 @@
           "text-background-padding": 3 } },
         { selector: "edge:selected", style: { "line-style": "dashed" } },
       ],
-      // left to right: the breadth-first layout's rows turned into columns
-      layout: { name: "breadthfirst", directed: true, padding: 50, spacingFactor: 1.6,
-        transform: (node, position) => ({ x: position.y * 1.8, y: position.x }) },
+      // left to right: the breadth-first layout's rows turned into columns; many hosts in rings
+      layout: hostIds.size <= SMALL_GRAPH ?
+        { name: "breadthfirst", directed: true, padding: 50, spacingFactor: 1.6,
+          transform: (node, position) => ({ x: position.y * 1.8, y: position.x }) } :
+        { name: "concentric", padding: 30, minNodeSpacing: 20,
+          concentric: (node) => node.degree(), levelWidth: () => 2 },
     });
     cy.on("tap", "edge", (event) => showEdge(event.target.data("index")));
     window.smbwatchCy = cy;
   } else {
     document.getElementById("cy").append(el("p", { class: "muted" }, "No moves between hosts."));
+  }
+  if (data.edges.length > GRAPH_EDGES || data.edges.length < data.edges_total) {
+    const drawn = Math.min(GRAPH_EDGES, data.edges.length);
+    const listed = data.edges.length < data.edges_total ?
+      "the table below lists the " + data.edges.length + " first in that order." :
+      "the table below lists them all.";
+    document.getElementById("graph-note").append(el("div", { class: "note" }, "The graph draws the " +
+      drawn + " moves that matter most of " + data.edges_total + " (the incidents' first, then " +
+      "those that did more than log on, then the busiest); " + listed));
   }
   document.getElementById("moves").append(table(
     ["risk", "from", "to", "moves", "first", "last"],
@@ -151,6 +169,10 @@
   // --- incidents --------------------------------------------------------------------------
   const incidents = document.getElementById("incident-list");
   if (!data.incidents.length) incidents.append(el("p", { class: "muted" }, "No incidents."));
+  if (data.incidents.length < data.incidents_total) {
+    incidents.append(el("div", { class: "note" }, "The " + data.incidents.length +
+      " incidents of highest risk of " + data.incidents_total + " are shown; smbwatch incidents lists them all."));
+  }
   for (const incident of data.incidents) {
     const hosts = incident.path.length ? incident.path : [incident.src_host || "?", incident.dst_host || "?"];
     incidents.append(el("details", { class: "incident" },
