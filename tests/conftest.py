@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TIERS = ("unit", "oracle", "lab")  # the markers of pyproject.toml, one per test
+TIERS = ("unit", "oracle", "lab", "fuzz")  # the markers of pyproject.toml, one per test
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

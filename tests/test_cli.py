@@ -116,8 +116,10 @@ def test_hostile_names_are_escaped_and_defused(tmp_path: Path) -> None:
     assert table.returncode == 0
     assert "\x1b[2J" not in table.stdout and "\u202e" not in table.stdout
     assert "\\x1b[2J" in table.stdout
-    rows = list(csv.reader(io.StringIO(smbwatch("events", str(hostile), "-f", "csv").stdout)))
-    paths = [row for row in rows if any("\x1b" in c for c in row)]
+    text = smbwatch("events", str(hostile), "-f", "csv").stdout
+    assert "\x1b" not in text and "\u202e" not in text  # shown escaped, as in the table
+    rows = list(csv.reader(io.StringIO(text)))
+    paths = [row for row in rows if any("\\x1b[2J\\u202eexe.ab" in c for c in row)]
     assert paths, "the hostile name must reach the CSV"
     for row in paths:
         assert all(not c.startswith("=") for c in row)

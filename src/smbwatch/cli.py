@@ -1,7 +1,7 @@
 """The command line: verbs, their arguments, and the wiring from inputs to sinks.
 
-Exit codes: ``smbwatch.exits`` (also in the README). The case's verbs (ingest, query, timeline,
-``--case``) are wired in ``cli_case``.
+Exit codes: ``smbwatch.exits`` (the README's table, and every verb's ``--help``). The case's
+verbs (ingest, query, timeline, ``--case``) are wired in ``cli_case``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,16 @@ from smbwatch import __version__, cli_case
 from smbwatch.capture import tcp
 from smbwatch.case import CaseError
 from smbwatch.diagnostics import Diagnostics, InputError
-from smbwatch.exits import EXIT_ALERTS, EXIT_DAMAGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from smbwatch.exits import (
+    EXIT_ALERTS,
+    EXIT_CODES,
+    EXIT_DAMAGED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+)
+from smbwatch.interrupt import Interrupted
+from smbwatch.interrupt import install as install_interrupt
 from smbwatch.options import Options
 from smbwatch.pipeline import iter_events
 from smbwatch.sinks import OutputError
@@ -29,6 +38,11 @@ if TYPE_CHECKING:
     from smbwatch.detect.incidents import Incident
     from smbwatch.detect.sigma import RuleSet
 
+DESCRIPTION = """\
+smbwatch shows lateral movement over SMB. From packet captures (pcap, pcapng) and
+Windows event logs (EVTX, XML, JSON, Splunk text), also gzip-compressed or zipped,
+it reports every SMB event in one event model (who reached which share and file,
+how, when) and raises detections (built-in and your own Sigma rules, on both)."""
 # Objects allocated between young collections (Python's default: 700). Decoding allocates
 # millions of short-lived objects and holds thousands of events while their files' digests
 # are computed; at 700 the collector walks those held events over and over (a tenth of a
@@ -51,7 +65,12 @@ def build() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="smbwatch", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="smbwatch",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--version", action="version", version=f"smbwatch {__version__} ({build()})"
     )
@@ -60,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         "events",
         help="every SMB event in captures and Windows logs",
         description="Report every SMB event (who reached which share and file, how, when).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_input_arguments(events, required=False)
     cli_case.add_case_argument(events)
@@ -76,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect_verb = verbs.add_parser(
         "detect",
         help="run the detection rules over captures and Windows logs",
-        description="Run the built-in and your Sigma rules over the events; write the alerts. "
-        "Exit code 0: nothing fired, 1: alerts fired, 2: user error.",
+        description="Run the built-in and your Sigma rules over the events; write the alerts.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_input_arguments(detect_verb, required=False)
     cli_case.add_case_argument(detect_verb)
@@ -92,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the alerts grouped into incidents: moves from a host to a host, highest risk first",
         description="Run the rules as detect does and list the incidents they make up: one "
         "per source host, target host and burst of activity, with the path of a move that "
-        "continued from the target. Exit code 0: none, 1: incidents, 2: user error.",
+        "continued from the target.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_input_arguments(incidents, required=False)
     cli_case.add_case_argument(incidents)
@@ -108,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write the case (or the inputs, merged as a case) as one HTML page to open "
         "offline: a graph of hosts and the moves between them, the incidents and alerts with "
         "their evidence, a timeline to filter, the files that crossed the wire.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_input_arguments(report, required=False)
     cli_case.add_case_argument(report)
@@ -158,11 +184,28 @@ def _add_input_arguments(parser: argparse.ArgumentParser, required: bool = True)
     parser.add_argument(
         "-j",
         "--jobs",
-        type=int,
+        type=_jobs,
         default=os.cpu_count() or 1,
         help="inputs read in parallel by this many processes (default: one per core)",
     )
+    parser.add_argument(
+        "--zip-password",
+        metavar="PASSWORD",
+        help="password of encrypted members of zip archives (ZipCrypto or AES; data sets of"
+        " malware traffic publish theirs, often 'infected')",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no warning summary on stderr")
+
+
+def _jobs(text: str) -> int:
+    """``-j N``: a number of processes, at least one."""
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"at least 1 process, not {jobs}")
+    return jobs
 
 
 def _add_no_hash_argument(parser: argparse.ArgumentParser) -> None:
@@ -197,21 +240,21 @@ def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[
         return cli_case.case_events(args, diagnostics, errors, _options(args))
     output = Output(args.format, args.output, args.wide)
     options = _options(args)
-    jobs = max(1, args.jobs)
-    events = iter_events(args.inputs, diagnostics, args.input_format, errors, jobs, options)
+    events = iter_events(args.inputs, diagnostics, args.input_format, errors, args.jobs, options)
     output.events(events, diagnostics)
     return EXIT_OK
 
 
 def _options(args: argparse.Namespace) -> Options:
     if args.extract_files is None:
-        return Options(hash_files=not args.no_hash)
+        return cli_case.read_options(args)
     if args.no_hash:
         raise InputError("--extract-files names files by their sha256: it cannot go with --no-hash")
     try:
-        return Options(extract=FileExtractor(args.extract_files))
+        extractor = FileExtractor(args.extract_files)
     except ExtractError as exc:
         raise InputError(str(exc)) from None
+    return Options(extract=extractor, zip_password=args.zip_password)
 
 
 def _load_rules(args: argparse.Namespace) -> RuleSet:
@@ -265,14 +308,12 @@ def _alerts_and_incidents(
     ruleset = _load_rules(args)
     if cli_case.wants_case(args):
         return cli_case.case_detect(args, diagnostics, errors, ruleset)
-    options = Options(hash_files=not args.no_hash)
-    jobs = max(1, args.jobs)
+    options = cli_case.read_options(args)
     claims = HostClaims()
-    events = iter_events(args.inputs, diagnostics, args.input_format, errors, jobs, options)
-    found = detect_incidents(
+    events = iter_events(args.inputs, diagnostics, args.input_format, errors, args.jobs, options)
+    return detect_incidents(
         claims.observe(events), ruleset, diagnostics, lambda: claims.machines().namer
     )
-    return found
 
 
 def run_rules_list(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
@@ -291,11 +332,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     diagnostics = Diagnostics()
     errors: list[str] = []
+    install_interrupt()
     try:
         code = args.run(args, diagnostics, errors)
     except (InputError, OutputError, CaseError) as exc:
         print(f"smbwatch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Interrupted as stop:
+        print(f"smbwatch: stopped ({stop})", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         print("smbwatch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -22,16 +22,16 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from smbwatch.case import CaseError
+from smbwatch.case.filters import Filters
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import FIELD_NAMES
-from smbwatch.exits import EXIT_OK
+from smbwatch.exits import EXIT_CODES, EXIT_OK
 from smbwatch.options import Options
 from smbwatch.pipeline import expand_inputs
 from smbwatch.sinks.output import FORMATS, Output, RowKind, columns_kind
 from smbwatch.sinks.table import TIMELINE_COLUMNS
 
 if TYPE_CHECKING:
-    from smbwatch.case.query import Filters
     from smbwatch.case.store import Case
     from smbwatch.detect.alert import Alert
     from smbwatch.detect.incidents import Incident
@@ -72,6 +72,12 @@ class Arguments:
     no_hash: Callable[[argparse.ArgumentParser], None]
 
 
+def read_options(args: argparse.Namespace) -> Options:
+    """How the inputs are read, as the shared input arguments say (``--no-hash``,
+    ``--zip-password``)."""
+    return Options(hash_files=not args.no_hash, zip_password=args.zip_password)
+
+
 def add_verbs(verbs: Any, shared: Arguments) -> None:
     """``ingest``, ``query`` and ``timeline``."""
     ingest = verbs.add_parser(
@@ -79,6 +85,8 @@ def add_verbs(verbs: Any, shared: Arguments) -> None:
         help="add captures and logs to a case (an embedded database)",
         description="Add every new input to the case (made on first use); an input already "
         "in it (the same content) adds nothing.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_case_argument(ingest, required=True)
     shared.inputs(ingest, required=False)
@@ -90,6 +98,8 @@ def add_verbs(verbs: Any, shared: Arguments) -> None:
         "query",
         help="any SQL over a case (tables events, sightings, inputs, hosts, users, alerts...)",
         description="Run one SQL query over the case, read only, and write its rows.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_case_argument(query, required=True)
     query.add_argument("sql", metavar="SQL", help="the query")
@@ -102,6 +112,8 @@ def add_verbs(verbs: Any, shared: Arguments) -> None:
         help="every event of a case or of inputs in time order, each message once",
         description="Every event in time order; an SMB message or host record several sources "
         "saw is shown once, with the sources in seen_by.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_case_argument(timeline)
     shared.inputs(timeline, required=False)
@@ -149,8 +161,6 @@ def add_filter_arguments(parser: argparse.ArgumentParser, risk: bool = False) ->
 
 
 def filters_of(args: argparse.Namespace) -> Filters:
-    from smbwatch.case.query import Filters
-
     return Filters(args.src, args.dst, args.user, args.since, args.until)
 
 
@@ -235,7 +245,7 @@ def run_ingest(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[
     if not args.inputs and not args.clock_offset:
         raise CaseError("nothing to do: give inputs to add, or --clock-offset corrections")
     with Case.open(args.case, write=True) as case:
-        for line in _ingest(case, args, diagnostics, errors, Options(hash_files=not args.no_hash)):
+        for line in _ingest(case, args, diagnostics, errors, read_options(args)):
             print(line)
     return EXIT_OK
 
@@ -259,7 +269,7 @@ def run_query(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[s
 @guarded
 def run_timeline(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch timeline (--case DIR | INPUT...)``."""
-    return case_events(args, diagnostics, errors, Options(hash_files=not args.no_hash), TIMELINE)
+    return case_events(args, diagnostics, errors, read_options(args), TIMELINE)
 
 
 @guarded
@@ -291,7 +301,7 @@ def case_detect(
     from smbwatch.detect.engine import detect_incidents
 
     filters = filters_of(args)
-    with opened(args, diagnostics, errors, Options(hash_files=not args.no_hash)) as case:
+    with opened(args, diagnostics, errors, read_options(args)) as case:
         events = batch_events(timeline(case, filters), diagnostics, "the case")
         alerts, incidents = detect_incidents(events, ruleset, diagnostics)
     if args.case and not filters.any():
@@ -318,7 +328,7 @@ def case_report(
     from smbwatch.sinks.report_html import write_report
 
     filters = filters_of(args)
-    with opened(args, diagnostics, errors, Options(hash_files=not args.no_hash)) as case:
+    with opened(args, diagnostics, errors, read_options(args)) as case:
         events = batch_events(timeline(case, filters), diagnostics, "the case")
         alerts, incidents = detect_incidents(events, ruleset, diagnostics)
         if args.min_risk is not None:

@@ -123,7 +123,11 @@ class SmbEvent:
     def to_dict(self) -> dict[str, Any]:
         """The event as the JSON object the contract describes (ISO time, no null fields)."""
         out = self.fields()
-        out["time"] = format_time(self.time, self.time_precision)
+        text = format_time(self.time, self.time_precision)
+        if text is None:
+            del out["time"]  # a time no date can show (the reader warned): left out
+        else:
+            out["time"] = text
         return out
 
     def fields(self) -> dict[str, Any]:
@@ -431,9 +435,21 @@ def from_columns(values: dict[str, list[Any]], count: int) -> list[SmbEvent]:
     return events
 
 
-def format_time(micros: int, precision: str | None = None) -> str:
-    """ISO 8601 UTC with microseconds and ``Z``, exact (no float rounding). Every event is
-    written with one: the text up to the second is cached, the microseconds are appended.
+# The times a date can show (years 1 to 9999, as ``datetime``): a reader that meets another (a
+# hostile capture or log) counts a warning, and the time is left out of what is written.
+MIN_TIME: Final = -62_135_596_800 * 1_000_000
+MAX_TIME: Final = 253_402_300_800 * 1_000_000 - 1
+
+
+def time_in_range(micros: int) -> bool:
+    """Whether ``format_time`` can write this time."""
+    return MIN_TIME <= micros <= MAX_TIME
+
+
+def format_time(micros: int, precision: str | None = None) -> str | None:
+    """ISO 8601 UTC with microseconds and ``Z``, exact (no float rounding); None for a time out
+    of ``time_in_range``. Every event is written with one: the text up to the second is cached,
+    the microseconds are appended.
 
     ``precision`` ``"s"`` or ``"ms"`` (``SmbEvent.time_precision``): a clock that had only
     whole seconds or milliseconds is written with the digits it had, and no invented ones.
@@ -441,6 +457,8 @@ def format_time(micros: int, precision: str | None = None) -> str:
     seconds, fraction = divmod(micros, 1_000_000)
     prefix = _SECONDS.get(seconds)
     if prefix is None:
+        if not MIN_TIME <= micros <= MAX_TIME:
+            return None
         if len(_SECONDS) >= MAX_SECONDS_CACHED:
             _SECONDS.clear()
         moment = _EPOCH + timedelta(seconds=seconds)

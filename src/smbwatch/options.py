@@ -47,6 +47,7 @@ class Options:
     extract: FileSink | None = None  # store completely seen files (implies hashing)
     max_held_per_file: int = 8 * MIB  # data held out of order, per file and direction
     max_held_total: int = 64 * MIB  # ... and for all files of one capture
+    zip_password: str | None = None  # of encrypted members of zip archives (--zip-password)
 
     @property
     def hashing(self) -> bool:

@@ -8,8 +8,6 @@ can run the very same code.
 
 from __future__ import annotations
 
-import zlib
-from collections import deque
 from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
@@ -17,22 +15,27 @@ from typing import Final
 
 from smbwatch import readback, winlog
 from smbwatch.capture.endpoint import Endpoints
-from smbwatch.capture.link import LINKTYPE_ETHERNET, SMB_PORTS, tcp_segment
-from smbwatch.capture.pcap import (
-    CaptureError,
-    FrameReader,
-    capture_format,
-    open_maybe_gzip,
-    read_frames,
-)
+from smbwatch.capture.flows import EVERY_FLOW, SMB_PORTS, Flows, FlowShare
+from smbwatch.capture.link import LINKTYPE_ETHERNET, tcp_segment
+from smbwatch.capture.pcap import CaptureError, FrameReader, capture_format, read_frames
 from smbwatch.capture.tcp import StreamConsumer, TcpReassembler, connection_id
+from smbwatch.containers import (
+    ZIP_MAGIC,
+    ContainerError,
+    InputFile,
+    as_input,
+    is_zip,
+    read_head,
+    zip_members,
+)
 from smbwatch.dcerpc.transport import RpcTcpConnection
 from smbwatch.diagnostics import Diagnostics, InputError
 from smbwatch.events import SmbEvent
 from smbwatch.file_keys import with_file_keys
+from smbwatch.filedata.transfers import Transfers, settled
+from smbwatch.interrupt import check as check_interrupt
 from smbwatch.options import Options
-from smbwatch.parallel import InputRun, parallel_inputs
-from smbwatch.smb.files import Transfers
+from smbwatch.parallel import InputRun, can_fork, parallel_inputs
 from smbwatch.smb.nbss import DecoderFactory, SmbConnection
 from smbwatch.smb.smb1 import Smb1Decoder
 from smbwatch.smb.smb2 import Smb2Decoder
@@ -44,23 +47,34 @@ DECODERS: dict[int, type[Smb2Decoder] | type[Smb1Decoder]] = {
     0xFF: Smb1Decoder,
 }
 DEFAULT_OPTIONS: Final = Options()
-MAX_HELD_EVENTS: Final = 16384  # events held back behind one whose file is still being hashed
+CHECK_EVERY: Final = 1023  # frames between looks at whether a stop was asked for (a mask)
+SNIFF_SIZE: Final = 4096
+# Capture formats are told apart by the reader itself: forcing one on the other is no mismatch.
+_SAME_READER: Final = {"pcap": "capture", "pcapng": "capture"}
 
 
-def expand_inputs(paths: Iterable[str], errors: list[str] | None = None) -> list[tuple[str, bool]]:
-    """Files to read, as (path, named explicitly); a directory means every file below it.
+class NotAnInput(InputError):
+    """A file that is no capture or log: among others (a directory, an archive), only counted."""
+
+
+def expand_inputs(
+    paths: Iterable[str], errors: list[str] | None = None, zip_password: str | None = None
+) -> list[tuple[InputFile, bool]]:
+    """Inputs to read, as (input, named explicitly); a directory means every file below it, a
+    zip archive every file in it (the members of a named archive count as named).
 
     A name that is neither is reported in ``errors`` (raised as InputError when it is None).
     """
-    files: list[tuple[str, bool]] = []
+    files: list[tuple[InputFile, bool]] = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
             below = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-            files.extend((str(p), False) for p in below)
+            for file in below:
+                files.extend(_inputs_of(str(file), False, zip_password))
             continue
         if path.is_file():
-            files.append((name, True))
+            files.extend(_inputs_of(name, True, zip_password))
             continue
         problem = "not a regular file" if path.exists() else "no such file or directory"
         if errors is None:
@@ -69,99 +83,154 @@ def expand_inputs(paths: Iterable[str], errors: list[str] | None = None) -> list
     return files
 
 
-def sniff_format(path: str) -> str | None:
+def _inputs_of(path: str, explicit: bool, zip_password: str | None) -> list[tuple[InputFile, bool]]:
+    """The file, or the members of a zip archive (an unreadable one is left to ``input_events``
+    to report)."""
+    if is_zip(path):
+        try:
+            return [(member, explicit) for member in zip_members(path, zip_password)]
+        except ContainerError:
+            pass
+    return [(InputFile(path), explicit)]
+
+
+def sniff_format(source: str | InputFile) -> str | None:
     """The input's format from its first bytes (gzip looked through), or None if unknown."""
+    return _sniff(as_input(source))[0]
+
+
+def _sniff(source: InputFile) -> tuple[str | None, str | None]:
+    """The format of the input, and the damage that cut its first bytes short, if any."""
     try:
-        with open_maybe_gzip(path) as stream:
-            head = stream.read(4096)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
-    return capture_format(head) or readback.sniff_format(head) or winlog.sniff_format(head)
+        head, damage = read_head(source, SNIFF_SIZE)
+    except OSError as exc:  # cannot be opened (a zip member: encrypted, unreadable...)
+        raise InputError(f"{source.name}: cannot read: {exc}") from None
+    if head.startswith(ZIP_MAGIC):
+        return "zip", damage
+    kind = capture_format(head) or readback.sniff_format(head) or winlog.sniff_format(head)
+    return kind, damage
 
 
 def input_events(
-    path: str,
+    source: str | InputFile,
     diagnostics: Diagnostics,
     input_format: str | None = None,
     options: Options = DEFAULT_OPTIONS,
 ) -> Iterator[SmbEvent]:
-    """The events of one input file. Raises InputError if it is not something smbwatch reads."""
-    kind = input_format or sniff_format(path)
+    """The events of one input. Raises InputError if it is not something smbwatch reads."""
+    source = as_input(source)
+    name = source.name
+    kind, damage = _sniff(source)
+    if kind is None and damage is not None:
+        diagnostics.damaged(name, damage)  # nothing could be read to say what it is
+        return
+    if kind == "zip":
+        _refuse_zip(source)
+    if input_format is not None:
+        if kind is not None and _SAME_READER.get(kind, kind) != _SAME_READER.get(
+            input_format, input_format
+        ):
+            raise InputError(f"{name}: a {kind} file, not {input_format} (--input-format)")
+        kind = input_format
     if kind in CAPTURE_FORMATS:
         try:
-            yield from capture_events(path, diagnostics, options=options)
-        except CaptureError as exc:
-            raise InputError(str(exc)) from None
+            yield from capture_events(source, diagnostics, options=options)
+        except CaptureError as capture_error:
+            raise InputError(str(capture_error)) from None
         return
     if kind is None:
-        raise InputError(
-            f"{path}: not a capture (pcap, pcapng), a Windows event log, or smbwatch's events"
+        raise NotAnInput(
+            f"{name}: not a capture (pcap, pcapng), a Windows event log, or smbwatch's events"
         )
     if kind in readback.FORMATS:
         try:
-            yield from readback.read_events(path, diagnostics, kind)
-        except (readback.NotOursError, OSError) as exc:
-            raise InputError(str(exc)) from None
+            yield from readback.read_events(source, diagnostics, kind)
+        except (readback.NotOursError, OSError) as read_error:
+            raise InputError(str(read_error)) from None
         return
     try:
-        events = winlog.read_events(path, diagnostics, kind)
-    except (winlog.NotALogError, OSError) as exc:
-        raise InputError(str(exc)) from None
+        events = winlog.read_events(source, diagnostics, kind)
+    except (winlog.NotALogError, OSError) as log_error:
+        raise InputError(str(log_error)) from None
     yield from events
 
 
+def _refuse_zip(source: InputFile) -> None:
+    """A zip archive met as an input: one inside another (not opened), or one whose members
+    could not be listed (``expand_inputs`` leaves it whole): say why."""
+    if source.member is not None:
+        raise NotAnInput(f"{source.name}: a zip archive inside a zip archive (not opened)")
+    try:
+        zip_members(source.path, None)
+    except ContainerError as error:
+        raise InputError(f"{source.name}: {error}") from None
+    raise InputError(f"{source.name}: a zip archive named as one input")
+
+
+def report_input_error(
+    error: InputError,
+    source: InputFile,
+    explicit: bool,
+    diagnostics: Diagnostics,
+    errors: list[str] | None,
+) -> None:
+    """An input named explicitly that cannot be read is a user error (in ``errors``, raised when
+    that is None); one met in a directory, or a member of an archive that is no capture or log,
+    a counted warning."""
+    skipped = not explicit or (source.member is not None and isinstance(error, NotAnInput))
+    if skipped:
+        diagnostics.warn("input_skipped", str(error))
+    elif errors is not None:
+        errors.append(str(error))
+    else:
+        raise error
+
+
 def capture_events(
-    path: str,
+    source: str | InputFile,
     diagnostics: Diagnostics,
     source_format: str | None = None,
     decoders: dict[int, DecoderFactory] | None = None,
     options: Options = DEFAULT_OPTIONS,
     frames: FrameReader | None = None,
+    flow_share: tuple[int, int] | None = None,
 ) -> Iterator[SmbEvent]:
     """SMB events of one capture file, in the order their messages complete.
 
     ``decoders`` maps an SMB protocol id byte (0xFE, 0xFF) to the decoder for that dialect family
     (by default ``DECODERS``, sharing the capture's file ``Transfers`` built from ``options``).
-    ``frames`` is where the frames come from (by default ``path`` read with ``read_frames``).
+    ``frames`` is where the frames come from (by default ``source`` read with ``read_frames``).
+    ``flow_share`` (index, count) decodes only the TCP connections of that share
+    (``capture.flows``): the events of the ``count`` shares together are the capture's.
     """
+    source = as_input(source)
+    share = EVERY_FLOW if flow_share is None else FlowShare(*flow_share)
     transfers = Transfers(options, diagnostics)
     if decoders is None:
         decoders = {key: partial(decoder, files=transfers) for key, decoder in DECODERS.items()}
-    if frames is None:
-        frames = read_frames(path, diagnostics)
+    if frames is None:  # a damaged file is said once, by the first share
+        frames = read_frames(source, diagnostics if share.first else Diagnostics())
     transfers.read_from(frames.mapped, frames.fileno)
     try:
-        batches = _capture_events(frames, path, diagnostics, source_format, decoders)
-        yield from with_file_keys(_settled(batches, transfers))
+        if source_format is None:
+            source_format = sniff_format(source) or "pcap"
+        batches = _capture_events(frames, source.name, diagnostics, source_format, decoders, share)
+        yield from with_file_keys(settled(batches, transfers))
     finally:
         frames.close()
         transfers.close()
-
-
-def _settled(batches: Iterator[list[SmbEvent]], transfers: Transfers) -> Iterator[SmbEvent]:
-    """The events in order, each once its file's digests are in: an event still waiting for
-    them holds back the ones after it, up to ``MAX_HELD_EVENTS``, while hashing goes on."""
-    held: deque[SmbEvent] = deque()
-    for batch in batches:
-        held.extend(batch)
-        while held and transfers.settle(held[0], len(held) > MAX_HELD_EVENTS):
-            yield held.popleft()
-    while held:
-        transfers.settle(held[0])
-        yield held.popleft()
 
 
 def _capture_events(
     frames: FrameReader,
     path: str,
     diagnostics: Diagnostics,
-    source_format: str | None,
+    source_format: str,
     decoders: dict[int, DecoderFactory],
+    share: FlowShare,
 ) -> Iterator[list[SmbEvent]]:
     """The events of the capture, in batches as frames complete messages."""
     out: list[SmbEvent] = []
-    if source_format is None:
-        source_format = sniff_format(path) or "pcap"
 
     def connection(
         client: str, client_port: int, server: str, server_port: int, isn: int | None
@@ -174,16 +243,18 @@ def _capture_events(
             return SmbConnection(endpoints, diagnostics, decoders, out)
         return RpcTcpConnection(endpoints, diagnostics, out)
 
-    reassembler = TcpReassembler(connection, diagnostics)
-    rpc_flows: set[bytes] = set()
+    reassembler = TcpReassembler(connection, diagnostics, share)
+    flows = Flows(share)
     try:
         while frames.next():
             buf, start, stop = frames.buf, frames.start, frames.stop
             frame, time = frames.number, frames.time
+            if not frame & CHECK_EVERY:
+                check_interrupt()
             if frames.linktype != LINKTYPE_ETHERNET or not reassembler.ethernet_frame(
                 buf, start, stop, time, frame
             ):
-                seg = tcp_segment(frames.linktype, buf[start:stop], diagnostics, rpc_flows)
+                seg = tcp_segment(frames.linktype, buf[start:stop], diagnostics, flows)
                 if seg is None:
                     continue
                 reassembler.segment(seg, time, frame)
@@ -210,39 +281,33 @@ def iter_events(
     InputError when ``errors`` is None); a file met inside a directory that is not a capture or
     log is only counted as a warning.
     """
-    files = expand_inputs(paths, errors)
+    files = expand_inputs(paths, errors, options.zip_password)
     for run in input_runs(files, input_format, jobs, options):
         yield from run.events
         diagnostics.merge(run.diagnostics)
-        if run.error is None:
-            continue
-        if not run.explicit:
-            diagnostics.warn("input_skipped", run.error)
-        elif errors is None:
-            raise InputError(run.error)
-        else:
-            errors.append(run.error)
+        if run.error is not None:
+            report_input_error(run.error, run.source, run.explicit, diagnostics, errors)
 
 
 def input_runs(
-    files: list[tuple[str, bool]],
+    files: list[tuple[InputFile, bool]],
     input_format: str | None = None,
     jobs: int = 1,
     options: Options = DEFAULT_OPTIONS,
 ) -> Iterator[InputRun]:
-    """Each (path, named explicitly) input as it is read, in order, by up to ``jobs`` worker
+    """Each (input, named explicitly) input as it is read, in order, by up to ``jobs`` worker
     processes. Read each one's events before asking for the next."""
-    if jobs > 1 and len(files) > 1:
+    if jobs > 1 and len(files) > 1 and can_fork():
         yield from parallel_inputs(input_events, files, input_format, jobs, options)
         return
-    for path, explicit in files:
-        run = InputRun(path, explicit)
+    for source, explicit in files:
+        run = InputRun(source, explicit)
         run.events = _read(run, input_format, options)
         yield run
 
 
 def _read(run: InputRun, input_format: str | None, options: Options) -> Iterator[SmbEvent]:
     try:
-        yield from input_events(run.path, run.diagnostics, input_format, options)
+        yield from input_events(run.source, run.diagnostics, input_format, options)
     except InputError as exc:
-        run.error = str(exc)
+        run.error = exc

@@ -15,9 +15,10 @@ from typing import Any, Final
 import orjson
 
 from smbwatch import schema
+from smbwatch.containers import InputFile, damage
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent, parse_time
-from smbwatch.winlog.inputs import bounded_lines, open_binary, open_text
+from smbwatch.winlog.inputs import bounded_lines, open_text
 from smbwatch.winlog.record import Source
 
 FORMATS: Final = ("smbwatch", "parquet")  # JSON lines as ``smbwatch events`` writes them
@@ -52,31 +53,32 @@ def _is_event(value: Any) -> bool:
     )
 
 
-def read_events(path: str, diagnostics: Diagnostics, kind: str) -> Iterator[SmbEvent]:
-    """The events of one smbwatch JSON lines (gzip or not) or Parquet file."""
+def read_events(log: InputFile, diagnostics: Diagnostics, kind: str) -> Iterator[SmbEvent]:
+    """The events of one smbwatch JSON lines (gzip or not, on disk or in a zip archive) or
+    Parquet file."""
     if kind == "parquet":
-        return _parquet_events(path, diagnostics)
-    return _jsonl_events(path, diagnostics)
+        return _parquet_events(log, diagnostics)
+    return _jsonl_events(log, diagnostics)
 
 
-def _jsonl_events(path: str, diagnostics: Diagnostics) -> Iterator[SmbEvent]:
-    source = Source(path, "smbwatch", diagnostics)
-    stream, _ = open_binary(path)
-    try:
-        with open_text(stream) as text:
-            for line in bounded_lines(text, source):
-                if not line.strip():
-                    continue
-                try:
-                    value = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    source.warn("bad_record", "a line that is not JSON skipped")
-                    continue
-                event = event_from_json(value, source)
-                if event is not None:
-                    yield event
-    except (EOFError, OSError) as error:  # a truncated or corrupt gzip stream
-        source.damaged(f"read stopped: {error}")
+def _jsonl_events(log: InputFile, diagnostics: Diagnostics) -> Iterator[SmbEvent]:
+    source = Source(log.name, "smbwatch", diagnostics)
+    stream = log.open()
+    with open_text(stream) as text:
+        for line in bounded_lines(text, source):
+            if not line.strip():
+                continue
+            try:
+                value = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                source.warn("bad_record", "a line that is not JSON skipped")
+                continue
+            event = event_from_json(value, source)
+            if event is not None:
+                yield event
+        problem = damage(stream)
+    if problem is not None:  # a truncated or corrupt stream, a bomb: read up to there
+        source.damaged(problem)
 
 
 def event_from_json(value: Any, source: Source) -> SmbEvent | None:
@@ -119,17 +121,22 @@ def _fits(field: schema.Field, value: Any) -> bool:
     return schema.is_json_of(kind, value)  # OBJECT, OBJECT_LIST
 
 
-def _parquet_events(path: str, diagnostics: Diagnostics) -> Iterator[SmbEvent]:
+def _parquet_events(log: InputFile, diagnostics: Diagnostics) -> Iterator[SmbEvent]:
+    """A Parquet file is read where it lies (its footer first: it needs a file it can seek in,
+    so one inside a zip archive is not read)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from smbwatch.arrow import batch_events
 
+    name = log.name
+    if log.member is not None:
+        raise NotOursError(f"{name}: a Parquet file inside a zip archive is not read (unzip it)")
     try:
-        batches = pq.ParquetFile(path).iter_batches(batch_size=32768)
+        batches = pq.ParquetFile(log.path).iter_batches(batch_size=32768)
     except (pa.ArrowException, OSError) as error:
-        raise NotOursError(f"{path}: not a Parquet file smbwatch can read ({error})") from None
+        raise NotOursError(f"{name}: not a Parquet file smbwatch can read ({error})") from None
     try:
-        yield from batch_events(batches, diagnostics, path)
+        yield from batch_events(batches, diagnostics, name)
     except (pa.ArrowException, OSError) as error:
-        diagnostics.damaged(path, f"read stopped: {error}")
+        diagnostics.damaged(name, f"read stopped: {error}")

@@ -1,4 +1,5 @@
-"""Capture file records: pcap (both byte orders, µs and ns) and pcapng, plain or gzip-compressed.
+"""Capture file records: pcap (both byte orders, µs and ns) and pcapng, plain or gzip-compressed,
+on disk or in a zip archive (``containers``).
 
 Files are read in large chunks and records are cut out of the chunk with ``unpack_from``, so the
 cost per packet is one header unpack and one slice. Nothing of the file is held beyond the chunk
@@ -8,17 +9,16 @@ being parsed: memory does not grow with the capture.
 from __future__ import annotations
 
 import contextlib
-import gzip
-import io
 import mmap
 import struct
-import zlib
 from collections.abc import Generator, Iterator
 from typing import BinaryIO, Final
 
 from mypy_extensions import mypyc_attr
 
+from smbwatch.containers import InputFile, as_input, damage
 from smbwatch.diagnostics import Diagnostics
+from smbwatch.events import MAX_TIME
 
 CHUNK: Final = 1 << 22
 MAX_RECORD: Final = (
@@ -37,7 +37,6 @@ _PCAPNG_STRUCTS: Final = {
     order: tuple(struct.Struct(order + fields) for fields in ("II", "IIII", "HHIII", "I"))
     for order in "<>"
 }
-GZIP_MAGIC: Final = b"\x1f\x8b"
 
 # One packet: (frame number from 1, time in µs since the epoch, link type, frame bytes).
 Packet = tuple[int, int, int, bytes]
@@ -50,16 +49,6 @@ class CaptureError(Exception):
     """The file is not a capture this reader knows (a user error, reported in one line)."""
 
 
-def open_maybe_gzip(path: str) -> BinaryIO:
-    """Open a file for binary reading, transparently decompressing gzip."""
-    raw = open(path, "rb")  # noqa: SIM115 - handed to the caller, who closes it
-    if raw.read(2) == GZIP_MAGIC:
-        raw.close()
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    raw.seek(0)
-    return raw
-
-
 def capture_format(head: bytes) -> str | None:
     """``pcap`` or ``pcapng`` from the first bytes of a (decompressed) file, else None."""
     if head[:4] in PCAP_MAGICS:
@@ -69,7 +58,7 @@ def capture_format(head: bytes) -> str | None:
     return None
 
 
-def read_packets(path: str, diagnostics: Diagnostics) -> Iterator[Packet]:
+def read_packets(path: str | InputFile, diagnostics: Diagnostics) -> Iterator[Packet]:
     """Every packet of a pcap or pcapng file (gzip or not), in file order.
 
     Raises CaptureError now when the file is not a capture at all; a truncated or corrupt file
@@ -136,20 +125,26 @@ class _FramesOf(FrameReader):
         self.frames.close()
 
 
-def read_frames(path: str, diagnostics: Diagnostics) -> FrameReader:
+def read_frames(source: str | InputFile, diagnostics: Diagnostics) -> FrameReader:
     """``read_packets`` without a copy of each frame: the decoder reads the headers where they
     lie (in the memory-mapped file) and copies only the payload it keeps."""
-    stream = open_maybe_gzip(path)
+    source = as_input(source)
+    path = source.name
+    try:
+        plain = source.plain_file()
+        stream: BinaryIO = open(source.path, "rb") if plain else source.open()  # noqa: SIM115
+    except OSError as exc:
+        raise CaptureError(f"{path}: cannot read: {exc}") from None
     try:
         head = stream.read(4)
-    except (OSError, EOFError) as exc:
+    except OSError as exc:
         stream.close()
         raise CaptureError(f"{path}: cannot read: {exc}") from None
     kind = capture_format(head)
     if kind is None:
         stream.close()
         raise CaptureError(f"{path}: not a pcap or pcapng capture")
-    chunks = _Chunks(stream, head, path, diagnostics)
+    chunks = _Chunks(stream, head, path, diagnostics, plain)
     if kind == "pcap":
         return _PcapReader(chunks, head, path, diagnostics)
     return _FramesOf(_pcapng_records(chunks, head, path, diagnostics), chunks)
@@ -161,12 +156,15 @@ class _Chunks:
     back to the kernel as the window moves, so neither copies nor memory grow with the file;
     a compressed one is read in chunks."""
 
-    __slots__ = ("stream", "buf", "pos", "end", "mapped", "path", "diagnostics")
+    __slots__ = ("stream", "buf", "pos", "end", "mapped", "path", "diagnostics", "damage_said")
 
-    def __init__(self, stream: BinaryIO, head: bytes, path: str, diagnostics: Diagnostics) -> None:
+    def __init__(
+        self, stream: BinaryIO, head: bytes, path: str, diagnostics: Diagnostics, plain: bool
+    ) -> None:
         self.stream, self.path, self.diagnostics = stream, path, diagnostics
+        self.damage_said = False
         self.mapped: mmap.mmap | None = None
-        if isinstance(stream, io.BufferedReader):
+        if plain:
             with contextlib.suppress(OSError, ValueError):  # empty, or not a regular file
                 self.mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
         self.buf: bytes | mmap.mmap = self.mapped if self.mapped is not None else head
@@ -183,11 +181,15 @@ class _Chunks:
             self.end = min(len(self.mapped), self.pos + max(CHUNK, n))
             return self.end - self.pos >= n
         rest = self.buf[self.pos : self.end]
+        wanted = max(CHUNK, n - len(rest))
         try:
-            more = self.stream.read(max(CHUNK, n - len(rest)))
-        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            more = self.stream.read(wanted)
+        except OSError as exc:
             self.diagnostics.damaged(self.path, f"read error: {exc}")
             more = b""
+        if len(more) < wanted and (problem := damage(self.stream)) and not self.damage_said:
+            self.damage_said = True  # the container's damage, before what it cut short says
+            self.diagnostics.damaged(self.path, problem)
         self.buf = rest + more
         self.pos, self.end = 0, len(self.buf)
         return self.end >= n
@@ -362,6 +364,8 @@ def _pcapng_records(
             iface = interfaces[iface_id]
             frame += 1
             micros = ((high << 32) | low) * 1_000_000 // iface.units_per_second
+            if micros > MAX_TIME:  # a hostile if_tsresol or timestamp: kept, written untimed
+                diagnostics.warn("time_out_of_range", f"{path}: frame {frame}: no date")
             yield frame, micros, iface.linktype, buf, first + 20, first + 20 + caplen
 
     finally:

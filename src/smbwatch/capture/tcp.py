@@ -16,7 +16,8 @@ from typing import Final
 
 from mypy_extensions import mypyc_attr
 
-from smbwatch.capture.link import SMB_PORTS, Segment
+from smbwatch.capture.flows import EVERY_FLOW, SMB_PORTS, FlowShare
+from smbwatch.capture.link import Segment
 from smbwatch.capture.pcap import Buffer
 from smbwatch.diagnostics import Diagnostics
 
@@ -29,7 +30,10 @@ ETHERNET_IPV4: Final = 0x0800_45  # EtherType IPv4, then version 4 with a 20-byt
 _ETHERNET_IPV4_TCP: Final = struct.Struct("!IH2xHxB14xI4xH")
 MAX_PENDING_BYTES: Final = 1 << 20  # out-of-order data held per direction before declaring a gap
 MAX_PENDING_SEGMENTS: Final = 1024
-MAX_CONNECTIONS: Final = 65536
+# Connections followed at once (the least recently active are closed beyond): several KB of SMB
+# state each, so a flood of a million connections that each negotiate peaks near 210 MB, as
+# 16,384 do (tests/test_bounds.py; at 65,536 it was 500 MB).
+MAX_CONNECTIONS: Final = 16384
 LATE_SYN_WINDOW: Final = 1 << 30  # a SYN this close behind the stream belongs to it
 
 
@@ -131,9 +135,12 @@ def _address(raw: bytes) -> str:
 class TcpReassembler:
     """Routes segments to connections and delivers each direction's bytes in order."""
 
-    def __init__(self, factory: ConsumerFactory, diagnostics: Diagnostics) -> None:
+    def __init__(
+        self, factory: ConsumerFactory, diagnostics: Diagnostics, share: FlowShare = EVERY_FLOW
+    ) -> None:
         self.factory = factory
         self.diagnostics = diagnostics
+        self.share = share  # the connections followed (the others are not even looked at)
         self.flows: dict[bytes, tuple[_Connection, bool]] = {}
 
     def segment(self, seg: Segment, time: int, frame: int) -> None:
@@ -149,6 +156,8 @@ class TcpReassembler:
         if entry is None:
             if flags & RST or not (payload or cut or flags & SYN):
                 return  # a bare ACK or reset of a connection we never saw says nothing
+            if not self.share.ours(key):
+                return
             entry = self._open(key, source_port, destination_port, time, seq, flags)
         connection, from_client = entry
         connection.last_time = time

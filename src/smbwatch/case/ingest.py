@@ -28,9 +28,17 @@ import pyarrow as pa
 from smbwatch.arrow import event_batches
 from smbwatch.case import clocks, correlate, entities
 from smbwatch.case.store import EVENT_COLUMNS, Case
+from smbwatch.containers import InputFile
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.options import Options
-from smbwatch.pipeline import DEFAULT_OPTIONS, InputError, InputRun, expand_inputs, input_runs
+from smbwatch.pipeline import (
+    DEFAULT_OPTIONS,
+    InputError,
+    InputRun,
+    expand_inputs,
+    input_runs,
+    report_input_error,
+)
 from smbwatch.pipeline import sniff_format as input_format_of
 
 READ_CHUNK: Final = 4 << 20  # hashed at a time (the GIL is let go meanwhile)
@@ -129,31 +137,32 @@ def ingest(
     done = Ingested()
     known = {digest: size for digest, size in case.rows("SELECT sha256, size FROM inputs")}
     sizes = set(known.values())
-    new: list[tuple[str, bool]] = []
+    new: list[tuple[InputFile, bool]] = []
     digests: dict[str, Future[str]] = {}
     with ThreadPoolExecutor(max_workers=1) as hashing:
-        for path, explicit in expand_inputs(paths, errors):
+        for source, explicit in expand_inputs(paths, errors, options.zip_password):
             try:
-                size = os.stat(path).st_size
-                if size in sizes and content_hash(path) in known:
-                    done.known.append(path)
+                size = _size(source)
+                if size in sizes and content_hash(source) in known:
+                    done.known.append(source.name)
                     continue
             except OSError as error:
-                _refuse(f"{path}: cannot read: {error.strerror}", explicit, diagnostics, errors)
+                problem = InputError(f"{source.name}: cannot read: {error.strerror or error}")
+                report_input_error(problem, source, explicit, diagnostics, errors)
                 continue
             sizes.add(size)
-            digests[path] = hashing.submit(content_hash, path)
-            new.append((path, explicit))
+            digests[source.name] = hashing.submit(content_hash, source)
+            new.append((source, explicit))
         for run in input_runs(new, input_format, jobs, options):
             try:
                 digest = digests[run.path]
                 added = _add(case, run, digest, input_format, known)
             except OSError as error:  # the input could not be read to hash it
-                run.error = f"{run.path}: cannot read: {error.strerror}"
+                run.error = InputError(f"{run.path}: cannot read: {error.strerror or error}")
                 added = None
             diagnostics.merge(run.diagnostics)
             if run.error is not None:
-                _refuse(run.error, run.explicit, diagnostics, errors)
+                report_input_error(run.error, run.source, run.explicit, diagnostics, errors)
             elif added is None:
                 done.known.append(run.path)
             else:
@@ -162,23 +171,18 @@ def ingest(
     return done
 
 
-def content_hash(path: str) -> str:
-    """The sha256 of the file's bytes: what the case knows an input by (read into one buffer
-    over and over: the file is not held, nor mapped, which would count as the process's)."""
+def content_hash(source: InputFile) -> str:
+    """The sha256 of the input's bytes: what the case knows an input by (read into one buffer
+    over and over: the file is not held, nor mapped, which would count as the process's). A
+    file on disk is hashed as it is; a zip member as it comes out of the archive."""
     digest = hashlib.sha256()
     buffer = bytearray(READ_CHUNK)
     view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as handle:
+    on_disk = source.member is None
+    with open(source.path, "rb", buffering=0) if on_disk else source.open_raw() as handle:  # noqa: SIM115
         while size := handle.readinto(buffer):
             digest.update(view[:size])
     return digest.hexdigest()
-
-
-def _refuse(message: str, explicit: bool, diagnostics: Diagnostics, errors: list[str]) -> None:
-    if explicit:
-        errors.append(message)
-    else:
-        diagnostics.warn("input_skipped", message)
 
 
 class _NotAdded(Exception):
@@ -210,14 +214,14 @@ def _add(
                 db.execute(_SEEN_AGAIN)
             db.execute(_ADD_ROWS, [input_id])
             counts = run.diagnostics.counts
-            size = _size(run.path)
+            size = _size(run.source)
             db.execute(
                 _ADD_INPUT,
                 [
                     input_id,
                     run.path,
                     content,
-                    _format(run.path, input_format),
+                    _format(run.source, input_format),
                     size,
                     sum(counts.values()),
                     orjson.dumps(dict(counts)).decode(),
@@ -268,18 +272,16 @@ def _stage(db: duckdb.DuckDBPyConnection, batches: Iterable[pa.RecordBatch]) -> 
         raise failed[0]
 
 
-def _format(path: str, forced: str | None) -> str | None:
+def _format(source: InputFile, forced: str | None) -> str | None:
     try:
-        return forced or input_format_of(path)
+        return forced or input_format_of(source)
     except InputError:
         return None
 
 
-def _size(path: str) -> int | None:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return None
+def _size(source: InputFile) -> int | None:
+    """The size of a file on disk (None for a zip member: it is always hashed)."""
+    return os.stat(source.path).st_size if source.member is None else None
 
 
 def settle(case: Case, corrections: list[tuple[str, int]]) -> list[str]:

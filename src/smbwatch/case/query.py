@@ -19,25 +19,12 @@ import pyarrow as pa
 from smbwatch.case import CaseError
 from smbwatch.case.clocks import ClockError, parse_duration
 from smbwatch.case.entities import split_user
+from smbwatch.case.filters import Filters
 from smbwatch.case.store import THREADS, Case, short_error
 from smbwatch.events import format_time, parse_time
 
 BATCH_ROWS: Final = 8192
 TIMELINE_ORDER: Final = "time, source, source_file, source_ref, action"
-
-
-@dataclass
-class Filters:
-    """What the user asked to see (None: anything)."""
-
-    src: str | None = None
-    dst: str | None = None
-    user: str | None = None
-    since: str | None = None
-    until: str | None = None
-
-    def any(self) -> bool:
-        return any((self.src, self.dst, self.user, self.since, self.until))
 
 
 @dataclass

@@ -24,7 +24,8 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from smbwatch.case.query import Filters, where
+from smbwatch.case.filters import Filters
+from smbwatch.case.query import where
 from smbwatch.case.store import Case
 from smbwatch.events import format_time
 

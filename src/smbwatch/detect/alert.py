@@ -84,8 +84,8 @@ class Alert:
     risk_score: int
     message: str
     attack: list[str]
-    first_time: str
-    last_time: str
+    first_time: str | None  # None: a time no date can show (the reader warned)
+    last_time: str | None
     count: int
     confirmed_by: list[str] = field(default_factory=list)
     incident_id: str | None = None

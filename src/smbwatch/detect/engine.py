@@ -254,7 +254,7 @@ class Detector:
             found.extend((index, group) for group in groups)
         merged = _merge_linked(self._rules, _merge(self._rules, found, self._namer))
         out = [self._alert(index, group) for index, group in merged]
-        out.sort(key=lambda a: (-a.risk_score, a.first_time, a.title))
+        out.sort(key=lambda a: (-a.risk_score, a.first_time or "", a.title))
         return out
 
     def generated_source(self, key: Key) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from smbwatch.detect.alert import Alert
-from smbwatch.events import parse_time
+from smbwatch.events import MIN_TIME, parse_time
 
 BURST_GAP: Final = 3600 * 1_000_000  # µs without an alert between two moves of one pair
 PATH_RISK: Final = 50  # remote execution and credential theft (README: risk)
@@ -77,8 +77,8 @@ class Incident:
             "path": self.path,
             "previous": self.previous,
             "users": sorted({a.user for a in alerts if a.user is not None}),
-            "first_time": min(a.first_time for a in alerts),
-            "last_time": max(a.last_time for a in alerts),
+            "first_time": min((a.first_time for a in alerts if a.first_time), default=None),
+            "last_time": max((a.last_time for a in alerts if a.last_time), default=None),
             "attack": list(dict.fromkeys(t for a in alerts for t in a.attack)),
             "count": len(alerts),
             "alerts": [{name: getattr(a, name) for name in ALERT_SUMMARY} for a in alerts],
@@ -98,7 +98,7 @@ def group_incidents(alerts: list[Alert]) -> list[Incident]:
     """The incidents of these alerts, highest risk first (then earliest); each alert's
     ``incident_id`` is set."""
     timed = sorted(
-        ((parse_time(a.first_time), parse_time(a.last_time), a) for a in alerts),
+        ((_moment(a.first_time), _moment(a.last_time), a) for a in alerts),
         key=lambda item: (item[0], item[2].title),
     )
     open_: dict[tuple[str | None, str | None], Incident] = {}
@@ -132,13 +132,18 @@ def group_incidents(alerts: list[Alert]) -> list[Incident]:
         found.append(incident)
         by_target[target].append(incident)
     for incident in found:
-        incident.alerts.sort(key=lambda a: (a.first_time, -a.risk_score, a.title))
+        incident.alerts.sort(key=lambda a: (a.first_time or "", -a.risk_score, a.title))
         incident.incident_id = _identity(incident)
         for alert in incident.alerts:
             alert.incident_id = incident.incident_id
     _chain(found)
     found.sort(key=lambda i: (-i.risk_score, i.first, i.incident_id))
     return found
+
+
+def _moment(text: str | None) -> int:
+    """An alert's time in µs; one no date can show (None: the reader warned) as the earliest."""
+    return parse_time(text) if text is not None else MIN_TIME
 
 
 def _add(incident: Incident, first: int, last: int, alert: Alert) -> None:

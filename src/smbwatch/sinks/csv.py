@@ -1,7 +1,9 @@
 """CSV for spreadsheets, with formula injection neutralised.
 
 File and share names come from attackers: a name such as ``=HYPERLINK(...)`` must not become a
-live formula when a responder opens the export, so such cells are prefixed with a quote.
+live formula when a responder opens the export, so such cells are prefixed with a quote; a
+carriage return, which would end the row in some readers and start an undefused cell, and the
+other control and direction characters (``sinks.escape``) are written escaped (``\x0d``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import csv
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
+
+from smbwatch.sinks.escape import visible_escape
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
@@ -22,7 +26,7 @@ def cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
         value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    text = str(value)
+    text = visible_escape(str(value))
     if text.startswith(FORMULA_STARTS) and not isinstance(value, (int, float)):
         return "'" + text
     return text

@@ -7,8 +7,8 @@ in DIR as it arrives (past its first ``SPOOL`` bytes, kept in memory) and is lin
 when the file is complete, so no file is ever held in memory, and an incomplete one is deleted.
 Content seen again is not rewritten: its sidecar lists each sighting (the first
 ``MAX_SIGHTINGS`` of them, with a total count). Several processes may extract into one DIR: files
-are linked into place without overwriting, and sidecars are updated in place under a lock file
-(``.lock``), so read them once smbwatch is done.
+are linked into place without overwriting, and sidecars are updated in place under a lock on DIR
+itself (``flock`` on the directory: nothing is left in it), so read them once smbwatch is done.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from typing import Any, BinaryIO
 
 from smbwatch.events import SmbEvent, format_time
 from smbwatch.options import Bytes
+from smbwatch.sinks.escape import json_escape
 
 MAX_IN_PROGRESS = 64  # files being extracted at once in one process
 SPOOL = 64 << 10  # a file's first bytes stay in memory: most files are small, many repeat
 MAX_SIGHTINGS = 32  # sightings listed in a sidecar; the count goes on
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _TEMP_PREFIX = ".part-"
-_LOCK = ".lock"
 
 
 class ExtractError(Exception):
@@ -92,9 +92,13 @@ class FileExtractor:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        with open(self.directory / _LOCK, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        """DIR locked against the other processes extracting into it (released on close)."""
+        descriptor = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
             yield
+        finally:
+            os.close(descriptor)
 
     def _add_sighting(self, sha256: str, event: SmbEvent, sighting: dict[str, Any]) -> None:
         """Add a sighting to the sidecar, rewritten in place (the lock is held): replacing or
@@ -115,9 +119,11 @@ class FileExtractor:
             record["sightings_total"] = record.get("sightings_total", 0) + 1
             if len(record["sightings"]) < MAX_SIGHTINGS:
                 record["sightings"].append(sighting)
-            text = json.dumps(record, ensure_ascii=False).encode()
+            # Escaped as JSON lines are; a lone surrogate (undecodable UTF-16 from the wire) as
+            # the \udXXX escape JSON reads back as itself.
+            text = json_escape(json.dumps(record, ensure_ascii=False))
             sidecar.seek(0)
-            sidecar.write(text)
+            sidecar.write(text.encode("utf-8", "backslashreplace"))
             sidecar.truncate()  # only ever shorter when a damaged sidecar is started again
 
 

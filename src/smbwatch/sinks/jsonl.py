@@ -1,4 +1,4 @@
-"""JSON lines: one object per row, the format pipelines and SIEMs ingest."""
+"""JSON lines: one object per row, the format pipelines and SIEMs ingest; safe to ``cat``."""
 
 from __future__ import annotations
 
@@ -8,23 +8,29 @@ from typing import Any, TextIO
 
 import orjson
 
+from smbwatch.sinks.escape import json_escape
+
 _fallback = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
 def encode(row: dict[str, Any]) -> str:
-    """One compact JSON object. Names with lone surrogates (undecodable UTF-16 from the wire)
-    are not valid UTF-8 for orjson; the standard encoder writes them as escapes instead."""
+    """One compact JSON object, with DEL, C1 and direction controls escaped (``sinks.escape``).
+    Names with lone surrogates (undecodable UTF-16 from the wire) are not valid UTF-8 for
+    orjson; the standard encoder writes them as escapes instead."""
     try:
-        return orjson.dumps(row, default=str).decode()
+        text = orjson.dumps(row, default=str).decode()
     except TypeError:
-        return _fallback(row)
+        text = _fallback(row)
+    if text.isascii() and "\x7f" not in text:  # nearly every line: one C-level scan
+        return text
+    return json_escape(text)
 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], out: TextIO) -> int:
-    """Write each row as one compact JSON line; the number written."""
+    """Write each row as one compact JSON line (in one write: an interrupted run leaves whole
+    lines only); the number written."""
     count = 0
     for row in rows:
-        out.write(encode(row))
-        out.write("\n")
+        out.write(encode(row) + "\n")
         count += 1
     return count

@@ -13,14 +13,15 @@ import os
 import re
 import struct
 import tempfile
-import zlib
 from collections.abc import Iterator
 from typing import IO, Any
 
 import orjson
 from evtx import PyEvtxParser
 
+from smbwatch.containers import READ_SIZE, InputFile, damage
 from smbwatch.events import SmbEvent
+from smbwatch.interrupt import check as check_interrupt
 from smbwatch.winlog.json_events import record_from_event_json
 from smbwatch.winlog.normalize import WANTED, normalize, worth_parsing
 from smbwatch.winlog.record import RECORD_ERRORS, Source, WinRecord
@@ -31,8 +32,6 @@ _FILE_HEADER_SIZE = 4096
 _CHUNK_SIZE = 65536
 _FLAGS_OFFSET = 0x78
 _DIRTY = 0x1
-_GZIP_WBITS = 31  # zlib's "gzip header and trailer" mode
-_GUNZIP_READ = 1024 * 1024
 _STALLED = 100  # the same failure this many times in a row: the library is not moving on
 # After "EventID": comes 5145 (nearly always), "5145" or, with qualifiers (7045),
 # {"#attributes":{"Qualifiers":16384},"#text":7045}: every other record is dropped after one
@@ -50,34 +49,27 @@ _WANTED_EVENT_ID = re.compile(
 )
 
 
-def read_evtx(path: str, compressed: bool, source: Source) -> Iterator[SmbEvent]:
-    """The events of an EVTX file; a gzip one is decompressed to a temporary file first."""
-    if not compressed:
-        yield from _read_file(path, source)
+def read_evtx(log: InputFile, source: Source) -> Iterator[SmbEvent]:
+    """The events of an EVTX file; one compressed or in a zip archive is copied out to a
+    temporary file first (the library reads a file), as far as it can be (damage is said)."""
+    if log.plain_file():
+        yield from _read_file(log.path, source)
         return
     with tempfile.NamedTemporaryFile(prefix="smbwatch-", suffix=".evtx") as copy:
-        _gunzip(path, copy, source)
+        _copy_out(log, copy, source)
         copy.flush()
         yield from _read_file(copy.name, source)
 
 
-def _gunzip(path: str, target: IO[bytes], source: Source) -> None:
-    """Decompress all that can be, also from a truncated or corrupt gzip stream (``gzip`` keeps
-    nothing of a read that hits the damage)."""
-    decompressor = zlib.decompressobj(wbits=_GZIP_WBITS)
-    try:
-        with open(path, "rb") as packed:
-            while chunk := packed.read(_GUNZIP_READ):
-                while chunk:
-                    target.write(decompressor.decompress(chunk))
-                    chunk = decompressor.unused_data if decompressor.eof else b""
-                    if chunk:  # a further gzip member follows
-                        decompressor = zlib.decompressobj(wbits=_GZIP_WBITS)
-    except zlib.error as error:
-        source.damaged(f"corrupt gzip stream ({error}); reading what came before")
-        return
-    if not decompressor.eof:
-        source.damaged("gzip stream ends early; reading what it held")
+def _copy_out(log: InputFile, target: IO[bytes], source: Source) -> None:
+    """Copy the content out in bounded pieces (``containers`` caps what a container may hold)."""
+    with log.open_raw() as content:
+        while chunk := content.read(READ_SIZE):
+            check_interrupt()
+            target.write(chunk)
+        problem = damage(content)
+    if problem is not None:  # truncated, corrupt, a bomb
+        source.damaged(f"{problem}; reading what came before")
 
 
 def _read_file(path: str, source: Source) -> Iterator[SmbEvent]:
@@ -96,6 +88,7 @@ def _read_file(path: str, source: Source) -> Iterator[SmbEvent]:
     while True:
         try:
             for record in records:
+                check_interrupt()
                 if record is None:  # the library's typing allows it; nothing to read
                     continue
                 text = record["data"]
@@ -131,7 +124,7 @@ def _event(record: dict[str, Any], text: str, code: int, source: Source) -> SmbE
     """The event of one record that passed the filter; a malformed one costs a warning."""
     try:
         win_record = _record_from_text(text, code) or record_from_event_json(
-            orjson.loads(text)["Event"], record["event_record_id"], record["timestamp"]
+            orjson.loads(text)["Event"], source, record["event_record_id"], record["timestamp"]
         )
     except (orjson.JSONDecodeError, *RECORD_ERRORS) as error:
         source.warn("bad_record", f"record {record['event_record_id']}: {error!r}")

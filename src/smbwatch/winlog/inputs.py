@@ -1,4 +1,5 @@
-"""Opening a log file: gzip by its magic, text encoding by its BOM, format by its first bytes.
+"""Reading a log file: text encoding by its BOM, format by its first bytes (gzip and zip are
+looked through by ``containers``).
 
 Text formats are read through one decoding layer (UTF-8, or UTF-16 as PowerShell's ``Out-File``
 writes it); bytes that do not decode become U+FFFD and are reported by the readers. Lines are
@@ -8,19 +9,18 @@ read with a bound, so one endless line costs that line, not the memory of the ma
 from __future__ import annotations
 
 import codecs
-import gzip
 import io
 import re
 from collections.abc import Iterator
-from typing import BinaryIO, TextIO, cast
+from typing import BinaryIO, TextIO
 
+from smbwatch.interrupt import check as check_interrupt
 from smbwatch.winlog.record import Source
 
 FORMATS = ("evtx", "xml", "json", "splunk")
 HEAD_SIZE = 64 * 1024
 MAX_RECORD_CHARS = 64 * 1024 * 1024  # one line, one XML event, one JSON value
 READ_SIZE = 1024 * 1024
-_GZIP_MAGIC = b"\x1f\x8b"
 _EVTX_MAGIC = b"ElfFile\x00"
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _XML_EVENT = re.compile(rb"<Events?[\s>]")
@@ -42,22 +42,6 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
-def open_binary(path: str) -> tuple[BinaryIO, bool]:
-    """The file's bytes, decompressed if it is gzip, and whether it was."""
-    with open(path, "rb") as probe:
-        compressed = probe.read(2) == _GZIP_MAGIC
-    if compressed:
-        return cast(BinaryIO, gzip.open(path, "rb")), True
-    return open(path, "rb", buffering=READ_SIZE), False  # noqa: SIM115 - the caller closes it
-
-
-def read_head(path: str) -> tuple[bytes, bool]:
-    """The first bytes of the (decompressed) file, and whether it is gzip."""
-    stream, compressed = open_binary(path)
-    with stream:
-        return stream.read(HEAD_SIZE), compressed
-
-
 def open_text(stream: BinaryIO) -> TextIO:
     """Text over the bytes, in the encoding their BOM names (UTF-8 when there is none)."""
     bom = stream.peek(2)[:2]  # type: ignore[attr-defined]  # gzip and buffered files peek
@@ -68,6 +52,7 @@ def open_text(stream: BinaryIO) -> TextIO:
 def bounded_lines(text: TextIO, source: Source) -> Iterator[str]:
     """The lines of the text; a line longer than the bound is skipped with a warning."""
     while line := text.readline(MAX_RECORD_CHARS):
+        check_interrupt()
         if len(line) == MAX_RECORD_CHARS and not line.endswith("\n"):
             source.warn("line_too_long", f"a line over {MAX_RECORD_CHARS} characters skipped")
             while (rest := text.readline(MAX_RECORD_CHARS)) and not rest.endswith("\n"):

@@ -22,20 +22,38 @@ from typing import Any, TextIO
 import orjson
 
 from smbwatch.events import SmbEvent, parse_time
+from smbwatch.interrupt import check as check_interrupt
 from smbwatch.winlog.inputs import MAX_RECORD_CHARS, READ_SIZE, bounded_lines
 from smbwatch.winlog.normalize import SERVICE_INSTALLED_SCM, normalize, worth_parsing
+from smbwatch.winlog.numbers import event_code, record_number
 from smbwatch.winlog.record import RECORD_ERRORS, Source, WinRecord
 from smbwatch.winlog.splunk_text import (
     data_from_splunk_fields,
     message_fields,
     record_from_splunk_text,
 )
-from smbwatch.winlog.timestamps import has_zone, local_offset, precision, system_time
+from smbwatch.winlog.timestamps import (
+    MAX_ZONE_OFFSET,
+    has_zone,
+    local_offset,
+    precision,
+    system_time,
+)
 from smbwatch.winlog.xml_events import record_from_xml
 
 # Between values of a stream: whitespace, array brackets, commas, evtx_dump's "Record N" lines.
 _SEPARATORS = re.compile(r"[\s,\[\]]*(?:Record \d+[\s,\[\]]*)*")
 _NEXT_OBJECT = re.compile(r"\n\s*\{")
+_LONGEST_INTEGER = 40  # digits converted; a longer integer is kept as its text (numbers.py)
+
+
+def _integer(text: str) -> int | str:
+    """A JSON integer; one too long to convert (or to be a Windows number) stays text, which
+    ``numbers.parse_int`` refuses as out of range."""
+    return int(text) if len(text) <= _LONGEST_INTEGER else text
+
+
+_BOUNDED_JSON = json.JSONDecoder(parse_int=_integer)
 
 
 def read_json(text: TextIO, source: Source) -> Iterator[SmbEvent]:
@@ -63,10 +81,10 @@ def record_from_json(value: Mapping[str, Any], source: Source) -> WinRecord | No
     """A record from any of the JSON shapes, or None (with a warning) for an unknown one."""
     event = value.get("Event")
     if isinstance(event, dict):
-        return record_from_event_json(event)
+        return record_from_event_json(event, source)
     winlog = value.get("winlog")
     if isinstance(winlog, dict):
-        return _from_winlogbeat(value, winlog)
+        return _from_winlogbeat(value, winlog, source)
     if "_raw" in value or "EventCode" in value:
         return _from_splunk(value, source)
     if "EventID" in value:
@@ -77,16 +95,16 @@ def record_from_json(value: Mapping[str, Any], source: Source) -> WinRecord | No
 
 
 def record_from_event_json(
-    event: Mapping[str, Any], record_id: int | None = None, time: str | None = None
+    event: Mapping[str, Any], source: Source, record_id: int | None = None, time: str | None = None
 ) -> WinRecord:
     """The ``Event`` object of evtx / evtx_dump / Chainsaw / xmltodict JSON.
 
     ``record_id`` and ``time`` stand in for a System part that lacks them (EVTX record header).
     """
     system = event["System"]
-    logged_id = _integer(_scalar(system.get("EventRecordID")))
+    logged_id = record_number(_scalar(system.get("EventRecordID")), source)
     return WinRecord(
-        int(_scalar(system["EventID"])),
+        event_code(_scalar(system["EventID"])),
         system_time(_attribute(system, "TimeCreated", "SystemTime") or time or ""),
         logged_id if logged_id is not None else record_id,
         _scalar(system.get("Computer")),
@@ -94,21 +112,26 @@ def record_from_event_json(
     )
 
 
-def _from_winlogbeat(value: Mapping[str, Any], winlog: Mapping[str, Any]) -> WinRecord:
+def _from_winlogbeat(
+    value: Mapping[str, Any], winlog: Mapping[str, Any], source: Source
+) -> WinRecord:
     code = winlog.get("event_id") or value["event"]["code"]
+    data = winlog.get("event_data")
+    if data is not None and not isinstance(data, dict):
+        source.warn("json_bad_shape", f"winlog.event_data is a {type(data).__name__}: ignored")
     return WinRecord(
-        event_code=int(code),
+        event_code=event_code(code),
         time=parse_time(value["@timestamp"]),
-        record_id=_integer(winlog.get("record_id")),
+        record_id=record_number(winlog.get("record_id"), source),
         computer=winlog.get("computer_name"),
-        data=winlog.get("event_data") or {},
+        data=data if isinstance(data, dict) else {},
         time_precision=precision(value["@timestamp"]),
     )
 
 
 def _from_flat(value: Mapping[str, Any], source: Source) -> WinRecord:
     """NXLog's im_msvistalog records (and other flat exporters using EventData names)."""
-    code = int(value["EventID"])
+    code = event_code(value["EventID"])
     data = value
     if code == SERVICE_INSTALLED_SCM and "EventReceivedTime" in value:
         # NXLog's own AccountName (the event's user) hides 7045's; its Message still has it.
@@ -118,7 +141,7 @@ def _from_flat(value: Mapping[str, Any], source: Source) -> WinRecord:
     return WinRecord(
         event_code=code,
         time=_flat_time(text, value, source),
-        record_id=_integer(value.get("RecordNumber", value.get("EventRecordID"))),
+        record_id=record_number(value.get("RecordNumber", value.get("EventRecordID")), source),
         computer=value.get("Hostname") or value.get("Computer"),
         data=data,
         time_precision=precision(text),
@@ -135,7 +158,10 @@ def _flat_time(text: str, value: Mapping[str, Any], source: Source) -> int:
         return parse_time(text)
     received, stamp = value.get("EventReceivedTime"), value.get("@timestamp")
     if isinstance(received, str) and isinstance(stamp, str) and has_zone(stamp):
-        return parse_time(text) - local_offset(received, stamp)
+        offset = local_offset(received, stamp)
+        if abs(offset) <= MAX_ZONE_OFFSET:
+            return parse_time(text) - offset
+        source.warn("time_zone_implausible", f"EventReceivedTime {received[:40]!r} ignored")
     source.warn_once("time_zone_unknown", "event times carry no zone: read as UTC")
     return parse_time(text)
 
@@ -146,16 +172,16 @@ def _from_splunk(value: Mapping[str, Any], source: Source) -> WinRecord | None:
     time = parse_time(stamp) if isinstance(stamp, str) else None
     raw = value.get("_raw")
     if isinstance(raw, str) and raw.lstrip().startswith("<"):
-        return record_from_xml(raw)
+        return record_from_xml(raw, source)
     shown = precision(stamp) if isinstance(stamp, str) else None
     if isinstance(raw, str):
         return record_from_splunk_text(raw, source, time, shown)
     if time is None:
         raise ValueError("a Splunk row without _time or _raw")
     return WinRecord(
-        event_code=int(value["EventCode"]),
+        event_code=event_code(value["EventCode"]),
         time=time,
-        record_id=_integer(value.get("RecordNumber")),
+        record_id=record_number(value.get("RecordNumber"), source),
         computer=value.get("ComputerName"),
         data=data_from_splunk_fields(value),
         time_precision=shown,
@@ -188,7 +214,10 @@ def _line_values(first: str, lines: Iterator[str], source: Source) -> Iterator[A
         try:
             yield orjson.loads(line)
         except orjson.JSONDecodeError as error:
-            source.warn("json_bad_line", f"line {number}: {error}")
+            try:  # orjson refuses 1e999 and Infinity, which the bounded decoder takes
+                yield _BOUNDED_JSON.decode(line)
+            except (ValueError, RecursionError):
+                source.warn("json_bad_line", f"line {number}: {error}")
 
 
 def _stream_values(text: TextIO, buffer: str, source: Source) -> Iterator[Any]:
@@ -197,13 +226,14 @@ def _stream_values(text: TextIO, buffer: str, source: Source) -> Iterator[Any]:
     A value still incomplete when ``MAX_RECORD_CHARS`` of it are buffered, or malformed, costs
     one warning and is skipped to the next line that opens an object.
     """
-    decoder = json.JSONDecoder()
+    decoder = _BOUNDED_JSON
     position, at_end, resyncing = 0, False, False
     while True:
         position = _SEPARATORS.match(buffer, position).end()  # type: ignore[union-attr]
         if position == len(buffer):
             if at_end:
                 return
+            check_interrupt()
             buffer, position = text.read(READ_SIZE), 0
             at_end = not buffer
             continue
@@ -265,10 +295,3 @@ def _event_data(value: Any) -> Mapping[str, Any]:
     if isinstance(items, list) and all(isinstance(item, dict) for item in items):
         return {item.get("@Name"): item.get("#text") for item in items if item.get("@Name")}
     return value
-
-
-def _integer(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

@@ -15,9 +15,10 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from smbwatch.events import SmbEvent
+from smbwatch.events import SmbEvent, time_in_range
 from smbwatch.task_xml import TaskXmlError, parse_task_xml
 from smbwatch.winlog.access import access_names, mask_names
+from smbwatch.winlog.numbers import OutOfRange, bounded_int, parse_int
 from smbwatch.winlog.record import Source, WinRecord
 
 SHARE_ACCESSED = 5140
@@ -85,6 +86,8 @@ def normalize(record: WinRecord, source: Source) -> SmbEvent | None:
     build = _BUILDERS.get(record.event_code)
     if build is None:
         return None
+    if not time_in_range(record.time):
+        source.warn("time_out_of_range", f"record {record.record_id}: its time is no date")
     event = SmbEvent(
         time=record.time,
         source="host",
@@ -96,7 +99,44 @@ def normalize(record: WinRecord, source: Source) -> SmbEvent | None:
         server=_text(record.computer),
         time_precision=record.time_precision,
     )
-    return event if build(event, record.data) else None
+    return event if build(event, _numbers_in_range(record, source)) else None
+
+
+# The EventData fields read as numbers (``_number``): one too large to be a number of Windows
+# costs that field, with a warning, not the record.
+_NUMBER_FIELDS = (
+    "AccessMask",
+    "LogonType",
+    "IpPort",
+    "StartType",
+    "ServiceStartType",
+    "ServiceType",
+    "SubjectLogonId",
+    "TargetLogonId",
+)
+# Text this short is a number below 2**64 whatever it holds (0x and 16 hex digits, 18 decimal
+# ones); longer text is parsed to tell (0x and 20 hex digits is 80 bits, and as long as 2**64).
+_SURELY_IN_RANGE = 18
+
+
+def _numbers_in_range(record: WinRecord, source: Source) -> Mapping[str, Any]:
+    """The record's EventData without the number fields that no Windows field can hold."""
+    data = record.data
+    dropped = [name for name in _NUMBER_FIELDS if _out_of_range(data.get(name))]
+    if not dropped:
+        return data
+    source.warn("number_out_of_range", f"record {record.record_id}: {', '.join(dropped)} dropped")
+    return {name: value for name, value in data.items() if name not in dropped}
+
+
+def _out_of_range(value: Any) -> bool:
+    if type(value) is str and len(value) <= _SURELY_IN_RANGE:
+        return False  # the common case, decided without parsing
+    try:
+        parse_int(value)
+    except OutOfRange:
+        return True
+    return False
 
 
 def _share_event(event: SmbEvent, data: Mapping[str, Any]) -> None:
@@ -247,16 +287,9 @@ def _text(value: Any) -> str | None:
 
 
 def _number(value: Any) -> int | None:
-    """An integer logged as a number, decimal text or ``0x`` hex text (AccessMask, LogonType)."""
-    if type(value) is int:  # not a bool
-        return value
-    text = _text(value)
-    if text is None:
-        return None
-    try:
-        return int(text, 16) if text[:2] in ("0x", "0X") else int(text)
-    except ValueError:
-        return None
+    """An integer logged as a number, decimal text or ``0x`` hex text (AccessMask, LogonType);
+    out of range it is none (``_numbers_in_range`` has said so)."""
+    return bounded_int(value)
 
 
 def _logon_id(value: Any) -> str | None:

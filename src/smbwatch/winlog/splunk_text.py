@@ -12,11 +12,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TextIO
 
 from smbwatch.events import SmbEvent
-from smbwatch.winlog.inputs import MAX_RECORD_CHARS, bounded_lines
+from smbwatch.winlog.inputs import bounded_lines
 from smbwatch.winlog.normalize import normalize, worth_parsing
+from smbwatch.winlog.numbers import event_code, filter_code, record_number
 from smbwatch.winlog.record import RECORD_ERRORS, Source, WinRecord
 from smbwatch.winlog.timestamps import splunk_time
 
+# One event's text: a real one is a few KB (a 4698's task XML tens of KB). An event is held
+# whole before it is parsed, as lines, so this bound is what an endless one costs in memory.
+MAX_EVENT_CHARS = 1 << 20
 _TIME_LINE = re.compile(r"\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}:\d{2}(?: [AP]M)?\s*$")
 _EVENT_CODE = re.compile(r"(?m)^EventCode=(\d+)\s*$")
 _LABELLED = re.compile(r"([ \t]*)([^:\n]+?):[ \t]*(.*)")
@@ -55,7 +59,7 @@ def read_splunk(text: TextIO, source: Source) -> Iterator[SmbEvent]:
     """The events of a WinEventLog text export."""
     for block in _blocks(bounded_lines(text, source), source):
         match = _EVENT_CODE.search(block)
-        if match is None or not worth_parsing(block, int(match.group(1))):
+        if match is None or not worth_parsing(block, filter_code(match.group(1), source)):
             continue
         if "\ufffd" in block:
             source.warn("undecodable_bytes", "bytes that are not UTF-8 replaced in an event")
@@ -80,11 +84,10 @@ def record_from_splunk_text(
     if time is None:
         time, time_precision = splunk_time(lines[0]), "s"
         source.warn_once("time_zone_unknown", "WinEventLog times carry no zone: read as UTC")
-    record_id = header.get("RecordNumber")
     return WinRecord(
-        event_code=int(header["EventCode"]),
+        event_code=event_code(header["EventCode"]),
         time=time,
-        record_id=int(record_id) if record_id else None,
+        record_id=record_number(header.get("RecordNumber"), source),
         computer=header.get("ComputerName"),
         data=message_fields(message),
         time_precision=time_precision,
@@ -150,8 +153,8 @@ def _blocks(lines: Iterable[str], source: Source) -> Iterator[str]:
         if oversized:
             continue
         size += len(line)
-        if size > MAX_RECORD_CHARS:
-            source.warn("splunk_event_too_large", f"an event over {MAX_RECORD_CHARS} chars skipped")
+        if size > MAX_EVENT_CHARS:
+            source.warn("splunk_event_too_large", f"an event over {MAX_EVENT_CHARS} chars skipped")
             block, oversized = [], True
             continue
         block.append(line)

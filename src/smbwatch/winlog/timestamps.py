@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from smbwatch.events import parse_time
 
 _QUARTER_HOUR = 15 * 60 * 1_000_000
+MAX_ZONE_OFFSET = 14 * 60 * 60 * 1_000_000  # no zone is further from UTC (Kiribati, +14:00)
 _EVTX_SYSTEM_TIME_LENGTH = len("2021-04-21T09:40:32.342397Z")
 _EPOCH = datetime(1970, 1, 1)  # naive, as the fast path's times are once their Z is cut
 _ZONE = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")

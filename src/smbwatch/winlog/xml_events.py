@@ -15,8 +15,10 @@ from typing import TextIO
 from xml.parsers import expat
 
 from smbwatch.events import SmbEvent
+from smbwatch.interrupt import check as check_interrupt
 from smbwatch.winlog.inputs import MAX_RECORD_CHARS, READ_SIZE
 from smbwatch.winlog.normalize import normalize, worth_parsing
+from smbwatch.winlog.numbers import event_code, filter_code, record_number
 from smbwatch.winlog.record import RECORD_ERRORS, Source, WinRecord
 from smbwatch.winlog.timestamps import system_time
 
@@ -36,12 +38,12 @@ def read_xml(text: TextIO, source: Source) -> Iterator[SmbEvent]:
     """The events of an XML log."""
     for element in _elements(text, source):
         match = _EVENT_ID.search(element)
-        if match is None or not worth_parsing(element, int(match.group(1))):
+        if match is None or not worth_parsing(element, filter_code(match.group(1), source)):
             continue
         if "\ufffd" in element:
             source.warn("undecodable_bytes", "bytes that are not UTF-8 replaced in an event")
         try:
-            record = record_from_xml(element)
+            record = record_from_xml(element, source)
         except (expat.ExpatError, *RECORD_ERRORS) as error:
             source.warn("xml_bad_event", f"event {match.group(1)} skipped: {error}")
             continue
@@ -49,7 +51,7 @@ def read_xml(text: TextIO, source: Source) -> Iterator[SmbEvent]:
             yield event
 
 
-def record_from_xml(element: str) -> WinRecord:
+def record_from_xml(element: str, source: Source) -> WinRecord:
     """One ``<Event>`` element (also Splunk's ``_raw``) as a record."""
     reader = _EventReader()
     parser = expat.ParserCreate()
@@ -61,11 +63,10 @@ def record_from_xml(element: str) -> WinRecord:
     parser.CharacterDataHandler = reader.characters
     parser.Parse(element, True)
     system = reader.system
-    record_id = system.get("EventRecordID")
     return WinRecord(
-        event_code=int(system["EventID"]),
+        event_code=event_code(system["EventID"]),
         time=system_time(system["SystemTime"]),
-        record_id=int(record_id) if record_id else None,
+        record_id=record_number(system.get("EventRecordID"), source),
         computer=system.get("Computer"),
         data=reader.data,
     )
@@ -111,6 +112,7 @@ def _elements(text: TextIO, source: Source) -> Iterator[str]:
     """Each ``<Event>...</Event>`` of the text, at most ``MAX_RECORD_CHARS`` long."""
     buffer, skipping, at_end = "", False, False
     while not at_end:
+        check_interrupt()
         chunk = text.read(READ_SIZE)
         at_end = not chunk
         buffer += chunk

@@ -65,7 +65,7 @@ PIPE_SIZE: Final = 1 << 20  # the pipe's capacity (Linux's default limit for a p
 MAX_STREAMS = 1 << 16  # streams hashed at once (a hostile capture may open millions of files)
 BATCH_SIZE: Final = 256 << 10  # child: data handed to the md5 thread at once
 MAX_BATCHES: Final = 16  # child: batches waiting for it (each up to a read's worth more)
-CHILD: Final = "from smbwatch.smb.digests import serve; serve({})"
+CHILD: Final = "from smbwatch.filedata.digests import serve; serve({})"
 UNREADABLE_REASON: Final = "the hashing process could not read the capture file"
 
 Digests = tuple[str, str, str]  # sha256, sha1, md5, in hex
@@ -395,6 +395,8 @@ def serve(fileno: int = -1) -> None:
     """The child: hash what comes on stdin (and the capture file open as ``fileno``, where
     records refer to it), answer on stdout, until stdin ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    # A parent gone (killed, or stopped while replies were due): end at the next reply, quietly.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     requests = os.fdopen(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
     replies = sys.stdout.buffer
     hashes = ChildHashes(replies)
@@ -492,6 +494,8 @@ class HashThread:
     def _run(self) -> None:
         try:
             self._work()
+        except BrokenPipeError:  # the parent is gone: nobody wants the digests
+            os._exit(0)
         except BaseException:  # a dead thread would leave the main one waiting for it forever
             traceback.print_exc()
             os._exit(1)  # the parent sees the child end: the digests still due are lost
