@@ -35,14 +35,17 @@ EDGE_EVENTS: Final = 40
 FILES: Final = 500
 FILE_SIGHTINGS: Final = 20
 
+# The client of each logon a server recorded. A table of its own, made before the moves: the
+# two readings of the events view in one statement ran out of the case's memory (625,000 events).
+_CLIENTS: Final = """
+CREATE OR REPLACE TEMP TABLE clients AS
+SELECT dst_host, logon_id, any_value(src_host) AS src_host FROM events
+WHERE source = 'host' AND event_code = 4624 AND logon_id IS NOT NULL AND src_host IS NOT NULL
+GROUP BY ALL
+"""
 # Each event's kind of move (NULL: none), and its client where a host record names none.
 _MOVES: Final = """
-WITH filtered AS (SELECT * FROM events{where}),
-clients AS (
-    SELECT dst_host, logon_id, any_value(src_host) AS src_host FROM events
-    WHERE source = 'host' AND event_code = 4624 AND logon_id IS NOT NULL
-        AND src_host IS NOT NULL
-    GROUP BY ALL)
+WITH filtered AS (SELECT * FROM events{where})
 SELECT e.time, e.source, e.action, e.event_code, coalesce(e.src_host, c.src_host) AS src_host,
     e.dst_host, e.src_ip, e.principal, e.share_name, e.share, coalesce(e.path, e.pipe) AS path,
     e.rpc_operation, coalesce(e.service_name, e.task_name) AS object,
@@ -114,10 +117,12 @@ def gather(
     first; ``wanted``: the (client, server) of the incidents shown, whose moves are kept."""
     clause = where(case, filters)
     parameters = clause.parameters
-    case.db.execute(
-        f"CREATE OR REPLACE TEMP TABLE moves AS {_MOVES.format(where=clause.sql())}", parameters
-    )
     try:
+        case.db.execute(_CLIENTS)
+        case.db.execute(
+            f"CREATE OR REPLACE TEMP TABLE moves AS {_MOVES.format(where=clause.sql())}",
+            parameters,
+        )
         edges, edges_total = _edges(case, wanted)
         return {
             "edges": edges,
@@ -129,6 +134,7 @@ def gather(
         }
     finally:
         case.db.execute("DROP TABLE IF EXISTS moves")
+        case.db.execute("DROP TABLE IF EXISTS clients")
 
 
 def _time(micros: int | None) -> str | None:
