@@ -32,7 +32,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
 from bench_capture import run as timed  # noqa: E402  (one way to time a process, wait4)
+from browser import launch  # noqa: E402  (the report's tests' Chromium)
 
 from smbwatch.case.correlate import correlate  # noqa: E402
 from smbwatch.case.store import Case  # noqa: E402
@@ -41,15 +43,6 @@ from smbwatch.options import Options  # noqa: E402
 from smbwatch.pipeline import iter_events  # noqa: E402
 
 EXAMPLE = HERE.parent / "examples" / "lateral-movement.pcap"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 NXLOG_TIME = "%Y-%m-%d %H:%M:%S"
 
 
@@ -134,7 +127,7 @@ def render(page_file: Path) -> float:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         try:
             page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
             errors: list[str] = []

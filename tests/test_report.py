@@ -23,6 +23,7 @@ from typing import Any
 
 import example_log
 import pytest
+from browser import launch
 from conftest import shared_dir
 from lab import pe_bytes
 from oracle import rename_in_capture, tshark_fields
@@ -32,15 +33,6 @@ from smbwatch.sinks import report_html
 
 pytestmark = pytest.mark.oracle
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 OTRF = shared_dir() / "data" / "otrf"
 PSEXEC_LOG = next(OTRF.glob("empire_psexec*.json.gz"))
 PSEXEC_CAPTURE = next(OTRF.glob("empire_psexec*WORKSTATION6*.cap"))
@@ -80,7 +72,7 @@ class Opened:
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        launched = launch(playwright)
         yield launched
         launched.close()
 
