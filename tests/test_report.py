@@ -28,6 +28,8 @@ from conftest import shared_dir
 from lab import pe_bytes
 from oracle import rename_in_capture, tshark_fields
 from playwright.sync_api import Browser, Page, sync_playwright
+from winlog_convert import to_winlogbeat
+from winlog_oracle import OracleEvent
 
 from smbwatch.sinks import report_html
 
@@ -226,3 +228,71 @@ def test_script_json_cannot_end_its_element() -> None:
     text = report_html.script_json({"name": "</script><!--<script>alert(1)</script>&\u2028"})
     assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
     assert json.loads(text)["name"] == "</script><!--<script>alert(1)</script>&\u2028"
+
+
+NOISE_LOGONS = 3200  # more than a page's 3,000 timeline rows and 300 moves
+
+
+def test_a_big_case_is_cut_to_what_a_page_holds(browser: Browser, tmp_path: Path) -> None:
+    """The example and its servers' logs among 3,200 other machines' logons: the page keeps the
+    incidents' moves first and every event their alerts name, and says what it left out."""
+    records = example_log.records()
+    noise = [
+        OracleEvent(
+            event_id=4624,
+            record_id=100_000 + i,
+            system_time=records[0].system_time,
+            computer=f"WS{i:04}.noise.lab",
+            provider=example_log.SECURITY,
+            channel="Security",
+            data={
+                "TargetUserName": f"user{i}",
+                "TargetDomainName": "NOISE",
+                "TargetLogonId": hex(0x10000 + i),
+                "LogonType": "3",
+                "IpAddress": f"10.99.{i // 250}.{i % 250 + 1}",
+                "IpPort": "50000",
+            },
+            chunk=None,
+            parser="test",
+        )
+        for i in range(NOISE_LOGONS)
+    ]
+    log = tmp_path / "security.json"
+    log.write_text("".join(json.dumps(to_winlogbeat(e)) + "\n" for e in records + noise))
+    alone = embedded(
+        report(
+            tmp_path / "alone.html",
+            example_log.EXAMPLE,
+            example_log.write(tmp_path / "example.json"),
+        )
+    )
+    big_file = report(tmp_path / "big.html", example_log.EXAMPLE, log)
+    big = embedded(big_file)
+    hops = {("WKSTN01", "FILESRV"), ("FILESRV", "BACKUP01")}  # examples/README.md
+    assert big["edges_total"] == NOISE_LOGONS + len(hops)
+    assert len(big["edges"]) == 300
+    assert {(e["src"], e["dst"]) for e in big["edges"][: len(hops)]} == hops
+    timeline = big["timeline"]
+    assert timeline["sampled"] and len(timeline["rows"]) == 3000
+    assert timeline["total"] == alone["timeline"]["total"] + NOISE_LOGONS
+    kept = {(r["file"], r["ref"]) for r in timeline["rows"]}
+    moves = {
+        (r["file"], r["ref"])
+        for r in alone["timeline"]["rows"]
+        if r["source"] == "network" and r["move"] not in (None, "logon")  # the same capture
+    }
+    assert moves and moves <= kept
+    named = {
+        (e["source_file"], e["source_ref"])
+        for a in big["alerts"]
+        if a["risk_score"] >= 25  # README: the report
+        for e in a["evidence"]
+    }
+    assert named <= kept
+    opened = open_page(browser, big_file)
+    assert opened.console == []
+    assert opened.page.evaluate("window.smbwatchCy.edges().length") == 80  # report.js GRAPH_EDGES
+    assert str(NOISE_LOGONS + len(hops)) in opened.page.inner_text("#graph-note")
+    opened.page.click("nav button[data-section=timeline]")
+    assert f"3000 of {timeline['total']} events" in opened.page.inner_text("#timeline-note")

@@ -12,8 +12,9 @@ A host record that names no client (a 4697 has only its logon id) takes the clie
 count is the larger of the two sides' counts. A machine's moves onto itself (loopback) are not
 moves.
 
-A big case does not fit a page: the timeline holds at most ``TIMELINE_ROWS`` events (every
-move and every event an alert names, then an even sample of the rest, said so), each edge at
+A big case does not fit a page: the timeline holds at most ``TIMELINE_ROWS`` events (the
+events the alerts name, then the other moves, logons last, then an even sample of the rest, said
+so: on a big case logons alone would fill it with its first minutes), each edge at
 most ``EDGE_EVENTS`` of its events, the graph at most ``EDGES`` edges (the incidents' first),
 the files at most ``FILES`` (executables first).
 """
@@ -197,7 +198,8 @@ def _edges(case: Case, wanted: set[tuple[str, str]]) -> tuple[list[dict[str, Any
 
 
 def _timeline(case: Case, evidence: set[tuple[str, int]]) -> dict[str, Any]:
-    """Every event when they fit; else the moves and the alerts' evidence, and a sample."""
+    """Every event when they fit; else the alerts' evidence, the moves (logons last) and a
+    sample."""
     total = case.rows("SELECT count(*) FROM moves")[0][0]
     if total <= TIMELINE_ROWS:
         sql = f"SELECT {_ROW} FROM moves ORDER BY time, source_file, source_ref"
@@ -206,17 +208,19 @@ def _timeline(case: Case, evidence: set[tuple[str, int]]) -> dict[str, Any]:
     files, refs = zip(*sorted(evidence), strict=True) if evidence else ((), ())
     named = pa.table({"file": pa.array(files, pa.string()), "ref": pa.array(refs, pa.uint64())})
     case.db.register("named", named)
-    marked = """SELECT m.*, m.move IS NOT NULL OR n.ref IS NOT NULL AS kept FROM moves m
+    marked = """SELECT m.*, CASE WHEN n.ref IS NOT NULL THEN 0 WHEN m.move <> 'logon' THEN 1
+            WHEN m.move IS NOT NULL THEN 2 END AS priority FROM moves m
         LEFT JOIN (SELECT DISTINCT file, ref FROM named) n
             ON n.file = m.source_file AND n.ref = m.source_ref"""
     kept = case.rows(
-        f"SELECT {_ROW} FROM ({marked}) WHERE kept ORDER BY time LIMIT {TIMELINE_ROWS}"
+        f"SELECT {_ROW} FROM ({marked}) WHERE priority IS NOT NULL "
+        f"ORDER BY priority, time LIMIT {TIMELINE_ROWS}"
     )
     room = TIMELINE_ROWS - len(kept)
     sample = []
     if room > 0:
         sample = case.rows(
-            f"SELECT {_ROW} FROM (SELECT * FROM ({marked}) WHERE NOT kept) "
+            f"SELECT {_ROW} FROM (SELECT * FROM ({marked}) WHERE priority IS NULL) "
             f"USING SAMPLE reservoir({room} ROWS) REPEATABLE (13)"
         )
     case.db.unregister("named")

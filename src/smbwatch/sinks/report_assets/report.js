@@ -213,8 +213,8 @@
   }
   if (data.timeline.sampled) {
     document.getElementById("timeline-note").append(el("div", { class: "note" },
-      rows.length + " of " + data.timeline.total + " events: every move and every event an alert names, " +
-      "and an even sample of the rest (smbwatch timeline lists them all)."));
+      rows.length + " of " + data.timeline.total + " events: those the alerts name, then the other moves " +
+      "(logons last), then an even sample of the rest (smbwatch timeline lists them all)."));
   }
   const body = el("tbody", {});
   const headers = ["time", "source", "from", "to", "user", "what", "status", "evidence"];
