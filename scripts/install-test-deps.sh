@@ -2,15 +2,18 @@
 # Installs the system tools the tests, the example recorder and the benchmark need: a real Samba
 # server and clients, tcpdump to capture, tshark as the independent oracle, ethtool/iproute2 for the
 # lab's network namespaces, file(1) to check the executables it builds, Info-ZIP's zip to write the
-# zipped inputs the tests read (with a password too); gcc and the Python headers
-# to compile the packet path (setup.py; tests/test_build.py checks it is). Debian/Ubuntu, as root.
+# zipped inputs the tests read (with a password too), Chromium for the HTML report's browser tests
+# (driven by Playwright's Python package, never its own browser download); gcc and the Python
+# headers to compile the packet path (setup.py; tests/test_build.py checks it is). Debian/Ubuntu,
+# as root.
 # Idempotent: does nothing when every tool is already there.
 set -eu
 
-# tool:package for every tool the lab runs (tests/lab.py TOOLS), tshark, file(1) and zip
+# tool:package for every tool the lab runs (tests/lab.py TOOLS), tshark, file(1), zip and Chromium
 NEEDED="smbd:samba smbpasswd:samba-common-bin net:samba-common-bin
 smbclient:smbclient rpcclient:smbclient tcpdump:tcpdump tshark:tshark ethtool:ethtool
-ip:iproute2 ss:iproute2 taskset:util-linux file:file cc:gcc zip:zip"
+ip:iproute2 ss:iproute2 taskset:util-linux unshare:util-linux file:file cc:gcc zip:zip
+chromium:chromium"
 
 missing=""
 for pair in $NEEDED; do

@@ -115,3 +115,13 @@ def write_pcap(
         parts.append(struct.pack(order + "IIII", seconds, fraction, len(frame), len(frame)))
         parts.append(frame)
     path.write_bytes(b"".join(parts))
+
+
+def rename_in_capture(source: Path, target: Path, old: str, new: str) -> None:
+    """Replace a UTF-16LE file name in every frame (same length), as hostile traffic would."""
+    old_bytes, new_bytes = old.encode("utf-16-le"), new.encode("utf-16-le")
+    assert len(old_bytes) == len(new_bytes)
+    linktype, records = read_pcap_records(source)
+    replaced = [(s, u, f.replace(old_bytes, new_bytes)) for s, u, f in records]
+    assert replaced != records
+    write_pcap(target, linktype, replaced)

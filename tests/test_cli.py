@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from oracle import read_pcap_records, write_pcap
+from oracle import rename_in_capture
 
 from smbwatch.sinks.csv import cell
 from smbwatch.sinks.table import safe_text
@@ -35,11 +35,13 @@ def test_jsonl_is_the_contract() -> None:
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(events) > 50
+    hops = {("10.45.0.20", "10.45.0.10"), ("10.45.0.10", "10.45.0.30")}  # examples/README.md
     for event in events:
         assert event["source"] == "network" and event["source_format"] == "pcap"
         assert event["time"].endswith("Z") and len(event["time"]) == 27
-        assert event["src_ip"] == "10.45.0.20" and event["dst_ip"] == "10.45.0.10"
+        assert (event["src_ip"], event["dst_ip"]) in hops
         assert None not in event.values()
+    assert {(event["src_ip"], event["dst_ip"]) for event in events} == hops
     actions = {event["action"] for event in events}
     assert {"logon", "tree_connect", "create", "write", "read", "close"} <= actions
 
@@ -107,19 +109,9 @@ def test_truncated_capture_exit_code(tmp_path: Path) -> None:
     assert len(done.stdout.splitlines()) > 10
 
 
-def _rename_in_capture(source: Path, target: Path, old: str, new: str) -> None:
-    """Replace a UTF-16LE file name in every frame (same length), as hostile traffic would."""
-    old_bytes, new_bytes = old.encode("utf-16-le"), new.encode("utf-16-le")
-    assert len(old_bytes) == len(new_bytes)
-    linktype, records = read_pcap_records(source)
-    replaced = [(s, u, f.replace(old_bytes, new_bytes)) for s, u, f in records]
-    assert replaced != records
-    write_pcap(target, linktype, replaced)
-
-
 def test_hostile_names_are_escaped_and_defused(tmp_path: Path) -> None:
     hostile = tmp_path / "hostile.pcap"
-    _rename_in_capture(EXAMPLE, hostile, "psexesvc.exe", "=\x1b[2J\u202eexe.ab")
+    rename_in_capture(EXAMPLE, hostile, "psexesvc.exe", "=\x1b[2J\u202eexe.ab")
     table = smbwatch("events", str(hostile), "-f", "table")
     assert table.returncode == 0
     assert "\x1b[2J" not in table.stdout and "\u202e" not in table.stdout

@@ -36,13 +36,20 @@ def events(path: Path) -> list[SmbEvent]:
 
 
 def test_count_is_actions_an_open_with_its_writes_is_one() -> None:
-    """The example writes psexesvc.exe in one open: its CREATE and WRITE are one action; the
-    sha256 the close event has is on the alert."""
-    alerts = detect(events(EXAMPLE), RULES)
+    """The example writes psexesvc.exe to FILESRV in one open: its CREATE and WRITE are one
+    action; the sha256 the close event has is on the alert."""
+    server = "10.45.0.10"  # FILESRV, the first hop (examples/README.md)
+    alerts = [a for a in detect(events(EXAMPLE), RULES) if a.dst_ip == server]
     (dropped,) = [a for a in alerts if a.title == "Executable Written to an Administrative Share"]
-    creates = tshark_frames(EXAMPLE, 'smb2.cmd == 5 && smb2.filename == "psexesvc.exe"')
+    creates = tshark_frames(
+        EXAMPLE, f'smb2.cmd == 5 && smb2.filename == "psexesvc.exe" && ip.dst == {server}'
+    )
     assert len(dropped.evidence) == 2 and dropped.count == len(creates) == 1
-    closes = [e for e in events(EXAMPLE) if e.action == "close" and e.path == "psexesvc.exe"]
+    closes = [
+        e
+        for e in events(EXAMPLE)
+        if e.action == "close" and e.path == "psexesvc.exe" and e.dst_ip == server
+    ]
     assert dropped.sha256 == closes[0].sha256 is not None
     (pipe,) = [a for a in alerts if a.title == "Service Control Pipe Opened for Writing"]
     assert pipe.count == 1  # one open of svcctl (a 5145 and its network CREATE were two before)

@@ -90,14 +90,21 @@ def test_sharpsc_service_creation_matches_the_hosts_4697() -> None:
 
 
 def test_example_capture_story() -> None:
-    """The PsExec-like example: the payload on ADMIN$, the service, the PE named invoice.txt."""
+    """The PsExec-like example: the payload on ADMIN$ of FILESRV and then of BACKUP01 (the
+    second hop), the service, the PE named invoice.txt."""
     alerts = alerts_on(EXAMPLE)
     titles = {a["title"] for a in alerts}
-    (dropped,) = [
-        a for a in alerts if a["title"] == "Executable Written to an Administrative Share"
-    ]
+    dropped, onward = sorted(
+        (a for a in alerts if a["title"] == "Executable Written to an Administrative Share"),
+        key=lambda a: a["first_time"],
+    )
+    assert (onward["share"], onward["path"]) == ("\\\\BACKUP01\\ADMIN$", "psexesvc.exe")
+    assert (onward["src_ip"], onward["dst_ip"]) == ("10.45.0.10", "10.45.0.30")
+    assert onward["sha256"] == dropped["sha256"] is not None  # the same file, one hop on
     assert (dropped["share"], dropped["path"]) == ("\\\\FILESRV\\ADMIN$", "psexesvc.exe")
-    creates = tshark_frames(EXAMPLE, 'smb2.cmd == 5 && smb2.filename == "psexesvc.exe"')
+    creates = tshark_frames(
+        EXAMPLE, 'smb2.cmd == 5 && smb2.filename == "psexesvc.exe" && ip.dst == 10.45.0.10'
+    )
     opened = f"smb2.cmd == 5 && smb2.flags.response == 1 && smb2.response_to == {creates[0]}"
     ((fid,),) = tshark_fields(EXAMPLE, opened, ["smb2.fid"])
     writes = tshark_frames(

@@ -12,7 +12,7 @@ decoders through the pipeline (mutations inside the TCP payload of SMB frames, s
 past the IP and TCP layers), DCE/RPC straight over TCP (the same, on a PsExec capture), each
 Windows log format (EVTX with its chunk checksums resealed, so the records themselves are read;
 event XML; NXLog JSON lines with values of other types and sizes; Splunk text; gzip of each),
-zip archives, and the sinks (any text at all in any field).
+zip archives, and the sinks (any text at all in any field; the HTML report's page too).
 
 The budget is a Hypothesis profile: ``ci`` (the default: derandomized, so every run tries the
 same examples and a failure is never a flake; a few minutes for the whole module) and ``dev``,
@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import csv
 import gzip
+import html
 import io
 import json
 import os
+import re
 import struct
 import tempfile
 import zipfile
@@ -37,7 +39,7 @@ from pathlib import Path
 
 import pytest
 from hostile_support import DATA, EVTX, NXLOG, RPC_OVER_TCP, read_once
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from oracle import read_pcap_records, write_pcap
 from winlog_convert import to_splunk_text, to_xml_document
@@ -53,6 +55,7 @@ from smbwatch.sinks.csv import write_csv
 from smbwatch.sinks.escape import CSV_UNSAFE, JSON_UNSAFE
 from smbwatch.sinks.extract import FileExtractor
 from smbwatch.sinks.jsonl import write_jsonl
+from smbwatch.sinks.report_html import write_report
 
 pytestmark = pytest.mark.fuzz
 
@@ -433,3 +436,28 @@ def test_fuzz_sinks(fields: list[tuple[str, str]], argument: str) -> None:
     for name, value in fields:
         setattr(event, name, value)
     check_sinks([event.to_dict()])
+
+
+DATA_ELEMENT = re.compile(
+    r'<script type="application/json" id="smbwatch-data">(.*?)</script>', re.S
+)
+
+
+@given(ANY_TEXT, st.lists(st.tuples(st.sampled_from(TEXT_FIELDS), ANY_TEXT), max_size=8))
+@example("a\udcff</title><script>", [("path", "</script><!--\u2028\udcff&")])
+def test_fuzz_report_page(title: str, fields: list[tuple[str, str]]) -> None:
+    """Any text at all as the page's title (an input's name) and in the rows of its data: the
+    data element is ASCII with no markup and reads back whole, and the title is text. (The
+    page goes out through ``Output``, whose stream writes a lone surrogate escaped.)"""
+    EXECUTIONS["report_page"] += 1
+    row = dict(fields)
+    data = {"timeline": {"rows": [row], "total": 1, "sampled": False}, "files": [row]}
+    out = io.StringIO()
+    write_report(out, title, data)
+    page = out.getvalue()
+    found = DATA_ELEMENT.findall(page)
+    assert len(found) == 1 and found[0].isascii()
+    assert "<" not in found[0] and ">" not in found[0] and "&" not in found[0]
+    assert json.loads(found[0]) == json.loads(json.dumps(data))
+    head = page.split("</title>", 1)[0].split("<title>", 1)[1]
+    assert "<" not in head and html.unescape(head) == title

@@ -78,7 +78,7 @@ def test_help_opens_with_what_smbwatch_does() -> None:
     assert "wiring" not in done.stdout
 
 
-@pytest.mark.parametrize("verb", ["events", "detect"])
+@pytest.mark.parametrize("verb", ["events", "detect", "incidents", "report", "ingest", "timeline"])
 def test_each_verb_lists_every_exit_code(verb: str) -> None:
     help_text = smbwatch(verb, "--help").clean(0).stdout
     readme = (REPO / "README.md").read_text()

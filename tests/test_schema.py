@@ -66,6 +66,7 @@ def test_values_of_each_kind_are_accepted_by_the_record() -> None:
         schema.BOOLEAN: True,
         schema.TEXT_LIST: ["a"],
         schema.OBJECT: {"a": 1},
+        schema.OBJECT_LIST: [{"a": 1}],
     }
     for field in schema.FIELDS[3:]:
         event = SmbEvent(0, "network", "open", **{field.name: samples[field.kind]})

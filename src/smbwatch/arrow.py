@@ -32,7 +32,9 @@ ARROW_TYPES: Final[dict[str, pa.DataType]] = {
     schema.BOOLEAN: pa.bool_(),
     schema.TEXT_LIST: pa.list_(pa.string()),
     schema.OBJECT: pa.json_(),
+    schema.OBJECT_LIST: pa.json_(),
 }
+_JSON_KINDS: Final = (schema.OBJECT, schema.OBJECT_LIST)
 EVENT_SCHEMA: Final = pa.schema(
     [pa.field(f.name, ARROW_TYPES[f.kind], nullable=not f.required) for f in schema.FIELDS]
 )
@@ -44,6 +46,7 @@ _PYTHON_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
     schema.BOOLEAN: bool,
     schema.TEXT_LIST: list,
     schema.OBJECT: str,  # encoded first
+    schema.OBJECT_LIST: str,
 }
 
 
@@ -76,7 +79,7 @@ def event_batch(events: list[SmbEvent], diagnostics: Diagnostics) -> pa.RecordBa
 def _array(field: schema.Field, values: list[Any], diagnostics: Diagnostics) -> pa.Array:
     if field.name == "session_id":  # a host record's logon id, kept as text, is in logon_id
         values = [v if type(v) is int else None for v in values]
-    elif field.kind == schema.OBJECT:
+    elif field.kind in _JSON_KINDS:
         values = [None if v is None else _json(v) for v in values]
     kind_type = ARROW_TYPES[field.kind]
     storage = kind_type.storage_type if isinstance(kind_type, pa.ExtensionType) else kind_type
@@ -195,11 +198,11 @@ def events_of(table: pa.Table, diagnostics: Diagnostics, name: str) -> list[SmbE
             continue
         if field.kind == schema.TIME:
             column = column.cast(pa.int64())
-        elif field.kind == schema.OBJECT:
+        elif field.kind in _JSON_KINDS:
             column = column.cast(pa.string()) if column.type != pa.string() else column
         found = column.to_pylist()
-        if field.kind == schema.OBJECT:
-            found = [None if v is None else _object(v, diagnostics, name) for v in found]
+        if field.kind in _JSON_KINDS:
+            found = [None if v is None else _object(field, v, diagnostics, name) for v in found]
         values[field.name] = found
     if "logon_id" in values:  # a host record's session_id: its logon id, for older readers
         sessions = values.setdefault("session_id", [None] * table.num_rows)
@@ -210,13 +213,14 @@ def events_of(table: pa.Table, diagnostics: Diagnostics, name: str) -> list[SmbE
     return from_columns(values, table.num_rows)
 
 
-def _object(text: str, diagnostics: Diagnostics, name: str) -> Any:
+def _object(field: schema.Field, text: str, diagnostics: Diagnostics, name: str) -> Any:
+    """The JSON of an object (or object list) column, or None for what is not one."""
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
         diagnostics.warn("value_not_read", f"{name}: an object column holds {text[:40]!r}")
         return None
-    return value if isinstance(value, dict) else None
+    return value if schema.is_json_of(field.kind, value) else None
 
 
 def conformed(

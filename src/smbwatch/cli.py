@@ -11,7 +11,7 @@ import gc
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from smbwatch import __version__, cli_case
 from smbwatch.capture import tcp
@@ -31,9 +31,11 @@ from smbwatch.options import Options
 from smbwatch.pipeline import iter_events
 from smbwatch.sinks import OutputError
 from smbwatch.sinks.extract import ExtractError, FileExtractor
-from smbwatch.sinks.output import FORMATS, TEXT_FORMATS, Output
+from smbwatch.sinks.output import FORMATS, TEXT_FORMATS, Output, RowKind
 
 if TYPE_CHECKING:
+    from smbwatch.detect.alert import Alert
+    from smbwatch.detect.incidents import Incident
     from smbwatch.detect.sigma import RuleSet
 
 DESCRIPTION = """\
@@ -92,21 +94,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="store each completely seen file in DIR, named by its sha256, with a JSON sidecar",
     )
     events.set_defaults(run=run_events)
-    detect_verb = verbs.add_parser(
+    detect_verb = _add_rules_verb(
+        verbs,
         "detect",
-        help="run the detection rules over captures and Windows logs",
-        description="Run the built-in and your Sigma rules over the events; write the alerts.",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run the detection rules over captures and Windows logs",
+        "Run the built-in and your Sigma rules over the events; write the alerts.",
     )
-    _add_input_arguments(detect_verb, required=False)
-    cli_case.add_case_argument(detect_verb)
-    cli_case.add_clock_argument(detect_verb)
-    cli_case.add_filter_arguments(detect_verb, risk=True)
-    _add_no_hash_argument(detect_verb)
-    _add_rules_argument(detect_verb)
     _add_output_arguments(detect_verb)
     detect_verb.set_defaults(run=run_detect)
+    incidents = _add_rules_verb(
+        verbs,
+        "incidents",
+        "the alerts grouped into incidents: moves from a host to a host, highest risk first",
+        "Run the rules as detect does and list the incidents they make up: one per source "
+        "host, target host and burst of activity, with the path of a move that continued from "
+        "the target.",
+    )
+    _add_output_arguments(incidents)
+    incidents.set_defaults(run=run_incidents)
+    report = _add_rules_verb(
+        verbs,
+        "report",
+        "one self-contained HTML page: hosts and moves, incidents, alerts, timeline, files",
+        "Write the case (or the inputs, merged as a case) as one HTML page to open offline: a "
+        "graph of hosts and the moves between them, the incidents and alerts with their "
+        "evidence, a timeline to filter, the files that crossed the wire.",
+    )
+    report.add_argument(
+        "-o", "--output", metavar="FILE", required=True, help="the HTML file to write"
+    )
+    report.set_defaults(run=run_report)
     rules = verbs.add_parser("rules", help="the detection rules")
     rules_verbs = rules.add_subparsers(dest="rules_verb", required=True, parser_class=_Parser)
     rules_list = rules_verbs.add_parser(
@@ -118,6 +135,25 @@ def build_parser() -> argparse.ArgumentParser:
     rules_list.set_defaults(run=run_rules_list)
     shared = cli_case.Arguments(_add_input_arguments, _add_output_arguments, _add_no_hash_argument)
     cli_case.add_verbs(verbs, shared)
+    return parser
+
+
+def _add_rules_verb(verbs: Any, name: str, summary: str, description: str) -> _Parser:
+    """A verb that runs the rules over inputs or a case (detect, incidents, report): its
+    input, case, clock, filter, hashing and rules arguments."""
+    parser: _Parser = verbs.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_input_arguments(parser, required=False)
+    cli_case.add_case_argument(parser)
+    cli_case.add_clock_argument(parser)
+    cli_case.add_filter_arguments(parser, risk=True)
+    _add_no_hash_argument(parser)
+    _add_rules_argument(parser)
     return parser
 
 
@@ -234,19 +270,50 @@ def _load_rules(args: argparse.Namespace) -> RuleSet:
 
 def run_detect(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch detect``: run the rules over every input's events and write the alerts."""
-    from smbwatch.detect.engine import detect
     from smbwatch.detect.report import ALERTS
+
+    alerts, _ = _alerts_and_incidents(args, diagnostics, errors)
+    return _write_found(args, alerts, ALERTS)
+
+
+def run_incidents(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
+    """``smbwatch incidents``: the alerts grouped into moves from host to host."""
+    from smbwatch.detect.report import INCIDENTS
+
+    _, incidents = _alerts_and_incidents(args, diagnostics, errors)
+    return _write_found(args, incidents, INCIDENTS)
+
+
+def _write_found(args: argparse.Namespace, found: Sequence[Alert | Incident], kind: RowKind) -> int:
+    """Alerts or incidents of ``--min-risk`` or more written; exit 1 when there are any."""
+    if args.min_risk is not None:
+        found = [item for item in found if item.risk_score >= args.min_risk]
+    Output(args.format, args.output, args.wide).rows([item.to_dict() for item in found], kind)
+    return EXIT_ALERTS if found else EXIT_OK
+
+
+def run_report(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
+    """``smbwatch report``: the case (or the inputs) as one HTML page."""
+    return cli_case.case_report(args, diagnostics, errors, _load_rules(args))
+
+
+def _alerts_and_incidents(
+    args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]
+) -> tuple[list[Alert], list[Incident]]:
+    """The alerts and incidents of the inputs or the case. One input is read as it streams,
+    its machines named once it is read (the case's rules, without the case)."""
+    from smbwatch.case.entities import HostClaims
+    from smbwatch.detect.engine import detect_incidents
 
     ruleset = _load_rules(args)
     if cli_case.wants_case(args):
         return cli_case.case_detect(args, diagnostics, errors, ruleset)
     options = cli_case.read_options(args)
+    claims = HostClaims()
     events = iter_events(args.inputs, diagnostics, args.input_format, errors, args.jobs, options)
-    alerts = detect(events, ruleset, diagnostics)
-    if args.min_risk is not None:
-        alerts = [alert for alert in alerts if alert.risk_score >= args.min_risk]
-    Output(args.format, args.output, args.wide).rows([a.to_dict() for a in alerts], ALERTS)
-    return EXIT_ALERTS if alerts else EXIT_OK
+    return detect_incidents(
+        claims.observe(events), ruleset, diagnostics, lambda: claims.machines().namer
+    )
 
 
 def run_rules_list(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:

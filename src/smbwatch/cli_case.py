@@ -18,13 +18,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from smbwatch.case import CaseError
 from smbwatch.case.filters import Filters
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import FIELD_NAMES
-from smbwatch.exits import EXIT_ALERTS, EXIT_CODES, EXIT_OK
+from smbwatch.exits import EXIT_CODES, EXIT_OK
 from smbwatch.options import Options
 from smbwatch.pipeline import expand_inputs
 from smbwatch.sinks.output import FORMATS, Output, RowKind, columns_kind
@@ -32,13 +33,17 @@ from smbwatch.sinks.table import TIMELINE_COLUMNS
 
 if TYPE_CHECKING:
     from smbwatch.case.store import Case
+    from smbwatch.detect.alert import Alert
+    from smbwatch.detect.incidents import Incident
     from smbwatch.detect.sigma import RuleSet
 
 TIMELINE = RowKind("SMB timeline", TIMELINE_COLUMNS, FIELD_NAMES)
+# Verbs that read several inputs as one: through a case, each message once, wire and host joined.
+MERGING_VERBS = ("detect", "incidents", "report")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-Verb = TypeVar("Verb", bound=Callable[..., int])
+Verb = TypeVar("Verb", bound=Callable[..., Any])
 
 
 def guarded(run: Verb) -> Verb:
@@ -160,13 +165,14 @@ def filters_of(args: argparse.Namespace) -> Filters:
 
 
 def wants_case(args: argparse.Namespace) -> bool:
-    """Whether ``events``/``detect`` read through a case: one is named, filters or clock
-    corrections are given, or (detect) several inputs may hold the same messages."""
+    """Whether ``events``, ``detect``, ``incidents`` or ``report`` read through a case: one is
+    named, filters or clock corrections are given, or (all but ``events``) several inputs may
+    hold the same messages or the two sides of one action."""
     if args.case or args.clock_offset or filters_of(args).any():
         return True
     if not args.inputs:
         raise CaseError("give the inputs to read, or --case DIR")
-    return args.verb == "detect" and len(expand_inputs(args.inputs, [])) > 1
+    return args.verb in MERGING_VERBS and len(expand_inputs(args.inputs, [])) > 1
 
 
 @contextmanager
@@ -287,25 +293,81 @@ def case_events(
 @guarded
 def case_detect(
     args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str], ruleset: RuleSet
-) -> int:
-    """``smbwatch detect`` through a case: each message once, filtered; over a whole case,
-    the alerts are also stored in its ``alerts`` table."""
+) -> tuple[list[Alert], list[Incident]]:
+    """The alerts and incidents of a case (or of the inputs, merged): each message once,
+    filtered; over a whole case, the alerts are also stored in its ``alerts`` table."""
     from smbwatch.arrow import batch_events
     from smbwatch.case.query import timeline
-    from smbwatch.detect.engine import detect
-    from smbwatch.detect.report import ALERTS
+    from smbwatch.detect.engine import detect_incidents
 
-    output = Output(args.format, args.output, args.wide)
     filters = filters_of(args)
     with opened(args, diagnostics, errors, read_options(args)) as case:
         events = batch_events(timeline(case, filters), diagnostics, "the case")
-        found = [alert.to_dict() for alert in detect(events, ruleset, diagnostics)]
-    if args.case and not filters.any() and args.min_risk is None:
-        _store_alerts(args.case, found, diagnostics)
-    if args.min_risk is not None:
-        found = [alert for alert in found if alert["risk_score"] >= args.min_risk]
-    output.rows(found, ALERTS)
-    return EXIT_ALERTS if found else EXIT_OK
+        alerts, incidents = detect_incidents(events, ruleset, diagnostics)
+    if args.case and not filters.any():
+        _store_alerts(args.case, [alert.to_dict() for alert in alerts], diagnostics)
+    return alerts, incidents
+
+
+REPORT_ALERTS = 500  # alerts the page lists (highest risk first); incidents name them all
+REPORT_INCIDENTS = 300  # incidents the page lists (highest risk first)
+REPORT_EVIDENCE = 10  # evidence items the page shows per alert
+REPORT_EVIDENCE_RISK = 25  # the events these alerts name stay in a sampled timeline
+
+
+@guarded
+def case_report(
+    args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str], ruleset: RuleSet
+) -> int:
+    """``smbwatch report``: the case (or the inputs, merged) as one HTML page."""
+    from smbwatch import __version__
+    from smbwatch.arrow import batch_events
+    from smbwatch.case.query import timeline
+    from smbwatch.case.story import gather
+    from smbwatch.detect.engine import detect_incidents
+    from smbwatch.sinks.report_html import write_report
+
+    filters = filters_of(args)
+    with opened(args, diagnostics, errors, read_options(args)) as case:
+        events = batch_events(timeline(case, filters), diagnostics, "the case")
+        alerts, incidents = detect_incidents(events, ruleset, diagnostics)
+        if args.min_risk is not None:
+            incidents = [i for i in incidents if i.risk_score >= args.min_risk]
+            alerts = [a for a in alerts if a.risk_score >= args.min_risk]
+        incidents_total = len(incidents)
+        incidents = incidents[:REPORT_INCIDENTS]
+        named = {
+            (item["source_file"], item["source_ref"])
+            for alert in alerts
+            if alert.risk_score >= REPORT_EVIDENCE_RISK
+            for item in alert.evidence
+            if item["source_file"] is not None and item["source_ref"] is not None
+        }
+        pairs = {
+            (i.src_host, i.dst_host)
+            for i in incidents
+            if i.src_host is not None and i.dst_host is not None
+        }
+        story = gather(case, filters, named, pairs)
+    shown = []
+    for alert in alerts[:REPORT_ALERTS]:
+        row = alert.to_dict()
+        row["evidence_count"] = len(alert.evidence)
+        row["evidence"] = alert.evidence[:REPORT_EVIDENCE]
+        shown.append(row)
+    data = {
+        **story,
+        "generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "version": __version__,
+        "incidents": [incident.to_dict() for incident in incidents],
+        "incidents_total": incidents_total,
+        "alerts": shown,
+        "alerts_total": len(alerts),
+    }
+    names = [args.case] if args.case else [PurePath(p).name for p in args.inputs]
+    title = "smbwatch report: " + ", ".join(str(n) for n in names)
+    Output(None, args.output).text(lambda out, _fmt: write_report(out, title, data))
+    return EXIT_OK
 
 
 def _store_alerts(directory: str, alerts: list[dict[str, Any]], diagnostics: Diagnostics) -> None:

@@ -106,6 +106,9 @@ class SmbEvent:
     task_run_level: str | None = None  # HighestAvailable, LeastPrivilege
     target_user: str | None = None  # host 4742: the account changed
     time_precision: str | None = None  # "s" or "ms" when the source's clock had no more
+    links: list[dict[str, Any]] | None = None  # the case: the other side's records of it
+    filled_from: dict[str, Any] | None = None  # the case: fields filled from the other side
+    missing_from_log: bool | None = None  # the case: the server's log lacks this action
 
     def __init__(self, time: int = 0, source: str = "", action: str = "", **fields: Any) -> None:
         self.time = time
@@ -290,6 +293,12 @@ class SmbEvent:
             out["target_user"] = self.target_user
         if self.time_precision is not None:
             out["time_precision"] = self.time_precision
+        if self.links is not None:
+            out["links"] = self.links
+        if self.filled_from is not None:
+            out["filled_from"] = self.filled_from
+        if self.missing_from_log is not None:
+            out["missing_from_log"] = self.missing_from_log
         return out
 
     def store_in(self, columns: list[list[Any]], row: int) -> None:
@@ -376,6 +385,9 @@ class SmbEvent:
         columns[78][row] = self.task_run_level
         columns[79][row] = self.target_user
         columns[80][row] = self.time_precision
+        columns[81][row] = self.links
+        columns[82][row] = self.filled_from
+        columns[83][row] = self.missing_from_log
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SmbEvent):

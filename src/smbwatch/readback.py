@@ -118,7 +118,7 @@ def _fits(field: schema.Field, value: Any) -> bool:
         return type(value) is bool
     if kind == schema.TEXT_LIST:
         return type(value) is list and all(type(item) is str for item in value)
-    return type(value) is dict  # OBJECT
+    return schema.is_json_of(kind, value)  # OBJECT, OBJECT_LIST
 
 
 def _parquet_events(log: InputFile, diagnostics: Diagnostics) -> Iterator[SmbEvent]:

@@ -13,6 +13,7 @@ Kinds, as the README names them:
   boolean    true or false
   text list  a list of strings
   object     a JSON object
+  object list  a list of JSON objects
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ UNSIGNED: Final = "unsigned"
 BOOLEAN: Final = "boolean"
 TEXT_LIST: Final = "text list"
 OBJECT: Final = "object"
+OBJECT_LIST: Final = "object list"
 
 # The Python annotation each kind is declared with in SmbEvent (None: the field may be unset).
 ANNOTATIONS: Final = {
@@ -37,6 +39,7 @@ ANNOTATIONS: Final = {
     BOOLEAN: "bool | None",
     TEXT_LIST: "list[str] | None",
     OBJECT: "dict[str, Any] | None",
+    OBJECT_LIST: "list[dict[str, Any]] | None",
 }
 
 
@@ -275,10 +278,40 @@ FIELDS: Final[tuple[Field, ...]] = (
         "`s` or `ms` when the source's clock had only that precision (NXLog's and Splunk's "
         "times: whole seconds), and `time` is written with no digit it did not have",
     ),
+    Field(
+        "links",
+        OBJECT_LIST,
+        "case and `timeline`: the records of the same action on the other side (a network "
+        "event's host records, a host record's network events), each with the other side's "
+        "`source_file`, `source_ref`, `event_code` (host) or `action` (network), `time_delta` "
+        "(seconds from this event to it, as both read) and `clock_offset` (seconds, the offset "
+        "estimated between the two sources and taken out before matching)",
+    ),
+    Field(
+        "filled_from",
+        OBJECT,
+        "case and `timeline`: the fields filled from the other side, each with the side it "
+        'came from (`{"user": "host", "logon_id": "host"}` on a Kerberos session\'s events, '
+        '`{"sha256": "network"}` on a 5145)',
+    ),
+    Field(
+        "missing_from_log",
+        BOOLEAN,
+        "case and `timeline`, network: true where the server's own log covers this moment "
+        "(records before and after) but holds no record of this action (a write to an admin "
+        "share without its 5145, a service created without its 4697/7045)",
+    ),
 )
 
 NAMES: Final[tuple[str, ...]] = tuple(field.name for field in FIELDS)
 BY_NAME: Final[dict[str, Field]] = {field.name: field for field in FIELDS}
+
+
+def is_json_of(kind: str, value: object) -> bool:
+    """Whether a decoded JSON value is of an object kind: an object, or a list of objects."""
+    if kind == OBJECT_LIST:
+        return type(value) is list and all(type(item) is dict for item in value)
+    return type(value) is dict
 
 
 def readme_table() -> str:

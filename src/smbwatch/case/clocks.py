@@ -133,19 +133,27 @@ JOIN inputs ia ON ia.input_id = a.input_id
 JOIN inputs ib ON ib.input_id = b.input_id
 GROUP BY ALL
 """
-_LOGON_PORT: Final = """
+# Per capture and host log: the median difference between the first time the host logged a
+# client address and port and the first time the capture saw a connection from it (the host's
+# clock read ``offset_us`` ahead of the capture's). Correlation takes these offsets out too.
+LOGON_PORT_PAIRS: Final = """
 WITH wire AS (
     SELECT input_id, src_ip, src_port, min(time) AS time FROM sightings
     WHERE source = 'network' AND src_port IS NOT NULL GROUP BY ALL),
 host AS (
     SELECT input_id, src_ip, src_port, min(time) AS time FROM sightings
     WHERE source = 'host' AND src_port IS NOT NULL GROUP BY ALL)
-SELECT iw.path, ih.path, median(epoch_us(h.time) - epoch_us(w.time))::BIGINT, count(*)
+SELECT w.input_id AS wire_input, h.input_id AS host_input,
+    median(epoch_us(h.time) - epoch_us(w.time))::BIGINT AS offset_us, count(*) AS pairs
 FROM host h
 JOIN wire w USING (src_ip, src_port)
-JOIN inputs iw ON iw.input_id = w.input_id
-JOIN inputs ih ON ih.input_id = h.input_id
 GROUP BY ALL
+"""
+_LOGON_PORT: Final = f"""
+SELECT iw.path, ih.path, p.offset_us, p.pairs
+FROM ({LOGON_PORT_PAIRS}) p
+JOIN inputs iw ON iw.input_id = p.wire_input
+JOIN inputs ih ON ih.input_id = p.host_input
 """
 
 

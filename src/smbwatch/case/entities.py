@@ -29,15 +29,30 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from smbwatch.case.store import Case
+from smbwatch.events import SmbEvent
+
+if TYPE_CHECKING:
+    from smbwatch.case.store import Case
 
 STRONG: Final = ("unc", "spn", "logon_port", "first_label")
-_ADDRESSES: Final = """SELECT src_ip FROM event_rows WHERE src_ip IS NOT NULL
-    UNION SELECT dst_ip FROM event_rows WHERE dst_ip IS NOT NULL"""
 _IGNORED_ADDRESSES: Final = frozenset({"0.0.0.0", "::", "-"})
+# What a record says of machines, counted by distinct values (far fewer than records): the
+# case counts them with SQL, a stream (``HostClaims``) as it goes; ``_claims`` reads them. The
+# last is the computer account a host logged on (``NAME$``): no other user names a machine.
+# The case counts each claim's own columns apart (a set of its own; the others are NULL there):
+# 65,000 client addresses and 300 servers are not 65,000 × 300 rows.
+_SAYINGS: Final = """
+SELECT source, src_ip, dst_ip, server, spn, workstation, machine, count(*)
+FROM (SELECT *, CASE WHEN source = 'host' AND action = 'logon' AND ends_with("user", '$')
+        THEN "user" END AS machine FROM event_rows)
+GROUP BY GROUPING SETS ((source, dst_ip, server), (dst_ip, spn), (src_ip, workstation),
+    (src_ip, machine))
+"""
+Saying = tuple[str, str | None, str | None, str | None, str | None, str | None, str | None]
 
 
 @dataclass
@@ -57,6 +72,7 @@ class _Nodes:
     named: set[str] = field(default_factory=set)  # roots whose machine has a name
     used: list[_Evidence] = field(default_factory=list)
     refused: list[_Evidence] = field(default_factory=list)
+    spelled: dict[str, str] = field(default_factory=dict)  # upper case name → as written
 
     def find(self, node: str) -> str:
         if node not in self.parent:
@@ -128,43 +144,62 @@ def spn_host(spn: str) -> str | None:
     return _clean_name(host)
 
 
-def _gather(case: Case) -> list[_Evidence]:
-    found: list[_Evidence] = []
-    queries = {
-        "unc": """SELECT dst_ip, server, count(*) FROM event_rows
-            WHERE source = 'network' AND server IS NOT NULL AND dst_ip IS NOT NULL GROUP BY ALL""",
-        "spn": """SELECT dst_ip, spn, count(*) FROM event_rows
-            WHERE spn IS NOT NULL AND dst_ip IS NOT NULL GROUP BY ALL""",
-        "workstation": """SELECT src_ip, workstation, count(*) FROM event_rows
-            WHERE workstation IS NOT NULL AND src_ip IS NOT NULL GROUP BY ALL""",
-        "machine_account": """SELECT src_ip, rtrim("user", '$'), count(*) FROM event_rows
-            WHERE source = 'host' AND action = 'logon' AND ends_with("user", '$')
-                AND src_ip IS NOT NULL GROUP BY ALL""",
-        "computer": """SELECT NULL, server, count(*) FROM event_rows
-            WHERE source = 'host' AND server IS NOT NULL GROUP BY ALL""",
-        # the connections from one client address and port: only where they all went to one
-        # server is that server the computer that logged a record from that address and port
-        "logon_port": """WITH wire AS (
-                SELECT src_ip, src_port, min(dst_ip) AS dst_ip FROM event_rows
-                WHERE source = 'network' AND src_port IS NOT NULL GROUP BY ALL
-                HAVING count(DISTINCT dst_ip) = 1)
-            SELECT w.dst_ip, h.server, count(*) FROM event_rows h
-            JOIN wire w USING (src_ip, src_port)
-            WHERE h.source = 'host' AND h.server IS NOT NULL GROUP BY ALL""",
-    }
-    for kind, sql in queries.items():
-        for address, text, count in case.rows(sql):
-            name = spn_host(text) if kind == "spn" else _clean_name(text)
-            if name is not None:
-                found.append(_Evidence(kind, _usable_address(address), name, count))
-    return found
+def _claims(saying: Saying) -> Iterator[tuple[str, str | None, str]]:
+    """The (kind, address, name) claims one kind of record makes: see the module's list."""
+    source, src_ip, dst_ip, server, spn, workstation, machine = saying
+    if server is not None:
+        if source == "network" and dst_ip is not None:
+            yield "unc", dst_ip, server
+        elif source == "host":
+            yield "computer", None, server
+    if spn is not None and dst_ip is not None:
+        yield "spn", dst_ip, spn
+    if workstation is not None and src_ip is not None:
+        yield "workstation", src_ip, workstation
+    if machine is not None and src_ip is not None:
+        yield "machine_account", src_ip, machine.rstrip("$")
+
+
+# The connections from one client address and port: only where they all went to one server is
+# that server the computer that logged a record from that address and port.
+_LOGON_PORT: Final = """WITH wire AS (
+        SELECT src_ip, src_port, min(dst_ip) AS dst_ip FROM event_rows
+        WHERE source = 'network' AND src_port IS NOT NULL GROUP BY ALL
+        HAVING count(DISTINCT dst_ip) = 1)
+    SELECT w.dst_ip, h.server, count(*) FROM event_rows h
+    JOIN wire w USING (src_ip, src_port)
+    WHERE h.source = 'host' AND h.server IS NOT NULL GROUP BY ALL"""
+
+
+def _evidence(sayings: Iterable[tuple[Saying, int]], ports: Iterable[Any] = ()) -> list[_Evidence]:
+    """The usable evidence of what records say (and of logon ports, the case's)."""
+    raw: Counter[tuple[str, str | None, str]] = Counter()
+    for saying, count in sayings:
+        for claim in _claims(saying):
+            raw[claim] += count
+    for address, server, count in ports:
+        raw[("logon_port", address, server)] += count
+    counted: Counter[tuple[str, str | None, str]] = Counter()
+    for (kind, address, text), count in raw.items():  # each distinct claim cleaned once
+        name = spn_host(text) if kind == "spn" else _clean_name(text)
+        if name is not None:
+            counted[(kind, _usable_address(address), name)] += count
+    return [_Evidence(kind, address, name, n) for (kind, address, name), n in counted.items()]
 
 
 def resolve_hosts(case: Case) -> None:
     """Rebuild ``hosts`` and ``host_keys`` from the evidence in the whole case."""
-    evidence = _gather(case)
+    sayings = [(tuple(row[:-1]), row[-1]) for row in case.rows(_SAYINGS)]
+    evidence = _evidence(sayings, case.rows(_LOGON_PORT))  # type: ignore[arg-type]
+    addresses = {a for saying, _ in sayings for a in saying[1:3] if a is not None}
+    _store_hosts(case, _machines(_resolve(evidence, addresses)))
+
+
+def _resolve(evidence: list[_Evidence], addresses: Iterable[str]) -> _Nodes:
+    """Machines: every address seen has a node, named or not; evidence joins names and
+    addresses (strong evidence always, a client's claim about itself as ``may_join`` says)."""
     nodes = _Nodes()
-    for (address,) in case.rows(_ADDRESSES):  # every machine seen has a row, named or not
+    for address in addresses:
         if usable := _usable_address(address):
             nodes.find(f"a:{usable}")
     names = {e.name for e in evidence}
@@ -173,7 +208,7 @@ def resolve_hosts(case: Case) -> None:
         if e.address:
             nodes.find(f"a:{e.address}")
     evidence.extend(_first_labels(names))
-    for e in sorted(evidence, key=lambda e: (e.kind not in STRONG, -e.count)):
+    for e in sorted(evidence, key=lambda e: (e.kind not in STRONG, -e.count, e.kind, e.name)):
         name_node = f"n:{e.name.upper()}"
         if e.kind == "first_label":
             nodes.union(name_node, f"n:{e.address}")  # the address field holds the other name
@@ -189,7 +224,8 @@ def resolve_hosts(case: Case) -> None:
             nodes.used.append(e)
         else:
             nodes.refused.append(e)
-    _store_hosts(case, nodes, {e.name.upper(): e.name for e in evidence if e.kind != "first_label"})
+    nodes.spelled = {e.name.upper(): e.name for e in evidence if e.kind != "first_label"}
+    return nodes
 
 
 def _first_labels(names: set[str]) -> list[_Evidence]:
@@ -206,41 +242,104 @@ def _first_labels(names: set[str]) -> list[_Evidence]:
     return found
 
 
-def _store_hosts(case: Case, nodes: _Nodes, spelled: dict[str, str]) -> None:
+@dataclass
+class Machines:
+    """Machines as resolved: one row per machine for ``hosts`` (name, addresses, aliases,
+    evidence as JSON), and every address, alias and short name that names one machine only."""
+
+    hosts: list[tuple[str, list[str], list[str], str]]
+    keys: dict[str, str]
+
+    def namer(self, event: SmbEvent) -> tuple[str | None, str | None]:
+        """An event's (src_host, dst_host), as the case's ``sightings`` view names them
+        (``store._SRC_HOST``, ``store._DST_HOST``): host records' server is the logging
+        computer, and their client may be named only by the workstation the log gives."""
+        keys = self.keys
+        src_ip, server = event.src_ip, event.server
+        src = keys.get(src_ip) if src_ip is not None else None
+        named = keys.get(server.upper()) if server is not None else None
+        if event.source == "host":
+            if src is None and event.workstation is not None:
+                src = keys.get(event.workstation.upper()) or src_ip or event.workstation.upper()
+            return src or src_ip, named or server
+        dst_ip = event.dst_ip
+        dst = keys.get(dst_ip) if dst_ip is not None else None
+        return src or src_ip, dst or named or dst_ip
+
+
+def _machines(nodes: _Nodes) -> Machines:
     clusters: dict[str, list[str]] = defaultdict(list)
     for node in list(nodes.parent):
         clusters[nodes.find(node)].append(node)
-    proofs: dict[str, dict[str, list[_Evidence]]] = {"used": defaultdict(list), "refused": {}}
+    used: dict[str, list[_Evidence]] = defaultdict(list)
     for e in nodes.used:
-        proofs["used"][nodes.find(f"n:{e.name.upper()}")].append(e)
+        used[nodes.find(f"n:{e.name.upper()}")].append(e)
     refused: dict[str, list[_Evidence]] = defaultdict(list)
     for e in nodes.refused:  # shown on both machines: the claimant and the one it named
         refused[nodes.find(f"a:{e.address}")].append(e)
         refused[nodes.find(f"n:{e.name.upper()}")].append(e)
-    proofs["refused"] = refused
     hosts: list[tuple[str, list[str], list[str], str]] = []
     keys: list[tuple[str, str]] = []
     for members in clusters.values():
         addresses = sorted(n[2:] for n in members if n.startswith("a:"))
-        aliases = sorted(spelled.get(n[2:], n[2:]) for n in members if n.startswith("n:"))
+        aliases = sorted(nodes.spelled.get(n[2:], n[2:]) for n in members if n.startswith("n:"))
         host = _host_name(aliases, addresses)
         root = nodes.find(members[0])
-        proof = [_proof(e, "used") for e in proofs["used"].get(root, ())]
-        proof += [_proof(e, "refused") for e in proofs["refused"].get(root, ())]
+        proof = [_proof(e, "used") for e in used.get(root, ())]
+        proof += [_proof(e, "refused") for e in refused.get(root, ())]
         hosts.append((host, addresses, aliases, json.dumps(proof)))
         keys.extend((a, host) for a in addresses)
         keys.extend((alias.upper(), host) for alias in aliases)
         keys.extend((a.split(".")[0].upper(), host) for a in aliases if "." in a)
-    case.db.execute("DELETE FROM hosts")
-    case.db.execute("DELETE FROM host_keys")
-    if hosts:
-        case.db.executemany("INSERT INTO hosts VALUES (?, ?, ?, ?)", hosts)
     named: dict[str, set[str]] = defaultdict(set)
     for key, host in keys:
         named[key].add(host)
-    unique = [(key, hosts.pop()) for key, hosts in named.items() if len(hosts) == 1]
-    if unique:  # a short name two machines share names neither
-        case.db.executemany("INSERT INTO host_keys VALUES (?, ?)", unique)
+    # a short name two machines share names neither
+    unique = {key: found.pop() for key, found in named.items() if len(found) == 1}
+    return Machines(hosts, unique)
+
+
+def _store_hosts(case: Case, machines: Machines) -> None:
+    case.db.execute("DELETE FROM hosts")
+    case.db.execute("DELETE FROM host_keys")
+    case.insert("hosts", ("host", "addresses", "aliases", "evidence"), machines.hosts)
+    case.insert("host_keys", ("key", "host"), list(machines.keys.items()))
+
+
+class HostClaims:
+    """What a stream of events says of machines, counted as it goes (one dictionary update
+    an event): the names of a single input read without a case, worked out at the end."""
+
+    def __init__(self) -> None:
+        self._said: Counter[Saying] = Counter()
+
+    def observe(self, events: Iterable[SmbEvent]) -> Iterator[SmbEvent]:
+        """The events, passed on as they are counted."""
+        said = self._said
+        for event in events:
+            user = event.user
+            machine = (
+                user
+                if user is not None and event.source == "host" and event.action == "logon"
+                else None
+            )
+            said[
+                (
+                    event.source,
+                    event.src_ip,
+                    event.dst_ip,
+                    event.server,
+                    event.spn,
+                    event.workstation,
+                    machine if machine is not None and machine.endswith("$") else None,
+                )
+            ] += 1
+            yield event
+
+    def machines(self) -> Machines:
+        said = self._said
+        addresses = {a for saying in said for a in saying[1:3] if a is not None}
+        return _machines(_resolve(_evidence(said.items()), addresses))
 
 
 def _host_name(aliases: list[str], addresses: list[str]) -> str:
@@ -346,7 +445,5 @@ def _store_users(
         for dns in sorted({split_user(d, u)[0] or "" for d, u, _ in seen} & how.keys()):
             evidence.append({"domain": dns, "netbios": netbios[dns], "by": how[dns]})
         users.append((principal, aliases, json.dumps(evidence)))
-    if users:
-        case.db.executemany("INSERT INTO users VALUES (?, ?, ?)", users)
-    if keys:
-        case.db.executemany("INSERT INTO user_keys VALUES (?, ?)", list(keys.items()))
+    case.insert("users", ("principal", "aliases", "evidence"), users)
+    case.insert("user_keys", ("key", "principal"), list(keys.items()))

@@ -26,7 +26,7 @@ import orjson
 import pyarrow as pa
 
 from smbwatch.arrow import event_batches
-from smbwatch.case import clocks, entities
+from smbwatch.case import clocks, correlate, entities
 from smbwatch.case.store import EVENT_COLUMNS, Case
 from smbwatch.containers import InputFile
 from smbwatch.diagnostics import Diagnostics
@@ -285,13 +285,18 @@ def _size(source: InputFile) -> int | None:
 
 
 def settle(case: Case, corrections: list[tuple[str, int]]) -> list[str]:
-    """Names, corrections and clocks over the whole case again, in one transaction; stored
-    alerts dropped. The warnings for the user."""
+    """Names, corrections and clocks over the whole case again, in one transaction, then the
+    wire ↔ host correlation in another (a transaction's writes are held in memory until it
+    commits); stored alerts dropped. The case reads as settled once both are in. The warnings
+    for the user."""
     with case.transaction(str(case.directory)):
+        case.db.execute("DELETE FROM correlation")  # what the names and clocks are read without
         entities.resolve_hosts(case)
         entities.resolve_users(case)
         warnings = clocks.apply_corrections(case, corrections)
         warnings += clocks.warnings(clocks.estimate(case))
         case.db.execute("DELETE FROM alerts")
+    with case.transaction(str(case.directory)):
+        correlate.correlate(case)
         case.db.execute("DELETE FROM meta WHERE key = 'unsettled'")
     return warnings

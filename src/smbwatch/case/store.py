@@ -14,6 +14,8 @@ readers share it) and ``spill/`` (where DuckDB sorts what does not fit in memory
   host_keys, user_keys   every alias and address → the one name (what the view joins)
   clock_rules  the ``--clock-offset`` corrections; clock_hosts: those naming a host
   clocks       offsets estimated between sources that saw the same connection
+  correlation  per event: its links to the other side's records, the fields filled from them,
+               whether the server's log misses it (case/correlate.py)
   alerts       the alerts of the last ``smbwatch detect --case`` over the whole case
   meta         what this database is (``format``, ``version``)
 
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import duckdb
+import pyarrow as pa
 
 from smbwatch import schema
 from smbwatch.case import CaseError
@@ -43,7 +46,7 @@ NEW_FILE: Final = ".case.duckdb.new"  # made whole, then renamed: a case exists 
 LOCK_FILE: Final = "lock"
 SPILL_DIR: Final = "spill"
 FORMAT: Final = "smbwatch case"
-VERSION: Final = "1"
+VERSION: Final = "2"  # 2: correlation
 MEMORY_LIMIT: Final = "256MB"  # DuckDB's own; sorts and joins beyond it spill to disk
 THREADS: Final = 2
 
@@ -55,11 +58,31 @@ DUCKDB_TYPES: Final = {
     schema.BOOLEAN: "BOOLEAN",
     schema.TEXT_LIST: "VARCHAR[]",
     schema.OBJECT: "JSON",
+    schema.OBJECT_LIST: "JSON",
 }
 EVENT_COLUMNS: Final = ",\n    ".join(
     f'"{f.name}" {DUCKDB_TYPES[f.kind]}' for f in schema.FIELDS
 )  # quoted: "offset" and "user" are SQL words
 CASE_COLUMNS: Final = ("input_id", "message_key", "first_copy")
+# The values correlation fills (case/correlate.py), typed as the events' own.
+FILLED: Final = (
+    "user",
+    "domain",
+    "logon_id",
+    "service_name",
+    "image_path",
+    "start_type",
+    "task_name",
+    "task_command",
+    "task_arguments",
+    "dst_ip",
+    "bytes",
+    "magic",
+    "sha256",
+)
+CORRELATION_COLUMNS: Final = ", ".join(
+    f'"{name}" {DUCKDB_TYPES[schema.BY_NAME[name].kind]}' for name in FILLED
+)
 
 TABLES: Final = f"""
 CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -94,6 +117,8 @@ CREATE TABLE clock_rules (source VARCHAR PRIMARY KEY, offset_us BIGINT NOT NULL)
 CREATE TABLE clock_hosts (host VARCHAR PRIMARY KEY, offset_us BIGINT NOT NULL);
 CREATE TABLE clocks (source_a VARCHAR, source_b VARCHAR, offset_us BIGINT, pairs UBIGINT,
     method VARCHAR);
+CREATE TABLE correlation (message_key UBIGINT NOT NULL, links JSON, filled_from JSON,
+    {CORRELATION_COLUMNS}, missing_from_log BOOLEAN);
 CREATE TABLE alerts (rule_id VARCHAR, title VARCHAR, severity VARCHAR, risk_score INTEGER,
     message VARCHAR, attack VARCHAR[], first_time TIMESTAMPTZ, last_time TIMESTAMPTZ,
     count UBIGINT, alert JSON);
@@ -106,6 +131,12 @@ _SRC_HOST: Final = """CASE WHEN e.source = 'host'
         ELSE coalesce(a_src.host, e.src_ip) END"""
 _DST_HOST: Final = """CASE WHEN e.source = 'host' THEN coalesce(n_srv.host, e.server)
         ELSE coalesce(a_dst.host, n_srv.host, e.dst_ip) END"""
+# Events with what correlation filled in (the raw values first: nothing a source said is
+# replaced), then their names resolved and their clocks corrected.
+_FILLED_ROWS: Final = ",\n        ".join(
+    [f'coalesce(r."{n}", c."{n}") AS "{n}"' for n in FILLED]
+    + [f"coalesce(c.{n}, r.{n}) AS {n}" for n in ("links", "filled_from", "missing_from_log")]
+)
 VIEWS: Final = f"""
 CREATE VIEW sightings AS
 SELECT e.* REPLACE (
@@ -118,7 +149,11 @@ SELECT e.* REPLACE (
         CASE WHEN e.domain IS NULL THEN e."user" ELSE e.domain || '\\' || e."user" END) END
         AS principal
 )
-FROM event_rows e
+FROM (
+    SELECT r.* REPLACE (
+        {_FILLED_ROWS})
+    FROM event_rows r
+    LEFT JOIN correlation c ON c.message_key = r.message_key) e
 JOIN inputs i USING (input_id)
 LEFT JOIN host_keys a_src ON a_src.key = e.src_ip
 LEFT JOIN host_keys a_dst ON a_dst.key = e.dst_ip
@@ -220,6 +255,18 @@ class Case:
         """Whether inputs were added after names and clocks were last worked out (an ingest
         killed between its last input and the end)."""
         return bool(self.rows("SELECT 1 FROM meta WHERE key = 'unsettled'"))
+
+    def insert(self, table: str, names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Rows into a table in one statement (DuckDB reads them as an Arrow table; one
+        statement a row takes minutes for the 100,000 names of a big case)."""
+        if not rows:
+            return
+        columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
+        self.db.register("inserted", pa.table(columns))
+        try:
+            self.db.execute(f"INSERT INTO {table} BY NAME SELECT * FROM inserted")
+        finally:
+            self.db.unregister("inserted")
 
     def rows(self, sql: str, parameters: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """All rows of a query (for small results: tables of names, inputs, clocks)."""

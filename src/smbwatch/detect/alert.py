@@ -5,6 +5,9 @@ Every alert carries, as fields, the who/where/what of its events in the event co
 rule's own template or group-by use, so a responder (and a CSV column) finds them in one place.
 ``command`` is the command line the action runs (a task's command and arguments, a service's
 binary path); a PowerShell ``-EncodedCommand`` in it is decoded into ``command_decoded``.
+``confirmed_by`` names the sources that saw the action (``network``, ``host``: its own events',
+and those linked to them by the case's correlation); ``incident_id`` the incident it is part of
+(``detect.incidents``).
 
 Values are kept whole in the record (JSON lines keep everything); messages, which people read,
 show at most ``SHOWN_CHARS`` characters of a value, ending in ``…``.
@@ -36,6 +39,8 @@ ALERT_FIELDS: Final = (
     "first_time",
     "last_time",
     "count",
+    "confirmed_by",
+    "incident_id",
 )
 # The who/where/what of an alert, in the contract's names, when its events have them.
 CONTEXT_FIELDS: Final = (
@@ -82,6 +87,8 @@ class Alert:
     first_time: str | None  # None: a time no date can show (the reader warned)
     last_time: str | None
     count: int
+    confirmed_by: list[str] = field(default_factory=list)
+    incident_id: str | None = None
     user: str | None = None
     src_ip: str | None = None
     src_host: str | None = None

@@ -14,7 +14,9 @@ of the domain's controllers.
 An alert's ``count`` is the number of actions behind it, not of events: an open with its writes
 and its close is one action, a 4697 and a 7045 of one service installation are one. Alerts of
 one rule family (``smbwatch.family``) on the same object of the same host at the same moment are
-merged into one, with the evidence of all.
+merged into one, with the evidence of all. So are alerts of one rule or one family whose events
+the case's correlation linked across the wire and the host logs (one action seen by both sides
+is one alert), and an alert says which sources saw its action (``confirmed_by``).
 """
 
 from __future__ import annotations
@@ -42,11 +44,15 @@ from smbwatch.detect.alert import (
 )
 from smbwatch.detect.compiler import Key, admits
 from smbwatch.detect.domain import OBSERVED, DomainControllers, is_local
+from smbwatch.detect.incidents import Incident, group_incidents
 from smbwatch.detect.sigma import DEFAULT_GROUP_BY, TEMPLATE_FIELD, Rule, RuleSet
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent, format_time
 
 Matcher = Callable[[SmbEvent], list[int]]
+# An event's client and server machine names where the events do not carry them (a single
+# input read without the case: the names are worked out once the whole input is read).
+Namer = Callable[[SmbEvent], tuple[str | None, str | None]]
 ActionKey = int  # action_key()
 CONTEXT_SET = frozenset(CONTEXT_FIELDS)
 UNKNOWN = "(unknown)"  # a template field no event of the alert has
@@ -54,6 +60,11 @@ UNKNOWN_USER = "(unknown user)"  # a Kerberos session names no user on the wire
 ENCRYPTED = "(encrypted)"  # ... because DCE/RPC packet privacy sealed the arguments
 ENCRYPTED_NOTE = " [arguments encrypted: DCE/RPC packet privacy]"
 FAMILY_WINDOW = 120 * 1_000_000  # alerts of one family this close in time are one action's
+NETWORK, HOST = 1, 2  # bits of _Group.sources
+_CONFIRMED = {
+    sources: tuple(name for bit, name in ((NETWORK, "network"), (HOST, "host")) if sources & bit)
+    for sources in range(4)
+}
 _SAMPLES = 16  # events kept per alert to fill its message; evidence keeps a reference to all
 # Event fields that come from a call's decoded arguments: sealed calls leave them empty.
 _ARGUMENT_ATTRIBUTES = (
@@ -105,18 +116,29 @@ class _Group:
     actions: dict[ActionKey, None] = field(default_factory=dict)  # in order, for determinism
     encrypted: bool = False  # a call of the alert had its arguments sealed
     attack: tuple[str, ...] = ()  # techniques of the alerts of its family merged into it
+    sources: int = 0  # NETWORK | HOST: the sides that saw its events, or records linked to them
+    linked: list[tuple[str | None, int | None]] = field(default_factory=list)  # other side's
     _context: dict[str, Any] | None = None
 
     def add(self, event: SmbEvent, action: ActionKey) -> None:
-        self.first = min(self.first, event.time)
-        self.last = max(self.last, event.time)
-        self.evidence.append((event.time, event.source_file, event.source_ref))
+        time = event.time
+        if time < self.first:
+            self.first = time
+        elif time > self.last:
+            self.last = time
+        self.evidence.append((time, event.source_file, event.source_ref))
         if len(self.samples) < _SAMPLES:
             self.samples.append(event)
             self._context = None
         self.actions[action] = None
         if event.encrypted and event.action == "rpc_call":
             self.encrypted = True
+        self.sources |= NETWORK if event.source == "network" else HOST
+        if event.links is not None:
+            self.sources |= HOST if event.source == "network" else NETWORK
+            self.linked.extend(
+                (link.get("source_file"), link.get("source_ref")) for link in event.links
+            )
 
     def merge(self, other: _Group) -> None:
         """Take in the events of another alert of the same action (one rule family)."""
@@ -127,35 +149,53 @@ class _Group:
         self.samples.extend(other.samples[: max(0, _SAMPLES - len(self.samples))])
         self.actions.update(other.actions)
         self.encrypted = self.encrypted or other.encrypted
+        self.sources |= other.sources
+        self.linked.extend(other.linked)
         self._context = None
 
-    def context(self) -> dict[str, Any]:
-        """The earliest value of each context field among the sample events."""
-        if self._context is None:
-            samples = self.samples
-            if len(samples) == 1:
-                self._context = event_context(samples[0])
-            else:
-                self._context = {}
-                for event in sorted(samples, key=lambda e: e.time):
-                    for name, value in event_context(event).items():
-                        self._context.setdefault(name, value)
+    def context(self, namer: Namer | None = None) -> dict[str, Any]:
+        """The earliest value of each context field among the sample events (machine names
+        from ``namer`` where the events carry none)."""
+        if self._context is None and namer is None and len(self.samples) == 1:
+            self._context = event_context(self.samples[0])  # most alerts: one event
+        elif self._context is None:
+            samples = sorted(self.samples, key=lambda e: e.time)
+            self._context = {}
+            for event in samples:
+                for name, value in event_context(event).items():
+                    self._context.setdefault(name, value)
+            if namer is not None:
+                for event in samples:
+                    src_host, dst_host = namer(event)
+                    if src_host is not None:
+                        self._context.setdefault("src_host", src_host)
+                    if dst_host is not None:
+                        self._context.setdefault("dst_host", dst_host)
         return self._context
 
-    def value(self, name: str) -> Any:
-        return self.context().get(name)
+    def value(self, name: str, namer: Namer | None = None) -> Any:
+        return self.context(namer).get(name)
 
 
 class Detector:
     """Feed it events, then ask for alerts. Rules are compiled once, when the rule set loads."""
 
-    def __init__(self, ruleset: RuleSet, diagnostics: Diagnostics | None = None) -> None:
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        diagnostics: Diagnostics | None = None,
+        namer: Callable[[], Namer | None] | None = None,
+    ) -> None:
         self._ruleset = ruleset
+        self._namer_of = namer  # called once the events are in: the names they lead to
+        self._namer: Namer | None = None
         self._rules = ruleset.rules
         self._diagnostics = diagnostics if diagnostics is not None else Diagnostics()
         self._matchers: dict[Key, Matcher] = ruleset.matchers
         self._index = {id(rule.sigma): i for i, rule in enumerate(self._rules)}
         self._getters = [_group_getters(rule) for rule in self._rules]
+        self._templates = [_Template(rule) for rule in self._rules]
+        self._names = [_group_names(rule) for rule in self._rules]
         # The group-by fields of each rule that are context fields too (an alert's user, path).
         self._context_by = [
             [name for name in _group_names(rule) if name in CONTEXT_SET] for rule in self._rules
@@ -191,8 +231,10 @@ class Detector:
         except Exception as error:  # a producer broke the contract's types; keep going
             self._diagnostics.warn("detect_bad_event", f"{event.source_file}: {error!r}")
             return
-        for index in hits:
-            self._record(index, event)
+        if hits:
+            action = action_key(event)  # once, whatever the number of rules that matched
+            for index in hits:
+                self._record(index, event, action)
 
     def feed_all(self, events: Iterable[SmbEvent]) -> None:
         for event in events:
@@ -200,6 +242,7 @@ class Detector:
 
     def alerts(self) -> list[Alert]:
         """All alerts so far, highest risk first, then earliest."""
+        self._namer = self._namer_of() if self._namer_of is not None else None
         found: list[tuple[int, _Group]] = []
         for index, rule in enumerate(self._rules):
             if isinstance(rule.sigma, SigmaCorrelationRule):
@@ -209,7 +252,8 @@ class Detector:
             else:
                 continue
             found.extend((index, group) for group in groups)
-        out = [self._alert(index, group) for index, group in _merge(self._rules, found)]
+        merged = _merge_linked(self._rules, _merge(self._rules, found, self._namer))
+        out = [self._alert(index, group) for index, group in merged]
         out.sort(key=lambda a: (-a.risk_score, a.first_time or "", a.title))
         return out
 
@@ -234,13 +278,12 @@ class Detector:
         ]
         return self._ruleset.compiler.matcher_source(chosen), bool(chosen)
 
-    def _record(self, index: int, event: SmbEvent) -> None:
+    def _record(self, index: int, event: SmbEvent, action: ActionKey) -> None:
         rule = self._rules[index]
         if index in self._correlated:
             self._matches[index].append(event)
         if not rule.generate:
             return
-        action = action_key(event)
         if event.source == "network" and event.file_id is not None and event.action != "close":
             self._opens.add(action)
         if rule.exclude:
@@ -257,10 +300,10 @@ class Detector:
         action: ActionKey,
     ) -> None:
         """Add one matched event to the alert of its group-by values."""
-        values = tuple(get(event) for get in self._getters[index])
-        if rule.require_group_fields and any(v is None for v in values):
+        values = tuple([get(event) for get in self._getters[index]])
+        if rule.require_group_fields and None in values:
             return
-        key = tuple(_hashable(v) for v in values)
+        key = tuple([_hashable(v) if type(v) in _UNHASHABLE else v for v in values])
         group = groups.get(key)
         if group is None:
             group = groups[key] = _Group(values, event.time, event.time)
@@ -317,10 +360,14 @@ class Detector:
 
     def _alert(self, index: int, group: _Group) -> Alert:
         rule = self._rules[index]
-        by = dict(zip(_group_names(rule), group.values, strict=True))
-        evidence = sorted(group.evidence, key=lambda item: item[0])
-        events = sorted(group.samples, key=lambda e: e.time)
-        context = group.context().copy()
+        by = dict(zip(self._names[index], group.values, strict=True))
+        evidence = group.evidence
+        if len(evidence) > 1:
+            evidence = sorted(evidence, key=_first)
+        events = group.samples
+        if len(events) > 1:
+            events = sorted(events, key=_time)
+        context = group.context(self._namer)  # the group's last use: taken as it is
         context.pop("server", None)  # a group-by field where a rule names it, not a context one
         for name in self._context_by[index]:
             if by[name] is not None:
@@ -336,13 +383,14 @@ class Detector:
             title=rule.title,
             severity=rule.level,
             risk_score=rule.risk_score,
-            message=_message(rule, by, events, group.encrypted),
+            message=self._templates[index].fill(by, events, group.encrypted),
             attack=list(dict.fromkeys((*rule.attack, *group.attack)))
             if group.attack
             else list(rule.attack),
             first_time=format_time(group.first),
             last_time=format_time(group.last),
             count=len(group.actions),
+            confirmed_by=list(_CONFIRMED[group.sources]),
             group=by,
             evidence=[{"source_file": f, "source_ref": ref} for _, f, ref in evidence],
             **context,
@@ -428,19 +476,31 @@ def _compare(condition: SigmaCorrelationCondition, count: int) -> bool:
 
 
 # --- alerts ----------------------------------------------------------------------------------
-def _merge(rules: list[Rule], found: list[tuple[int, _Group]]) -> list[tuple[int, _Group]]:
-    """Alerts of one family on one object of one host, close in time, made one: the rule of
-    highest risk names it, the others' events and techniques join it (``_Group.attack``)."""
+def _merge(
+    rules: list[Rule], found: list[tuple[int, _Group]], namer: Namer | None = None
+) -> list[tuple[int, _Group]]:
+    """Alerts of one family on one object of one host, close in time, made one (unless two
+    clients are named): the rule of highest risk names it, the others' events and techniques
+    join it (``_Group.attack``)."""
     kept: dict[tuple[str, str, str], list[_Group]] = defaultdict(list)
     absorbed: set[int] = set()
     families = [pair for pair in found if rules[pair[0]].family is not None]
     families.sort(key=lambda pair: (-rules[pair[0]].risk_score, pair[1].first))
     for index, group in families:
         rule = rules[index]
-        key = _family_key(rule, group)
+        key = _family_key(rule, group, namer)
         if key is None:
             continue
-        same = next((g for g in kept[key] if abs(g.first - group.first) <= FAMILY_WINDOW), None)
+        client = group.value("src_ip", namer)
+        same = next(
+            (
+                g
+                for g in kept[key]
+                if abs(g.first - group.first) <= FAMILY_WINDOW
+                and client in (None, g.value("src_ip", namer) or client)
+            ),
+            None,
+        )
         if same is None:
             kept[key].append(group)
             continue
@@ -450,16 +510,18 @@ def _merge(rules: list[Rule], found: list[tuple[int, _Group]]) -> list[tuple[int
     return [pair for pair in found if id(pair[1]) not in absorbed] if absorbed else found
 
 
-def _family_key(rule: Rule, group: _Group) -> tuple[str, str, str] | None:
+def _family_key(
+    rule: Rule, group: _Group, namer: Namer | None = None
+) -> tuple[str, str, str] | None:
     """(family, host, object) of an alert, or None when it has no family or no object."""
     if rule.family is None:
         return None
+    context = group.context(namer)
     host = next(
-        (group.value(name) for name in ("dst_host", "server", "dst_ip") if group.value(name)),
-        None,
+        (context[name] for name in ("dst_host", "server", "dst_ip") if context.get(name)), None
     )
     what = next(
-        (group.value(name) for name in ("service_name", "task_name", "path") if group.value(name)),
+        (context[name] for name in ("service_name", "task_name", "path") if context.get(name)),
         None,
     )
     if host is None or what is None:
@@ -467,18 +529,76 @@ def _family_key(rule: Rule, group: _Group) -> tuple[str, str, str] | None:
     return rule.family, str(host).split(".", 1)[0].lower(), str(what).lower()
 
 
-def _message(rule: Rule, by: dict[str, Any], events: list[SmbEvent], encrypted: bool) -> str:
-    """The rule's template with each ``$field$`` filled (values shortened), or the title and
-    the group values; what packet privacy hid is said."""
-    if rule.message is None:
-        shown = ", ".join(f"{k}={shorten(v)}" for k, v in by.items() if v is not None)
-        text = f"{rule.title}: {shown}" if shown else rule.title
-    else:
-        text = TEMPLATE_FIELD.sub(
-            lambda m: _template_value(m.group(1), by, events, rule.zeek, encrypted),
-            rule.message,
-        )
-    return text + ENCRYPTED_NOTE if encrypted else text
+def _merge_linked(rules: list[Rule], found: list[tuple[int, _Group]]) -> list[tuple[int, _Group]]:
+    """Alerts of one rule or one rule family whose events the case linked across the wire and
+    the host logs, made one: the rule of highest risk names it (then the earliest alert)."""
+    linked = [pair for pair in found if pair[1].linked]
+    if not linked:
+        return found
+    owner: dict[tuple[str | None, int | None], int] = {}
+    for position, (_, group) in enumerate(linked):
+        for _, source_file, source_ref in group.evidence:
+            owner.setdefault((source_file, source_ref), position)
+    parent = list(range(len(linked)))
+
+    def root(position: int) -> int:
+        while parent[position] != position:
+            parent[position] = parent[parent[position]]
+            position = parent[position]
+        return position
+
+    for position, (index, group) in enumerate(linked):
+        for other in {owner[ref] for ref in group.linked if ref in owner}:
+            if other != position and _one_action(rules[index], rules[linked[other][0]]):
+                parent[root(other)] = root(position)
+    sets: dict[int, list[tuple[int, _Group]]] = defaultdict(list)
+    for position, pair in enumerate(linked):
+        sets[root(position)].append(pair)
+    absorbed: set[int] = set()
+    for members in sets.values():
+        if len(members) == 1:
+            continue
+        members.sort(key=lambda pair: (-rules[pair[0]].risk_score, pair[1].first))
+        _, kept = members[0]
+        for index, group in members[1:]:
+            kept.merge(group)
+            kept.attack = (*kept.attack, *rules[index].attack, *group.attack)
+            absorbed.add(id(group))
+    return [pair for pair in found if id(pair[1]) not in absorbed] if absorbed else found
+
+
+def _one_action(a: Rule, b: Rule) -> bool:
+    """Whether alerts of these two rules on linked events are alerts of one action."""
+    return a.rule_id == b.rule_id or (a.family is not None and a.family == b.family)
+
+
+class _Template:
+    """A rule's message: its template cut once into text and ``$field$`` parts, each filled
+    from the alert's group-by values, else from its earliest event that has the field (values
+    shortened); without a template, the title and the group values. What packet privacy hid is
+    said."""
+
+    def __init__(self, rule: Rule) -> None:
+        self._rule = rule
+        self._parts: list[tuple[str, str | None]] = []  # (text before, field name)
+        if rule.message is not None:
+            parts = TEMPLATE_FIELD.split(rule.message)
+            names: list[str | None] = [*parts[1::2], None]
+            self._parts = list(zip(parts[0::2], names, strict=True))
+
+    def fill(self, by: dict[str, Any], events: list[SmbEvent], encrypted: bool) -> str:
+        rule = self._rule
+        if rule.message is None:
+            shown = ", ".join(f"{k}={shorten(v)}" for k, v in by.items() if v is not None)
+            text = f"{rule.title}: {shown}" if shown else rule.title
+        else:
+            pieces = []
+            for before, name in self._parts:
+                pieces.append(before)
+                if name is not None:
+                    pieces.append(_template_value(name, by, events, rule.zeek, encrypted))
+            text = "".join(pieces)
+        return text + ENCRYPTED_NOTE if encrypted else text
 
 
 def _template_value(
@@ -537,6 +657,17 @@ def _none(_event: SmbEvent) -> None:
     return None
 
 
+_UNHASHABLE = (dict, list)
+
+
+def _first(item: tuple[Any, ...]) -> Any:
+    return item[0]
+
+
+def _time(event: SmbEvent) -> int:
+    return event.time
+
+
 def _hashable(value: Any) -> Any:
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True, default=str)
@@ -544,9 +675,24 @@ def _hashable(value: Any) -> Any:
 
 
 def detect(
-    events: Iterable[SmbEvent], ruleset: RuleSet, diagnostics: Diagnostics | None = None
+    events: Iterable[SmbEvent],
+    ruleset: RuleSet,
+    diagnostics: Diagnostics | None = None,
+    namer: Callable[[], Namer | None] | None = None,
 ) -> list[Alert]:
-    """Run ``ruleset`` over ``events`` and return the alerts (highest risk first)."""
-    detector = Detector(ruleset, diagnostics)
+    """Run ``ruleset`` over ``events`` and return the alerts (highest risk first), each in its
+    incident (``incident_id``). ``namer``: see ``Detector``."""
+    return detect_incidents(events, ruleset, diagnostics, namer)[0]
+
+
+def detect_incidents(
+    events: Iterable[SmbEvent],
+    ruleset: RuleSet,
+    diagnostics: Diagnostics | None = None,
+    namer: Callable[[], Namer | None] | None = None,
+) -> tuple[list[Alert], list[Incident]]:
+    """The alerts (as ``detect``) and the incidents they make up (highest risk first)."""
+    detector = Detector(ruleset, diagnostics, namer)
     detector.feed_all(events)
-    return detector.alerts()
+    alerts = detector.alerts()
+    return alerts, group_incidents(alerts)

@@ -127,7 +127,17 @@ _CONTRACT_KINDS: dict[str, str] = {
         "logon_type",
     )
 }
-_TEXT_FIELDS = {"session_id", "access_list", "delete_on_close", "encrypted", "rpc_args"}
+_TEXT_FIELDS = {
+    "session_id",
+    "seen_by",
+    "access_list",
+    "delete_on_close",
+    "encrypted",
+    "rpc_args",
+    "links",
+    "filled_from",
+    "missing_from_log",
+}
 
 _EVENT_ID = _f("(e.event_code if e.source == 'host' else _NETWORK_EVENT_IDS.get(e.action))", "int")
 _SHARE_NAME = _f("_share_unc(e)")

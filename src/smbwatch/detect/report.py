@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 from smbwatch.detect.alert import ALERT_FIELDS, CONTEXT_FIELDS, Alert
 from smbwatch.detect.attack import technique_names
+from smbwatch.detect.incidents import INCIDENT_FIELDS
 from smbwatch.detect.sigma import RuleSet
 from smbwatch.sinks.output import RowKind, write_rows
 from smbwatch.sinks.table import Column
@@ -48,6 +49,30 @@ ALERT_COLUMNS: list[Column] = [
     Column("evidence", _evidence, 11, 12, 40),
 ]
 
+
+def _path(incident: dict[str, Any]) -> str:
+    hosts = incident["path"] or [incident["src_host"] or "?", incident["dst_host"] or "?"]
+    return " → ".join(str(h) for h in hosts)
+
+
+def _titles(incident: dict[str, Any]) -> str:
+    """The incident's rules, highest risk first, each once."""
+    alerts = sorted(incident["alerts"], key=lambda a: -a["risk_score"])
+    return "; ".join(dict.fromkeys(a["title"] for a in alerts))
+
+
+INCIDENT_COLUMNS: list[Column] = [
+    Column("risk", lambda i: i["risk_score"], 1, 4),
+    Column("path", _path, 2, 24, 60),
+    Column("first seen", lambda i: i["first_time"], 3, 20, time=True),
+    Column("last seen", lambda i: i["last_time"], 8, 20, time=True),
+    Column("users", lambda i: ", ".join(i["users"]), 5, 10, 30),
+    Column("alerts", lambda i: i["count"], 6, 6, 7),
+    Column("what", _titles, 4, 30),
+    Column("ATT&CK", lambda i: ", ".join(i["attack"]), 9, 10, 40),
+    Column("incident", lambda i: i["incident_id"], 7, 14, 14),
+]
+
 RULE_FIELDS = (
     "rule_id",
     "title",
@@ -80,6 +105,7 @@ def csv_columns(alerts: Sequence[dict[str, Any]]) -> list[str]:
 
 
 ALERTS = RowKind("smbwatch alerts", ALERT_COLUMNS, csv_columns)
+INCIDENTS = RowKind("smbwatch incidents", INCIDENT_COLUMNS, INCIDENT_FIELDS)
 RULES = RowKind("smbwatch rules: detections", RULE_COLUMNS, RULE_FIELDS)
 HELPER_RULES = RowKind(
     "helper rules (building blocks of correlations; they raise no alert)",
