@@ -20,6 +20,7 @@ from setuptools.command.build_ext import build_ext
 SOURCE = Path("src")
 COMPILED = [
     "smbwatch/capture/*.py",
+    "smbwatch/filedata/*.py",
     "smbwatch/smb/*.py",
     "smbwatch/dcerpc/*.py",
     "smbwatch/diagnostics.py",

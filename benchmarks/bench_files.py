@@ -43,7 +43,7 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.options import Options
 from smbwatch.pipeline import capture_events
-from smbwatch.smb.files import Transfers
+from smbwatch.filedata.transfers import Transfers
 from smbwatch.smb.smb2 import Smb2Decoder
 from smbwatch.sinks.jsonl import write_jsonl
 diagnostics = Diagnostics()

@@ -13,10 +13,10 @@ from pathlib import Path
 from smbwatch.capture.endpoint import Endpoints
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.filedata.digests import InlineDigests
+from smbwatch.filedata.transfers import Transfers
 from smbwatch.options import Options
 from smbwatch.pipeline import capture_events
-from smbwatch.smb.digests import InlineDigests
-from smbwatch.smb.files import Transfers
 from smbwatch.smb.nbss import Decoder
 from smbwatch.smb.smb1 import Smb1Decoder
 

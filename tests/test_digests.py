@@ -1,4 +1,4 @@
-"""File digests computed beside the decoder (smb.digests): the hashing process and its inline
+"""File digests computed beside the decoder (filedata.digests): the hashing process and its inline
 fallback give hashlib's digests, however the data is cut and interleaved; a dead process costs
 the digests still due, with a warning, never the run; held-back events keep their order."""
 
@@ -18,10 +18,8 @@ from oracle import read_pcap_records, tool, write_pcap
 
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
-from smbwatch.options import Options
-from smbwatch.pipeline import capture_events
-from smbwatch.smb import digests as digests_module
-from smbwatch.smb.digests import (
+from smbwatch.filedata import digests as digests_module
+from smbwatch.filedata.digests import (
     READ_SIZE,
     REPLY,
     ChildHashes,
@@ -32,7 +30,9 @@ from smbwatch.smb.digests import (
     MappedCapture,
     StreamHashes,
 )
-from smbwatch.smb.files import FileData, Transfers
+from smbwatch.filedata.transfers import FileData, Transfers
+from smbwatch.options import Options
+from smbwatch.pipeline import capture_events
 
 pytestmark = pytest.mark.unit
 

@@ -18,8 +18,8 @@ from smb2_wire import EXAMPLE, feed, wire_messages
 
 from smbwatch.capture.endpoint import Endpoints
 from smbwatch.diagnostics import Diagnostics
+from smbwatch.filedata.transfers import Transfers
 from smbwatch.options import Options
-from smbwatch.smb.files import Transfers
 from smbwatch.smb.smb2 import Smb2Decoder
 
 pytestmark = pytest.mark.oracle

@@ -16,10 +16,10 @@ from oracle import read_pcap_records, write_pcap
 from smb2_wire import EXAMPLE, endpoints_of, feed, wire_messages
 
 from smbwatch.diagnostics import Diagnostics
+from smbwatch.filedata.transfers import Transfers
 from smbwatch.options import Options
 from smbwatch.pipeline import capture_events
 from smbwatch.sinks.extract import FileExtractor
-from smbwatch.smb.files import Transfers
 from smbwatch.smb.smb2 import Smb2Decoder
 
 pytestmark = pytest.mark.oracle

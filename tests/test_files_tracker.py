@@ -15,10 +15,11 @@ import pytest
 
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.filedata import digests
+from smbwatch.filedata.ranges import MAX_RANGES
+from smbwatch.filedata.transfers import FileData, FileTracker, Transfers
 from smbwatch.options import Options
 from smbwatch.sinks.extract import FileExtractor
-from smbwatch.smb import digests
-from smbwatch.smb.files import MAX_RANGES, FileData, FileTracker, Transfers
 
 pytestmark = pytest.mark.unit
 

@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("capture", ("smbwatch.capture",)),
+    ("filedata", ("smbwatch.filedata",)),
     ("dcerpc", ("smbwatch.dcerpc",)),
     ("smb", ("smbwatch.smb",)),
     (

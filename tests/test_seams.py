@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 from oracle import tshark_tcp_stream
 
+from smbwatch.capture.flows import Flows
 from smbwatch.capture.link import LINKTYPE_ETHERNET, tcp_segment
 from smbwatch.capture.pcap import Buffer, FrameReader, read_packets
 from smbwatch.capture.tcp import NO_SKIP, BodyTap, Skip, StreamConsumer, TcpReassembler
 from smbwatch.diagnostics import Diagnostics
+from smbwatch.filedata.digests import Digests, DigestService
+from smbwatch.filedata.transfers import Transfers
 from smbwatch.options import Bytes, Options
 from smbwatch.pipeline import capture_events
-from smbwatch.smb.digests import Digests, DigestService
-from smbwatch.smb.files import Transfers
 from smbwatch.smb.smb1 import Smb1Decoder
 from smbwatch.smb.smb2 import Smb2Decoder
 
@@ -74,7 +75,7 @@ def reassemble(capture: Path, consumer: StreamConsumer) -> None:
     """Every frame of a capture through the compiled reassembly (its Ethernet fast path too)."""
     diagnostics = Diagnostics()
     reassembler = TcpReassembler(lambda *endpoints: consumer, diagnostics)
-    flows: set[bytes] = set()
+    flows = Flows()
     for number, time, linktype, frame in read_packets(str(capture), diagnostics):
         if linktype == LINKTYPE_ETHERNET and reassembler.ethernet_frame(
             frame, 0, len(frame), time, number

@@ -11,8 +11,8 @@ import pytest
 from dcerpc_capture import bind_pdu
 
 from smbwatch.diagnostics import Diagnostics
+from smbwatch.filedata.transfers import Transfers
 from smbwatch.options import Options
-from smbwatch.smb.files import Transfers
 from smbwatch.smb.session import OpenFile, Tree, is_pipe_tree, remember, split_unc
 
 pytestmark = pytest.mark.unit

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from smbwatch.smb.files import sniff_magic
+from smbwatch.filedata.magic import sniff_magic
 
 pytestmark = pytest.mark.oracle
 

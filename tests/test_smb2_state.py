@@ -23,8 +23,8 @@ from smb2_wire import (
 
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.filedata.magic import sniff_magic
 from smbwatch.smb import smb2_records as rec
-from smbwatch.smb.files import sniff_magic
 from smbwatch.smb.session import MAX_FILES, SNIFF_WINDOW
 from smbwatch.smb.smb2 import MAX_PENDING, Smb2Decoder
 

@@ -8,7 +8,6 @@ can run the very same code.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
@@ -16,7 +15,8 @@ from typing import Final
 
 from smbwatch import readback, winlog
 from smbwatch.capture.endpoint import Endpoints
-from smbwatch.capture.link import LINKTYPE_ETHERNET, SMB_PORTS, tcp_segment
+from smbwatch.capture.flows import EVERY_FLOW, SMB_PORTS, Flows, FlowShare
+from smbwatch.capture.link import LINKTYPE_ETHERNET, tcp_segment
 from smbwatch.capture.pcap import CaptureError, FrameReader, capture_format, read_frames
 from smbwatch.capture.tcp import StreamConsumer, TcpReassembler, connection_id
 from smbwatch.containers import (
@@ -32,10 +32,10 @@ from smbwatch.dcerpc.transport import RpcTcpConnection
 from smbwatch.diagnostics import Diagnostics, InputError
 from smbwatch.events import SmbEvent
 from smbwatch.file_keys import with_file_keys
+from smbwatch.filedata.transfers import Transfers, settled
 from smbwatch.interrupt import check as check_interrupt
 from smbwatch.options import Options
-from smbwatch.parallel import InputRun, parallel_inputs
-from smbwatch.smb.files import Transfers
+from smbwatch.parallel import InputRun, can_fork, parallel_inputs
 from smbwatch.smb.nbss import DecoderFactory, SmbConnection
 from smbwatch.smb.smb1 import Smb1Decoder
 from smbwatch.smb.smb2 import Smb2Decoder
@@ -47,7 +47,6 @@ DECODERS: dict[int, type[Smb2Decoder] | type[Smb1Decoder]] = {
     0xFF: Smb1Decoder,
 }
 DEFAULT_OPTIONS: Final = Options()
-MAX_HELD_EVENTS: Final = 16384  # events held back behind one whose file is still being hashed
 CHECK_EVERY: Final = 1023  # frames between looks at whether a stop was asked for (a mask)
 SNIFF_SIZE: Final = 4096
 # Capture formats are told apart by the reader itself: forcing one on the other is no mismatch.
@@ -194,41 +193,32 @@ def capture_events(
     decoders: dict[int, DecoderFactory] | None = None,
     options: Options = DEFAULT_OPTIONS,
     frames: FrameReader | None = None,
+    flow_share: tuple[int, int] | None = None,
 ) -> Iterator[SmbEvent]:
     """SMB events of one capture file, in the order their messages complete.
 
     ``decoders`` maps an SMB protocol id byte (0xFE, 0xFF) to the decoder for that dialect family
     (by default ``DECODERS``, sharing the capture's file ``Transfers`` built from ``options``).
     ``frames`` is where the frames come from (by default ``source`` read with ``read_frames``).
+    ``flow_share`` (index, count) decodes only the TCP connections of that share
+    (``capture.flows``): the events of the ``count`` shares together are the capture's.
     """
     source = as_input(source)
+    share = EVERY_FLOW if flow_share is None else FlowShare(*flow_share)
     transfers = Transfers(options, diagnostics)
     if decoders is None:
         decoders = {key: partial(decoder, files=transfers) for key, decoder in DECODERS.items()}
-    if frames is None:
-        frames = read_frames(source, diagnostics)
+    if frames is None:  # a damaged file is said once, by the first share
+        frames = read_frames(source, diagnostics if share.first else Diagnostics())
     transfers.read_from(frames.mapped, frames.fileno)
     try:
         if source_format is None:
             source_format = sniff_format(source) or "pcap"
-        batches = _capture_events(frames, source.name, diagnostics, source_format, decoders)
-        yield from with_file_keys(_settled(batches, transfers))
+        batches = _capture_events(frames, source.name, diagnostics, source_format, decoders, share)
+        yield from with_file_keys(settled(batches, transfers))
     finally:
         frames.close()
         transfers.close()
-
-
-def _settled(batches: Iterator[list[SmbEvent]], transfers: Transfers) -> Iterator[SmbEvent]:
-    """The events in order, each once its file's digests are in: an event still waiting for
-    them holds back the ones after it, up to ``MAX_HELD_EVENTS``, while hashing goes on."""
-    held: deque[SmbEvent] = deque()
-    for batch in batches:
-        held.extend(batch)
-        while held and transfers.settle(held[0], len(held) > MAX_HELD_EVENTS):
-            yield held.popleft()
-    while held:
-        transfers.settle(held[0])
-        yield held.popleft()
 
 
 def _capture_events(
@@ -237,6 +227,7 @@ def _capture_events(
     diagnostics: Diagnostics,
     source_format: str,
     decoders: dict[int, DecoderFactory],
+    share: FlowShare,
 ) -> Iterator[list[SmbEvent]]:
     """The events of the capture, in batches as frames complete messages."""
     out: list[SmbEvent] = []
@@ -252,8 +243,8 @@ def _capture_events(
             return SmbConnection(endpoints, diagnostics, decoders, out)
         return RpcTcpConnection(endpoints, diagnostics, out)
 
-    reassembler = TcpReassembler(connection, diagnostics)
-    rpc_flows: set[bytes] = set()
+    reassembler = TcpReassembler(connection, diagnostics, share)
+    flows = Flows(share)
     try:
         while frames.next():
             buf, start, stop = frames.buf, frames.start, frames.stop
@@ -263,7 +254,7 @@ def _capture_events(
             if frames.linktype != LINKTYPE_ETHERNET or not reassembler.ethernet_frame(
                 buf, start, stop, time, frame
             ):
-                seg = tcp_segment(frames.linktype, buf[start:stop], diagnostics, rpc_flows)
+                seg = tcp_segment(frames.linktype, buf[start:stop], diagnostics, flows)
                 if seg is None:
                     continue
                 reassembler.segment(seg, time, frame)
@@ -306,7 +297,7 @@ def input_runs(
 ) -> Iterator[InputRun]:
     """Each (input, named explicitly) input as it is read, in order, by up to ``jobs`` worker
     processes. Read each one's events before asking for the next."""
-    if jobs > 1 and len(files) > 1:
+    if jobs > 1 and len(files) > 1 and can_fork():
         yield from parallel_inputs(input_events, files, input_format, jobs, options)
         return
     for source, explicit in files:

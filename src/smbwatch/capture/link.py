@@ -10,9 +10,8 @@ from __future__ import annotations
 import struct
 from typing import Final
 
+from smbwatch.capture.flows import SMB_PORTS, Flows
 from smbwatch.diagnostics import Diagnostics
-
-SMB_PORTS: Final = frozenset((445, 139))
 
 # Link types (tcpdump.org/linktypes.html).
 LINKTYPE_NULL: Final = 0
@@ -33,8 +32,6 @@ BSD_AF_INET6: Final = frozenset((10, 24, 28, 30))  # Linux, NetBSD/OpenBSD, Free
 IPV6_EXTENSIONS: Final = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
 IPV6_FRAGMENT: Final = 44
 PROTO_TCP: Final = 6
-DCERPC_BIND: Final = b"\x05\x00\x0b"  # rpc_vers 5, rpc_vers_minor 0, PTYPE bind
-MAX_RPC_FLOWS: Final = 1 << 17
 
 _u16 = struct.Struct("!H").unpack_from
 _tcp = struct.Struct("!HHIIH").unpack_from
@@ -47,24 +44,23 @@ Segment = tuple[bytes, int, int, int, int, bytes, int]
 
 
 def tcp_segment(
-    linktype: int, frame: bytes, diagnostics: Diagnostics, rpc_flows: set[bytes]
+    linktype: int, frame: bytes, diagnostics: Diagnostics, flows: Flows
 ) -> Segment | None:
     """The TCP segment in ``frame`` if it is SMB (port 445/139) or DCE/RPC over TCP, else None.
 
-    DCE/RPC over TCP runs on dynamic ports: a flow whose payload starts with a DCE/RPC BIND is
-    added to ``rpc_flows`` (both directions) and kept from then on.
+    DCE/RPC over TCP runs on dynamic ports: ``flows`` recognises it (``Flows.is_rpc``).
     """
     if linktype == LINKTYPE_ETHERNET and frame[12:14] == b"\x08\x00" and len(frame) >= 54:
         # The common case, Ethernet + IPv4 + TCP, without a function call per layer.
         version_ihl, total_len, fragment, protocol = _ipv4_header(frame, 14)
         if protocol != PROTO_TCP or fragment & 0x3FFF or version_ihl != 0x45 or total_len < 40:
-            return _ipv4(frame, 14, diagnostics, rpc_flows) if protocol == PROTO_TCP else None
+            return _ipv4(frame, 14, diagnostics, flows) if protocol == PROTO_TCP else None
         source_port, destination_port, seq, _, offset_flags = _tcp(frame, 34)
         start, end = 34 + (offset_flags >> 12) * 4, 14 + total_len
         if (
             source_port not in SMB_PORTS
             and destination_port not in SMB_PORTS
-            and not _is_rpc(frame, start, frame[26:38], rpc_flows)
+            and not flows.is_rpc(frame, start, frame[26:38])
         ):
             return None
         if start > end:
@@ -105,18 +101,17 @@ def tcp_segment(
             return None
         offset = 4
     else:
-        diagnostics.warn("unsupported_link_type", f"link type {linktype}")
+        if flows.share.first:
+            diagnostics.warn("unsupported_link_type", f"link type {linktype}")
         return None
     if ethertype == ETHERTYPE_IPV4:
-        return _ipv4(frame, offset, diagnostics, rpc_flows)
+        return _ipv4(frame, offset, diagnostics, flows)
     if ethertype == ETHERTYPE_IPV6:
-        return _ipv6(frame, offset, diagnostics, rpc_flows)
+        return _ipv6(frame, offset, diagnostics, flows)
     return None
 
 
-def _ipv4(
-    frame: bytes, offset: int, diagnostics: Diagnostics, rpc_flows: set[bytes]
-) -> Segment | None:
+def _ipv4(frame: bytes, offset: int, diagnostics: Diagnostics, flows: Flows) -> Segment | None:
     if len(frame) < offset + 20 or frame[offset + 9] != PROTO_TCP or frame[offset] >> 4 != 4:
         return None
     header_len = (frame[offset] & 0x0F) * 4
@@ -124,20 +119,19 @@ def _ipv4(
     fragment = _u16(frame, offset + 6)[0] & 0x3FFF
     if fragment:
         if fragment & 0x1FFF == 0:  # first fragment: the TCP header is there to look at
-            _count_fragment(frame, offset + header_len, diagnostics)
+            addresses = frame[offset + 12 : offset + 20]
+            _count_fragment(frame, offset + header_len, addresses, diagnostics, flows)
         return None
     if header_len < 20 or 0 < total_len < header_len:
         return None
     end = offset + total_len if total_len else len(frame)  # 0: segmentation offload on capture
     return _tcp_segment(
         frame, offset + header_len, end, frame[offset + 12 : offset + 16],
-        frame[offset + 16 : offset + 20], rpc_flows,
+        frame[offset + 16 : offset + 20], flows,
     )  # fmt: skip
 
 
-def _ipv6(
-    frame: bytes, offset: int, diagnostics: Diagnostics, rpc_flows: set[bytes]
-) -> Segment | None:
+def _ipv6(frame: bytes, offset: int, diagnostics: Diagnostics, flows: Flows) -> Segment | None:
     if len(frame) < offset + 40:
         return None
     next_header = frame[offset + 6]
@@ -146,10 +140,10 @@ def _ipv6(
     pos = offset + 40
     for _ in range(8):  # bounded walk over extension headers
         if next_header == PROTO_TCP:
-            return _tcp_segment(frame, pos, end, source, destination, rpc_flows)
+            return _tcp_segment(frame, pos, end, source, destination, flows)
         if next_header == IPV6_FRAGMENT:
             if len(frame) >= pos + 8 and _u16(frame, pos + 2)[0] & 0xFFF8 == 0:
-                _count_fragment(frame, pos + 8, diagnostics)
+                _count_fragment(frame, pos + 8, source + destination, diagnostics, flows)
             return None
         if next_header not in IPV6_EXTENSIONS or len(frame) < pos + 2:
             return None
@@ -157,16 +151,20 @@ def _ipv6(
     return None
 
 
-def _count_fragment(frame: bytes, pos: int, diagnostics: Diagnostics) -> None:
-    """Fragmented IP is not reassembled; count it when it is SMB so the loss is visible."""
+def _count_fragment(
+    frame: bytes, pos: int, addresses: bytes, diagnostics: Diagnostics, flows: Flows
+) -> None:
+    """Fragmented IP is not reassembled; count it when it is SMB so the loss is visible (in
+    the share of its connection)."""
     if len(frame) >= pos + 4:
         source_port, destination_port = struct.unpack_from("!HH", frame, pos)
-        if source_port in SMB_PORTS or destination_port in SMB_PORTS:
+        smb = source_port in SMB_PORTS or destination_port in SMB_PORTS
+        if smb and flows.share.ours(addresses + frame[pos : pos + 4]):
             diagnostics.warn("ip_fragment_skipped", "fragmented IP carrying SMB is not reassembled")
 
 
 def _tcp_segment(
-    frame: bytes, pos: int, end: int, source: bytes, destination: bytes, rpc_flows: set[bytes]
+    frame: bytes, pos: int, end: int, source: bytes, destination: bytes, flows: Flows
 ) -> Segment | None:
     if len(frame) < pos + 20:
         return None
@@ -176,7 +174,7 @@ def _tcp_segment(
     if (
         source_port not in SMB_PORTS
         and destination_port not in SMB_PORTS
-        and not _is_rpc(frame, start, key, rpc_flows)
+        and not flows.is_rpc(frame, start, key)
     ):
         return None
     if start > end:
@@ -184,24 +182,3 @@ def _tcp_segment(
     payload = frame[start:end]
     cut = end - start - len(payload)  # bytes the capture's snap length left out
     return key, source_port, destination_port, seq, offset_flags & 0x3F, payload, cut
-
-
-def starts_dcerpc_bind(data: bytes, start: int = 0) -> bool:
-    """Whether ``data[start:]`` begins with a DCE/RPC BIND: version 5.0, packet type 11, NDR's
-    data representation (little-endian, ASCII). How a DCE/RPC conversation is recognised
-    whatever carries it: a TCP flow on any port, or a file on a tree whose connect was missed."""
-    return data[start : start + 3] == DCERPC_BIND and data[start + 4 : start + 5] == b"\x10"
-
-
-def _is_rpc(frame: bytes, start: int, key: bytes, rpc_flows: set[bytes]) -> bool:
-    """Is this a DCE/RPC over TCP flow: known, or starting with a BIND (version 5.0, NDR)?"""
-    if key in rpc_flows:
-        return True
-    if not starts_dcerpc_bind(frame, start):
-        return False
-    if len(rpc_flows) >= MAX_RPC_FLOWS:
-        rpc_flows.clear()  # bounded: hostile traffic full of binds cannot grow it without end
-    half = len(key) // 2 - 2
-    rpc_flows.add(key)
-    rpc_flows.add(key[half : 2 * half] + key[:half] + key[-2:] + key[-4:-2])
-    return True

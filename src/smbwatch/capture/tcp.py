@@ -16,7 +16,8 @@ from typing import Final
 
 from mypy_extensions import mypyc_attr
 
-from smbwatch.capture.link import SMB_PORTS, Segment
+from smbwatch.capture.flows import EVERY_FLOW, SMB_PORTS, FlowShare
+from smbwatch.capture.link import Segment
 from smbwatch.capture.pcap import Buffer
 from smbwatch.diagnostics import Diagnostics
 
@@ -134,9 +135,12 @@ def _address(raw: bytes) -> str:
 class TcpReassembler:
     """Routes segments to connections and delivers each direction's bytes in order."""
 
-    def __init__(self, factory: ConsumerFactory, diagnostics: Diagnostics) -> None:
+    def __init__(
+        self, factory: ConsumerFactory, diagnostics: Diagnostics, share: FlowShare = EVERY_FLOW
+    ) -> None:
         self.factory = factory
         self.diagnostics = diagnostics
+        self.share = share  # the connections followed (the others are not even looked at)
         self.flows: dict[bytes, tuple[_Connection, bool]] = {}
 
     def segment(self, seg: Segment, time: int, frame: int) -> None:
@@ -152,6 +156,8 @@ class TcpReassembler:
         if entry is None:
             if flags & RST or not (payload or cut or flags & SYN):
                 return  # a bare ACK or reset of a connection we never saw says nothing
+            if not self.share.ours(key):
+                return
             entry = self._open(key, source_port, destination_port, time, seq, flags)
         connection, from_client = entry
         connection.last_time = time

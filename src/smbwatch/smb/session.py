@@ -16,13 +16,13 @@ import struct
 from collections.abc import Callable
 from typing import Any, Final
 
-from smbwatch.capture.link import starts_dcerpc_bind
+from smbwatch.capture.flows import starts_dcerpc_bind
 from smbwatch.dcerpc.events import call_fields
 from smbwatch.dcerpc.pipe import RpcCall, RpcPipe
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.filedata.transfers import FileData, FileTracker
 from smbwatch.smb import fscc, gssapi, ntlmssp
-from smbwatch.smb.files import FileData, FileTracker
 
 SNIFF_WINDOW: Final = 512  # data bytes kept from a file WRITE/READ: enough to recognise its type
 MAX_FILES: Final = 4096

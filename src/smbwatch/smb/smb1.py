@@ -18,12 +18,15 @@ from collections.abc import Callable
 from typing import Final
 
 from smbwatch.capture.endpoint import Endpoints
+from smbwatch.capture.tcp import BodyTap
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.filedata.magic import sniff_magic
+from smbwatch.filedata.transfers import Transfers, tracker_of
 from smbwatch.ntstatus import STATUS_BUFFER_OVERFLOW, STATUS_MORE_PROCESSING_REQUIRED
 from smbwatch.smb import fscc
 from smbwatch.smb import smb1_records as rec
-from smbwatch.smb.files import FileBodies, Transfers, sniff_magic
+from smbwatch.smb.nbss import Decoder
 from smbwatch.smb.session import (
     MAX_FILES,
     MAX_SESSIONS,
@@ -160,7 +163,7 @@ RequestHandler = Callable[["Smb1Decoder", _Request, rec.Block], _Item]
 ResponseHandler = Callable[["Smb1Decoder", _Item, rec.Header, bytes, "rec.Block | None"], None]
 
 
-class Smb1Decoder(FileBodies):
+class Smb1Decoder(Decoder):
     """SMB1 of one connection (the ``Decoder`` protocol of ``smb.nbss``).
 
     The data of each open file goes to a ``files.FileTracker``: its summary (size, bytes seen,
@@ -173,7 +176,11 @@ class Smb1Decoder(FileBodies):
     ) -> None:
         self._endpoints = endpoints
         self._diag = diagnostics
-        super().__init__(files, diagnostics)
+        super().__init__()
+        # File data past what a message's decoding keeps goes to the tracker (counted and
+        # hashed); ``wants_body``, set after each message, is True only while such data follows.
+        self._tracker = tracker_of(files, diagnostics)
+        self._follows = 0  # bytes of the message being decoded that come to body() after it
         self.dialect: str | None = None
         self._security_mode: int | None = None
         self._pending: dict[tuple[int, int], deque[_Exchange]] = {}
@@ -239,6 +246,16 @@ class Smb1Decoder(FileBodies):
             self.wants_body = self._tracker.routed(from_client)
         events, self._events = self._events, []
         return events
+
+    def body(self, from_client: bool, chunk: bytes) -> None:
+        self._tracker.body(from_client, chunk)
+
+    def body_gap(self, from_client: bool, length: int) -> None:
+        """Bytes of a file's data were not captured: that file's hash is impossible."""
+        self._tracker.body_gap(from_client, length)
+
+    def body_tap(self, from_client: bool) -> BodyTap | None:
+        return self._tracker.tap(from_client)
 
     def finish(self) -> list[SmbEvent]:
         """Requests never answered, pipes' unanswered calls, and a ``close`` event (no command,

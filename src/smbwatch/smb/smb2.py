@@ -15,9 +15,12 @@ from collections.abc import Callable
 from typing import Final
 
 from smbwatch.capture.endpoint import Endpoints
-from smbwatch.capture.link import starts_dcerpc_bind
+from smbwatch.capture.flows import starts_dcerpc_bind
+from smbwatch.capture.tcp import BodyTap
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.filedata.magic import sniff_magic
+from smbwatch.filedata.transfers import FileData, Transfers, tracker_of
 from smbwatch.ntstatus import (
     STATUS_BUFFER_OVERFLOW,
     STATUS_MORE_PROCESSING_REQUIRED,
@@ -27,7 +30,7 @@ from smbwatch.ntstatus import (
 )
 from smbwatch.smb import fscc
 from smbwatch.smb import smb2_records as rec
-from smbwatch.smb.files import FileBodies, FileData, Transfers, sniff_magic
+from smbwatch.smb.nbss import Decoder
 from smbwatch.smb.session import (
     MAX_FILES,
     MAX_SESSIONS,
@@ -140,7 +143,7 @@ RequestHandler = Callable[["Smb2Decoder", _Request], _Pending]
 ResponseHandler = Callable[["Smb2Decoder", rec.Header, bytes, "_Pending | None", int, int], None]
 
 
-class Smb2Decoder(FileBodies):
+class Smb2Decoder(Decoder):
     """Decodes the SMB2/3 messages of one connection (the ``Decoder`` of CONTRIBUTING.md).
 
     The bytes written to and read from each open named pipe go to a ``dcerpc.RpcPipe``; each
@@ -155,7 +158,11 @@ class Smb2Decoder(FileBodies):
     ) -> None:
         self._endpoints = endpoints
         self._diag = diagnostics
-        super().__init__(files, diagnostics)
+        super().__init__()
+        # File data past what a message's decoding keeps goes to the tracker (counted and
+        # hashed); ``wants_body``, set after each message, is True only while such data follows.
+        self._tracker = tracker_of(files, diagnostics)
+        self._follows = 0  # bytes of the message being decoded that come to body() after it
         self.dialect: str | None = None
         self._sessions: dict[int, Session] = {}
         self._trees: dict[tuple[int, int], Tree] = {}
@@ -218,6 +225,16 @@ class Smb2Decoder(FileBodies):
             self.wants_body = self._tracker.routed(from_client)
         events, self._events = self._events, []
         return events
+
+    def body(self, from_client: bool, chunk: bytes) -> None:
+        self._tracker.body(from_client, chunk)
+
+    def body_gap(self, from_client: bool, length: int) -> None:
+        """Bytes of a file's data were not captured: that file's hash is impossible."""
+        self._tracker.body_gap(from_client, length)
+
+    def body_tap(self, from_client: bool) -> BodyTap | None:
+        return self._tracker.tap(from_client)
 
     def finish(self) -> list[SmbEvent]:
         """Requests that never got a response (``status`` None), pipes' unanswered calls, and a

@@ -65,7 +65,7 @@ PIPE_SIZE: Final = 1 << 20  # the pipe's capacity (Linux's default limit for a p
 MAX_STREAMS = 1 << 16  # streams hashed at once (a hostile capture may open millions of files)
 BATCH_SIZE: Final = 256 << 10  # child: data handed to the md5 thread at once
 MAX_BATCHES: Final = 16  # child: batches waiting for it (each up to a read's worth more)
-CHILD: Final = "from smbwatch.smb.digests import serve; serve({})"
+CHILD: Final = "from smbwatch.filedata.digests import serve; serve({})"
 UNREADABLE_REASON: Final = "the hashing process could not read the capture file"
 
 Digests = tuple[str, str, str]  # sha256, sha1, md5, in hex

@@ -1,12 +1,9 @@
 """What crossed the wire of each opened file: which bytes, what they are, and their hashes.
 
-``sniff_magic`` names a file's type from its first bytes, so a dropped binary is recognised even
-when it is called ``report.txt``; the names are short and stable because rules match on them.
-
 ``FileTracker`` (one per connection's decoder) follows the data written to (upload) and read
 from (download) each open file: the distinct ranges seen, the type, and, while the data arrives
 in order from offset 0, sha256/sha1/md5 computed as it streams (by a process beside the decoder:
-``smb.digests``), and the file's bytes handed to the extraction sink. A close event whose
+``filedata.digests``), and the file's bytes handed to the extraction sink. A close event whose
 digests are still being computed waits in ``Transfers`` until ``settle`` finds them in.
 
 Nothing holds a whole file: in-order data is hashed as it arrives, data that arrives ahead of a
@@ -18,71 +15,21 @@ of one capture share.
 from __future__ import annotations
 
 import mmap
-from bisect import bisect_right
-from operator import itemgetter
+from collections import deque
+from collections.abc import Iterator
 from typing import Final
 
 from smbwatch.capture.tcp import BodyTap
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
+from smbwatch.filedata.digests import DigestError, DigestService, start_digests
+from smbwatch.filedata.magic import sniff_magic
+from smbwatch.filedata.ranges import Ranges
 from smbwatch.options import Bytes, ExtractedFile, Options
-from smbwatch.smb.digests import DigestError, DigestService, start_digests
-from smbwatch.smb.nbss import Decoder
-
-# (signature, offset, name): checked in order, first match wins.
-_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
-    (b"MZ", 0, "PE"),
-    (b"\x7fELF", 0, "ELF"),
-    (b"#!", 0, "script"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", 0, "OLE"),  # MSI, legacy Office, ...
-    (b"%PDF-", 0, "PDF"),
-    (b"MSCF", 0, "CAB"),
-    (b"Rar!\x1a\x07", 0, "RAR"),
-    (b"7z\xbc\xaf\x27\x1c", 0, "7z"),
-    (b"\x1f\x8b", 0, "gzip"),
-    (b"\xfd7zXZ\x00", 0, "xz"),
-    (b"L\x00\x00\x00\x01\x14\x02\x00", 0, "LNK"),
-    (b"regf", 0, "registry_hive"),  # SAM/SYSTEM/SECURITY saved for offline cracking
-    (b"\xef\xcd\xab\x89", 4, "ESE"),  # ntds.dit and other ESE databases
-    (b"MDMP", 0, "minidump"),  # e.g. an lsass dump taken off the host
-    (b"ElfFile\x00", 0, "EVTX"),
-    (b"\xfe\xed\xfa\xce", 0, "Mach-O"),
-    (b"\xfe\xed\xfa\xcf", 0, "Mach-O"),
-    (b"\xce\xfa\xed\xfe", 0, "Mach-O"),
-    (b"\xcf\xfa\xed\xfe", 0, "Mach-O"),
-    (b"{\\rtf", 0, "RTF"),
-)
-_ZIP: Final = b"PK\x03\x04"
-_OOXML_FIRST_ENTRY: Final = b"[Content_Types].xml"
-_BATCH_PREFIXES: Final = (b"@echo", b"@ECHO", b"@Echo")
-# Every prefix that can name a type, and every offset they sit at: most files are none of
-# these, and one C-level ``startswith`` per offset says so.
-_KNOWN_PREFIXES: Final = {
-    offset: tuple(sig for sig, at, _ in _SIGNATURES if at == offset)
-    for offset in sorted({at for _, at, _ in _SIGNATURES})
-}
-_KNOWN_PREFIXES[0] += (_ZIP, *_BATCH_PREFIXES)
-
-
-def sniff_magic(data: bytes) -> str | None:
-    """The file type of ``data`` (the first bytes of a file), or None when nothing is known."""
-    if not any(data.startswith(prefixes, at) for at, prefixes in _KNOWN_PREFIXES.items()):
-        return None
-    for signature, offset, name in _SIGNATURES:
-        if data.startswith(signature, offset):
-            return name
-    if data.startswith(_ZIP):
-        # The local file header's name starts at 30; OOXML puts its content types first.
-        return "OOXML" if data.startswith(_OOXML_FIRST_ENTRY, 30) else "ZIP"
-    if data.startswith(_BATCH_PREFIXES):
-        return "script"
-    return None
-
 
 UPLOAD, DOWNLOAD = "upload", "download"
-MAX_RANGES: Final = 1024  # separate ranges remembered per file and direction
+MAX_HELD_EVENTS: Final = 16384  # events held back behind one whose file is still being hashed
 MAX_HELD_PIECES: Final = 1024  # separate out-of-order pieces held per file and direction
-_START: Final = itemgetter(0)
 
 
 class Transfers:
@@ -165,6 +112,26 @@ class Transfers:
             self._digests = None
 
 
+def settled(batches: Iterator[list[SmbEvent]], transfers: Transfers) -> Iterator[SmbEvent]:
+    """The events of a capture in order, each once its file's digests are in: an event still
+    waiting for them holds back the ones after it, up to ``MAX_HELD_EVENTS``, while hashing
+    goes on."""
+    held: deque[SmbEvent] = deque()
+    for batch in batches:
+        held.extend(batch)
+        while held and transfers.settle(held[0], len(held) > MAX_HELD_EVENTS):
+            yield held.popleft()
+    while held:
+        transfers.settle(held[0])
+        yield held.popleft()
+
+
+def tracker_of(files: Transfers | None, diagnostics: Diagnostics) -> FileTracker:
+    """The tracker of a decoder's connection: from the capture's ``files``, or, for a decoder
+    used on its own, from transfers of its own with the default options."""
+    return (files or Transfers(Options(), diagnostics)).tracker()
+
+
 class _Stream:
     """The in-order bytes of one file from offset 0: hashed, and extracted when asked."""
 
@@ -239,15 +206,14 @@ class _Transfer:
     """The data of one direction of one open file."""
 
     __slots__ = (
-        "transfers", "upload", "ranges", "run_start", "run_end", "magic", "first", "last",
-        "position", "stream", "held", "held_bytes", "held_start", "held_end", "joined",
+        "transfers", "upload", "ranges", "magic", "first", "last", "position", "stream", "held",
+        "held_bytes", "held_start", "held_end",
     )  # fmt: skip
 
     def __init__(self, transfers: Transfers, upload: bool, time: int, frame: int) -> None:
         self.transfers = transfers
         self.upload = upload
-        self.ranges: list[list[int]] = []  # sorted, disjoint [start, end) seen before the run
-        self.run_start = self.run_end = -1  # the bytes being seen one after another now
+        self.ranges = Ranges(transfers.diagnostics)
         self.magic: str | None = None
         self.first = self.last = (time, frame)  # of the first and last message with data
         self.position = 0 if transfers.hashing else -1  # next byte to hash; -1: no hash
@@ -255,54 +221,6 @@ class _Transfer:
         self.held: dict[int, bytearray] = {}  # data ahead of ``position``, by offset
         self.held_bytes = 0
         self.held_start = self.held_end = -1  # the piece held last: data may continue it
-        self.joined = False  # ranges were joined to stay within MAX_RANGES
-
-    # -- ranges ---------------------------------------------------------------------------------
-
-    def seen(self, start: int, end: int) -> None:
-        """Bytes [start, end) crossed the wire."""
-        if start == self.run_end:  # they continue the run: the usual case
-            self.run_end = end
-            return
-        if self.run_end >= 0:
-            self._insert(self.run_start, self.run_end)
-        self.run_start, self.run_end = start, end
-
-    def seen_ranges(self) -> list[list[int]]:
-        """Every range seen, sorted and disjoint."""
-        if self.run_end >= 0:
-            self._insert(self.run_start, self.run_end)
-            self.run_start = self.run_end = -1
-        return self.ranges
-
-    def _insert(self, start: int, end: int) -> None:
-        ranges = self.ranges
-        i = bisect_right(ranges, start, key=_START)
-        if i and ranges[i - 1][1] >= start:
-            i -= 1
-            start = ranges[i][0]
-        j = i
-        while j < len(ranges) and ranges[j][0] <= end:
-            end = max(end, ranges[j][1])
-            j += 1
-        ranges[i:j] = [[start, end]]
-        if len(ranges) > MAX_RANGES:
-            self._join(i)
-
-    def _join(self, i: int) -> None:
-        """Too many separate ranges: join range ``i`` to its nearest neighbour (the hole
-        between them is then counted as seen)."""
-        ranges = self.ranges
-        before = ranges[i][0] - ranges[i - 1][1] if i else None
-        after = ranges[i + 1][0] - ranges[i][1] if i + 1 < len(ranges) else None
-        if after is None or (before is not None and before <= after):
-            i -= 1
-        ranges[i : i + 2] = [[ranges[i][0], ranges[i + 1][1]]]
-        if not self.joined:
-            self.joined = True
-            self.transfers.diagnostics.warn(
-                "file_ranges_joined", f"more than {MAX_RANGES} separate ranges in one file"
-            )
 
     # -- the in-order stream -------------------------------------------------------------------
 
@@ -310,10 +228,7 @@ class _Transfer:
         """Data ``buf[start:stop]`` at ``offset``: counted, and hashed in order (held for later
         if it is early)."""
         end = offset + stop - start
-        if offset == self.run_end:
-            self.run_end = end
-        else:
-            self.seen(offset, end)
+        self.ranges.seen(offset, end)
         if offset == self.position:
             self.position = end
             if self.stream is None:
@@ -405,7 +320,7 @@ class _Transfer:
 
     def report(self, event: SmbEvent, file_size: int) -> None:
         """Fill ``event`` with this transfer's summary; keep the extracted file if complete."""
-        ranges = self.seen_ranges()
+        ranges = self.ranges.all()
         size = max(file_size, ranges[-1][1] if ranges else 0)
         event.direction = UPLOAD if self.upload else DOWNLOAD
         event.file_size = size
@@ -517,7 +432,9 @@ class FileTracker:
         if offset == 0 and transfer.magic is None:
             transfer.magic = sniff_magic(present)
         if not self.hashing:
-            transfer.seen(offset, offset + length)  # as the message says: its data is skipped
+            transfer.ranges.seen(
+                offset, offset + length
+            )  # as the message says: its data is skipped
             return
         if present:
             transfer.add(offset, present, 0, len(present))
@@ -570,25 +487,3 @@ class FileTracker:
         for transfer, target in zip(transfers, events, strict=False):
             transfer.report(target, end_of_file)
         return events
-
-
-class FileBodies(Decoder):
-    """The part of a ``Decoder`` that SMB1 and SMB2 share: the rest of a message past what
-    the decoder kept is file data for the connection's tracker (counted and hashed)."""
-
-    def __init__(self, files: Transfers | None, diagnostics: Diagnostics) -> None:
-        super().__init__()
-        self._tracker = (files or Transfers(Options(), diagnostics)).tracker()
-        # ``wants_body``, set after each message: True only while file data to hash follows it
-        # (the TCP layer skips the rest of every other message without a call per segment).
-        self._follows = 0  # bytes of the message being decoded that come to body() after it
-
-    def body(self, from_client: bool, chunk: bytes) -> None:
-        self._tracker.body(from_client, chunk)
-
-    def body_gap(self, from_client: bool, length: int) -> None:
-        """Bytes of that data were not captured: that file's hash is impossible."""
-        self._tracker.body_gap(from_client, length)
-
-    def body_tap(self, from_client: bool) -> BodyTap | None:
-        return self._tracker.tap(from_client)
