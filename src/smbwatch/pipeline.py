@@ -8,6 +8,8 @@ can run the very same code.
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
@@ -35,7 +37,7 @@ from smbwatch.file_keys import with_file_keys
 from smbwatch.filedata.transfers import Transfers, settled
 from smbwatch.interrupt import check as check_interrupt
 from smbwatch.options import Options
-from smbwatch.parallel import InputRun, can_fork, parallel_inputs
+from smbwatch.parallel import InputRun, Readers, Share, Work, can_fork, parallel_inputs
 from smbwatch.smb.nbss import DecoderFactory, SmbConnection
 from smbwatch.smb.smb1 import Smb1Decoder
 from smbwatch.smb.smb2 import Smb2Decoder
@@ -49,6 +51,10 @@ DECODERS: dict[int, type[Smb2Decoder] | type[Smb1Decoder]] = {
 DEFAULT_OPTIONS: Final = Options()
 CHECK_EVERY: Final = 1023  # frames between looks at whether a stop was asked for (a mask)
 SNIFF_SIZE: Final = 4096
+# A capture file at least this large is read by every worker of ``-j N``, each decoding the
+# connections of its share: a smaller one is read faster by one worker than N times over.
+SPLIT_AT: Final = 64 << 20
+END: Final = 1 << 62  # the key of the events the end of a capture completes (after every frame)
 # Capture formats are told apart by the reader itself: forcing one on the other is no mismatch.
 _SAME_READER: Final = {"pcap": "capture", "pcapng": "capture"}
 
@@ -194,6 +200,7 @@ def capture_events(
     options: Options = DEFAULT_OPTIONS,
     frames: FrameReader | None = None,
     flow_share: tuple[int, int] | None = None,
+    completed: deque[tuple[int, int]] | None = None,
 ) -> Iterator[SmbEvent]:
     """SMB events of one capture file, in the order their messages complete.
 
@@ -202,6 +209,9 @@ def capture_events(
     ``frames`` is where the frames come from (by default ``source`` read with ``read_frames``).
     ``flow_share`` (index, count) decodes only the TCP connections of that share
     (``capture.flows``): the events of the ``count`` shares together are the capture's.
+    ``completed`` is given, for each batch of events as the frame loop makes them, (the number
+    of the frame that completed them, or ``END``; how many), before they come out in that order
+    (``share_events``).
     """
     source = as_input(source)
     share = EVERY_FLOW if flow_share is None else FlowShare(*flow_share)
@@ -214,7 +224,9 @@ def capture_events(
     try:
         if source_format is None:
             source_format = sniff_format(source) or "pcap"
-        batches = _capture_events(frames, source.name, diagnostics, source_format, decoders, share)
+        batches = _capture_events(
+            frames, source.name, diagnostics, source_format, decoders, share, completed
+        )
         yield from with_file_keys(settled(batches, transfers))
     finally:
         frames.close()
@@ -228,6 +240,7 @@ def _capture_events(
     source_format: str,
     decoders: dict[int, DecoderFactory],
     share: FlowShare,
+    completed: deque[tuple[int, int]] | None,
 ) -> Iterator[list[SmbEvent]]:
     """The events of the capture, in batches as frames complete messages."""
     out: list[SmbEvent] = []
@@ -259,12 +272,42 @@ def _capture_events(
                     continue
                 reassembler.segment(seg, time, frame)
             if out:
+                if completed is not None:
+                    completed.append((frame, len(out)))
                 yield out  # taken in by the consumer before this resumes
                 out.clear()
     finally:
         frames.close()
     reassembler.finish()
+    if completed is not None:
+        completed.append((END, len(out)))
     yield out
+
+
+def share_events(
+    source: InputFile,
+    diagnostics: Diagnostics,
+    input_format: str | None,
+    options: Options,
+    share: Share,
+) -> Iterator[tuple[int, SmbEvent]]:
+    """The events of one share of a capture's connections (``capture_events``' ``flow_share``),
+    each with the number of the frame that completed it (``END``: the end of the capture). The
+    events of all shares merged by that number, equal numbers share by share, are the whole
+    capture's in its order, but for those the end completes (each share's together)."""
+    completed: deque[tuple[int, int]] = deque()
+    key, left = 0, 0
+    try:
+        for event in capture_events(
+            source, diagnostics, input_format, options=options, flow_share=share,
+            completed=completed,
+        ):  # fmt: skip
+            while not left:
+                key, left = completed.popleft()
+            left -= 1
+            yield key, event
+    except CaptureError as capture_error:
+        raise InputError(str(capture_error)) from None
 
 
 def iter_events(
@@ -296,14 +339,35 @@ def input_runs(
     options: Options = DEFAULT_OPTIONS,
 ) -> Iterator[InputRun]:
     """Each (input, named explicitly) input as it is read, in order, by up to ``jobs`` worker
-    processes. Read each one's events before asking for the next."""
-    if jobs > 1 and len(files) > 1 and can_fork():
-        yield from parallel_inputs(input_events, files, input_format, jobs, options)
-        return
+    processes (a large capture file by all of them, each decoding a share of its connections).
+    Read each one's events before asking for the next."""
+    if jobs > 1 and can_fork():
+        work = [
+            Work(source, explicit, shares(source, input_format, jobs)) for source, explicit in files
+        ]
+        if len(work) > 1 or work and work[0].shares > 1:
+            yield from parallel_inputs(READERS, work, input_format, jobs, options)
+            return
     for source, explicit in files:
         run = InputRun(source, explicit)
         run.events = _read(run, input_format, options)
         yield run
+
+
+def shares(source: InputFile, input_format: str | None, jobs: int) -> int:
+    """In how many shares an input is read: one per job for a capture file of ``SPLIT_AT`` or
+    more read where it lies (memory-mapped by every share); any other input whole (a compressed
+    capture, or one in a zip, would be decompressed once per share)."""
+    if jobs < 2 or source.member is not None:
+        return 1
+    if input_format is not None and input_format not in CAPTURE_FORMATS:
+        return 1
+    try:
+        if os.stat(source.path).st_size < SPLIT_AT or not source.plain_file():
+            return 1
+        return jobs if sniff_format(source) in CAPTURE_FORMATS else 1
+    except (OSError, InputError):
+        return 1  # said when it is read
 
 
 def _read(run: InputRun, input_format: str | None, options: Options) -> Iterator[SmbEvent]:
@@ -311,3 +375,6 @@ def _read(run: InputRun, input_format: str | None, options: Options) -> Iterator
         yield from input_events(run.source, run.diagnostics, input_format, options)
     except InputError as exc:
         run.error = exc
+
+
+READERS: Final = Readers(input_events, share_events)
