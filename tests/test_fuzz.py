@@ -46,7 +46,7 @@ from winlog_surgery import CHUNK_SIZE, FILE_HEADER_SIZE, reseal_chunk
 
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import FIELD_NAMES, SmbEvent
-from smbwatch.options import Options
+from smbwatch.options import HASHES, Options
 from smbwatch.pipeline import InputError, input_events
 from smbwatch.sinks.csv import write_csv
 from smbwatch.sinks.escape import CSV_UNSAFE, JSON_UNSAFE
@@ -243,7 +243,7 @@ def test_fuzz_smb_messages(
     if files == "extract":
         options = Options(extract=FileExtractor(scratch / "files"))
     else:
-        options = Options(hash_files=files == "hash")
+        options = Options(hashes=HASHES if files == "hash" else ())
     run_input(path, "smb_messages", options)
 
 
@@ -399,7 +399,7 @@ def test_fuzz_zip_archives(scratch: Path, mutations: list[Mutation], method: str
 
     EXECUTIONS["zip_archives"] += 1
     diagnostics, errors = Diagnostics(), []
-    options = Options(hash_files=False)
+    options = Options(hashes=())
     events = list(iter_events([str(path)], diagnostics, None, errors, 1, options))
     check_sinks([event.to_dict() for event in events])
 

@@ -27,7 +27,7 @@ from smbwatch.exits import (
 )
 from smbwatch.interrupt import Interrupted
 from smbwatch.interrupt import install as install_interrupt
-from smbwatch.options import Options
+from smbwatch.options import DEFAULT_HASHES, HASHES, Options
 from smbwatch.pipeline import iter_events
 from smbwatch.sinks import OutputError
 from smbwatch.sinks.extract import ExtractError, FileExtractor
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_case.add_clock_argument(events)
     cli_case.add_filter_arguments(events)
     _add_output_arguments(events, FORMATS)
-    _add_no_hash_argument(events)
+    _add_hash_arguments(events)
     events.add_argument(
         "--extract-files",
         metavar="DIR",
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_case.add_case_argument(detect_verb)
     cli_case.add_clock_argument(detect_verb)
     cli_case.add_filter_arguments(detect_verb, risk=True)
-    _add_no_hash_argument(detect_verb)
+    _add_hash_arguments(detect_verb)
     _add_rules_argument(detect_verb)
     _add_output_arguments(detect_verb)
     detect_verb.set_defaults(run=run_detect)
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_arguments(rules_list)
     rules_list.add_argument("-q", "--quiet", action="store_true", help="no warnings on stderr")
     rules_list.set_defaults(run=run_rules_list)
-    shared = cli_case.Arguments(_add_input_arguments, _add_output_arguments, _add_no_hash_argument)
+    shared = cli_case.Arguments(_add_input_arguments, _add_output_arguments, _add_hash_arguments)
     cli_case.add_verbs(verbs, shared)
     return parser
 
@@ -170,12 +170,38 @@ def _jobs(text: str) -> int:
     return jobs
 
 
-def _add_no_hash_argument(parser: argparse.ArgumentParser) -> None:
+def _add_hash_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--hash`` and ``--no-hash`` (the same as ``--hash none``): the last one given counts."""
+    parser.add_argument(
+        "--hash",
+        dest="hashes",
+        type=_hashes,
+        default=DEFAULT_HASHES,
+        metavar="LIST",
+        help="digests of transferred files: sha256, sha1, md5, comma-separated, or none"
+        " (default: sha256)",
+    )
     parser.add_argument(
         "--no-hash",
-        action="store_true",
-        help="no sha256/sha1/md5 of transferred files (file data is then skipped: fastest)",
+        dest="hashes",
+        action="store_const",
+        const=(),
+        help="no digests of transferred files, as --hash none (file data is then skipped: fastest)",
     )
+
+
+def _hashes(text: str) -> tuple[str, ...]:
+    """``--hash LIST``: digests by name, in the events' order; ``none``: no digest."""
+    names = [name.strip().lower() for name in text.split(",")]
+    if names == ["none"]:
+        return ()
+    unknown = [name for name in names if name not in HASHES]
+    if unknown or not names:
+        choices = ", ".join(HASHES)
+        raise argparse.ArgumentTypeError(
+            f"not a digest: {unknown[0]!r} (choose from {choices}, or none)"
+        )
+    return tuple(name for name in HASHES if name in names)
 
 
 def _add_output_arguments(
@@ -210,13 +236,16 @@ def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[
 def _options(args: argparse.Namespace) -> Options:
     if args.extract_files is None:
         return cli_case.read_options(args)
-    if args.no_hash:
-        raise InputError("--extract-files names files by their sha256: it cannot go with --no-hash")
+    if "sha256" not in args.hashes:
+        raise InputError(
+            "--extract-files names files by their sha256: it needs sha256 in --hash"
+            " (it cannot go with --no-hash)"
+        )
     try:
         extractor = FileExtractor(args.extract_files)
     except ExtractError as exc:
         raise InputError(str(exc)) from None
-    return Options(extract=extractor, zip_password=args.zip_password)
+    return Options(hashes=args.hashes, extract=extractor, zip_password=args.zip_password)
 
 
 def _load_rules(args: argparse.Namespace) -> RuleSet:
