@@ -32,6 +32,7 @@ from smbwatch.pipeline import iter_events
 from smbwatch.sinks import OutputError
 from smbwatch.sinks.extract import ExtractError, FileExtractor
 from smbwatch.sinks.output import FORMATS, TEXT_FORMATS, Output
+from smbwatch.sinks.progress import ReadingProgress, shown
 
 if TYPE_CHECKING:
     from smbwatch.detect.sigma import RuleSet
@@ -156,7 +157,12 @@ def _add_input_arguments(parser: argparse.ArgumentParser, required: bool = True)
         help="password of encrypted members of zip archives (ZipCrypto or AES; data sets of"
         " malware traffic publish theirs, often 'infected')",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no warning summary on stderr")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no warning summary on stderr, and no progress bar (shown only on a terminal)",
+    )
 
 
 def _jobs(text: str) -> int:
@@ -228,8 +234,14 @@ def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[
         return cli_case.case_events(args, diagnostics, errors, _options(args))
     output = Output(args.format, args.output, args.wide)
     options = _options(args)
-    events = iter_events(args.inputs, diagnostics, args.input_format, errors, args.jobs, options)
-    output.events(events, diagnostics)
+    progress = ReadingProgress(shown(args.quiet))
+    events = iter_events(
+        args.inputs, diagnostics, args.input_format, errors, args.jobs, options, progress
+    )
+    try:
+        output.events(progress.counted(events), diagnostics)
+    finally:
+        progress.close()
     return EXIT_OK
 
 
@@ -263,17 +275,26 @@ def _load_rules(args: argparse.Namespace) -> RuleSet:
 
 def run_detect(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch detect``: run the rules over every input's events and write the alerts."""
-    from smbwatch.detect.engine import detect
+    from smbwatch.detect.engine import Detector
     from smbwatch.detect.report import ALERTS
 
     ruleset = _load_rules(args)
     if cli_case.wants_case(args):
         return cli_case.case_detect(args, diagnostics, errors, ruleset)
     options = cli_case.read_options(args)
-    events = iter_events(args.inputs, diagnostics, args.input_format, errors, args.jobs, options)
-    alerts = detect(events, ruleset, diagnostics)
-    if args.min_risk is not None:
-        alerts = [alert for alert in alerts if alert.risk_score >= args.min_risk]
+    progress = ReadingProgress(shown(args.quiet))
+    events = iter_events(
+        args.inputs, diagnostics, args.input_format, errors, args.jobs, options, progress
+    )
+    detector = Detector(ruleset, diagnostics)
+    alerts = None
+    try:
+        detector.feed_all(progress.counted(events, detector.alerts_so_far))
+        alerts = detector.alerts()
+        if args.min_risk is not None:
+            alerts = [alert for alert in alerts if alert.risk_score >= args.min_risk]
+    finally:
+        progress.close(None if alerts is None else len(alerts))
     Output(args.format, args.output, args.wide).rows([a.to_dict() for a in alerts], ALERTS)
     return EXIT_ALERTS if alerts else EXIT_OK
 

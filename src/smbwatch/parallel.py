@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from operator import itemgetter
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from smbwatch import workerpipe
 from smbwatch.containers import InputFile
@@ -87,6 +87,14 @@ class InputRun:
     def path(self) -> str:
         """What the input is called: its path, or ``archive.zip/member``."""
         return self.source.name
+
+
+class Progress(Protocol):
+    """Who is told how the reading goes (``sinks.progress``): the inputs, then each read."""
+
+    def begin(self, sources: list[InputFile]) -> None: ...
+
+    def finished(self, run: InputRun) -> None: ...
 
 
 def can_fork() -> bool:

@@ -37,7 +37,15 @@ from smbwatch.file_keys import with_file_keys
 from smbwatch.filedata.transfers import Transfers, settled
 from smbwatch.interrupt import check as check_interrupt
 from smbwatch.options import Options
-from smbwatch.parallel import InputRun, Readers, Share, Work, can_fork, parallel_inputs
+from smbwatch.parallel import (
+    InputRun,
+    Progress,
+    Readers,
+    Share,
+    Work,
+    can_fork,
+    parallel_inputs,
+)
 from smbwatch.smb.nbss import DecoderFactory, SmbConnection
 from smbwatch.smb.smb1 import Smb1Decoder
 from smbwatch.smb.smb2 import Smb2Decoder
@@ -317,16 +325,21 @@ def iter_events(
     errors: list[str] | None = None,
     jobs: int = 1,
     options: Options = DEFAULT_OPTIONS,
+    progress: Progress | None = None,
 ) -> Iterator[SmbEvent]:
     """Events of every input in turn (in input order), with up to ``jobs`` worker processes.
 
     An input named explicitly that cannot be read is reported in ``errors`` (raised as
     InputError when ``errors`` is None); a file met inside a directory that is not a capture or
-    log is only counted as a warning.
+    log is only counted as a warning. ``progress`` is told of the inputs and of each one read.
     """
     files = expand_inputs(paths, errors, options.zip_password)
+    if progress is not None:
+        progress.begin([source for source, _ in files])
     for run in input_runs(files, input_format, jobs, options):
         yield from run.events
+        if progress is not None:
+            progress.finished(run)
         diagnostics.merge(run.diagnostics)
         if run.error is not None:
             report_input_error(run.error, run.source, run.explicit, diagnostics, errors)
