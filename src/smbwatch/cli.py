@@ -92,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="store each completely seen file in DIR, named by its sha256, with a JSON sidecar",
     )
+    events.add_argument(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="who reads the inputs: this machine's processes (-j), or a Dask cluster started"
+        " here with -j worker processes (default: local)",
+    )
+    events.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="read the inputs on the existing Dask cluster whose scheduler is at ADDRESS"
+        " (tcp://HOST:8786); inputs may then be fsspec URLs (s3://bucket/captures/)",
+    )
     events.set_defaults(run=run_events)
     detect_verb = verbs.add_parser(
         "detect",
@@ -230,18 +243,28 @@ def _add_output_arguments(
 
 def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch events``: decode every input and write its events."""
+    on_cluster = args.engine == "dask" or args.scheduler is not None
     if cli_case.wants_case(args):
+        if on_cluster:
+            raise InputError("--engine dask and --scheduler read inputs, not a case or filters")
         return cli_case.case_events(args, diagnostics, errors, _options(args))
     output = Output(args.format, args.output, args.wide)
     options = _options(args)
+    engine = None
+    if on_cluster:
+        from smbwatch.cluster import DaskEngine
+
+        engine = DaskEngine(args.scheduler, args.jobs)
     progress = ReadingProgress(shown(args.quiet))
     events = iter_events(
-        args.inputs, diagnostics, args.input_format, errors, args.jobs, options, progress
+        args.inputs, diagnostics, args.input_format, errors, args.jobs, options, progress, engine
     )
     try:
         output.events(progress.counted(events), diagnostics)
     finally:
         progress.close()
+        if engine is not None:
+            engine.close()
     return EXIT_OK
 
 

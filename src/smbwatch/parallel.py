@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from operator import itemgetter
@@ -319,8 +319,7 @@ class _Scheduler:
             if pending.work.shares == 1:
                 run.events = self._events(pending.slots[0], run)
             else:
-                streams = [self._keyed(slot, run) for slot in pending.slots]
-                run.events = map(itemgetter(1), heapq.merge(*streams, key=itemgetter(0)))
+                run.events = merged([self._keyed(slot, run) for slot in pending.slots])
             yield run
             for _ in run.events:  # what the reader left unread: the workers must go on
                 pass
@@ -371,6 +370,12 @@ class _Scheduler:
         ]
         self.pool.replace(slot, later)
         run.diagnostics.damaged(run.path, f"its worker process ended early ({process.exitcode})")
+
+
+def merged(shares: Sequence[Iterable[tuple[int, SmbEvent]]]) -> Iterator[SmbEvent]:
+    """The events of an input's shares in the whole input's order: by key, equal keys share
+    by share (in the order of ``shares``)."""
+    return map(itemgetter(1), heapq.merge(*shares, key=itemgetter(0)))
 
 
 def _share_of(pending: _Pending, slot: int) -> Share | None:

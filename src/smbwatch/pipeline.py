@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -65,6 +65,9 @@ SPLIT_AT: Final = 64 << 20
 END: Final = 1 << 62  # the key of the events the end of a capture completes (after every frame)
 # Capture formats are told apart by the reader itself: forcing one on the other is no mismatch.
 _SAME_READER: Final = {"pcap": "capture", "pcapng": "capture"}
+# Who reads the inputs, in order, when not this process and its workers (``cluster``): the
+# inputs (URLs among them), the input format and the options.
+Engine = Callable[[list[tuple[InputFile, bool]], str | None, Options], Iterator[InputRun]]
 
 
 class NotAnInput(InputError):
@@ -72,16 +75,29 @@ class NotAnInput(InputError):
 
 
 def expand_inputs(
-    paths: Iterable[str], errors: list[str] | None = None, zip_password: str | None = None
+    paths: Iterable[str],
+    errors: list[str] | None = None,
+    zip_password: str | None = None,
+    urls: bool = False,
 ) -> list[tuple[InputFile, bool]]:
     """Inputs to read, as (input, named explicitly); a directory means every file below it, a
-    zip archive every file in it (the members of a named archive count as named).
+    zip archive every file in it (the members of a named archive count as named); a URL
+    (``s3://...``) is kept as it is for an engine that reads URLs (``urls``), else refused.
 
     A name that is neither is reported in ``errors`` (raised as InputError when it is None).
     """
     files: list[tuple[InputFile, bool]] = []
     for name in paths:
         path = Path(name)
+        if "://" in name and not path.exists():
+            if urls:
+                files.append((InputFile(name), True))
+                continue
+            problem = "a URL: read through a cluster (--engine dask or --scheduler)"
+            if errors is None:
+                raise InputError(f"{name}: {problem}")
+            errors.append(f"{name}: {problem}")
+            continue
         if path.is_dir():
             below = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
             for file in below:
@@ -326,17 +342,23 @@ def iter_events(
     jobs: int = 1,
     options: Options = DEFAULT_OPTIONS,
     progress: Progress | None = None,
+    engine: Engine | None = None,
 ) -> Iterator[SmbEvent]:
     """Events of every input in turn (in input order), with up to ``jobs`` worker processes.
 
     An input named explicitly that cannot be read is reported in ``errors`` (raised as
     InputError when ``errors`` is None); a file met inside a directory that is not a capture or
-    log is only counted as a warning. ``progress`` is told of the inputs and of each one read.
+    log is only counted as a warning. ``progress`` is told of the inputs and of each one read;
+    ``engine``: who reads them (by default this process and its workers).
     """
-    files = expand_inputs(paths, errors, options.zip_password)
+    files = expand_inputs(paths, errors, options.zip_password, urls=engine is not None)
     if progress is not None:
         progress.begin([source for source, _ in files])
-    for run in input_runs(files, input_format, jobs, options):
+    if engine is None:
+        runs = input_runs(files, input_format, jobs, options)
+    else:
+        runs = engine(files, input_format, options)
+    for run in runs:
         yield from run.events
         if progress is not None:
             progress.finished(run)
