@@ -149,7 +149,7 @@ def run_input(path: Path, name: str, options: Options | None = None) -> list[Smb
     EXECUTIONS[name] += 1
     diagnostics = Diagnostics()
     try:
-        events = list(input_events(str(path), diagnostics, None, options or Options(False)))
+        events = list(input_events(str(path), diagnostics, None, options or Options(hashes=())))
     except InputError:
         return []  # no capture or log at all: the user is told in one line
     check_sinks([event.to_dict() for event in events])

@@ -248,6 +248,8 @@ def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[
         if on_cluster:
             raise InputError("--engine dask and --scheduler read inputs, not a case or filters")
         return cli_case.case_events(args, diagnostics, errors, _options(args))
+    if on_cluster and args.extract_files is not None:
+        raise InputError("--extract-files stores files here: not with --engine dask or --scheduler")
     output = Output(args.format, args.output, args.wide)
     options = _options(args)
     engine = None

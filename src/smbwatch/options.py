@@ -53,6 +53,12 @@ class Options:
     max_held_total: int = 64 * MIB  # ... and for all files of one capture
     zip_password: str | None = None  # of encrypted members of zip archives (--zip-password)
 
+    def __reduce__(self) -> tuple[type[Options], tuple[object, ...]]:
+        """Pickled (to the tasks of a cluster) by its fields: compiled and frozen, it cannot be
+        rebuilt attribute by attribute as pickle otherwise would."""
+        fields = (self.max_held_per_file, self.max_held_total, self.zip_password)
+        return Options, (self.hashes, self.extract, *fields)
+
     @property
     def hashing(self) -> bool:
         """Whether file data is read at all (rather than skipped by the TCP layer)."""
