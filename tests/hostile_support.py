@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import shared_dir
+
+from smbwatch.capture.streams import native_path
+from smbwatch.diagnostics import Diagnostics, InputError
+from smbwatch.options import Options
+from smbwatch.pipeline import input_events
 
 DATA = shared_dir() / "data"
 NXLOG = DATA / "host" / "empire_smbexec_dcerpc_smb_svcctl_2020-09-20025716.json.gz"
@@ -91,3 +97,39 @@ def nxlog_lines(*codes: int) -> list[dict]:
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
+
+
+# What one run of an input says: its events (as JSON) and its warnings (counts, kept examples,
+# damaged inputs).
+Said = tuple[list[str], dict[str, int], dict[str, list[str]], list[str]]
+
+
+def read_once(path: Path, options: Options, pure: bool) -> Said:
+    """The events and warnings of one input, with the native capture path or the Python one."""
+    before = os.environ.pop("SMBWATCH_PURE_PYTHON", None)
+    if pure:
+        os.environ["SMBWATCH_PURE_PYTHON"] = "1"
+    diagnostics = Diagnostics()
+    try:
+        events = [
+            json.dumps(e.to_dict()) for e in input_events(str(path), diagnostics, None, options)
+        ]
+    except InputError as error:
+        events = [f"input error: {error}"]
+    finally:
+        os.environ.pop("SMBWATCH_PURE_PYTHON", None)
+        if before is not None:
+            os.environ["SMBWATCH_PURE_PYTHON"] = before
+    counts = dict(diagnostics.counts)
+    return events, counts, dict(diagnostics.examples), list(diagnostics.damaged_inputs)
+
+
+def both_paths(path: Path, options: Options | None = None) -> Said:
+    """What the input says, checked to be the same to the byte on the native capture path and
+    on the Python one (which the native path must exist to be compared with)."""
+    assert native_path(), "installed without the native capture path (capture/native.pyx)"
+    options = options or Options(hashes=())
+    native = read_once(path, options, pure=False)
+    pure = read_once(path, options, pure=True)
+    assert native == pure
+    return native

@@ -16,7 +16,11 @@ import pytest
 from hostile_support import MIB, RPC_OVER_TCP, SMB2_CAPTURE, peak_rss, smbwatch
 from oracle import read_pcap_records
 
+from smbwatch.capture.pcap import read_frames
+from smbwatch.capture.streams import TcpStreams
+from smbwatch.capture.tcp import IDLE_TIMEOUT, NO_SKIP, Skip, StreamConsumer
 from smbwatch.dcerpc.pipe import MAX_CALL_BYTES
+from smbwatch.diagnostics import Diagnostics
 
 pytestmark = pytest.mark.unit
 
@@ -76,6 +80,79 @@ def test_a_million_connections_stay_within_the_bound(tmp_path: Path) -> None:
         run.clean(0)
         assert len(run.stdout.splitlines()) == events  # one negotiate (unanswered) per client
         assert peak < MAX_PEAK, f"{capture.name}: peak {peak >> 20} MiB"
+
+
+class Recorder(StreamConsumer):
+    """A connection's consumer that writes down, when it is closed, how many were opened."""
+
+    def __init__(self, port: int, log: list[tuple[str, int, int]]) -> None:
+        self.port, self.log = port, log
+        log.append(("open", port, 0))
+
+    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> Skip:
+        return NO_SKIP
+
+    def gap(self, from_client: bool, length: int) -> None:
+        pass
+
+    def close(self) -> None:
+        self.log.append(("close", self.port, sum(1 for what, _, _ in self.log if what == "open")))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_idle_connections_are_closed_by_capture_time(
+    tmp_path: Path, native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three clients each send a NEGOTIATE and fall silent, at 0, 10 and 20 minutes of capture
+    time: the first, idle past IDLE_TIMEOUT (15 minutes) when the third speaks, is closed then;
+    the others at the end of the capture (a connection that never ends does not stay)."""
+    if not native:
+        monkeypatch.setenv("SMBWATCH_PURE_PYTHON", "1")
+    linktype, records = read_pcap_records(SMB2_CAPTURE)
+    negotiate = records[11][2]
+    minute = 60
+    capture = tmp_path / "idle.pcap"
+    frames = [
+        (1_600_000_000 + n * 10 * minute, 0, with_client(negotiate, 0x0A000001, 40000 + n))
+        for n in range(3)
+    ]
+    write_frames(capture, linktype, frames)
+    assert 10 * minute * 1_000_000 < IDLE_TIMEOUT < 20 * minute * 1_000_000
+    log: list[tuple[str, int, int]] = []
+    reader = read_frames(str(capture), Diagnostics())
+    streams = TcpStreams(
+        reader, lambda c, cport, s, sport, isn: Recorder(cport, log), Diagnostics()
+    )
+    while streams.advance([]):
+        pass
+    reader.close()
+    closes = [(port, opened) for what, port, opened in log if what == "close"]
+    assert closes == [(40000, 2), (40001, 3), (40002, 3)]
+
+
+def test_a_connection_idle_too_long_starts_again(tmp_path: Path) -> None:
+    """A client silent for 15.5 minutes speaks again between two sweeps (one ran at 14.9
+    minutes, when it had been idle for less than IDLE_TIMEOUT): its old connection is closed
+    and a new one opened all the same."""
+    linktype, records = read_pcap_records(SMB2_CAPTURE)
+    negotiate = records[11][2]
+    capture = tmp_path / "again.pcap"
+    frames = [
+        (1_600_000_000 + seconds, 0, with_client(negotiate, 0x0A000001, port))
+        for seconds, port in ((0, 40000), (894, 40001), (930, 40000))
+    ]
+    write_frames(capture, linktype, frames)
+    assert 894 * 1_000_000 < IDLE_TIMEOUT < 930 * 1_000_000
+    log: list[tuple[str, int, int]] = []
+    reader = read_frames(str(capture), Diagnostics())
+    streams = TcpStreams(reader, lambda c, port, s, sport, isn: Recorder(port, log), Diagnostics())
+    while streams.advance([]):
+        pass
+    reader.close()
+    assert [entry[:2] for entry in log] == [
+        ("open", 40000), ("open", 40001), ("close", 40000), ("open", 40000),
+        ("close", 40001), ("close", 40000),
+    ]  # fmt: skip
 
 
 def rpc_frame(template: bytes, seq: int, payload: bytes, port: int) -> bytes:

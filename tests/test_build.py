@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from smbwatch.capture.streams import native_path
 from smbwatch.cli import build
 
 pytestmark = pytest.mark.oracle
@@ -56,6 +57,7 @@ def test_the_installed_packet_path_is_compiled() -> None:
         " python3-dev (scripts/install-test-deps.sh) and rerun scripts/setup-venv.sh test"
     )
     assert build() == "compiled"
+    assert native_path(), "installed without the native capture path (capture/native.pyx)"
 
 
 def test_the_source_tree_runs_as_pure_python() -> None:

@@ -36,7 +36,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from hostile_support import DATA, EVTX, NXLOG, RPC_OVER_TCP
+from hostile_support import DATA, EVTX, NXLOG, RPC_OVER_TCP, read_once
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oracle import read_pcap_records, write_pcap
@@ -44,6 +44,7 @@ from winlog_convert import to_splunk_text, to_xml_document
 from winlog_oracle import evtx_events
 from winlog_surgery import CHUNK_SIZE, FILE_HEADER_SIZE, reseal_chunk
 
+from smbwatch.capture.streams import native_path
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import FIELD_NAMES, SmbEvent
 from smbwatch.options import HASHES, Options
@@ -144,16 +145,30 @@ def executions_report() -> Iterator[None]:
                 out.write(f"{name}\t{count}\n")
 
 
-def run_input(path: Path, name: str, options: Options | None = None) -> list[SmbEvent]:
-    """The events of one mutated input through the user's entry point; checks the property."""
+def run_input(
+    path: Path, name: str, options: Options | None = None, *, both_paths: bool = False
+) -> list[SmbEvent]:
+    """The events of one mutated input through the user's entry point; checks the property.
+    With ``both_paths`` (a capture), the Python capture path must say what the native one
+    said, events and warnings alike."""
     EXECUTIONS[name] += 1
+    options = options or Options(hashes=())
     diagnostics = Diagnostics()
     try:
-        events = list(input_events(str(path), diagnostics, None, options or Options(hashes=())))
+        events = list(input_events(str(path), diagnostics, None, options))
     except InputError:
         return []  # no capture or log at all: the user is told in one line
     check_sinks([event.to_dict() for event in events])
     assert sum(diagnostics.counts.values()) >= len(diagnostics.damaged_inputs)
+    if both_paths:
+        assert native_path()
+        native = (
+            [json.dumps(event.to_dict()) for event in events],
+            dict(diagnostics.counts),
+            dict(diagnostics.examples),
+            list(diagnostics.damaged_inputs),
+        )
+        assert read_once(path, options, pure=True) == native
     return events
 
 
@@ -185,7 +200,7 @@ def test_fuzz_capture_files(scratch: Path, seed: int, mutations: list[Mutation])
     source = PCAPNG.read_bytes() if seed == len(CAPTURES) else _capture_seed(seed)
     path = scratch / "capture"
     path.write_bytes(mutate(source, mutations))
-    run_input(path, "capture_files")
+    run_input(path, "capture_files", both_paths=True)
 
 
 def _payload_frames(path: Path) -> tuple[int, list[tuple[int, int, bytes]], list[int]]:
@@ -244,7 +259,7 @@ def test_fuzz_smb_messages(
         options = Options(extract=FileExtractor(scratch / "files"))
     else:
         options = Options(hashes=HASHES if files == "hash" else ())
-    run_input(path, "smb_messages", options)
+    run_input(path, "smb_messages", options, both_paths=files != "extract")
 
 
 @given(st.lists(st.integers(0, 1 << 16), min_size=1, max_size=4), MUTATIONS)
@@ -252,7 +267,7 @@ def test_fuzz_dcerpc_over_tcp(scratch: Path, frames: list[int], mutations: list[
     """DCE/RPC straight over TCP: binds, fragments, auth trailers, the svcctl stubs."""
     path = scratch / "rpc.pcap"
     payload_mutant(RPC_OVER_TCP, path, frames, mutations)
-    run_input(path, "dcerpc_over_tcp")
+    run_input(path, "dcerpc_over_tcp", both_paths=True)
 
 
 # Windows logs -------------------------------------------------------------------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hostile_support import both_paths
 from lab import (
     CLIENT_IP,
     DIALECT_REVISION,
@@ -209,3 +211,15 @@ def test_example_capture_tells_its_story() -> None:
     assert tshark_fields(pcap, "smb2.header.transform.flags.encrypted == 1", ["frame.number"])
     lengths = tshark_fields(pcap, "frame", ["frame.len"])
     assert max(int(n) for (n,) in lengths) <= 1514
+
+
+def test_both_capture_paths_read_a_lab_capture_alike(lab: SambaLab, tmp_path: Path) -> None:
+    """Traffic the lab makes, read with the native capture path and with the Python one."""
+    (lab.client_dir / "both.bin").write_bytes(pe_bytes("both-paths", 200_192))
+    capture = tmp_path / "both.pcap"
+    with lab.capture(capture):
+        lab.smbclient("data", ["put both.bin", "get both.bin back.bin", "ls", "del both.bin"])
+    events, counts, _, _ = both_paths(capture)
+    actions = {json.loads(line)["action"] for line in events}
+    assert {"write", "read", "delete"} <= actions, actions
+    assert not counts, counts

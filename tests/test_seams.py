@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 from oracle import tshark_tcp_stream
 
-from smbwatch.capture.flows import Flows
-from smbwatch.capture.link import LINKTYPE_ETHERNET, tcp_segment
-from smbwatch.capture.pcap import Buffer, FrameReader, read_packets
-from smbwatch.capture.tcp import NO_SKIP, BodyTap, Skip, StreamConsumer, TcpReassembler
+from smbwatch.capture.pcap import Buffer, FrameReader, read_frames, read_packets
+from smbwatch.capture.streams import TcpStreams
+from smbwatch.capture.tcp import NO_SKIP, BodyTap, Skip, StreamConsumer
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.filedata.digests import Digests, DigestService
 from smbwatch.filedata.transfers import Transfers
@@ -72,19 +71,13 @@ class SkippingConsumer(StreamConsumer):
 
 
 def reassemble(capture: Path, consumer: StreamConsumer) -> None:
-    """Every frame of a capture through the compiled reassembly (its Ethernet fast path too)."""
+    """Every frame of a capture through the compiled frame loop and reassembly."""
     diagnostics = Diagnostics()
-    reassembler = TcpReassembler(lambda *endpoints: consumer, diagnostics)
-    flows = Flows()
-    for number, time, linktype, frame in read_packets(str(capture), diagnostics):
-        if linktype == LINKTYPE_ETHERNET and reassembler.ethernet_frame(
-            frame, 0, len(frame), time, number
-        ):
-            continue
-        segment = tcp_segment(linktype, frame, diagnostics, flows)
-        if segment is not None:
-            reassembler.segment(segment, time, number)
-    reassembler.finish()
+    frames = read_frames(str(capture), diagnostics)
+    streams = TcpStreams(frames, lambda *endpoints: consumer, diagnostics)
+    while streams.advance([]):
+        pass
+    frames.close()
 
 
 def test_a_python_consumer_and_tap_get_the_stream_tshark_reassembles(shared_data: Path) -> None:

@@ -17,10 +17,10 @@ from typing import Final
 
 from smbwatch import readback, winlog
 from smbwatch.capture.endpoint import Endpoints
-from smbwatch.capture.flows import EVERY_FLOW, SMB_PORTS, Flows, FlowShare
-from smbwatch.capture.link import LINKTYPE_ETHERNET, tcp_segment
+from smbwatch.capture.flows import EVERY_FLOW, SMB_PORTS, FlowShare
 from smbwatch.capture.pcap import CaptureError, FrameReader, capture_format, read_frames
-from smbwatch.capture.tcp import StreamConsumer, TcpReassembler, connection_id
+from smbwatch.capture.streams import TcpStreams
+from smbwatch.capture.tcp import StreamConsumer, connection_id
 from smbwatch.containers import (
     ZIP_MAGIC,
     ContainerError,
@@ -35,7 +35,6 @@ from smbwatch.diagnostics import Diagnostics, InputError
 from smbwatch.events import SmbEvent
 from smbwatch.file_keys import with_file_keys
 from smbwatch.filedata.transfers import Transfers, settled
-from smbwatch.interrupt import check as check_interrupt
 from smbwatch.options import Options
 from smbwatch.parallel import (
     InputRun,
@@ -57,7 +56,6 @@ DECODERS: dict[int, type[Smb2Decoder] | type[Smb1Decoder]] = {
     0xFF: Smb1Decoder,
 }
 DEFAULT_OPTIONS: Final = Options()
-CHECK_EVERY: Final = 1023  # frames between looks at whether a stop was asked for (a mask)
 SNIFF_SIZE: Final = 4096
 # A capture file at least this large is read by every worker of ``-j N``, each decoding the
 # connections of its share: a smaller one is read faster by one worker than N times over.
@@ -280,32 +278,15 @@ def _capture_events(
             return SmbConnection(endpoints, diagnostics, decoders, out)
         return RpcTcpConnection(endpoints, diagnostics, out)
 
-    reassembler = TcpReassembler(connection, diagnostics, share)
-    flows = Flows(share)
+    streams = TcpStreams(frames, connection, diagnostics, share)
     try:
-        while frames.next():
-            buf, start, stop = frames.buf, frames.start, frames.stop
-            frame, time = frames.number, frames.time
-            if not frame & CHECK_EVERY:
-                check_interrupt()
-            if frames.linktype != LINKTYPE_ETHERNET or not reassembler.ethernet_frame(
-                buf, start, stop, time, frame
-            ):
-                seg = tcp_segment(frames.linktype, buf[start:stop], diagnostics, flows)
-                if seg is None:
-                    continue
-                reassembler.segment(seg, time, frame)
-            if out:
-                if completed is not None:
-                    completed.append((frame, len(out)))
-                yield out  # taken in by the consumer before this resumes
-                out.clear()
+        while streams.advance(out):
+            if completed is not None:
+                completed.append((END if streams.ended else streams.segment.frame, len(out)))
+            yield out  # taken in by the consumer before this resumes
+            out.clear()
     finally:
         frames.close()
-    reassembler.finish()
-    if completed is not None:
-        completed.append((END, len(out)))
-    yield out
 
 
 def share_events(

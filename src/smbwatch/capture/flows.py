@@ -18,6 +18,8 @@ from __future__ import annotations
 import zlib
 from typing import Final
 
+from smbwatch.capture.pcap import Buffer
+
 SMB_PORTS: Final = frozenset((445, 139))
 PORT_BYTES: Final = 2
 DCERPC_BIND: Final = b"\x05\x00\x0b"  # rpc_vers 5, rpc_vers_minor 0, PTYPE bind
@@ -66,7 +68,7 @@ class FlowShare:
 EVERY_FLOW: Final = FlowShare(0, 1)
 
 
-def starts_dcerpc_bind(data: bytes, start: int = 0) -> bool:
+def starts_dcerpc_bind(data: Buffer, start: int = 0) -> bool:
     """Whether ``data[start:]`` begins with a DCE/RPC BIND: version 5.0, packet type 11, NDR's
     data representation (little-endian, ASCII). How a DCE/RPC conversation is recognised
     whatever carries it: a TCP flow on any port, or a file on a tree whose connect was missed."""
@@ -86,13 +88,14 @@ class Flows:
         self.share = share
         self.rpc: set[bytes] = set()  # DCE/RPC over TCP, both directions
 
-    def is_rpc(self, frame: bytes, start: int, key: bytes) -> bool:
-        """Is this segment (payload at ``frame[start:]``) of a DCE/RPC-over-TCP flow: one seen
-        before, or a new one of this share starting with a BIND?"""
+    def is_rpc(self, buf: Buffer, start: int, stop: int, key: bytes) -> bool:
+        """Is this segment (its payload from ``buf[start]`` in a frame that ends at ``stop``)
+        of a DCE/RPC-over-TCP flow: one seen before, or a new one of this share starting with a
+        BIND?"""
         rpc = self.rpc
         if key in rpc:
             return True
-        if not starts_dcerpc_bind(frame, start) or not self.share.ours(key):
+        if stop - start < 5 or not starts_dcerpc_bind(buf, start) or not self.share.ours(key):
             return False
         if len(rpc) >= MAX_RPC_FLOWS:
             rpc.clear()  # bounded: hostile traffic full of binds cannot grow it without end

@@ -93,6 +93,12 @@ class FrameReader:
         self.stop = 0
         self.mapped: mmap.mmap | None = None  # the memory-mapped file, when ``buf`` is it
         self.fileno = -1  # ... and the descriptor it is open as
+        # What the native path (``capture.native``) walks the mapped file from: the format,
+        # where the first record starts, and where damage is said.
+        self.kind = ""
+        self.pos = 0
+        self.path = ""
+        self.diagnostics = Diagnostics()
 
     def next(self) -> bool:
         raise NotImplementedError
@@ -109,9 +115,13 @@ class FrameReader:
 class _FramesOf(FrameReader):
     """A generator of frames as a FrameReader (pcapng, where blocks come in many kinds)."""
 
-    def __init__(self, frames: Generator[Frame], chunks: _Chunks) -> None:
+    def __init__(
+        self, frames: Generator[Frame], chunks: _Chunks, kind: str, diagnostics: Diagnostics
+    ) -> None:
         super().__init__()
         self.frames = frames
+        self.chunks = chunks
+        self.kind, self.path, self.diagnostics = kind, chunks.path, diagnostics
         self._read_from(chunks)
 
     def next(self) -> bool:
@@ -123,6 +133,7 @@ class _FramesOf(FrameReader):
 
     def close(self) -> None:
         self.frames.close()
+        self.chunks.close()  # a generator closed before it started has not closed it
 
 
 def read_frames(source: str | InputFile, diagnostics: Diagnostics) -> FrameReader:
@@ -147,7 +158,7 @@ def read_frames(source: str | InputFile, diagnostics: Diagnostics) -> FrameReade
     chunks = _Chunks(stream, head, path, diagnostics, plain)
     if kind == "pcap":
         return _PcapReader(chunks, head, path, diagnostics)
-    return _FramesOf(_pcapng_records(chunks, head, path, diagnostics), chunks)
+    return _FramesOf(_pcapng_records(chunks, head, path, diagnostics), chunks, kind, diagnostics)
 
 
 class _Chunks:
@@ -207,6 +218,8 @@ class _PcapReader(FrameReader):
         super().__init__()
         self.chunks, self.path, self.diagnostics = chunks, path, diagnostics
         order, self.divisor = PCAP_MAGICS[magic]
+        self.big_endian = order == ">"
+        self.kind = "pcap"
         self.unpack = struct.Struct(order + "IIII").unpack_from
         self.pos = 24
         self.end = chunks.end

@@ -20,14 +20,10 @@ from smbwatch.capture.flows import EVERY_FLOW, SMB_PORTS, FlowShare
 from smbwatch.capture.link import Segment
 from smbwatch.capture.pcap import Buffer
 from smbwatch.diagnostics import Diagnostics
+from smbwatch.events import MAX_TIME
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 SEQ_MASK: Final = 0xFFFFFFFF
-ETHERNET_IPV4: Final = 0x0800_45  # EtherType IPv4, then version 4 with a 20-byte header
-# IPv4 total length, fragment field, protocol; TCP sequence number, data offset and flags
-# From the EtherType: EtherType and IP version/length (24 bits), IPv4 total length, fragment
-# offset and flags, protocol; TCP sequence number, data offset and flags.
-_ETHERNET_IPV4_TCP: Final = struct.Struct("!IH2xHxB14xI4xH")
 MAX_PENDING_BYTES: Final = 1 << 20  # out-of-order data held per direction before declaring a gap
 MAX_PENDING_SEGMENTS: Final = 1024
 # Connections followed at once (the least recently active are closed beyond): several KB of SMB
@@ -35,6 +31,15 @@ MAX_PENDING_SEGMENTS: Final = 1024
 # 16,384 do (tests/test_bounds.py; at 65,536 it was 500 MB).
 MAX_CONNECTIONS: Final = 16384
 LATE_SYN_WINDOW: Final = 1 << 30  # a SYN this close behind the stream belongs to it
+# A connection with no segment for this long (capture time, µs) is closed: what it holds is
+# delivered and its state freed, so that connections that end without a FIN or RST do not stay
+# until the count bound closes them. Windows' SMB server ends a session idle this long
+# (autodisconnect's default, 15 minutes): what comes later on the 4-tuple is a new connection,
+# whether a sweep closed the old one already or not (so the rule does not depend on when
+# sweeps run, nor on which other connections a -j worker follows). A time past year 9999 (a
+# hostile if_tsresol) is no time: it closes nothing.
+IDLE_TIMEOUT: Final = 15 * 60 * 1_000_000
+IDLE_SWEEP_EVERY: Final = 60 * 1_000_000  # capture time between looks for idle connections
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -142,82 +147,55 @@ class TcpReassembler:
         self.diagnostics = diagnostics
         self.share = share  # the connections followed (the others are not even looked at)
         self.flows: dict[bytes, tuple[_Connection, bool]] = {}
+        self.next_sweep = 0  # the capture time of the next look for idle connections
 
-    def segment(self, seg: Segment, time: int, frame: int) -> None:
-        """Take one captured segment (see ``capture.link.tcp_segment``)."""
-        key, source_port, destination_port, seq, flags, payload, cut = seg
+    def segment(self, seg: Segment) -> None:
+        """Take one captured segment (see ``capture.link.read_segment``): its payload is read
+        where it lies, and copied only when it is handed to a consumer or held."""
+        time, frame = seg.time, seg.frame
+        if time >= self.next_sweep and time <= MAX_TIME:
+            self._close_idle(time)
+        key = seg.key
+        flags = seg.flags
+        start, stop, cut = seg.start, seg.stop, seg.cut
         entry = self.flows.get(key)
+        if entry is not None and time - entry[0].last_time > IDLE_TIMEOUT and time <= MAX_TIME:
+            self._close(entry[0])  # idle too long: what comes now is a new connection
+            entry = None
+        if entry is not None and not flags & (SYN | FIN | RST) and stop > start:
+            connection, from_client = entry
+            half = connection.client if from_client else connection.server
+            if seg.seq == half.next_seq and not half.pending:  # the common case: next in order
+                connection.last_time = time
+                connection.seen_data = True
+                self._deliver(connection, half, from_client, seg.buf, start, stop, cut, time, frame)
+                return
         if entry is not None and flags & SYN and entry[0].seen_data:
             half = entry[0].client if entry[1] else entry[0].server
-            if _is_late_syn(half, seq):
+            if _is_late_syn(half, seg.seq):
                 return
             self._close(entry[0])  # the 4-tuple is reused by a new connection
             entry = None
         if entry is None:
-            if flags & RST or not (payload or cut or flags & SYN):
+            if flags & RST or not (stop > start or cut or flags & SYN):
                 return  # a bare ACK or reset of a connection we never saw says nothing
             if not self.share.ours(key):
                 return
-            entry = self._open(key, source_port, destination_port, time, seq, flags)
+            entry = self._open(key, seg.source_port, seg.destination_port, time, seg.seq, flags)
         connection, from_client = entry
         connection.last_time = time
         half = connection.client if from_client else connection.server
         if flags & SYN:
-            half.next_seq = (seq + 1) & SEQ_MASK
-        elif payload or cut:
+            half.next_seq = (seg.seq + 1) & SEQ_MASK
+        elif stop > start or cut:
             connection.seen_data = True
-            self._receive(connection, half, from_client, seq, payload, cut, time, frame)
+            self._receive(connection, half, from_client, seg, time, frame)
         if flags & RST:
             self._close(connection)
         elif flags & FIN:
             half.fin = True
             if connection.client.fin and connection.server.fin:
                 self._close(connection)
-
-    def ethernet_frame(self, buf: Buffer, first: int, stop: int, time: int, number: int) -> bool:
-        """The hot path, without a call per layer: in-order data of a connection already under
-        way, in the Ethernet frame ``buf[first:stop]`` with an option-less IPv4 header, read
-        where it lies (only data that is not skipped is copied). True when the frame was taken;
-        False for anything else, which goes through ``capture.link.tcp_segment`` and ``segment``.
-        """
-        if stop - first < 54:
-            return False
-        kind: int  # typed, so that the compiled build does this arithmetic natively
-        total_len: int
-        fragment: int
-        protocol: int
-        seq: int
-        offset_flags: int
-        kind, total_len, fragment, protocol, seq, offset_flags = _ETHERNET_IPV4_TCP.unpack_from(
-            buf, first + 12
-        )
-        if kind >> 8 != ETHERNET_IPV4:
-            return False
-        entry = self.flows.get(buf[first + 26 : first + 38])  # IPv4 addresses and TCP ports
-        if entry is None:
-            return False
-        start, end = first + 34 + (offset_flags >> 12) * 4, first + 14 + total_len
-        if protocol != 6 or fragment & 0x3FFF or offset_flags & 0x07 or end > stop:
-            return False
-        connection, from_client = entry
-        half = connection.client if from_client else connection.server
-        size = end - start
-        if size <= 0 or seq != half.next_seq or half.pending:
-            return False
-        half.next_seq = (seq + size) & SEQ_MASK
-        if half.skip >= size:
-            half.skip -= size
-            if half.tap is not None:
-                half.tap.take(buf, start, end)
-            return True
-        connection.last_time = time
-        connection.seen_data = True
-        if half.skip:
-            if half.tap is not None:
-                half.tap.take(buf, start, start + half.skip)
-            start += half.skip
-        half.skip, half.tap = connection.consumer.data(from_client, buf[start:end], time, number)
-        return True
 
     def finish(self) -> None:
         """End of input: deliver what is held and close every connection."""
@@ -267,6 +245,14 @@ class TcpReassembler:
         for connection in victims:
             self._close(connection)
 
+    def _close_idle(self, now: int) -> None:
+        """Close the connections idle for ``IDLE_TIMEOUT`` at capture time ``now``."""
+        self.next_sweep = now + IDLE_SWEEP_EVERY
+        connections = [c for c, from_client in self.flows.values() if from_client]
+        for connection in connections:
+            if now - connection.last_time > IDLE_TIMEOUT:
+                self._close(connection)
+
     def _close(self, connection: _Connection) -> None:
         for from_client, half in ((True, connection.client), (False, connection.server)):
             while half.pending:
@@ -280,24 +266,24 @@ class TcpReassembler:
         connection: _Connection,
         half: _Half,
         from_client: bool,
-        seq: int,
-        payload: bytes,
-        cut: int,
+        seg: Segment,
         time: int,
         frame: int,
     ) -> None:
+        seq, buf, start, stop, cut = seg.seq, seg.buf, seg.start, seg.stop, seg.cut
         if half.next_seq is None:
             half.next_seq = seq  # the capture starts mid-connection
         ahead = (seq - half.next_seq) & SEQ_MASK
         if ahead and ahead < 0x80000000:
-            self._hold(connection, half, from_client, seq, payload, cut, time, frame)
+            self._hold(connection, half, from_client, seq, buf[start:stop], cut, time, frame)
             return
         if ahead:
-            trimmed = _trim(0x100000000 - ahead, payload, cut)
-            if trimmed is None:
-                return
-            payload, cut = trimmed
-        self._deliver(connection, half, from_client, payload, cut, time, frame)
+            behind = 0x100000000 - ahead
+            if behind >= stop - start + cut:
+                return  # a pure retransmission
+            cut -= max(0, behind - (stop - start))
+            start = min(stop, start + behind)
+        self._deliver(connection, half, from_client, buf, start, stop, cut, time, frame)
         if half.pending:
             self._drain(connection, half, from_client)
 
@@ -306,19 +292,25 @@ class TcpReassembler:
         connection: _Connection,
         half: _Half,
         from_client: bool,
-        payload: bytes,
+        buf: Buffer,
+        start: int,
+        stop: int,
         cut: int,
         time: int,
         frame: int,
     ) -> None:
-        half.next_seq = (half.next_seq + len(payload) + cut) & SEQ_MASK  # type: ignore[operator]
+        """The next bytes of the direction, ``buf[start:stop]`` and ``cut`` more never
+        captured: the skipped ones to the tap, the rest (copied) to the consumer."""
+        half.next_seq = (half.next_seq + stop - start + cut) & SEQ_MASK  # type: ignore[operator]
         if half.skip:
-            skipped = min(half.skip, len(payload))
+            skipped = min(half.skip, stop - start)
             if half.tap is not None:
-                half.tap.take(payload, 0, skipped)
-            payload, half.skip = payload[skipped:], half.skip - skipped
-        if payload:
-            half.skip, half.tap = connection.consumer.data(from_client, payload, time, frame)
+                half.tap.take(buf, start, start + skipped)
+            start, half.skip = start + skipped, half.skip - skipped
+        if stop > start:
+            half.skip, half.tap = connection.consumer.data(
+                from_client, buf[start:stop], time, frame
+            )
         if cut:
             self.diagnostics.warn("snaplen_cut", "frames shorter than their TCP payload")
             self._lost(connection, half, from_client, cut)
@@ -362,13 +354,22 @@ class TcpReassembler:
                 if not behind:
                     return
                 held = pending.pop(behind[0])
-                trimmed = _trim((seq - behind[0]) & SEQ_MASK, held[0], held[1])  # type: ignore[operator]
-                half.pending_bytes -= len(held[0])
-                if trimmed is not None:
-                    self._deliver(connection, half, from_client, *trimmed, held[2], held[3])
+                payload, cut = held[0], held[1]
+                half.pending_bytes -= len(payload)
+                over = (seq - behind[0]) & SEQ_MASK  # type: ignore[operator]
+                if over < len(payload) + cut:  # else a pure retransmission
+                    start = min(len(payload), over)
+                    cut -= max(0, over - len(payload))
+                    self._deliver(
+                        connection, half, from_client, payload, start, len(payload), cut,
+                        held[2], held[3],
+                    )  # fmt: skip
                 continue
-            half.pending_bytes -= len(held[0])
-            self._deliver(connection, half, from_client, *held)
+            payload = held[0]
+            half.pending_bytes -= len(payload)
+            self._deliver(
+                connection, half, from_client, payload, 0, len(payload), held[1], held[2], held[3]
+            )
 
     def _skip_to_earliest(self, connection: _Connection, half: _Half, from_client: bool) -> None:
         """Give up waiting for missing bytes: report the gap and go on from the earliest held."""
@@ -379,15 +380,6 @@ class TcpReassembler:
             self._lost(connection, half, from_client, missing)
         half.next_seq = earliest
         self._drain(connection, half, from_client)
-
-
-def _trim(behind: int, payload: bytes, cut: int) -> tuple[bytes, int] | None:
-    """What is new in a segment that starts ``behind`` bytes before the next expected byte."""
-    if behind >= len(payload) + cut:
-        return None  # a pure retransmission
-    if behind < len(payload):
-        return payload[behind:], cut
-    return b"", cut - (behind - len(payload))
 
 
 def _is_late_syn(half: _Half, seq: int) -> bool:

@@ -1,0 +1,311 @@
+"""The native capture path (``capture/native.pyx``) and the Python one say the same to the byte:
+the same events and the same counted warnings, on every capture of the corpus, on the same
+traffic in every link layer smbwatch reads, and on hostile frames and files, each of which
+costs one packet (or the rest of a damaged file) with the same warning on both.
+
+The link layers and the damage are made here from a real capture (rewritten frame by frame); the
+expected events of a re-encapsulated capture are those of the original.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from hostile_support import PCAPNG, SMB2_CAPTURE, both_paths
+from oracle import read_pcap_records, write_pcap
+
+from smbwatch.capture.pcap import MAX_RECORD, read_frames
+from smbwatch.capture.streams import FrameSegments, TcpStreams
+from smbwatch.capture.tcp import NO_SKIP, Skip, StreamConsumer
+from smbwatch.diagnostics import Diagnostics
+
+pytestmark = pytest.mark.unit
+
+CAPTURE_SUFFIXES = (".pcap", ".cap", ".pcapng")
+Records = list[tuple[int, int, bytes]]
+
+
+class Nothing(StreamConsumer):
+    def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> Skip:
+        return NO_SKIP
+
+    def gap(self, from_client: bool, length: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def source_of(path: Path) -> str:
+    """Which path reads ``path``: the class of TcpStreams' segment source."""
+    reader = read_frames(str(path), Diagnostics())
+    try:
+        return type(TcpStreams(reader, lambda *_: Nothing(), Diagnostics()).source).__name__
+    finally:
+        reader.close()
+
+
+def test_capture_files_take_the_native_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert source_of(SMB2_CAPTURE) == "NativeSegments"
+    assert source_of(PCAPNG) == "NativeSegments"
+    monkeypatch.setenv("SMBWATCH_PURE_PYTHON", "1")
+    assert source_of(SMB2_CAPTURE) == FrameSegments.__name__
+
+
+def test_every_corpus_capture_reads_alike(shared_data: Path) -> None:
+    captures = sorted(p for p in shared_data.rglob("*") if p.suffix in CAPTURE_SUFFIXES)
+    assert len(captures) >= 20
+    events = 0
+    for capture in captures:
+        events += len(both_paths(capture)[0])
+    assert events > 1000
+
+
+def smb2_records() -> tuple[int, Records]:
+    linktype, records = read_pcap_records(SMB2_CAPTURE)
+    assert linktype == 1
+    return linktype, records
+
+
+def without_source(events: list[str]) -> list[dict]:
+    """The events, less what names the file they came from."""
+    rows = [json.loads(line) for line in events]
+    for row in rows:
+        row.pop("source_file", None)
+        row.pop("source_format", None)
+    return rows
+
+
+LINK_LAYERS = {
+    # link type, and the frame's IPv4 packet (Ethernet's bytes 14 on) behind that link header
+    "vlan": (1, lambda f: f[:12] + b"\x81\x00\x00\x05" + f[12:]),
+    "qinq": (1, lambda f: f[:12] + b"\x88\xa8\x00\x07\x81\x00\x00\x05" + f[12:]),
+    "linux_sll": (113, lambda f: b"\x00\x00\x00\x01\x00\x06" + f[6:12] + b"\x00\x00" + f[12:]),
+    "linux_sll2": (
+        276,
+        lambda f: f[12:14] + b"\x00" * 6 + b"\x00\x01\x00\x06" + f[6:12] + b"\0\0" + f[14:],
+    ),
+    "raw": (101, lambda f: f[14:]),
+    "ipv4": (228, lambda f: f[14:]),
+    "null": (0, lambda f: struct.pack("<I", 2) + f[14:]),
+    "loop": (108, lambda f: struct.pack(">I", 2) + f[14:]),
+}
+
+
+@pytest.mark.parametrize("layer", sorted(LINK_LAYERS))
+def test_every_link_layer_reads_alike(tmp_path: Path, layer: str) -> None:
+    linktype, records = smb2_records()
+    original = both_paths(SMB2_CAPTURE)
+    new_linktype, wrap = LINK_LAYERS[layer]
+    capture = tmp_path / f"{layer}.pcap"
+    write_pcap(capture, new_linktype, [(s, u, wrap(f)) for s, u, f in records])
+    said = both_paths(capture)
+    assert len(original[0]) > 10
+    assert without_source(said[0]) == without_source(original[0])
+    assert said[1] == original[1]
+
+
+def pcapng(records: Records, linktype: int, *, big: bool = False, tsresol: int = 6) -> bytes:
+    """The records as a pcapng section: one interface (``if_tsresol``), Enhanced Packet Blocks."""
+    order = ">" if big else "<"
+
+    def block(kind: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        return (
+            struct.pack(order + "II", kind, len(body) + 12)
+            + body
+            + struct.pack(order + "I", len(body) + 12)
+        )
+
+    option = struct.pack(order + "HH", 9, 1) + bytes([tsresol]) + b"\0\0\0"
+    out = block(0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+    out += block(1, struct.pack(order + "HHI", linktype, 0, 0) + option + b"\0\0\0\0")
+    units = 2 ** (tsresol & 0x7F) if tsresol & 0x80 else 10**tsresol
+    for seconds, micros, frame in records:
+        ticks = (seconds * 1_000_000 + micros) * units // 1_000_000 % (1 << 64)
+        body = struct.pack(
+            order + "IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame)
+        )
+        out += block(6, body + frame)
+    return out
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["little", "big"])
+@pytest.mark.parametrize("tsresol", [6, 9, 0x80 | 20])
+def test_pcapng_reads_alike(tmp_path: Path, big: bool, tsresol: int) -> None:
+    linktype, records = smb2_records()
+    capture = tmp_path / "smb2.pcapng"
+    capture.write_bytes(pcapng(records, linktype, big=big, tsresol=tsresol))
+    said = both_paths(capture)
+    original = both_paths(SMB2_CAPTURE)
+    assert len(said[0]) == len(original[0])
+    assert [e["action"] for e in without_source(said[0])] == [
+        e["action"] for e in without_source(original[0])
+    ]
+
+
+def data_frame(records: Records, nth: int = 0) -> int:
+    """The index of the ``nth`` frame from the client that carries SMB (port 445) data."""
+    found = [
+        i
+        for i, (_, _, f) in enumerate(records)
+        if len(f) > 80 and f[36:38] == b"\x01\xbd" and len(f) > 34 + (f[46] >> 4) * 4
+    ]
+    return found[nth]
+
+
+def with_frame(records: Records, index: int, frame: bytes) -> Records:
+    seconds, micros, _ = records[index]
+    return records[:index] + [(seconds, micros, frame)] + records[index + 1 :]
+
+
+def hostile_snaplen(records: Records) -> Records:
+    """A frame cut short by the snap length: the IP length says more than was captured."""
+    i = data_frame(records, 3)
+    return with_frame(records, i, records[i][2][:-20])
+
+
+def hostile_ip_length(records: Records) -> Records:
+    """A bogus IPv4 total length, far beyond the frame."""
+    i = data_frame(records, 4)
+    frame = records[i][2]
+    return with_frame(records, i, frame[:16] + b"\xff\xf0" + frame[18:])
+
+
+def hostile_tcp_offset(records: Records) -> Records:
+    """A TCP data offset that puts the payload past the end of the frame."""
+    i = data_frame(records, 2)
+    frame = records[i][2]
+    total = struct.pack("!H", 40)  # the IP packet ends with the TCP header ...
+    return with_frame(records, i, frame[:16] + total + frame[18:46] + b"\xf0" + frame[47:54])
+
+
+def hostile_fragment(records: Records) -> Records:
+    """A first fragment (more fragments) of SMB: counted, not reassembled."""
+    i = data_frame(records, 1)
+    frame = records[i][2]
+    return with_frame(records, i, frame[:20] + b"\x20\x00" + frame[22:])
+
+
+HOSTILE_FRAMES = {
+    # the frame, the warning it costs, the events it may cost (a length that claims 64 KiB
+    # more costs what the stream holds in those bytes)
+    "snaplen": (hostile_snaplen, "snaplen_cut", 3),
+    "ip_length": (hostile_ip_length, "snaplen_cut", 20),
+    "tcp_offset": (hostile_tcp_offset, "tcp_gap", 3),  # the segment is dropped: a gap
+    "fragment": (hostile_fragment, "ip_fragment_skipped", 3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_FRAMES))
+def test_a_hostile_frame_costs_one_packet_alike(tmp_path: Path, case: str) -> None:
+    linktype, records = smb2_records()
+    mutate, warning, lost = HOSTILE_FRAMES[case]
+    capture = tmp_path / f"{case}.pcap"
+    write_pcap(capture, linktype, mutate(records))
+    events, counts, _, damaged = both_paths(capture)
+    assert counts.get(warning) == 1, counts
+    assert not damaged
+    assert len(both_paths(SMB2_CAPTURE)[0]) - lost <= len(events)
+
+
+def test_unsupported_link_types_are_counted_alike(tmp_path: Path) -> None:
+    _, records = smb2_records()
+    capture = tmp_path / "other.pcap"
+    write_pcap(capture, 147, records)
+    events, counts, examples, _ = both_paths(capture)
+    assert not events
+    assert counts == {"unsupported_link_type": len(records)}
+    assert examples["unsupported_link_type"][0] == "link type 147"
+
+
+def pcap_bytes(tmp_path: Path, records: Records) -> bytes:
+    capture = tmp_path / "whole.pcap"
+    write_pcap(capture, 1, records)
+    return capture.read_bytes()
+
+
+def test_damaged_pcap_files_end_alike(tmp_path: Path) -> None:
+    _, records = smb2_records()
+    whole = pcap_bytes(tmp_path, records)
+    said = {}
+    for name, data in {
+        "cut_in_record": whole[:-7],
+        "cut_in_header": whole[: 24 + 16 + len(records[0][2]) + 9],
+        "file_header": whole[:20],
+        "record_length": pcap_bytes(tmp_path, records[:5])
+        + struct.pack("<IIII", 0, 0, MAX_RECORD + 1, 0)
+        + pcap_bytes(tmp_path, records[5:])[24:],
+    }.items():
+        capture = tmp_path / f"{name}.pcap"
+        capture.write_bytes(data)
+        events, counts, examples, damaged = both_paths(capture)
+        said[name] = examples.get("input_damaged", [""])[0].split(": ", 1)[-1]
+        assert damaged == [str(capture)] and counts["input_damaged"] == 1
+    assert said == {
+        "cut_in_record": f"truncated packet after frame {len(records) - 1}",
+        "cut_in_header": "truncated record header after frame 1",
+        "file_header": "truncated pcap file header",
+        "record_length": f"corrupt record length {MAX_RECORD + 1} after frame 5",
+    }
+
+
+def test_damaged_pcapng_files_end_alike(tmp_path: Path) -> None:
+    _, records = smb2_records()
+    head = len(pcapng([], 1))  # the section and interface blocks
+    whole = pcapng(records, 1)
+    good = pcapng(records[:3], 1)
+    epb = bytearray(pcapng(records[3:4], 1)[head:])
+    epb[8:12] = struct.pack("<I", 7)  # an interface never described
+    bad_interface = good + bytes(epb) + pcapng(records[4:], 1)[head:]
+    long_block = bytearray(pcapng(records[3:4], 1)[head:])
+    long_block[4:8] = struct.pack("<I", MAX_RECORD + 128 * 1024)
+    cases = {
+        "cut": (whole[:-10], "input_damaged", "truncated block after frame"),
+        "cut_header": (
+            good + b"\x06\x00\x00",
+            "input_damaged",
+            "truncated block header after frame 3",
+        ),
+        "bad_interface": (bad_interface, "pcapng_bad_packet_block", "after frame 3"),
+        "long_block": (good + bytes(long_block), "input_damaged", "corrupt block length"),
+        "byte_order": (
+            whole[:8] + b"\x01\x02\x03\x04" + whole[12:],
+            "input_damaged",
+            "bad section",
+        ),
+    }
+    for name, (data, kind, message) in cases.items():
+        capture = tmp_path / f"{name}.pcapng"
+        capture.write_bytes(data)
+        _, counts, examples, _ = both_paths(capture)
+        assert counts.get(kind) == 1, (name, counts)
+        assert message in examples[kind][0], (name, examples)
+
+
+@pytest.mark.parametrize(
+    ("tsresol", "ticks", "out_of_range"),
+    [
+        (1, 1 << 44, True),  # tenths of a second: µs fit 64 bits, the date does not
+        (0, (1 << 64) - 1, True),  # seconds: not even the µs fit 64 bits
+        (0x80 | 120, (1 << 64) - 1, False),  # 2**-120 s: a unit that does not fit 64 bits
+    ],
+)
+def test_pcapng_times_read_alike(
+    tmp_path: Path, tsresol: int, ticks: int, out_of_range: bool
+) -> None:
+    """Timestamps far out (the frame is kept, untimed) and units far off, in the first block."""
+    _, records = smb2_records()
+    head = len(pcapng([], 1, tsresol=tsresol))
+    data = bytearray(pcapng(records, 1, tsresol=tsresol))
+    data[head + 12 : head + 20] = struct.pack("<II", ticks >> 32, ticks & 0xFFFFFFFF)
+    capture = tmp_path / "times.pcapng"
+    capture.write_bytes(bytes(data))
+    events, counts, _, _ = both_paths(capture)
+    assert counts.get("time_out_of_range", 0) == int(out_of_range)
+    assert len(events) == len(both_paths(SMB2_CAPTURE)[0])
