@@ -47,7 +47,7 @@ from smbwatch.filedata.transfers import Transfers
 from smbwatch.smb.smb2 import Smb2Decoder
 from smbwatch.sinks.jsonl import write_jsonl
 diagnostics = Diagnostics()
-transfers = Transfers(Options(hash_files=False), diagnostics)
+transfers = Transfers(Options(hashes=()), diagnostics)
 decoders = {0xFE: partial(Smb2Decoder, files=transfers)}
 events = capture_events(sys.argv[1], diagnostics, decoders=decoders)
 with open(sys.argv[2], "w", encoding="utf-8") as out:

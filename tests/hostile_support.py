@@ -128,7 +128,7 @@ def both_paths(path: Path, options: Options | None = None) -> Said:
     """What the input says, checked to be the same to the byte on the native capture path and
     on the Python one (which the native path must exist to be compared with)."""
     assert native_path(), "installed without the native capture path (capture/native.pyx)"
-    options = options or Options(False)
+    options = options or Options(hashes=())
     native = read_once(path, options, pure=False)
     pure = read_once(path, options, pure=True)
     assert native == pure

@@ -157,7 +157,7 @@ def test_transfers_settle_a_close_without_digests_when_the_process_died() -> Non
 
 def test_events_held_for_their_digests_keep_their_order(shared_data: Path) -> None:
     capture = str(shared_data / SMB2_FILES)
-    plain = list(capture_events(capture, Diagnostics(), options=Options(hash_files=False)))
+    plain = list(capture_events(capture, Diagnostics(), options=Options(hashes=())))
     hashed = list(capture_events(capture, Diagnostics(), options=Options()))
     assert [(e.source_ref, e.action) for e in hashed] == [(e.source_ref, e.action) for e in plain]
     assert sum(1 for e in hashed if e.sha256) >= 15

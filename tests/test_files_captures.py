@@ -19,7 +19,7 @@ from smb2_wire import EXAMPLE, feed, wire_messages
 from smbwatch.capture.endpoint import Endpoints
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.filedata.transfers import Transfers
-from smbwatch.options import Options
+from smbwatch.options import HASHES, Options
 from smbwatch.smb.smb2 import Smb2Decoder
 
 pytestmark = pytest.mark.oracle
@@ -36,8 +36,9 @@ def smb2_captures() -> list[Path]:
 
 @pytest.mark.parametrize("capture", smb2_captures(), ids=lambda p: p.parent.name + "/" + p.name)
 def test_every_transfer_is_what_the_wire_carried(capture: Path) -> None:
+    """With every digest asked for (``--hash sha256,sha1,md5``)."""
     wire = wire_transfers(capture)
-    events, _ = decode(capture)
+    events, _ = decode(capture, Options(hashes=HASHES))
     ours = summaries(events)
     assert set(ours) == set(wire)
     for key, transfer in wire.items():
@@ -51,6 +52,21 @@ def test_every_transfer_is_what_the_wire_carried(capture: Path) -> None:
             assert event.sha1 == hashlib.sha1(content).hexdigest()
             assert event.md5 == hashlib.md5(content).hexdigest()
         assert event.action == "close"
+
+
+def test_by_default_a_file_has_its_sha256_alone(shared_data: Path) -> None:
+    """``--hash``'s default is sha256; the others are asked for (``--hash sha256,sha1,md5``)."""
+    capture = shared_data / "suricata-verify/smb2-01/smb2-peter.pcap"
+    every = summaries(decode(capture, Options(hashes=HASHES))[0])
+    default = summaries(decode(capture)[0])
+    md5_only = summaries(decode(capture, Options(hashes=("md5",)))[0])
+    assert set(default) == set(every) == set(md5_only)
+    hashed = [key for key, event in every.items() if event.sha256]
+    assert hashed
+    for key in hashed:
+        assert default[key].sha256 == every[key].sha256
+        assert default[key].sha1 is None and default[key].md5 is None
+        assert md5_only[key].md5 == every[key].md5 and md5_only[key].sha256 is None
 
 
 def test_the_corpus_has_transfers_both_ways_whole_and_partial(shared_data: Path) -> None:
@@ -89,7 +105,7 @@ def test_smb2_01_hashes_are_tsharks_exported_objects(shared_data: Path, tmp_path
 def test_no_hash_skips_the_data_and_still_counts_it(shared_data: Path) -> None:
     capture = shared_data / "suricata-verify/smb2-01/smb2-peter.pcap"
     hashed = summaries(decode(capture)[0])
-    plain = summaries(decode(capture, Options(hash_files=False))[0])
+    plain = summaries(decode(capture, Options(hashes=()))[0])
     assert set(plain) == set(hashed)
     for key, event in plain.items():
         assert event.sha256 is None and event.sha1 is None and event.md5 is None
@@ -104,7 +120,7 @@ def test_the_decoder_asks_for_file_data_only_to_hash_it(
     shared_data: Path, hash_files: bool
 ) -> None:
     capture = shared_data / "suricata-verify/smb2-01/smb2-peter.pcap"
-    transfers = Transfers(Options(hash_files=hash_files), Diagnostics())
+    transfers = Transfers(Options(hashes=HASHES if hash_files else ()), Diagnostics())
     endpoints = Endpoints("192.168.1.12", 1, "192.168.1.51", 445, "pcap", str(capture))
     decoder = Smb2Decoder(endpoints, Diagnostics(), files=transfers)
     asked = []

@@ -65,7 +65,9 @@ def test_upload_and_download_are_hashed_and_extracted(
         lab.smbclient("data", ["put drop.exe", "get drop.exe back.exe"], protocol=dialect)
     assert (lab.client_dir / "back.exe").read_bytes() == data
     extract = tmp_path / "files"
-    found = closes(smbwatch(str(pcap), "--extract-files", str(extract)))
+    found = closes(
+        smbwatch(str(pcap), "--extract-files", str(extract), "--hash", "sha256,md5,sha1")
+    )
     assert sorted(e["direction"] for e in found) == ["download", "upload"]
     for event in found:
         assert event["path"] == "drop.exe" and event["magic"] == "PE"

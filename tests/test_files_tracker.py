@@ -18,7 +18,7 @@ from smbwatch.events import SmbEvent
 from smbwatch.filedata import digests
 from smbwatch.filedata.ranges import MAX_RANGES
 from smbwatch.filedata.transfers import FileData, FileTracker, Transfers
-from smbwatch.options import Options
+from smbwatch.options import HASHES, Options
 from smbwatch.sinks.extract import FileExtractor
 
 pytestmark = pytest.mark.unit
@@ -84,7 +84,7 @@ def close(files: FileTracker, file: FileData, end_of_file: int | None = None) ->
 
 
 def test_in_order_upload_has_the_files_hashes_and_type() -> None:
-    files, transfers, diagnostics = tracker()
+    files, transfers, diagnostics = tracker(Options(hashes=HASHES))
     file = FileData(0)
     for frame, (offset, data) in enumerate(pieces(REAL, 65536), 1):
         send(files, file, True, offset, data, frame)
@@ -189,7 +189,7 @@ def test_data_both_ways_gives_one_close_event_per_direction() -> None:
 
 
 def test_no_hash_counts_what_the_messages_announce() -> None:
-    files, _, _ = tracker(Options(hash_files=False))
+    files, _, _ = tracker(Options(hashes=()))
     file = FileData(0)
     for offset, data in pieces(REAL, 65536):
         send(files, file, True, offset, data)
@@ -202,7 +202,7 @@ def test_no_hash_counts_what_the_messages_announce() -> None:
 def test_memory_stays_flat_however_large_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
     # what waits for a busy hashing process is bounded (32 MiB by default; 1 MiB here)
     monkeypatch.setattr(digests, "MAX_GATHERED", MIB)
-    files, _, _ = tracker()
+    files, _, _ = tracker(Options(hashes=HASHES))
     file = FileData(0)
     block = bytes(random.Random(3).randbytes(1 << 16))
     tracemalloc.start()
@@ -263,7 +263,7 @@ def test_hostile_values_cost_nothing_but_that_file() -> None:
 
 
 def test_too_many_separate_ranges_are_joined_with_a_warning() -> None:
-    files, _, diagnostics = tracker(Options(hash_files=False))
+    files, _, diagnostics = tracker(Options(hashes=()))
     file = FileData(0)
     for i in range(MAX_RANGES + 50):
         send(files, file, True, i * 100, REAL[:10])  # 10 bytes every 100

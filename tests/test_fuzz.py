@@ -49,7 +49,7 @@ from winlog_surgery import CHUNK_SIZE, FILE_HEADER_SIZE, reseal_chunk
 from smbwatch.capture.streams import native_path
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import FIELD_NAMES, SmbEvent
-from smbwatch.options import Options
+from smbwatch.options import HASHES, Options
 from smbwatch.pipeline import InputError, input_events
 from smbwatch.sinks.csv import write_csv
 from smbwatch.sinks.escape import CSV_UNSAFE, JSON_UNSAFE
@@ -155,7 +155,7 @@ def run_input(
     With ``both_paths`` (a capture), the Python capture path must say what the native one
     said, events and warnings alike."""
     EXECUTIONS[name] += 1
-    options = options or Options(False)
+    options = options or Options(hashes=())
     diagnostics = Diagnostics()
     try:
         events = list(input_events(str(path), diagnostics, None, options))
@@ -261,7 +261,7 @@ def test_fuzz_smb_messages(
     if files == "extract":
         options = Options(extract=FileExtractor(scratch / "files"))
     else:
-        options = Options(hash_files=files == "hash")
+        options = Options(hashes=HASHES if files == "hash" else ())
     run_input(path, "smb_messages", options, both_paths=files != "extract")
 
 
@@ -417,7 +417,7 @@ def test_fuzz_zip_archives(scratch: Path, mutations: list[Mutation], method: str
 
     EXECUTIONS["zip_archives"] += 1
     diagnostics, errors = Diagnostics(), []
-    options = Options(hash_files=False)
+    options = Options(hashes=())
     events = list(iter_events([str(path)], diagnostics, None, errors, 1, options))
     check_sinks([event.to_dict() for event in events])
 

@@ -44,6 +44,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "smbwatch.winlog",
             "smbwatch.parallel",
+            "smbwatch.cluster",  # the Dask engine: inputs read as tasks of a cluster
             "smbwatch.pipeline",
             "smbwatch.file_keys",
             "smbwatch.readback",

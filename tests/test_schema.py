@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from smbwatch import schema
-from smbwatch.events import FIELD_NAMES, SmbEvent, columns
+from smbwatch.events import FIELD_NAMES, SmbEvent, columns, from_stored
 
 pytestmark = pytest.mark.unit
 
@@ -20,6 +20,12 @@ EVENTS_SOURCE = REPO / "src" / "smbwatch" / "events.py"
 def _smbevent_class() -> ast.ClassDef:
     tree = ast.parse(EVENTS_SOURCE.read_text())
     return next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SmbEvent")
+
+
+def _method(name: str) -> ast.FunctionDef:
+    return next(
+        n for n in _smbevent_class().body if isinstance(n, ast.FunctionDef) and n.name == name
+    )
 
 
 def test_the_record_declares_the_schema_fields_in_order_with_their_types() -> None:
@@ -33,9 +39,7 @@ def test_the_record_declares_the_schema_fields_in_order_with_their_types() -> No
 
 
 def test_the_unrolled_fields_method_reads_every_schema_field_in_order() -> None:
-    method = next(
-        n for n in _smbevent_class().body if isinstance(n, ast.FunctionDef) and n.name == "fields"
-    )
+    method = _method("fields")
     first = next(n for n in method.body if isinstance(n, ast.AnnAssign))
     assert isinstance(first.value, ast.Dict)
     names = [key.value for key in first.value.keys if isinstance(key, ast.Constant)]
@@ -74,9 +78,7 @@ def test_values_of_each_kind_are_accepted_by_the_record() -> None:
 
 
 def test_the_unrolled_store_in_puts_each_schema_field_in_its_column() -> None:
-    method = next(
-        n for n in _smbevent_class().body if isinstance(n, ast.FunctionDef) and n.name == "store_in"
-    )
+    method = _method("store_in")
     stored = []
     for node in method.body:
         if isinstance(node, ast.Assign):
@@ -90,3 +92,21 @@ def test_the_unrolled_store_in_puts_each_schema_field_in_its_column() -> None:
     found = columns([event, SmbEvent(6, "network", "open")])
     assert [column[0] for column in found] == [event.fields().get(n) for n in schema.NAMES]
     assert [column[1] for column in found][:4] == [6, "network", "open", None]
+
+
+def test_the_unrolled_load_from_reads_each_schema_field_from_its_column() -> None:
+    method = _method("load_from")
+    loaded = []
+    for node in method.body:
+        if isinstance(node, ast.Assign):
+            (target,) = node.targets  # self.name = columns[i][row]
+            assert isinstance(target, ast.Attribute) and isinstance(node.value, ast.Subscript)
+            assert isinstance(node.value.value, ast.Subscript)
+            assert isinstance(node.value.value.slice, ast.Constant)
+            loaded.append((node.value.value.slice.value, target.attr))
+    assert loaded == list(enumerate(schema.NAMES))
+    events = [
+        SmbEvent(5, "host", "logon", user="x", access_list=["a"], session_id="0x1"),
+        SmbEvent(6, "network", "close", sha256="ab", rpc_args={"k": [1]}, src_port=445),
+    ]
+    assert from_stored(columns(events), 2) == events

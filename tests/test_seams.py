@@ -22,7 +22,7 @@ from smbwatch.capture.tcp import NO_SKIP, BodyTap, Skip, StreamConsumer
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.filedata.digests import Digests, DigestService
 from smbwatch.filedata.transfers import Transfers
-from smbwatch.options import Bytes, Options
+from smbwatch.options import HASHES, Bytes, Options
 from smbwatch.pipeline import capture_events
 from smbwatch.smb.smb1 import Smb1Decoder
 from smbwatch.smb.smb2 import Smb2Decoder
@@ -176,7 +176,7 @@ def test_a_python_digest_service_hashes_what_the_hashing_process_hashes(
     ours = [(e.source_ref, e.sha256, e.sha1, e.md5) for e in events if e.action == "close"]
     builtin = [
         (e.source_ref, e.sha256, e.sha1, e.md5)
-        for e in capture_events(str(capture), Diagnostics())
+        for e in capture_events(str(capture), Diagnostics(), options=Options(hashes=HASHES))
         if e.action == "close"
     ]
     assert ours == builtin and service.closed

@@ -27,11 +27,12 @@ from smbwatch.exits import (
 )
 from smbwatch.interrupt import Interrupted
 from smbwatch.interrupt import install as install_interrupt
-from smbwatch.options import Options
+from smbwatch.options import DEFAULT_HASHES, HASHES, Options
 from smbwatch.pipeline import iter_events
 from smbwatch.sinks import OutputError
 from smbwatch.sinks.extract import ExtractError, FileExtractor
 from smbwatch.sinks.output import FORMATS, TEXT_FORMATS, Output, RowKind
+from smbwatch.sinks.progress import ReadingProgress, shown
 
 if TYPE_CHECKING:
     from smbwatch.detect.alert import Alert
@@ -87,11 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
     cli_case.add_clock_argument(events)
     cli_case.add_filter_arguments(events)
     _add_output_arguments(events, FORMATS)
-    _add_no_hash_argument(events)
+    _add_hash_arguments(events)
     events.add_argument(
         "--extract-files",
         metavar="DIR",
         help="store each completely seen file in DIR, named by its sha256, with a JSON sidecar",
+    )
+    events.add_argument(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="who reads the inputs: this machine's processes (-j), or a Dask cluster started"
+        " here with -j worker processes (default: local)",
+    )
+    events.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="read the inputs on the existing Dask cluster whose scheduler is at ADDRESS"
+        " (tcp://HOST:8786); inputs may then be fsspec URLs (s3://bucket/captures/)",
     )
     events.set_defaults(run=run_events)
     detect_verb = _add_rules_verb(
@@ -133,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_arguments(rules_list)
     rules_list.add_argument("-q", "--quiet", action="store_true", help="no warnings on stderr")
     rules_list.set_defaults(run=run_rules_list)
-    shared = cli_case.Arguments(_add_input_arguments, _add_output_arguments, _add_no_hash_argument)
+    shared = cli_case.Arguments(_add_input_arguments, _add_output_arguments, _add_hash_arguments)
     cli_case.add_verbs(verbs, shared)
     return parser
 
@@ -152,7 +166,7 @@ def _add_rules_verb(verbs: Any, name: str, summary: str, description: str) -> _P
     cli_case.add_case_argument(parser)
     cli_case.add_clock_argument(parser)
     cli_case.add_filter_arguments(parser, risk=True)
-    _add_no_hash_argument(parser)
+    _add_hash_arguments(parser)
     _add_rules_argument(parser)
     return parser
 
@@ -184,7 +198,9 @@ def _add_input_arguments(parser: argparse.ArgumentParser, required: bool = True)
         "--jobs",
         type=_jobs,
         default=os.cpu_count() or 1,
-        help="inputs read in parallel by this many processes (default: one per core)",
+        help="inputs read in parallel by this many worker processes, a capture file of 64 MiB"
+        " or more by all of them, each decoding a share of its connections (default: one per"
+        " core)",
     )
     parser.add_argument(
         "--zip-password",
@@ -192,7 +208,12 @@ def _add_input_arguments(parser: argparse.ArgumentParser, required: bool = True)
         help="password of encrypted members of zip archives (ZipCrypto or AES; data sets of"
         " malware traffic publish theirs, often 'infected')",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no warning summary on stderr")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no warning summary on stderr, and no progress bar (shown only on a terminal)",
+    )
 
 
 def _jobs(text: str) -> int:
@@ -206,12 +227,38 @@ def _jobs(text: str) -> int:
     return jobs
 
 
-def _add_no_hash_argument(parser: argparse.ArgumentParser) -> None:
+def _add_hash_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--hash`` and ``--no-hash`` (the same as ``--hash none``): the last one given counts."""
+    parser.add_argument(
+        "--hash",
+        dest="hashes",
+        type=_hashes,
+        default=DEFAULT_HASHES,
+        metavar="LIST",
+        help="digests of transferred files: sha256, sha1, md5, comma-separated, or none"
+        " (default: sha256)",
+    )
     parser.add_argument(
         "--no-hash",
-        action="store_true",
-        help="no sha256/sha1/md5 of transferred files (file data is then skipped: fastest)",
+        dest="hashes",
+        action="store_const",
+        const=(),
+        help="no digests of transferred files, as --hash none (file data is then skipped: fastest)",
     )
+
+
+def _hashes(text: str) -> tuple[str, ...]:
+    """``--hash LIST``: digests by name, in the events' order; ``none``: no digest."""
+    names = [name.strip().lower() for name in text.split(",")]
+    if names == ["none"]:
+        return ()
+    unknown = [name for name in names if name not in HASHES]
+    if unknown or not names:
+        choices = ", ".join(HASHES)
+        raise argparse.ArgumentTypeError(
+            f"not a digest: {unknown[0]!r} (choose from {choices}, or none)"
+        )
+    return tuple(name for name in HASHES if name in names)
 
 
 def _add_output_arguments(
@@ -234,25 +281,46 @@ def _add_output_arguments(
 
 def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:
     """``smbwatch events``: decode every input and write its events."""
+    on_cluster = args.engine == "dask" or args.scheduler is not None
     if cli_case.wants_case(args):
+        if on_cluster:
+            raise InputError("--engine dask and --scheduler read inputs, not a case or filters")
         return cli_case.case_events(args, diagnostics, errors, _options(args))
+    if on_cluster and args.extract_files is not None:
+        raise InputError("--extract-files stores files here: not with --engine dask or --scheduler")
     output = Output(args.format, args.output, args.wide)
     options = _options(args)
-    events = iter_events(args.inputs, diagnostics, args.input_format, errors, args.jobs, options)
-    output.events(events, diagnostics)
+    engine = None
+    if on_cluster:
+        from smbwatch.cluster import DaskEngine
+
+        engine = DaskEngine(args.scheduler, args.jobs)
+    progress = ReadingProgress(shown(args.quiet))
+    events = iter_events(
+        args.inputs, diagnostics, args.input_format, errors, args.jobs, options, progress, engine
+    )
+    try:
+        output.events(progress.counted(events), diagnostics)
+    finally:
+        progress.close()
+        if engine is not None:
+            engine.close()
     return EXIT_OK
 
 
 def _options(args: argparse.Namespace) -> Options:
     if args.extract_files is None:
         return cli_case.read_options(args)
-    if args.no_hash:
-        raise InputError("--extract-files names files by their sha256: it cannot go with --no-hash")
+    if "sha256" not in args.hashes:
+        raise InputError(
+            "--extract-files names files by their sha256: it needs sha256 in --hash"
+            " (it cannot go with --no-hash)"
+        )
     try:
         extractor = FileExtractor(args.extract_files)
     except ExtractError as exc:
         raise InputError(str(exc)) from None
-    return Options(extract=extractor, zip_password=args.zip_password)
+    return Options(hashes=args.hashes, extract=extractor, zip_password=args.zip_password)
 
 
 def _load_rules(args: argparse.Namespace) -> RuleSet:
@@ -303,17 +371,26 @@ def _alerts_and_incidents(
     """The alerts and incidents of the inputs or the case. One input is read as it streams,
     its machines named once it is read (the case's rules, without the case)."""
     from smbwatch.case.entities import HostClaims
-    from smbwatch.detect.engine import detect_incidents
+    from smbwatch.detect.engine import Detector
+    from smbwatch.detect.incidents import group_incidents
 
     ruleset = _load_rules(args)
     if cli_case.wants_case(args):
         return cli_case.case_detect(args, diagnostics, errors, ruleset)
     options = cli_case.read_options(args)
     claims = HostClaims()
-    events = iter_events(args.inputs, diagnostics, args.input_format, errors, args.jobs, options)
-    return detect_incidents(
-        claims.observe(events), ruleset, diagnostics, lambda: claims.machines().namer
+    progress = ReadingProgress(shown(args.quiet))
+    events = iter_events(
+        args.inputs, diagnostics, args.input_format, errors, args.jobs, options, progress
     )
+    detector = Detector(ruleset, diagnostics, lambda: claims.machines().namer)
+    alerts: list[Alert] | None = None
+    try:
+        detector.feed_all(progress.counted(claims.observe(events), detector.alerts_so_far))
+        alerts = detector.alerts()
+    finally:
+        progress.close(None if alerts is None else len(alerts))
+    return alerts, group_incidents(alerts)
 
 
 def run_rules_list(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str]) -> int:

@@ -73,9 +73,9 @@ class Arguments:
 
 
 def read_options(args: argparse.Namespace) -> Options:
-    """How the inputs are read, as the shared input arguments say (``--no-hash``,
+    """How the inputs are read, as the shared input arguments say (``--hash``, ``--no-hash``,
     ``--zip-password``)."""
-    return Options(hash_files=not args.no_hash, zip_password=args.zip_password)
+    return Options(hashes=args.hashes, zip_password=args.zip_password)
 
 
 def add_verbs(verbs: Any, shared: Arguments) -> None:

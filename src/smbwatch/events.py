@@ -389,6 +389,91 @@ class SmbEvent:
         columns[82][row] = self.filled_from
         columns[83][row] = self.missing_from_log
 
+    def load_from(self, columns: list[list[Any]], row: int) -> None:
+        """Set every field from ``row`` of ``columns`` (as ``store_in`` put them): the way back,
+        for events handed between processes as columns. Field by field, as ``store_in``."""
+        self.time = columns[0][row]
+        self.source = columns[1][row]
+        self.action = columns[2][row]
+        self.source_format = columns[3][row]
+        self.source_file = columns[4][row]
+        self.source_ref = columns[5][row]
+        self.seen_by = columns[6][row]
+        self.event_code = columns[7][row]
+        self.src_ip = columns[8][row]
+        self.src_port = columns[9][row]
+        self.dst_ip = columns[10][row]
+        self.dst_port = columns[11][row]
+        self.src_host = columns[12][row]
+        self.dst_host = columns[13][row]
+        self.conn_id = columns[14][row]
+        self.server = columns[15][row]
+        self.user = columns[16][row]
+        self.domain = columns[17][row]
+        self.principal = columns[18][row]
+        self.workstation = columns[19][row]
+        self.client_version = columns[20][row]
+        self.session_id = columns[21][row]
+        self.logon_id = columns[22][row]
+        self.tree_id = columns[23][row]
+        self.file_id = columns[24][row]
+        self.file_key = columns[25][row]
+        self.dialect = columns[26][row]
+        self.command = columns[27][row]
+        self.message_id = columns[28][row]
+        self.share = columns[29][row]
+        self.share_name = columns[30][row]
+        self.share_type = columns[31][row]
+        self.path = columns[32][row]
+        self.new_path = columns[33][row]
+        self.access_mask = columns[34][row]
+        self.access_list = columns[35][row]
+        self.share_access = columns[36][row]
+        self.disposition = columns[37][row]
+        self.create_options = columns[38][row]
+        self.create_action = columns[39][row]
+        self.delete_on_close = columns[40][row]
+        self.info_class = columns[41][row]
+        self.fsctl = columns[42][row]
+        self.pattern = columns[43][row]
+        self.status = columns[44][row]
+        self.bytes = columns[45][row]
+        self.offset = columns[46][row]
+        self.file_size = columns[47][row]
+        self.bytes_seen = columns[48][row]
+        self.direction = columns[49][row]
+        self.pipe = columns[50][row]
+        self.rpc_interface = columns[51][row]
+        self.rpc_operation = columns[52][row]
+        self.rpc_opnum = columns[53][row]
+        self.rpc_status = columns[54][row]
+        self.rpc_args = columns[55][row]
+        self.magic = columns[56][row]
+        self.sha256 = columns[57][row]
+        self.sha1 = columns[58][row]
+        self.md5 = columns[59][row]
+        self.encrypted = columns[60][row]
+        self.auth = columns[61][row]
+        self.realm = columns[62][row]
+        self.spn = columns[63][row]
+        self.object_type = columns[64][row]
+        self.logon_type = columns[65][row]
+        self.auth_package = columns[66][row]
+        self.share_path = columns[67][row]
+        self.service_name = columns[68][row]
+        self.image_path = columns[69][row]
+        self.start_type = columns[70][row]
+        self.service_type = columns[71][row]
+        self.account = columns[72][row]
+        self.task_name = columns[73][row]
+        self.task_command = columns[74][row]
+        self.task_arguments = columns[75][row]
+        self.task_author = columns[76][row]
+        self.task_user = columns[77][row]
+        self.task_run_level = columns[78][row]
+        self.target_user = columns[79][row]
+        self.time_precision = columns[80][row]
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SmbEvent):
             return NotImplemented
@@ -420,6 +505,17 @@ def columns(events: list[SmbEvent]) -> list[list[Any]]:
     for row in range(count):
         events[row].store_in(out, row)
     return out
+
+
+def from_stored(stored: list[list[Any]], count: int) -> list[SmbEvent]:
+    """``count`` events from every field's column, as ``columns`` gives them (between
+    processes, columns cost a fraction of pickling each event, and load back as fast)."""
+    events = []
+    for row in range(count):
+        event = SmbEvent()
+        event.load_from(stored, row)
+        events.append(event)
+    return events
 
 
 def from_columns(values: dict[str, list[Any]], count: int) -> list[SmbEvent]:

@@ -14,6 +14,9 @@ from typing import Final, Protocol
 from smbwatch.events import SmbEvent
 
 MIB: Final = 1 << 20
+# The digests smbwatch can compute of a file, in the order of the events' fields (``--hash``).
+HASHES: Final = ("sha256", "sha1", "md5")
+DEFAULT_HASHES: Final = ("sha256",)
 # File data as it is handed on, without a copy (the memory-mapped capture file included).
 Bytes = bytes | bytearray | memoryview | mmap.mmap
 
@@ -43,13 +46,20 @@ class FileSink(Protocol):
 class Options:
     """Choices that change what the decoders do (the defaults are ``smbwatch events``')."""
 
-    hash_files: bool = True  # sha256/sha1/md5 of every completely seen file
+    # Digests of every completely seen file, among ``HASHES`` (none: file data is skipped).
+    hashes: tuple[str, ...] = DEFAULT_HASHES
     extract: FileSink | None = None  # store completely seen files (implies hashing)
     max_held_per_file: int = 8 * MIB  # data held out of order, per file and direction
     max_held_total: int = 64 * MIB  # ... and for all files of one capture
     zip_password: str | None = None  # of encrypted members of zip archives (--zip-password)
 
+    def __reduce__(self) -> tuple[type[Options], tuple[object, ...]]:
+        """Pickled (to the tasks of a cluster) by its fields: compiled and frozen, it cannot be
+        rebuilt attribute by attribute as pickle otherwise would."""
+        fields = (self.max_held_per_file, self.max_held_total, self.zip_password)
+        return Options, (self.hashes, self.extract, *fields)
+
     @property
     def hashing(self) -> bool:
         """Whether file data is read at all (rather than skipped by the TCP layer)."""
-        return self.hash_files or self.extract is not None
+        return bool(self.hashes) or self.extract is not None

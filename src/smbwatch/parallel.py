@@ -1,36 +1,75 @@
-"""Several inputs at once: one worker process per input, events streamed back in input order.
+"""Inputs read by a pool of long-lived worker processes, events streamed back in input order.
 
-Each worker runs the per-input function it is given (``pipeline.input_events``) on one input and
-sends its events in batches through a pipe of its own (``workerpipe``: a worker that dies,
-even halfway through a message, costs its input and never hangs the parent); a worker waits
-while its pipe is full, so memory is bounded by about ``jobs x BATCH`` events whatever the
-inputs' sizes. The parent reads the inputs in the order they were given (workers ahead of the
-one being read wait), so the output does not depend on which worker finishes first. It knows
-nothing of captures or logs: the pipeline stands on it, not the other way round. Workers are
-forked (Linux, the platform smbwatch is made for); where a process cannot fork, inputs are read
-one after the other in the calling process.
+``jobs`` workers are forked once per run, never one per input: forking one, and the first-use
+work of its readers, costs more than a small log takes to read. The parent gives each worker up
+to ``AHEAD`` inputs at a time, in order, through a pipe of its own, and reads their events back
+through another (``workerpipe``: a worker that dies, even halfway through a message, costs its
+input and never hangs the parent); a worker waits while its pipe is full, so memory is bounded
+by a few batches per worker whatever the inputs' sizes. The parent reads the inputs in the order
+they were given, so the output does not depend on which worker finishes first.
+
+A large input may be read in shares (``Work.shares``): every share by a worker of its own, all
+at once, each event sent with a key that says where it stands in the whole input's order (keys
+never decrease within a share); the parent merges the shares by key, equal keys share by share.
+What the shares are is the reader's business (for a capture, its connections by a hash of their
+endpoints): this module knows nothing of captures or logs; the pipeline stands on it, not the
+other way round. Events travel as columns (``events.columns``: a fraction of the cost of
+pickling each event). Workers are forked (Linux, the platform smbwatch is made for); where a
+process cannot fork, inputs are read one after the other in the calling process.
 """
 
 from __future__ import annotations
 
+import heapq
 import multiprocessing
 import os
+import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
-from typing import Any
+from operator import itemgetter
+from typing import Any, Final, Protocol
 
 from smbwatch import workerpipe
 from smbwatch.containers import InputFile
 from smbwatch.diagnostics import Diagnostics, InputError
-from smbwatch.events import SmbEvent
+from smbwatch.events import SmbEvent, columns, from_stored
 from smbwatch.interrupt import Interrupted, check
 from smbwatch.options import Options
 
-BATCH = 2000
-WAIT = 0.2  # seconds between looks at whether a stop was asked for, while a worker is silent
+BATCH: Final = 2000  # events sent at once
+SEND_EVERY: Final = 0.05  # seconds: a share's events are sent at least this often (the merge
+# waits for every share's next key)
+AHEAD: Final = 2  # inputs (or shares) given to a worker before it has finished the ones it has
+WAIT: Final = 0.2  # seconds between looks at whether a stop was asked for, while a worker is silent
 # The events of one input: input, diagnostics, input format, options (``pipeline.input_events``).
 InputReader = Callable[[InputFile, Diagnostics, str | None, Options], Iterator[SmbEvent]]
+Share = tuple[int, int]  # (index, count): this share of ``count``
+# One share of one input, each event with its key in the whole input's order: input,
+# diagnostics, input format, options, share (``pipeline.share_events``).
+ShareReader = Callable[
+    [InputFile, Diagnostics, str | None, Options, Share], Iterator[tuple[int, SmbEvent]]
+]
+Task = tuple[InputFile, Share | None]  # an input to read whole (None), or one share of it
+
+
+@dataclass(frozen=True)
+class Readers:
+    """What the workers run: the events of a whole input, and of one share of one."""
+
+    whole: InputReader
+    share: ShareReader
+
+
+@dataclass(frozen=True)
+class Work:
+    """One input to read, named by the user or not (found in a directory), in how many shares
+    (1: whole)."""
+
+    source: InputFile
+    explicit: bool
+    shares: int = 1
 
 
 class InputRun:
@@ -50,102 +89,316 @@ class InputRun:
         return self.source.name
 
 
+class Progress(Protocol):
+    """Who is told how the reading goes (``sinks.progress``): the inputs, then each read."""
+
+    def begin(self, sources: list[InputFile]) -> None: ...
+
+    def finished(self, run: InputRun) -> None: ...
+
+
 def can_fork() -> bool:
     """Whether inputs can be read by worker processes here (see the module)."""
     return "fork" in multiprocessing.get_all_start_methods()
 
 
-def _worker(
-    read: InputReader, source: InputFile, input_format: str | None, options: Options, fd: int
+# --- a worker -----------------------------------------------------------------------------------
+# Messages to a worker: ("task", Task). Its task pipe closed: no more tasks, end.
+# Messages from it, per task: ("events", Packed)... then ("done", Diagnostics, InputError | None).
+# Events as they travel: every field's column, how many, and for a share each event's key.
+Packed = tuple[list[list[Any]], int, list[int] | None]
+
+
+def _serve(
+    readers: Readers,
+    input_format: str | None,
+    options: Options,
+    tasks: int,
+    results: int,
+    finished: Any,
+    slot: int,
+    others: list[int],
+) -> None:
+    """A worker: the tasks it is given, one after the other, until its task pipe closes.
+    ``others``: the parent's ends of every worker's pipes, its own included, closed here (a
+    worker holding a task pipe open would keep its worker from ever seeing its end)."""
+    for fd in others:
+        os.close(fd)
+    receiver = workerpipe.Receiver(tasks)
+    try:
+        while True:
+            try:
+                message = receiver.receive(WAIT)
+            except workerpipe.Closed:
+                return
+            if message is None:
+                check()
+                continue
+            source, share = message[1]
+            _run_task(readers, input_format, options, source, share, results)
+            finished[slot] += 1
+    except (Interrupted, BrokenPipeError):
+        return  # the parent stops too (it was signalled first, or with us), or is gone
+
+
+def _run_task(
+    readers: Readers,
+    input_format: str | None,
+    options: Options,
+    source: InputFile,
+    share: Share | None,
+    results: int,
 ) -> None:
     diagnostics = Diagnostics()
     error = None
-    batch: list[SmbEvent] = []
+    sender = _Sender(results, keyed=share is not None)
     try:
-        for event in read(source, diagnostics, input_format, options):
-            batch.append(event)
-            if len(batch) >= BATCH:
-                workerpipe.send(fd, ("events", batch))
-                batch = []
-        workerpipe.send(fd, ("events", batch))
+        if share is None:
+            for event in readers.whole(source, diagnostics, input_format, options):
+                sender.add(0, event)
+        else:
+            for key, event in readers.share(source, diagnostics, input_format, options, share):
+                sender.add(key, event)
+        sender.send()
     except InputError as exc:
         error = exc
-    except Interrupted:
-        return  # the parent stops too (it was signalled first, or with us), and ends us
-    except BrokenPipeError:
-        return  # the parent is gone
+    except (Interrupted, BrokenPipeError):
+        raise
     except Exception as exc:  # a bug must cost this input, not the whole run
         diagnostics.damaged(source.name, f"internal error: {exc!r}")
-    try:
-        workerpipe.send(fd, ("done", diagnostics, error))
-    except BrokenPipeError:
-        return
+    workerpipe.send(results, ("done", diagnostics, error))
 
 
-def _next_message(receiver: workerpipe.Receiver, process: BaseProcess, source: InputFile) -> Any:
-    """The worker's next message; a stop asked for meanwhile is honoured within ``WAIT``, and a
-    worker that died without a word (killed, out of memory) costs its input, not a hang."""
-    while True:
-        check()
+class _Sender:
+    """A task's events, sent in batches of ``BATCH`` (a share's also every ``SEND_EVERY``)."""
+
+    def __init__(self, results: int, keyed: bool) -> None:
+        self.results = results
+        self.keyed = keyed
+        self.events: list[SmbEvent] = []
+        self.keys: list[int] = []
+        self.sent = time.monotonic()
+
+    def add(self, key: int, event: SmbEvent) -> None:
+        self.events.append(event)
+        if self.keyed:
+            self.keys.append(key)
+            if time.monotonic() - self.sent >= SEND_EVERY:
+                self.send()
+        if len(self.events) >= BATCH:
+            self.send()
+
+    def send(self) -> None:
+        if self.events:
+            keys = self.keys if self.keyed else None
+            packed: Packed = (columns(self.events), len(self.events), keys)
+            workerpipe.send(self.results, ("events", packed))
+        self.events, self.keys = [], []
+        self.sent = time.monotonic()
+
+
+# --- the parent ---------------------------------------------------------------------------------
+@dataclass
+class _Worker:
+    process: BaseProcess
+    tasks: int  # the writing end of its task pipe
+    results: workerpipe.Receiver
+    given: int = 0  # tasks given; the shared ``finished`` counts those it has done
+
+
+@dataclass
+class _Pending:
+    """An input given to workers (one per share), whose events the parent has yet to read."""
+
+    work: Work
+    slots: list[int] = field(default_factory=list)
+
+
+class _Pool:
+    """``jobs`` worker processes and what they were given."""
+
+    def __init__(
+        self, readers: Readers, input_format: str | None, options: Options, jobs: int
+    ) -> None:
+        self.context = multiprocessing.get_context("fork")
+        self.arguments = (readers, input_format, options)
+        self.finished = self.context.RawArray("q", jobs)  # tasks done, per worker
+        self.workers: list[_Worker] = []
+        for slot in range(jobs):
+            self.workers.append(self._start(slot))
+
+    def _start(self, slot: int) -> _Worker:
+        task_reading, task_writing = workerpipe.pipe()
+        reading, writing = workerpipe.pipe()
+        others = [
+            fd
+            for index, worker in enumerate(self.workers)
+            if index != slot  # (a worker being replaced: its pipes are closed already)
+            for fd in (worker.tasks, worker.results.fd)
+        ] + [task_writing, reading]  # the parent's ends of its own
+        arguments = (*self.arguments, task_reading, writing, self.finished, slot, others)
+        process = self.context.Process(
+            target=_serve, args=arguments, daemon=True, name=f"smbwatch-worker-{slot}"
+        )
         try:
-            message = receiver.receive(WAIT)
-        except workerpipe.Closed:
-            process.join()
-            diagnostics = Diagnostics()
-            diagnostics.damaged(source.name, f"its worker process ended early ({process.exitcode})")
-            return ("done", diagnostics, None)
-        if message is not None:
-            return message
+            process.start()
+        finally:
+            os.close(writing)  # the worker's alone now: its death ends the stream
+            os.close(task_reading)
+        return _Worker(process, task_writing, workerpipe.Receiver(reading))
+
+    def busy(self, slot: int) -> int:
+        """Tasks given to the worker that it has not finished."""
+        return self.workers[slot].given - self.finished[slot]
+
+    def give(self, slot: int, task: Task) -> None:
+        worker = self.workers[slot]
+        worker.given += 1
+        workerpipe.send(worker.tasks, ("task", task))
+
+    def replace(self, slot: int, lost: list[Task]) -> None:
+        """A new worker in place of one that died, given the tasks it had not begun."""
+        self._end(self.workers[slot], kill=True)
+        self.finished[slot] = 0
+        self.workers[slot] = self._start(slot)
+        for task in lost:
+            self.give(slot, task)
+
+    def close(self, wait: bool) -> None:
+        """End the workers: told to (``wait``: they are idle), else killed."""
+        for worker in self.workers:
+            self._end(worker, kill=not wait)
+
+    @staticmethod
+    def _end(worker: _Worker, kill: bool) -> None:
+        os.close(worker.tasks)  # the worker ends when it sees no more tasks can come
+        if kill:
+            worker.process.kill()
+        worker.process.join(timeout=5)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
+        worker.results.close()
+
+
+class _Scheduler:
+    """Gives inputs to the pool's workers in order, as they have room, and reads their events
+    back in the same order."""
+
+    def __init__(self, pool: _Pool, work: list[Work]) -> None:
+        self.pool = pool
+        self.waiting = deque(work)
+        self.pending: deque[_Pending] = deque()  # given, in order; the first is being read
+
+    def give(self) -> None:
+        """Give waiting inputs, in order, to the workers with room (the shares of one input to
+        as many distinct workers, all at once)."""
+        pool = self.pool
+        while self.waiting:
+            work = self.waiting[0]
+            free = sorted(
+                (pool.busy(slot), slot)
+                for slot in range(len(pool.workers))
+                if pool.busy(slot) < AHEAD
+            )
+            if len(free) < work.shares:
+                return
+            self.waiting.popleft()
+            pending = _Pending(work)
+            for index, (_, slot) in enumerate(free[: work.shares]):
+                share = None if work.shares == 1 else (index, work.shares)
+                pool.give(slot, (work.source, share))
+                pending.slots.append(slot)
+            self.pending.append(pending)
+
+    def runs(self) -> Iterator[InputRun]:
+        while self.waiting or self.pending:
+            self.give()
+            pending = self.pending[0]
+            run = InputRun(pending.work.source, pending.work.explicit)
+            if pending.work.shares == 1:
+                run.events = self._events(pending.slots[0], run)
+            else:
+                run.events = merged([self._keyed(slot, run) for slot in pending.slots])
+            yield run
+            for _ in run.events:  # what the reader left unread: the workers must go on
+                pass
+            self.pending.popleft()
+
+    def _events(self, slot: int, run: InputRun) -> Iterator[SmbEvent]:
+        """The events one worker sends for the input."""
+        while (packed := self._next(slot, run)) is not None:
+            yield from from_stored(packed[0], packed[1])
+
+    def _keyed(self, slot: int, run: InputRun) -> Iterator[tuple[int, SmbEvent]]:
+        """The events one worker sends for its share of the input, each with its key."""
+        while (packed := self._next(slot, run)) is not None:
+            yield from zip(packed[2] or (), from_stored(packed[0], packed[1]), strict=True)
+
+    def _next(self, slot: int, run: InputRun) -> Packed | None:
+        """The worker's next events for ``run``, None once it is done with it (giving out
+        waiting inputs meanwhile); a stop asked for is honoured within ``WAIT``, and a worker
+        that died without a word (killed, out of memory) costs the input."""
+        while True:
+            check()
+            self.give()
+            worker = self.pool.workers[slot]
+            try:
+                message = worker.results.receive(WAIT)
+            except workerpipe.Closed:
+                self._lost(slot, run)
+                return None
+            if message is None:
+                continue
+            if message[0] == "events":
+                packed: Packed = message[1]
+                return packed
+            run.diagnostics.merge(message[1])
+            if run.error is None:
+                run.error = message[2]
+            return None
+
+    def _lost(self, slot: int, run: InputRun) -> None:
+        """The worker died while reading ``run``: the input is damaged; what it had been given
+        after it goes to a new worker."""
+        process = self.pool.workers[slot].process
+        process.join(timeout=WAIT)
+        later = [
+            (pending.work.source, _share_of(pending, slot))
+            for pending in list(self.pending)[1:]
+            if slot in pending.slots
+        ]
+        self.pool.replace(slot, later)
+        run.diagnostics.damaged(run.path, f"its worker process ended early ({process.exitcode})")
+
+
+def merged(shares: Sequence[Iterable[tuple[int, SmbEvent]]]) -> Iterator[SmbEvent]:
+    """The events of an input's shares in the whole input's order: by key, equal keys share
+    by share (in the order of ``shares``)."""
+    return map(itemgetter(1), heapq.merge(*shares, key=itemgetter(0)))
+
+
+def _share_of(pending: _Pending, slot: int) -> Share | None:
+    if pending.work.shares == 1:
+        return None
+    return (pending.slots.index(slot), pending.work.shares)
 
 
 def parallel_inputs(
-    read: InputReader,
-    files: list[tuple[InputFile, bool]],
+    readers: Readers,
+    work: list[Work],
     input_format: str | None,
     jobs: int,
     options: Options,
 ) -> Iterator[InputRun]:
-    """Every (input, named explicitly) input, each read by ``read`` in one of up to ``jobs``
-    processes (``read`` raises InputError for an input it cannot use), in order."""
-    context = multiprocessing.get_context("fork")
-    waiting = deque(files)
-    running: deque[tuple[InputFile, bool, BaseProcess, workerpipe.Receiver]] = deque()
+    """Every input read by a pool of up to ``jobs`` workers (a reader raises InputError for an
+    input it cannot use), in order, each as an InputRun to be read before the next. An input in
+    shares needs as many workers (``shares`` is at most ``jobs``)."""
+    needed = min(jobs, sum(item.shares for item in work))
+    pool = _Pool(readers, input_format, options, max(needed, 1))
+    done = False
     try:
-        while waiting or running:
-            while waiting and len(running) < jobs:
-                source, explicit = waiting.popleft()
-                reading, writing = workerpipe.pipe()
-                arguments = (read, source, input_format, options, writing)
-                process: BaseProcess = context.Process(target=_worker, args=arguments, daemon=True)
-                try:
-                    process.start()
-                finally:
-                    os.close(writing)  # the worker's alone now: its death ends the stream
-                running.append((source, explicit, process, workerpipe.Receiver(reading)))
-            source, explicit, process, receiver = running[0]  # still killed if we stop here
-            run = InputRun(source, explicit)
-            run.events = _received(receiver, process, run)
-            yield run
-            for _ in run.events:  # what the reader left unread: the worker must finish
-                pass
-            process.join()
-            receiver.close()
-            running.popleft()
+        yield from _Scheduler(pool, work).runs()
+        done = True
     finally:
-        for _, _, process, receiver in running:
-            process.kill()
-            process.join()
-            receiver.close()
-
-
-def _received(
-    receiver: workerpipe.Receiver, process: BaseProcess, run: InputRun
-) -> Iterator[SmbEvent]:
-    while True:
-        message = _next_message(receiver, process, run.source)
-        if message[0] == "events":
-            yield from message[1]
-            continue
-        run.diagnostics.merge(message[1])
-        run.error = message[2]
-        return
+        pool.close(wait=done)

@@ -8,7 +8,9 @@ can run the very same code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -34,7 +36,15 @@ from smbwatch.events import SmbEvent
 from smbwatch.file_keys import with_file_keys
 from smbwatch.filedata.transfers import Transfers, settled
 from smbwatch.options import Options
-from smbwatch.parallel import InputRun, can_fork, parallel_inputs
+from smbwatch.parallel import (
+    InputRun,
+    Progress,
+    Readers,
+    Share,
+    Work,
+    can_fork,
+    parallel_inputs,
+)
 from smbwatch.smb.nbss import DecoderFactory, SmbConnection
 from smbwatch.smb.smb1 import Smb1Decoder
 from smbwatch.smb.smb2 import Smb2Decoder
@@ -47,8 +57,15 @@ DECODERS: dict[int, type[Smb2Decoder] | type[Smb1Decoder]] = {
 }
 DEFAULT_OPTIONS: Final = Options()
 SNIFF_SIZE: Final = 4096
+# A capture file at least this large is read by every worker of ``-j N``, each decoding the
+# connections of its share: a smaller one is read faster by one worker than N times over.
+SPLIT_AT: Final = 64 << 20
+END: Final = 1 << 62  # the key of the events the end of a capture completes (after every frame)
 # Capture formats are told apart by the reader itself: forcing one on the other is no mismatch.
 _SAME_READER: Final = {"pcap": "capture", "pcapng": "capture"}
+# Who reads the inputs, in order, when not this process and its workers (``cluster``): the
+# inputs (URLs among them), the input format and the options.
+Engine = Callable[[list[tuple[InputFile, bool]], str | None, Options], Iterator[InputRun]]
 
 
 class NotAnInput(InputError):
@@ -56,16 +73,29 @@ class NotAnInput(InputError):
 
 
 def expand_inputs(
-    paths: Iterable[str], errors: list[str] | None = None, zip_password: str | None = None
+    paths: Iterable[str],
+    errors: list[str] | None = None,
+    zip_password: str | None = None,
+    urls: bool = False,
 ) -> list[tuple[InputFile, bool]]:
     """Inputs to read, as (input, named explicitly); a directory means every file below it, a
-    zip archive every file in it (the members of a named archive count as named).
+    zip archive every file in it (the members of a named archive count as named); a URL
+    (``s3://...``) is kept as it is for an engine that reads URLs (``urls``), else refused.
 
     A name that is neither is reported in ``errors`` (raised as InputError when it is None).
     """
     files: list[tuple[InputFile, bool]] = []
     for name in paths:
         path = Path(name)
+        if "://" in name and not path.exists():
+            if urls:
+                files.append((InputFile(name), True))
+                continue
+            problem = "a URL: read through a cluster (--engine dask or --scheduler)"
+            if errors is None:
+                raise InputError(f"{name}: {problem}")
+            errors.append(f"{name}: {problem}")
+            continue
         if path.is_dir():
             below = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
             for file in below:
@@ -192,6 +222,7 @@ def capture_events(
     options: Options = DEFAULT_OPTIONS,
     frames: FrameReader | None = None,
     flow_share: tuple[int, int] | None = None,
+    completed: deque[tuple[int, int]] | None = None,
 ) -> Iterator[SmbEvent]:
     """SMB events of one capture file, in the order their messages complete.
 
@@ -200,6 +231,9 @@ def capture_events(
     ``frames`` is where the frames come from (by default ``source`` read with ``read_frames``).
     ``flow_share`` (index, count) decodes only the TCP connections of that share
     (``capture.flows``): the events of the ``count`` shares together are the capture's.
+    ``completed`` is given, for each batch of events as the frame loop makes them, (the number
+    of the frame that completed them, or ``END``; how many), before they come out in that order
+    (``share_events``).
     """
     source = as_input(source)
     share = EVERY_FLOW if flow_share is None else FlowShare(*flow_share)
@@ -212,7 +246,9 @@ def capture_events(
     try:
         if source_format is None:
             source_format = sniff_format(source) or "pcap"
-        batches = _capture_events(frames, source.name, diagnostics, source_format, decoders, share)
+        batches = _capture_events(
+            frames, source.name, diagnostics, source_format, decoders, share, completed
+        )
         yield from with_file_keys(settled(batches, transfers))
     finally:
         frames.close()
@@ -226,6 +262,7 @@ def _capture_events(
     source_format: str,
     decoders: dict[int, DecoderFactory],
     share: FlowShare,
+    completed: deque[tuple[int, int]] | None,
 ) -> Iterator[list[SmbEvent]]:
     """The events of the capture, in batches as frames complete messages."""
     out: list[SmbEvent] = []
@@ -244,10 +281,38 @@ def _capture_events(
     streams = TcpStreams(frames, connection, diagnostics, share)
     try:
         while streams.advance(out):
+            if completed is not None:
+                completed.append((END if streams.ended else streams.segment.frame, len(out)))
             yield out  # taken in by the consumer before this resumes
             out.clear()
     finally:
         frames.close()
+
+
+def share_events(
+    source: InputFile,
+    diagnostics: Diagnostics,
+    input_format: str | None,
+    options: Options,
+    share: Share,
+) -> Iterator[tuple[int, SmbEvent]]:
+    """The events of one share of a capture's connections (``capture_events``' ``flow_share``),
+    each with the number of the frame that completed it (``END``: the end of the capture). The
+    events of all shares merged by that number, equal numbers share by share, are the whole
+    capture's in its order, but for those the end completes (each share's together)."""
+    completed: deque[tuple[int, int]] = deque()
+    key, left = 0, 0
+    try:
+        for event in capture_events(
+            source, diagnostics, input_format, options=options, flow_share=share,
+            completed=completed,
+        ):  # fmt: skip
+            while not left:
+                key, left = completed.popleft()
+            left -= 1
+            yield key, event
+    except CaptureError as capture_error:
+        raise InputError(str(capture_error)) from None
 
 
 def iter_events(
@@ -257,16 +322,27 @@ def iter_events(
     errors: list[str] | None = None,
     jobs: int = 1,
     options: Options = DEFAULT_OPTIONS,
+    progress: Progress | None = None,
+    engine: Engine | None = None,
 ) -> Iterator[SmbEvent]:
     """Events of every input in turn (in input order), with up to ``jobs`` worker processes.
 
     An input named explicitly that cannot be read is reported in ``errors`` (raised as
     InputError when ``errors`` is None); a file met inside a directory that is not a capture or
-    log is only counted as a warning.
+    log is only counted as a warning. ``progress`` is told of the inputs and of each one read;
+    ``engine``: who reads them (by default this process and its workers).
     """
-    files = expand_inputs(paths, errors, options.zip_password)
-    for run in input_runs(files, input_format, jobs, options):
+    files = expand_inputs(paths, errors, options.zip_password, urls=engine is not None)
+    if progress is not None:
+        progress.begin([source for source, _ in files])
+    if engine is None:
+        runs = input_runs(files, input_format, jobs, options)
+    else:
+        runs = engine(files, input_format, options)
+    for run in runs:
         yield from run.events
+        if progress is not None:
+            progress.finished(run)
         diagnostics.merge(run.diagnostics)
         if run.error is not None:
             report_input_error(run.error, run.source, run.explicit, diagnostics, errors)
@@ -279,14 +355,35 @@ def input_runs(
     options: Options = DEFAULT_OPTIONS,
 ) -> Iterator[InputRun]:
     """Each (input, named explicitly) input as it is read, in order, by up to ``jobs`` worker
-    processes. Read each one's events before asking for the next."""
-    if jobs > 1 and len(files) > 1 and can_fork():
-        yield from parallel_inputs(input_events, files, input_format, jobs, options)
-        return
+    processes (a large capture file by all of them, each decoding a share of its connections).
+    Read each one's events before asking for the next."""
+    if jobs > 1 and can_fork():
+        work = [
+            Work(source, explicit, shares(source, input_format, jobs)) for source, explicit in files
+        ]
+        if len(work) > 1 or work and work[0].shares > 1:
+            yield from parallel_inputs(READERS, work, input_format, jobs, options)
+            return
     for source, explicit in files:
         run = InputRun(source, explicit)
         run.events = _read(run, input_format, options)
         yield run
+
+
+def shares(source: InputFile, input_format: str | None, jobs: int) -> int:
+    """In how many shares an input is read: one per job for a capture file of ``SPLIT_AT`` or
+    more read where it lies (memory-mapped by every share); any other input whole (a compressed
+    capture, or one in a zip, would be decompressed once per share)."""
+    if jobs < 2 or source.member is not None:
+        return 1
+    if input_format is not None and input_format not in CAPTURE_FORMATS:
+        return 1
+    try:
+        if os.stat(source.path).st_size < SPLIT_AT or not source.plain_file():
+            return 1
+        return jobs if sniff_format(source) in CAPTURE_FORMATS else 1
+    except (OSError, InputError):
+        return 1  # said when it is read
 
 
 def _read(run: InputRun, input_format: str | None, options: Options) -> Iterator[SmbEvent]:
@@ -294,3 +391,6 @@ def _read(run: InputRun, input_format: str | None, options: Options) -> Iterator
         yield from input_events(run.source, run.diagnostics, input_format, options)
     except InputError as exc:
         run.error = exc
+
+
+READERS: Final = Readers(input_events, share_events)

@@ -234,8 +234,16 @@ FIELDS: Final[tuple[Field, ...]] = (
     ),
     Field("magic", TEXT, "what the written bytes are (`PE`, `ELF`, `script`, ...)"),
     Field("sha256", TEXT, "hash of a completely seen file"),
-    Field("sha1", TEXT, "hash of a completely seen file"),
-    Field("md5", TEXT, "hash of a completely seen file"),
+    Field(
+        "sha1",
+        TEXT,
+        "hash of a completely seen file (with `--hash` naming sha1; no longer by default)",
+    ),
+    Field(
+        "md5",
+        TEXT,
+        "hash of a completely seen file (with `--hash` naming md5; no longer by default)",
+    ),
     Field("encrypted", BOOLEAN, "true where SMB3 encryption hid the content"),
     Field(
         "auth",

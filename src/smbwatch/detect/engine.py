@@ -257,6 +257,11 @@ class Detector:
         out.sort(key=lambda a: (-a.risk_score, a.first_time or "", a.title))
         return out
 
+    def alerts_so_far(self) -> int:
+        """How many alerts the matches so far make, before correlation and the merging of a
+        family's alerts (what a progress display shows while the events come)."""
+        return sum(map(len, self._groups))
+
     def generated_source(self, key: Key) -> str:
         """The Python source evaluated for events of kind ``key`` (to inspect or debug rules)."""
         return self._matcher_source(key)[0]

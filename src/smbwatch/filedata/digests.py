@@ -1,4 +1,5 @@
-"""sha256, sha1 and md5 of transferred files, computed in a process of their own.
+"""sha256, sha1 and md5 of transferred files (those chosen: ``Options.hashes``), computed in a
+process of their own.
 
 The three digests of a gigabyte of file data take seconds of CPU (md5 alone runs at about
 400 MB/s), as long as decoding the capture itself; computed inline they would halve smbwatch's
@@ -21,7 +22,7 @@ stream (consecutive data of one stream is merged into one record), ``P`` data by
 (its digests are wanted), ``A`` abandoned (forget it). Child to
 parent, for each ``F`` in order: stream id (8), a status (1: ``HASHED``, ``FORGOTTEN`` when the
 child had to forget the stream, ``UNREADABLE`` when it could not read the capture) and the
-sha256 (32), sha1 (20) and md5 (16) digests.
+sha256 (32), sha1 (20) and md5 (16) digests (those not chosen: zeros, said as None).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from typing import Any, BinaryIO, Final
 
 from mypy_extensions import mypyc_attr
 
-from smbwatch.options import Bytes
+from smbwatch.options import HASHES, Bytes
 
 RECORD: Final = struct.Struct("<cQI")
 LENGTH: Final = struct.Struct("<I")  # the last field of RECORD, rewritten as a data record grows
@@ -65,10 +66,10 @@ PIPE_SIZE: Final = 1 << 20  # the pipe's capacity (Linux's default limit for a p
 MAX_STREAMS = 1 << 16  # streams hashed at once (a hostile capture may open millions of files)
 BATCH_SIZE: Final = 256 << 10  # child: data handed to the md5 thread at once
 MAX_BATCHES: Final = 16  # child: batches waiting for it (each up to a read's worth more)
-CHILD: Final = "from smbwatch.filedata.digests import serve; serve({})"
+CHILD: Final = "from smbwatch.filedata.digests import serve; serve({}, {!r})"
 UNREADABLE_REASON: Final = "the hashing process could not read the capture file"
 
-Digests = tuple[str, str, str]  # sha256, sha1, md5, in hex
+Digests = tuple[str | None, str | None, str | None]  # sha256, sha1, md5 in hex (None: not chosen)
 
 
 class DigestError(Exception):
@@ -104,7 +105,23 @@ class DigestService:
 
 Raw = tuple[bytes, ...]  # the digests of a stream: sha256, sha1, md5 (or some of them)
 Result = tuple[int, Raw]  # a status (HASHED, FORGOTTEN, UNREADABLE) and the digests
-ALGORITHMS: Final = (hashlib.sha256, hashlib.sha1, hashlib.md5)
+
+
+class _Skipped:
+    """A digest not chosen: it takes the data and says nothing (its place in a reply stays
+    zeros, an empty digest)."""
+
+    def update(self, data: Bytes) -> None:
+        pass
+
+    def digest(self) -> bytes:
+        return b""
+
+
+def constructors(chosen: tuple[str, ...] = HASHES) -> tuple[Any, ...]:
+    """The constructors of the three digests, in ``HASHES``' order, ``_Skipped`` for those not
+    ``chosen``."""
+    return tuple(getattr(hashlib, name) if name in chosen else _Skipped for name in HASHES)
 
 
 class StreamHashes:
@@ -112,7 +129,7 @@ class StreamHashes:
     being hashed, at most ``MAX_STREAMS`` (oldest forgotten), and the streams some of whose
     bytes could not be read."""
 
-    def __init__(self, algorithms: tuple[Any, ...] = ALGORITHMS) -> None:
+    def __init__(self, algorithms: tuple[Any, ...] = constructors()) -> None:
         self.algorithms = algorithms
         self.none: Raw = (b"",) * len(algorithms)  # the digests of a stream that has none
         self.streams: dict[int, list[Any]] = {}
@@ -151,21 +168,27 @@ class StreamHashes:
         self.unreadable.discard(stream)
 
 
-def _taken(result: Result) -> Digests | None:
-    """A stream's digests in hex; None when it was forgotten (see ``DigestService.take``)."""
+def _taken(result: Result, chosen: tuple[str, ...]) -> Digests | None:
+    """A stream's ``chosen`` digests in hex (the others None); None when it was forgotten
+    (see ``DigestService.take``)."""
     status, (sha256, sha1, md5) = result
     if status == UNREADABLE:
         raise DigestError(UNREADABLE_REASON)
     if status != HASHED:
         return None
-    return sha256.hex(), sha1.hex(), md5.hex()
+    return (
+        sha256.hex() if "sha256" in chosen else None,
+        sha1.hex() if "sha1" in chosen else None,
+        md5.hex() if "md5" in chosen else None,
+    )
 
 
 class InlineDigests(DigestService):
     """The same service computed in the decoder's own process (no second core used)."""
 
-    def __init__(self) -> None:
-        self.hashes = StreamHashes()
+    def __init__(self, chosen: tuple[str, ...] = HASHES) -> None:
+        self.hashes = StreamHashes(constructors(chosen))
+        self.chosen = chosen
         self.done: dict[int, Result] = {}
 
     def data(self, stream: int, buf: Bytes, start: int, stop: int) -> None:
@@ -182,7 +205,7 @@ class InlineDigests(DigestService):
         return True
 
     def take(self, stream: int) -> Digests | None:
-        return _taken(self.done.pop(stream, (FORGOTTEN, self.hashes.none)))
+        return _taken(self.done.pop(stream, (FORGOTTEN, self.hashes.none)), self.chosen)
 
     def close(self) -> None:
         self.hashes.streams.clear()
@@ -191,13 +214,16 @@ class InlineDigests(DigestService):
 class DigestProcess(DigestService):
     """The parent's end of the hashing process: hand over data, collect digests as they come."""
 
-    def __init__(self, capture: mmap.mmap | None = None, fileno: int = -1) -> None:
+    def __init__(
+        self, capture: mmap.mmap | None = None, fileno: int = -1, chosen: tuple[str, ...] = HASHES
+    ) -> None:
         """``capture``: the memory-mapped capture file (open as ``fileno``), whose bytes the
-        child reads itself."""
+        child reads itself; ``chosen``: the digests computed (``HASHES``)."""
         if capture is None:
             fileno = -1
+        self.chosen = chosen
         self.child = subprocess.Popen(  # this interpreter, this package
-            [sys.executable, "-c", CHILD.format(fileno)],
+            [sys.executable, "-c", CHILD.format(fileno, ",".join(chosen))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             pass_fds=(fileno,) if fileno >= 0 else (),
@@ -281,7 +307,7 @@ class DigestProcess(DigestService):
                 self._collect(block=True)
         if stream not in self.done:
             raise DigestError("the file hashing process ended early")
-        return _taken(self.done.pop(stream))
+        return _taken(self.done.pop(stream), self.chosen)
 
     def flush(self) -> None:
         """Write out all that waits."""
@@ -382,24 +408,27 @@ class DigestProcess(DigestService):
         del self.incoming[:usable]
 
 
-def start_digests(capture: mmap.mmap | None = None, fileno: int = -1) -> DigestService:
-    """The hashing process (reading ``capture`` itself, if given), or inline hashing where
-    it cannot be started."""
+def start_digests(
+    capture: mmap.mmap | None = None, fileno: int = -1, chosen: tuple[str, ...] = HASHES
+) -> DigestService:
+    """The hashing process of the ``chosen`` digests (reading ``capture`` itself, if given),
+    or inline hashing where it cannot be started."""
     try:
-        return DigestProcess(capture, fileno)
+        return DigestProcess(capture, fileno, chosen)
     except OSError:
-        return InlineDigests()
+        return InlineDigests(chosen)
 
 
-def serve(fileno: int = -1) -> None:
+def serve(fileno: int = -1, chosen: str = ",".join(HASHES)) -> None:
     """The child: hash what comes on stdin (and the capture file open as ``fileno``, where
-    records refer to it), answer on stdout, until stdin ends."""
+    records refer to it) with the ``chosen`` digests (names, comma-separated), answer on
+    stdout, until stdin ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     # A parent gone (killed, or stopped while replies were due): end at the next reply, quietly.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     requests = os.fdopen(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
     replies = sys.stdout.buffer
-    hashes = ChildHashes(replies)
+    hashes = ChildHashes(replies, tuple(chosen.split(",")))
     capture = MappedCapture(fileno)
     buffer = bytearray(READ_SIZE)  # one buffer for the whole run: no allocation per read
     filled = 0
@@ -420,17 +449,21 @@ class ChildHashes:
     on two cores whenever the decoder leaves one free, and the digests of a gigabyte no longer
     take as long as md5, sha1 and sha256 one after the other. The md5 thread's jobs are handed
     over in batches (a hand-over may wake a thread: a system call), and done in order; it
-    answers each finished stream once its part is done."""
+    answers each finished stream once its part is done; without md5, it is given no data."""
 
-    def __init__(self, replies: BinaryIO) -> None:
-        self.main = StreamHashes(ALGORITHMS[:2])
-        self.thread = HashThread(StreamHashes(ALGORITHMS[2:]), replies)
+    def __init__(self, replies: BinaryIO, chosen: tuple[str, ...] = HASHES) -> None:
+        every = constructors(chosen)
+        self.main = StreamHashes(every[:2])
+        self.thread = HashThread(StreamHashes(every[2:]), replies)
+        self.threaded = "md5" in chosen
         self.batch: list[Job] = []
         self.batched = 0  # bytes of data in the batch
 
     def update(self, stream: int, data: bytes | bytearray) -> None:
         """More of ``stream``; ``data`` belongs to the thread from now on (not to be changed)."""
         self.main.update(stream, data)
+        if not self.threaded:  # the thread keeps only the stream's place in its order
+            data = b""
         self._job(UPDATE, stream, data)
         self.batched += len(data)
         if self.batched >= BATCH_SIZE:

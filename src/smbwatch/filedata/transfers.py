@@ -62,7 +62,7 @@ class Transfers:
 
     def digests(self) -> DigestService:
         if self._digests is None:
-            self._digests = start_digests(self._capture, self._fileno)
+            self._digests = start_digests(self._capture, self._fileno, self.options.hashes)
         return self._digests
 
     def new_stream(self) -> int:

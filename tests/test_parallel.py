@@ -1,0 +1,145 @@
+"""``-j N``: a large capture read by N workers, each decoding a share of its connections, writes
+what one process writes; many small inputs go to N long-lived workers, in input order.
+
+The large capture is the corpus's real captures copied round after round (``scale_support``),
+past the size from which a capture is split (``pipeline.SPLIT_AT``); one process reading it
+whole is the reference (a capture of the Samba lab: test_parallel_lab.py).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hostile_support import DATA, NXLOG, SMB2_CAPTURE, Run, smbwatch
+from scale_support import large_capture
+
+from smbwatch.containers import InputFile
+from smbwatch.diagnostics import Diagnostics
+from smbwatch.events import SmbEvent
+from smbwatch.options import Options
+from smbwatch.parallel import Readers, Work, parallel_inputs
+from smbwatch.pipeline import SPLIT_AT, capture_events, input_events, share_events, shares
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("parallel") / "large.pcap"
+    return large_capture(path, SPLIT_AT + (4 << 20))
+
+
+def warnings(run: Run) -> Counter[str]:
+    """The warning summary's counts by kind (the examples are each share's first)."""
+    counts: Counter[str] = Counter()
+    for line in run.stderr.splitlines():
+        if line.startswith("smbwatch: warning: "):
+            words = line.split()
+            counts[words[4]] = int(words[2])
+    return counts
+
+
+def test_the_shares_of_a_capture_are_its_connections_each_in_one(large: Path) -> None:
+    whole = [event.to_dict() for event in capture_events(str(large), Diagnostics())]
+    parts = []
+    for index in range(3):
+        source = InputFile(str(large))
+        keyed = list(share_events(source, Diagnostics(), None, Options(), (index, 3)))
+        keys = [key for key, _ in keyed]
+        assert keyed, f"share {index} of 3 is empty"
+        assert keys == sorted(keys), "a share's keys go down"
+        parts.append([event for _, event in keyed])
+    connections = [{event.conn_id for event in events} for events in parts]
+    assert not connections[0] & connections[1] and not connections[1] & connections[2]
+    assert not connections[0] & connections[2]
+    joined = [event.to_dict() for events in parts for event in events]
+    assert sorted(map(repr, joined)) == sorted(map(repr, whole))
+    assert len(whole) > 10_000
+
+
+@pytest.mark.parametrize("hashing", [True, False])
+def test_a_large_capture_split_between_workers_writes_what_one_process_writes(
+    large: Path, hashing: bool
+) -> None:
+    """Byte for byte after sorting, and in fact in the same order: each share's events are keyed
+    by the frame that completed them and merged by that key. The warnings add up."""
+    assert shares(InputFile(str(large)), None, 2) == 2
+    options = [] if hashing else ["--no-hash"]
+    one = smbwatch("events", large, "-f", "jsonl", "-j", "1", *options).clean(0)
+    two = smbwatch("events", large, "-f", "jsonl", "-j", "2", *options).clean(0)
+    assert sorted(one.stdout.splitlines()) == sorted(two.stdout.splitlines())
+    assert one.stdout == two.stdout
+    assert warnings(one) == warnings(two) and warnings(one)
+    if hashing:
+        assert '"sha256"' in one.stdout
+
+
+def test_ingest_of_a_split_capture_makes_the_same_case(large: Path, tmp_path: Path) -> None:
+    sql = (
+        "SELECT * EXCLUDE (input_id) FROM event_rows "
+        "ORDER BY time, source_ref, conn_id, action, message_id"
+    )
+    found = []
+    for jobs in ("1", "2"):
+        case = tmp_path / f"case-{jobs}"
+        smbwatch("ingest", "-q", "--case", case, "-j", jobs, large).clean(0)
+        found.append(smbwatch("query", "--case", case, sql, "-f", "jsonl").clean(0).stdout)
+    assert found[0] == found[1] and found[0].count("\n") > 10_000
+
+
+def test_only_a_large_capture_file_read_in_place_is_split(large: Path, tmp_path: Path) -> None:
+    """A compressed capture (or one in a zip) would be decompressed once per share: it is read
+    whole, by one worker."""
+    packed = tmp_path / "large.pcap.gz"
+    with large.open("rb") as raw, gzip.open(packed, "wb", compresslevel=1) as out:
+        shutil.copyfileobj(raw, out)
+    assert shares(InputFile(str(large)), None, 4) == 4
+    assert shares(InputFile(str(large)), "pcap", 2) == 2
+    assert shares(InputFile(str(large)), None, 1) == 1
+    assert shares(InputFile(str(large)), "json", 2) == 1
+    assert shares(InputFile(str(packed)), None, 2) == 1
+    assert shares(InputFile(str(SMB2_CAPTURE)), None, 2) == 1  # small
+    assert shares(InputFile(str(NXLOG)), None, 2) == 1
+    one = smbwatch("events", packed, "-f", "jsonl", "-j", "1", "--no-hash").clean(0)
+    two = smbwatch("events", packed, "-f", "jsonl", "-j", "2", "--no-hash").clean(0)
+    assert one.stdout == two.stdout
+
+
+def noting_the_worker(
+    source: InputFile, diagnostics: Diagnostics, input_format: str | None, options: Options
+) -> Iterator[SmbEvent]:
+    """``input_events``, with the process that read the input noted as a warning."""
+    diagnostics.warn("read_by", str(os.getpid()))
+    return input_events(source, diagnostics, input_format, options)
+
+
+def test_many_inputs_go_to_a_few_long_lived_workers_and_come_back_in_order() -> None:
+    logs = sorted((DATA / "host").glob("*")) + sorted((DATA / "otrf").glob("*.json.gz"))
+    inputs = [InputFile(str(path)) for path in logs * 4]
+    readers = Readers(noting_the_worker, share_events)
+    work = [Work(source, True) for source in inputs]
+    runs = []
+    for run in parallel_inputs(readers, work, None, 2, Options()):
+        events = [event.to_dict() for event in run.events]
+        runs.append((run.path, events, run.diagnostics.examples["read_by"]))
+    assert [path for path, _, _ in runs] == [source.name for source in inputs]
+    workers = {pid for _, _, pids in runs for pid in pids}
+    assert len(workers) == 2 and str(os.getpid()) not in workers
+    for source, (_, events, _) in zip(inputs, runs, strict=True):
+        assert events == [e.to_dict() for e in input_events(source, Diagnostics())]
+
+
+def test_many_inputs_with_j2_write_what_one_process_writes() -> None:
+    """The command line, with the corpus's logs and captures: same bytes, same warnings (a
+    damaged capture among them: exit 3 both times)."""
+    inputs = [DATA / "host", DATA / "otrf", SMB2_CAPTURE]
+    one = smbwatch("events", *inputs, "-f", "jsonl", "-j", "1").clean(3)
+    two = smbwatch("events", *inputs, "-f", "jsonl", "-j", "2").clean(3)
+    assert one.stdout == two.stdout and one.stdout.count("\n") > 1000
+    assert one.stderr == two.stderr
