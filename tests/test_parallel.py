@@ -24,7 +24,14 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.options import Options
 from smbwatch.parallel import Readers, Work, parallel_inputs
-from smbwatch.pipeline import SPLIT_AT, capture_events, input_events, share_events, shares
+from smbwatch.pipeline import (
+    SPLIT_AT,
+    capture_events,
+    input_events,
+    local_shares,
+    share_events,
+    shares,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -72,7 +79,7 @@ def test_a_large_capture_split_between_workers_writes_what_one_process_writes(
     assert shares(InputFile(str(large)), None, 2) == 2
     options = [] if hashing else ["--no-hash"]
     one = smbwatch("events", large, "-f", "jsonl", "-j", "1", *options).clean(0)
-    two = smbwatch("events", large, "-f", "jsonl", "-j", "2", *options).clean(0)
+    two = smbwatch("events", large, "-f", "jsonl", "-j", "3", *options).clean(0)
     assert sorted(one.stdout.splitlines()) == sorted(two.stdout.splitlines())
     assert one.stdout == two.stdout
     assert warnings(one) == warnings(two) and warnings(one)
@@ -86,7 +93,7 @@ def test_ingest_of_a_split_capture_makes_the_same_case(large: Path, tmp_path: Pa
         "ORDER BY time, source_ref, conn_id, action, message_id"
     )
     found = []
-    for jobs in ("1", "2"):
+    for jobs in ("1", "3"):
         case = tmp_path / f"case-{jobs}"
         smbwatch("ingest", "-q", "--case", case, "-j", jobs, large).clean(0)
         found.append(smbwatch("query", "--case", case, sql, "-f", "jsonl").clean(0).stdout)
@@ -105,9 +112,13 @@ def test_only_a_large_capture_file_read_in_place_is_split(large: Path, tmp_path:
     assert shares(InputFile(str(large)), "json", 2) == 1
     assert shares(InputFile(str(packed)), None, 2) == 1
     assert shares(InputFile(str(SMB2_CAPTURE)), None, 2) == 1  # small
+    # Two local workers read it whole (the split would cost more than it saves), three split it.
+    assert local_shares(InputFile(str(large)), None, 2) == 1
+    assert local_shares(InputFile(str(large)), None, 3) == 3
+    assert local_shares(InputFile(str(packed)), None, 3) == 1
     assert shares(InputFile(str(NXLOG)), None, 2) == 1
     one = smbwatch("events", packed, "-f", "jsonl", "-j", "1", "--no-hash").clean(0)
-    two = smbwatch("events", packed, "-f", "jsonl", "-j", "2", "--no-hash").clean(0)
+    two = smbwatch("events", packed, "-f", "jsonl", "-j", "3", "--no-hash").clean(0)
     assert one.stdout == two.stdout
 
 
