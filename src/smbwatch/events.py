@@ -473,6 +473,9 @@ class SmbEvent:
         self.task_run_level = columns[78][row]
         self.target_user = columns[79][row]
         self.time_precision = columns[80][row]
+        self.links = columns[81][row]
+        self.filled_from = columns[82][row]
+        self.missing_from_log = columns[83][row]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SmbEvent):
