@@ -80,6 +80,7 @@ class InputRun:
         self.source = source
         self.explicit = explicit  # named by the user, not found in a directory
         self.events: Iterator[SmbEvent] = iter(())
+        self.written = 0  # events its reader wrote itself (a cluster's workers: Parquet)
         self.diagnostics = Diagnostics()
         self.error: InputError | None = None
 

@@ -71,8 +71,9 @@ class ReadingProgress:
         self.bar.start()
 
     def finished(self, run: InputRun) -> None:
-        """An input is read whole."""
+        """An input is read whole (the events its reader wrote itself count as events)."""
         self.done += 1
+        self.events += run.written
         self.read_bytes += _size(run.source)
         self._update()
 
