@@ -28,7 +28,7 @@ from smbwatch.exits import (
 from smbwatch.interrupt import Interrupted
 from smbwatch.interrupt import install as install_interrupt
 from smbwatch.options import DEFAULT_HASHES, HASHES, Options
-from smbwatch.pipeline import iter_events
+from smbwatch.pipeline import iter_events, iter_lines
 from smbwatch.sinks import OutputError
 from smbwatch.sinks.extract import ExtractError, FileExtractor
 from smbwatch.sinks.output import FORMATS, TEXT_FORMATS, Output, RowKind
@@ -297,14 +297,18 @@ def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[
 
         engine = DaskEngine(args.scheduler, args.jobs, _part_writer(output))
     progress = ReadingProgress(shown(args.quiet))
-    events = iter_events(
-        args.inputs, diagnostics, args.input_format, errors, args.jobs, options, progress, engine
-    )
+    read = {"input_format": args.input_format, "errors": errors, "jobs": args.jobs}
+    read |= {"options": options, "progress": progress}
     try:
         if engine is not None and engine.writer is not None:
-            for _ in events:  # none come back: the workers write them
-                pass
+            for _ in iter_events(args.inputs, diagnostics, **read, engine=engine):
+                pass  # none come back: the workers wrote them
+        elif engine is None and output.writes_lines():  # the workers make the lines
+            from smbwatch.sinks.jsonl import line
+
+            output.lines(progress.counted(iter_lines(args.inputs, diagnostics, line, **read)))
         else:
+            events = iter_events(args.inputs, diagnostics, **read, engine=engine)
             output.events(progress.counted(events), diagnostics)
     finally:
         progress.close()
