@@ -10,6 +10,7 @@ expected events of a re-encapsulated capture are those of the original.
 from __future__ import annotations
 
 import json
+import random
 import struct
 from pathlib import Path
 
@@ -17,10 +18,15 @@ import pytest
 from hostile_support import PCAPNG, SMB2_CAPTURE, both_paths
 from oracle import read_pcap_records, write_pcap
 
+from smbwatch.capture.flows import flow_hash, flow_key, flow_share_of
+from smbwatch.capture.native import native_flow_hash
 from smbwatch.capture.pcap import MAX_RECORD, read_frames
 from smbwatch.capture.streams import FrameSegments, TcpStreams
-from smbwatch.capture.tcp import NO_SKIP, Skip, StreamConsumer
+from smbwatch.capture.tcp import IDLE_TIMEOUT, NO_SKIP, Skip, StreamConsumer
+from smbwatch.containers import as_input
 from smbwatch.diagnostics import Diagnostics
+from smbwatch.options import Options
+from smbwatch.pipeline import share_events
 
 pytestmark = pytest.mark.unit
 
@@ -309,3 +315,100 @@ def test_pcapng_times_read_alike(
     events, counts, _, _ = both_paths(capture)
     assert counts.get("time_out_of_range", 0) == int(out_of_range)
     assert len(events) == len(both_paths(SMB2_CAPTURE)[0])
+
+
+def test_the_flow_hash_in_c_is_flows_flow_hash() -> None:
+    """The native path drops the other shares' segments by its own CRC-32: it must be
+    ``flows.flow_hash`` (zlib's) on every kind of key, IPv4 and IPv6, either direction."""
+    rng = random.Random(15)
+    for _ in range(5000):
+        size = rng.choice((4, 16))
+        client = rng.randbytes(size)
+        server = client if rng.random() < 0.1 else rng.randbytes(size)
+        ports = rng.randrange(65536), rng.choice((445, 139, rng.randrange(65536)))
+        for key in (flow_key(client, server, *ports), flow_key(server, client, *ports[::-1])):
+            assert native_flow_hash(key) == flow_hash(key), key
+
+
+def said_by_shares(
+    path: Path, count: int, pure: bool, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[list[tuple[int, str]], dict[str, int]]]:
+    """Each share's events with their completion keys (``share_events``), and its warnings."""
+    if pure:
+        monkeypatch.setenv("SMBWATCH_PURE_PYTHON", "1")
+    else:
+        monkeypatch.delenv("SMBWATCH_PURE_PYTHON", raising=False)
+    said = []
+    for index in range(count):
+        diagnostics = Diagnostics()
+        events = [
+            (key, json.dumps(event.to_dict()))
+            for key, event in share_events(
+                as_input(str(path)), diagnostics, None, Options(hashes=()), (index, count)
+            )
+        ]
+        said.append((events, dict(diagnostics.counts)))
+    return said
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_the_shares_of_a_hostile_capture_say_alike(
+    tmp_path: Path, count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each share says on the native path what it says on the Python one, events with the
+    frames that completed them, and warnings: a fragment of SMB is counted by the share of its
+    connection alone."""
+    linktype, records = smb2_records()
+    capture = tmp_path / "fragment.pcap"
+    mutated = hostile_snaplen(hostile_fragment(records))
+    write_pcap(capture, linktype, mutated)
+    pure = said_by_shares(capture, count, True, monkeypatch)
+    native = said_by_shares(capture, count, False, monkeypatch)
+    assert native == pure
+    fragment = mutated[data_frame(records, 1)][2]
+    ours = flow_share_of(fragment[26:34] + fragment[34:38], count)
+    assert [counts.get("ip_fragment_skipped", 0) for _, counts in native] == [
+        int(index == ours) for index in range(count)
+    ]
+    assert sum(len(events) for events, _ in native) == len(both_paths(capture)[0])
+
+
+def test_a_share_closes_idle_connections_at_another_shares_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three clients each send a NEGOTIATE (no answer) at 0, 10 and 20 minutes of capture time,
+    the first and the last in different shares: the look for idle connections that closes the
+    first (idle past IDLE_TIMEOUT) runs at the third one's frame, which its share does not
+    decode, so its event is completed by frame 3 in both paths, as in the whole capture."""
+    linktype, records = smb2_records()
+    negotiate = records[11][2]
+    assert 10 * 60 * 1_000_000 < IDLE_TIMEOUT < 20 * 60 * 1_000_000
+    server = negotiate[30:34]
+    ports = [40000]
+    while len(ports) < 3:  # the third client in another share than the first
+        port = ports[-1] + 1
+        share = flow_share_of(flow_key(bytes([10, 0, 0, 1]), server, port, 445), 2)
+        if len(ports) == 1 or share != flow_share_of(
+            flow_key(bytes([10, 0, 0, 1]), server, ports[0], 445), 2
+        ):
+            ports.append(port)
+    frames = [
+        (
+            1_600_000_000 + n * 600,
+            0,
+            negotiate[:26]
+            + bytes([10, 0, 0, 1])
+            + negotiate[30:34]
+            + struct.pack("!H", port)
+            + negotiate[36:],
+        )  # fmt: skip
+        for n, port in enumerate(ports)
+    ]
+    capture = tmp_path / "idle.pcap"
+    write_pcap(capture, linktype, [(s, u, f) for s, u, f in frames])
+    pure = said_by_shares(capture, 2, True, monkeypatch)
+    native = said_by_shares(capture, 2, False, monkeypatch)
+    assert native == pure
+    first = flow_share_of(flow_key(bytes([10, 0, 0, 1]), server, ports[0], 445), 2)
+    keys = [key for key, event in native[first][0] if f'"src_port": {ports[0]}' in event]
+    assert keys and set(keys) == {3}

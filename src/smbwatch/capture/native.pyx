@@ -69,13 +69,68 @@ cdef inline bint smb_port(uint16_t port) noexcept nogil:
     return port == 445 or port == 139
 
 
+# CRC-32 (ISO-HDLC, zlib's): the flow hash of ``flows.flow_hash``, said in C so that a share
+# drops the other shares' segments without a Python object (test_native and test_flows hold the
+# two together).
+cdef uint32_t CRC_TABLE[256]
+
+
+cdef void _crc_table() noexcept:
+    cdef uint32_t c
+    cdef int i, k
+    for i in range(256):
+        c = i
+        for k in range(8):
+            c = (c >> 1) ^ 0xEDB88320U if c & 1 else c >> 1
+        CRC_TABLE[i] = c
+
+
+_crc_table()
+
+
+cdef inline uint32_t crc_update(uint32_t crc, const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        crc = CRC_TABLE[(crc ^ p[i]) & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+cdef uint32_t flow_hash(const uint8_t* addresses, Py_ssize_t size, const uint8_t* ports) noexcept nogil:
+    """``flows.flow_hash`` of the connection whose source and destination addresses (``size``
+    bytes each) are at ``addresses`` and whose two ports are at ``ports``."""
+    cdef const uint8_t* first_address = addresses
+    cdef const uint8_t* second_address = addresses + size
+    cdef const uint8_t* first_port = ports
+    cdef const uint8_t* second_port = ports + 2
+    cdef int order = memcmp(first_address, second_address, size)
+    if order == 0:
+        order = memcmp(first_port, second_port, 2)
+    if order > 0:
+        first_address, second_address = second_address, first_address
+        first_port, second_port = second_port, first_port
+    cdef uint32_t crc = 0xFFFFFFFFU
+    crc = crc_update(crc, first_address, size)
+    crc = crc_update(crc, first_port, 2)
+    crc = crc_update(crc, second_address, size)
+    crc = crc_update(crc, second_port, 2)
+    return crc ^ 0xFFFFFFFFU
+
+
+def native_flow_hash(bytes key) -> int:
+    """``flow_hash`` of a ``flows.flow_key``, for the tests that hold it to ``flows.flow_hash``."""
+    cdef Py_ssize_t size = len(key) // 2 - 2
+    cdef const uint8_t* p = <const uint8_t*><const char*>key
+    return flow_hash(p, size, p + 2 * size)
+
+
 cdef class NativeSegments:
     """The segments of SMB's ports and of DCE/RPC over TCP in a memory-mapped capture, read
     from ``frames`` (a ``pcap.FrameReader`` that has read nothing yet). ``next(segment)`` fills
     the ``link.Segment`` record with the next one (and its time and frame number), as
     ``streams.FrameSegments`` does from Python."""
 
-    cdef object mapped, path, diagnostics, flows, share, rpc, interfaces
+    cdef object mapped, path, reader_diagnostics, diagnostics, flows, share, rpc, interfaces, reassembler
+    cdef uint32_t share_index, share_count
     cdef bint pcapng, big, done, first_share
     cdef Py_ssize_t pos, released
     cdef uint64_t number, divisor, time
@@ -88,10 +143,15 @@ cdef class NativeSegments:
     cdef uint64_t iface_units  # 0: too large for 64 bits
     cdef object iface_units_int
 
-    def __init__(self, frames, flows):
+    def __init__(self, frames, diagnostics, flows, reassembler):
         self.mapped = frames.mapped
+        self.reassembler = reassembler
+        self.share_index = flows.share.index
+        self.share_count = flows.share.count
         self.path = frames.path
-        self.diagnostics = frames.diagnostics
+        # damage and packet blocks as the reader says them; the rest as the frame loop does
+        self.reader_diagnostics = frames.diagnostics
+        self.diagnostics = diagnostics
         self.flows = flows
         self.share = flows.share
         self.first_share = flows.share.first
@@ -223,7 +283,7 @@ cdef class NativeSegments:
             else:
                 continue
             if iface_id >= len(self.interfaces) or caplen > body - 20:
-                self.diagnostics.warn(
+                self.reader_diagnostics.warn(
                     "pcapng_bad_packet_block", f"{self.path}: after frame {self.number}"
                 )
                 continue
@@ -238,7 +298,7 @@ cdef class NativeSegments:
             else:
                 self.slow_time = (<object>ticks) * 1000000 // self.iface_units_int
             if (self.time > MAX_TIME) if self.slow_time is None else (self.slow_time > _MAX_TIME):
-                self.diagnostics.warn(
+                self.reader_diagnostics.warn(
                     "time_out_of_range", f"{self.path}: frame {self.number}: no date"
                 )
             if self._packet(base, first + 20, first + 20 + caplen, self.iface_linktype, segment):
@@ -279,7 +339,7 @@ cdef class NativeSegments:
         return False
 
     cdef void _damaged(self, str what) except *:
-        self.diagnostics.damaged(self.path, what)
+        self.reader_diagnostics.damaged(self.path, what)
 
     # The headers: capture.link, said in C ------------------------------------------------------
 
@@ -386,12 +446,28 @@ cdef class NativeSegments:
         memcpy(key + size, f + pos, 4)
         return PyBytes_FromStringAndSize(key, size + 4)
 
+    cdef bint _ours(
+        self, const uint8_t* f, Py_ssize_t addresses, Py_ssize_t size, Py_ssize_t pos
+    ) except -1:
+        """Whether the segment is of this share's connections (``FlowShare.ours``), or due to
+        the reassembler all the same: the look for idle connections runs at any segment's time
+        (``TcpReassembler.segment``), the other shares' too."""
+        if flow_hash(f + addresses, size >> 1, f + pos) % self.share_count == self.share_index:
+            return True
+        return (
+            self.slow_time is None and self.time <= MAX_TIME
+            and self.time >= <uint64_t>self.reassembler.next_sweep
+        )
+
     cdef void _fragment(
         self, const uint8_t* f, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t addresses, Py_ssize_t size
     ) except *:
         """``link._count_fragment``: fragmented IP carrying SMB is counted, not reassembled."""
         if n >= pos + 4 and (smb_port(be16(f + pos)) or smb_port(be16(f + pos + 2))):
-            if self.share.ours(self._key(f, addresses, size, pos)):
+            if (
+                self.share_count == 1
+                or flow_hash(f + addresses, size >> 1, f + pos) % self.share_count == self.share_index
+            ):
                 self.diagnostics.warn(
                     "ip_fragment_skipped", "fragmented IP carrying SMB is not reassembled"
                 )
@@ -428,6 +504,8 @@ cdef class NativeSegments:
             if not self.flows.is_rpc(self.mapped, first + start, first + n, key):
                 return False
         else:
+            if self.share_count > 1 and not self._ours(f, addresses, size, pos):
+                return False
             key = self._key(f, addresses, size, pos)
         if start > end:
             return False

@@ -66,12 +66,16 @@ def native_path() -> bool:
     return True
 
 
-def segment_source(frames: FrameReader, diagnostics: Diagnostics, flows: Flows) -> SegmentSource:
-    """The native path for a capture file mapped whole, read from its start; else Python's."""
+def segment_source(
+    frames: FrameReader, diagnostics: Diagnostics, flows: Flows, reassembler: TcpReassembler
+) -> SegmentSource:
+    """The native path for a capture file mapped whole, read from its start; else Python's.
+    (The native path drops the segments of other shares' connections itself, but for those due
+    to ``reassembler``'s look for idle connections.)"""
     if frames.mapped is not None and frames.kind and frames.number == 0 and native_path():
         from smbwatch.capture.native import NativeSegments
 
-        return NativeSegments(frames, flows)
+        return NativeSegments(frames, diagnostics, flows, reassembler)
     return FrameSegments(frames, diagnostics, flows)
 
 
@@ -86,8 +90,8 @@ class TcpStreams:
         diagnostics: Diagnostics,
         share: FlowShare = EVERY_FLOW,
     ) -> None:
-        self.source = segment_source(frames, diagnostics, Flows(share))
         self.reassembler = TcpReassembler(factory, diagnostics, share)
+        self.source = segment_source(frames, diagnostics, Flows(share), self.reassembler)
         self.segment = Segment()
         self.ended = False
 
