@@ -45,11 +45,12 @@ class Nothing(StreamConsumer):
         pass
 
 
-def source_of(path: Path) -> str:
-    """Which path reads ``path``: the class of TcpStreams' segment source."""
+def path_of(path: Path) -> str:
+    """Which path reads ``path``: the native one (its class) or FrameSegments."""
     reader = read_frames(str(path), Diagnostics())
     try:
-        return type(TcpStreams(reader, lambda *_: Nothing(), Diagnostics()).source).__name__
+        streams = TcpStreams(reader, lambda *_: Nothing(), Diagnostics())
+        return type(streams.native or streams.source).__name__
     finally:
         reader.close()
 
@@ -57,10 +58,10 @@ def source_of(path: Path) -> str:
 def test_capture_files_take_the_native_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert source_of(SMB2_CAPTURE) == "NativeSegments"
-    assert source_of(PCAPNG) == "NativeSegments"
+    assert path_of(SMB2_CAPTURE) == "NativeStreams"
+    assert path_of(PCAPNG) == "NativeStreams"
     monkeypatch.setenv("SMBWATCH_PURE_PYTHON", "1")
-    assert source_of(SMB2_CAPTURE) == FrameSegments.__name__
+    assert path_of(SMB2_CAPTURE) == FrameSegments.__name__
 
 
 def test_every_corpus_capture_reads_alike(shared_data: Path) -> None:

@@ -4,6 +4,12 @@ Handles out-of-order segments (held, bounded), retransmissions and overlaps (tri
 segments (reported as a gap of N bytes so the consumer can resynchronise), captures that start
 mid-connection, and frames the capture's snap length cut short (a gap too). It knows nothing of
 SMB: a consumer per connection receives ``data`` and ``gap`` per direction, and ``close``.
+
+``TcpReassembler`` is the Python path's. A memory-mapped capture is reassembled by the native
+path (``native.pyx``'s ``NativeStreams``), which says the same rules again in C because the
+bookkeeping per segment cost more in Python than reading the frames: it imports the bounds and
+times below and opens connections with ``opening``; ``tests/test_native.py`` holds the two to
+the same consumer calls and warnings, so a change here is made there too.
 """
 
 from __future__ import annotations
