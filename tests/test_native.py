@@ -22,7 +22,7 @@ from smbwatch.capture.flows import flow_hash, flow_key, flow_share_of
 from smbwatch.capture.native import native_flow_hash
 from smbwatch.capture.pcap import MAX_RECORD, read_frames
 from smbwatch.capture.streams import FrameSegments, TcpStreams
-from smbwatch.capture.tcp import IDLE_TIMEOUT, NO_SKIP, Skip, StreamConsumer
+from smbwatch.capture.tcp import IDLE_TIMEOUT, MAX_CONNECTIONS, NO_SKIP, Skip, StreamConsumer
 from smbwatch.containers import as_input
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.options import Options
@@ -219,6 +219,72 @@ def test_a_hostile_frame_costs_one_packet_alike(tmp_path: Path, case: str) -> No
     assert counts.get(warning) == 1, counts
     assert not damaged
     assert len(both_paths(SMB2_CAPTURE)[0]) - lost <= len(events)
+
+
+def payload_of(frame: bytes) -> bytes:
+    return frame[34 + (frame[46] >> 4) * 4 :]
+
+
+def with_payload(frame: bytes, payload: bytes) -> bytes:
+    """The Ethernet/IPv4/TCP ``frame`` carrying ``payload`` instead (the IP length set)."""
+    start = 34 + (frame[46] >> 4) * 4
+    return frame[:16] + struct.pack("!H", start - 14 + len(payload)) + frame[18:start] + payload
+
+
+def reordered(records: Records) -> Records:
+    """Two segments of the client's stream swapped: the later one is held until the other."""
+    i, j = data_frame(records, 35), data_frame(records, 36)  # one after the other
+    out = list(records)
+    out[i], out[j] = records[j], records[i]
+    return out
+
+
+def retransmitted(records: Records) -> Records:
+    """A segment of the client's stream captured twice."""
+    i = data_frame(records, 5)
+    return records[: i + 1] + [records[i]] + records[i + 1 :]
+
+
+def overlapping(records: Records) -> Records:
+    """A segment sent again with the next one's bytes: its first part is behind the stream (cut
+    off), the rest new; the next one then is a pure retransmission."""
+    i, j = data_frame(records, 35), data_frame(records, 36)  # one after the other
+    first, second = records[i][2], records[j][2]
+    assert struct.unpack("!I", second[38:42])[0] == (
+        struct.unpack("!I", first[38:42])[0] + len(payload_of(first))
+    )
+    both = with_payload(first, payload_of(first) + payload_of(second))
+    seconds, micros, _ = records[i]
+    return records[: i + 1] + [(seconds, micros, both)] + records[i + 1 :]
+
+
+@pytest.mark.parametrize("mutate", [reordered, retransmitted, overlapping])
+def test_reordered_and_repeated_segments_read_alike(tmp_path: Path, mutate) -> None:
+    """Segments out of order, twice or overlapping lose nothing, on either path."""
+    linktype, records = smb2_records()
+    capture = tmp_path / "mutated.pcap"
+    write_pcap(capture, linktype, mutate(records))
+    events, counts, _, _ = both_paths(capture)
+    assert counts == {}
+    assert len(events) == len(both_paths(SMB2_CAPTURE)[0])
+
+
+def test_evicted_connections_read_alike(tmp_path: Path) -> None:
+    """More clients than ``MAX_CONNECTIONS`` each send a NEGOTIATE and nothing else, at times
+    that go back and forth: the least recently active tenth is closed, in the same order on
+    both paths, each time the bound is met."""
+    linktype, records = smb2_records()
+    negotiate = records[11][2]
+    frames = []
+    for n in range(MAX_CONNECTIONS + 3000):
+        client = struct.pack("!I", 0x0A000000 + n // 60000) + struct.pack("!H", 1024 + n % 60000)
+        frame = negotiate[:26] + client[:4] + negotiate[30:34] + client[4:] + negotiate[36:]
+        frames.append((1_600_000_000 + (n * 7919) % 600, 0, frame))
+    capture = tmp_path / "many.pcap"
+    write_pcap(capture, linktype, frames)
+    events, counts, _, _ = both_paths(capture)
+    assert counts["tcp_connections_evicted"] >= 2
+    assert len(events) == len(frames)
 
 
 def test_unsupported_link_types_are_counted_alike(tmp_path: Path) -> None:
