@@ -58,8 +58,8 @@ class OptionalBuildExt(build_ext):
 
 
 def native_extensions() -> list:
-    """The native capture path (``capture/native.pyx``: the frame walk and the link, IP and
-    TCP headers in C), compiled by Cython."""
+    """The native capture path (``capture/native.pyx``: the frame walk, the link, IP and TCP
+    headers and TCP reassembly in C), compiled by Cython."""
     from Cython.Build import cythonize  # a build requirement (pyproject.toml)
 
     return cythonize(

@@ -10,17 +10,23 @@ expected events of a re-encapsulated capture are those of the original.
 from __future__ import annotations
 
 import json
+import random
 import struct
 from pathlib import Path
 
 import pytest
-from hostile_support import PCAPNG, SMB2_CAPTURE, both_paths
+from hostile_support import PCAPNG, RPC_OVER_TCP, SMB2_CAPTURE, both_paths
 from oracle import read_pcap_records, write_pcap
 
+from smbwatch.capture.flows import flow_hash, flow_key, flow_share_of
+from smbwatch.capture.native import native_flow_hash
 from smbwatch.capture.pcap import MAX_RECORD, read_frames
 from smbwatch.capture.streams import FrameSegments, TcpStreams
-from smbwatch.capture.tcp import NO_SKIP, Skip, StreamConsumer
+from smbwatch.capture.tcp import IDLE_TIMEOUT, MAX_CONNECTIONS, NO_SKIP, Skip, StreamConsumer
+from smbwatch.containers import as_input
 from smbwatch.diagnostics import Diagnostics
+from smbwatch.options import Options
+from smbwatch.pipeline import share_events
 
 pytestmark = pytest.mark.unit
 
@@ -39,11 +45,12 @@ class Nothing(StreamConsumer):
         pass
 
 
-def source_of(path: Path) -> str:
-    """Which path reads ``path``: the class of TcpStreams' segment source."""
+def path_of(path: Path) -> str:
+    """Which path reads ``path``: the native one (its class) or FrameSegments."""
     reader = read_frames(str(path), Diagnostics())
     try:
-        return type(TcpStreams(reader, lambda *_: Nothing(), Diagnostics()).source).__name__
+        streams = TcpStreams(reader, lambda *_: Nothing(), Diagnostics())
+        return type(streams.native or streams.source).__name__
     finally:
         reader.close()
 
@@ -51,10 +58,10 @@ def source_of(path: Path) -> str:
 def test_capture_files_take_the_native_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert source_of(SMB2_CAPTURE) == "NativeSegments"
-    assert source_of(PCAPNG) == "NativeSegments"
+    assert path_of(SMB2_CAPTURE) == "NativeStreams"
+    assert path_of(PCAPNG) == "NativeStreams"
     monkeypatch.setenv("SMBWATCH_PURE_PYTHON", "1")
-    assert source_of(SMB2_CAPTURE) == FrameSegments.__name__
+    assert path_of(SMB2_CAPTURE) == FrameSegments.__name__
 
 
 def test_every_corpus_capture_reads_alike(shared_data: Path) -> None:
@@ -214,6 +221,120 @@ def test_a_hostile_frame_costs_one_packet_alike(tmp_path: Path, case: str) -> No
     assert len(both_paths(SMB2_CAPTURE)[0]) - lost <= len(events)
 
 
+def payload_of(frame: bytes) -> bytes:
+    return frame[34 + (frame[46] >> 4) * 4 :]
+
+
+def with_payload(frame: bytes, payload: bytes) -> bytes:
+    """The Ethernet/IPv4/TCP ``frame`` carrying ``payload`` instead (the IP length set)."""
+    start = 34 + (frame[46] >> 4) * 4
+    return frame[:16] + struct.pack("!H", start - 14 + len(payload)) + frame[18:start] + payload
+
+
+def reordered(records: Records) -> Records:
+    """Two segments of the client's stream swapped: the later one is held until the other."""
+    i, j = data_frame(records, 35), data_frame(records, 36)  # one after the other
+    out = list(records)
+    out[i], out[j] = records[j], records[i]
+    return out
+
+
+def retransmitted(records: Records) -> Records:
+    """A segment of the client's stream captured twice."""
+    i = data_frame(records, 5)
+    return records[: i + 1] + [records[i]] + records[i + 1 :]
+
+
+def overlapping(records: Records) -> Records:
+    """A segment sent again with the next one's bytes: its first part is behind the stream (cut
+    off), the rest new; the next one then is a pure retransmission."""
+    i, j = data_frame(records, 35), data_frame(records, 36)  # one after the other
+    first, second = records[i][2], records[j][2]
+    assert struct.unpack("!I", second[38:42])[0] == (
+        struct.unpack("!I", first[38:42])[0] + len(payload_of(first))
+    )
+    both = with_payload(first, payload_of(first) + payload_of(second))
+    seconds, micros, _ = records[i]
+    return records[: i + 1] + [(seconds, micros, both)] + records[i + 1 :]
+
+
+@pytest.mark.parametrize("mutate", [reordered, retransmitted, overlapping])
+def test_reordered_and_repeated_segments_read_alike(tmp_path: Path, mutate) -> None:
+    """Segments out of order, twice or overlapping lose nothing, on either path."""
+    linktype, records = smb2_records()
+    capture = tmp_path / "mutated.pcap"
+    write_pcap(capture, linktype, mutate(records))
+    events, counts, _, _ = both_paths(capture)
+    assert counts == {}
+    assert len(events) == len(both_paths(SMB2_CAPTURE)[0])
+
+
+def shuffled(records: Records, rng: random.Random) -> Records:
+    """A dozen changes at the TCP level: frames moved, repeated or lost, flags flipped,
+    sequence numbers and times shifted, frames cut, a client port changed (a new connection)."""
+    out = list(records)
+    for _ in range(rng.randint(1, 12)):
+        i = rng.randrange(len(out))
+        seconds, micros, frame = out[i]
+        change = rng.randrange(8)
+        if change == 0:
+            j = min(len(out) - 1, i + rng.randint(1, 5))
+            out[i], out[j] = out[j], out[i]
+        elif change == 1:
+            out.insert(i + rng.randint(0, 4), out[i])
+        elif change == 2:
+            del out[i]
+        elif change == 3:
+            flags = frame[47] ^ (1 << rng.randrange(6))
+            out[i] = (seconds, micros, frame[:47] + bytes([flags]) + frame[48:])
+        elif change == 4:
+            shift = rng.choice([-1, 1, -100, 100, 1 << 31, rng.randrange(1 << 32)])
+            seq = (struct.unpack("!I", frame[38:42])[0] + shift) & 0xFFFFFFFF
+            out[i] = (seconds, micros, frame[:38] + struct.pack("!I", seq) + frame[42:])
+        elif change == 5:
+            out[i] = (seconds + rng.choice([900, 1000, -1000, 3600]), micros, frame)
+        elif change == 6:
+            out[i] = (seconds, micros, frame[: rng.randrange(34, len(frame))])
+        else:
+            port = struct.pack("!H", rng.choice([445, 40000, 40001]))
+            out[i] = (seconds, micros, frame[:34] + port + frame[36:])
+    return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_shuffled_segments_read_alike(tmp_path: Path, seed: int) -> None:
+    """Reassembly's every rule (out of order, overlap, gaps, snap length cuts, late SYN, reuse,
+    resets, idle close) on captures changed at random (a fixed seed) at the TCP level: the
+    native path says what the Python one says, events and warnings."""
+    rng = random.Random(seed)
+    said: dict[str, int] = {}
+    for n in range(12):
+        linktype, records = read_pcap_records(rng.choice([SMB2_CAPTURE, RPC_OVER_TCP]))
+        capture = tmp_path / f"shuffled{n}.pcap"
+        write_pcap(capture, linktype, shuffled(records, rng))
+        for kind, count in both_paths(capture)[1].items():
+            said[kind] = said.get(kind, 0) + count
+    assert said.get("tcp_gap", 0) > 0
+
+
+def test_evicted_connections_read_alike(tmp_path: Path) -> None:
+    """More clients than ``MAX_CONNECTIONS`` each send a NEGOTIATE and nothing else, at times
+    that go back and forth: the least recently active tenth is closed, in the same order on
+    both paths, each time the bound is met."""
+    linktype, records = smb2_records()
+    negotiate = records[11][2]
+    frames = []
+    for n in range(MAX_CONNECTIONS + 3000):
+        client = struct.pack("!I", 0x0A000000 + n // 60000) + struct.pack("!H", 1024 + n % 60000)
+        frame = negotiate[:26] + client[:4] + negotiate[30:34] + client[4:] + negotiate[36:]
+        frames.append((1_600_000_000 + (n * 7919) % 600, 0, frame))
+    capture = tmp_path / "many.pcap"
+    write_pcap(capture, linktype, frames)
+    events, counts, _, _ = both_paths(capture)
+    assert counts["tcp_connections_evicted"] >= 2
+    assert len(events) == len(frames)
+
+
 def test_unsupported_link_types_are_counted_alike(tmp_path: Path) -> None:
     _, records = smb2_records()
     capture = tmp_path / "other.pcap"
@@ -309,3 +430,100 @@ def test_pcapng_times_read_alike(
     events, counts, _, _ = both_paths(capture)
     assert counts.get("time_out_of_range", 0) == int(out_of_range)
     assert len(events) == len(both_paths(SMB2_CAPTURE)[0])
+
+
+def test_the_flow_hash_in_c_is_flows_flow_hash() -> None:
+    """The native path drops the other shares' segments by its own CRC-32: it must be
+    ``flows.flow_hash`` (zlib's) on every kind of key, IPv4 and IPv6, either direction."""
+    rng = random.Random(15)
+    for _ in range(5000):
+        size = rng.choice((4, 16))
+        client = rng.randbytes(size)
+        server = client if rng.random() < 0.1 else rng.randbytes(size)
+        ports = rng.randrange(65536), rng.choice((445, 139, rng.randrange(65536)))
+        for key in (flow_key(client, server, *ports), flow_key(server, client, *ports[::-1])):
+            assert native_flow_hash(key) == flow_hash(key), key
+
+
+def said_by_shares(
+    path: Path, count: int, pure: bool, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[list[tuple[int, str]], dict[str, int]]]:
+    """Each share's events with their completion keys (``share_events``), and its warnings."""
+    if pure:
+        monkeypatch.setenv("SMBWATCH_PURE_PYTHON", "1")
+    else:
+        monkeypatch.delenv("SMBWATCH_PURE_PYTHON", raising=False)
+    said = []
+    for index in range(count):
+        diagnostics = Diagnostics()
+        events = [
+            (key, json.dumps(event.to_dict()))
+            for key, event in share_events(
+                as_input(str(path)), diagnostics, None, Options(hashes=()), (index, count)
+            )
+        ]
+        said.append((events, dict(diagnostics.counts)))
+    return said
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_the_shares_of_a_hostile_capture_say_alike(
+    tmp_path: Path, count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each share says on the native path what it says on the Python one, events with the
+    frames that completed them, and warnings: a fragment of SMB is counted by the share of its
+    connection alone."""
+    linktype, records = smb2_records()
+    capture = tmp_path / "fragment.pcap"
+    mutated = hostile_snaplen(hostile_fragment(records))
+    write_pcap(capture, linktype, mutated)
+    pure = said_by_shares(capture, count, True, monkeypatch)
+    native = said_by_shares(capture, count, False, monkeypatch)
+    assert native == pure
+    fragment = mutated[data_frame(records, 1)][2]
+    ours = flow_share_of(fragment[26:34] + fragment[34:38], count)
+    assert [counts.get("ip_fragment_skipped", 0) for _, counts in native] == [
+        int(index == ours) for index in range(count)
+    ]
+    assert sum(len(events) for events, _ in native) == len(both_paths(capture)[0])
+
+
+def test_a_share_closes_idle_connections_at_another_shares_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three clients each send a NEGOTIATE (no answer) at 0, 10 and 20 minutes of capture time,
+    the first and the last in different shares: the look for idle connections that closes the
+    first (idle past IDLE_TIMEOUT) runs at the third one's frame, which its share does not
+    decode, so its event is completed by frame 3 in both paths, as in the whole capture."""
+    linktype, records = smb2_records()
+    negotiate = records[11][2]
+    assert 10 * 60 * 1_000_000 < IDLE_TIMEOUT < 20 * 60 * 1_000_000
+    server = negotiate[30:34]
+    ports = [40000]
+    while len(ports) < 3:  # the third client in another share than the first
+        port = ports[-1] + 1
+        share = flow_share_of(flow_key(bytes([10, 0, 0, 1]), server, port, 445), 2)
+        if len(ports) == 1 or share != flow_share_of(
+            flow_key(bytes([10, 0, 0, 1]), server, ports[0], 445), 2
+        ):
+            ports.append(port)
+    frames = [
+        (
+            1_600_000_000 + n * 600,
+            0,
+            negotiate[:26]
+            + bytes([10, 0, 0, 1])
+            + negotiate[30:34]
+            + struct.pack("!H", port)
+            + negotiate[36:],
+        )  # fmt: skip
+        for n, port in enumerate(ports)
+    ]
+    capture = tmp_path / "idle.pcap"
+    write_pcap(capture, linktype, [(s, u, f) for s, u, f in frames])
+    pure = said_by_shares(capture, 2, True, monkeypatch)
+    native = said_by_shares(capture, 2, False, monkeypatch)
+    assert native == pure
+    first = flow_share_of(flow_key(bytes([10, 0, 0, 1]), server, ports[0], 445), 2)
+    keys = [key for key, event in native[first][0] if f'"src_port": {ports[0]}' in event]
+    assert keys and set(keys) == {3}

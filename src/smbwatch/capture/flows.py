@@ -5,7 +5,9 @@ flow hash modulo the number of shares is its index. The flow hash depends on the
 4-tuple alone (both directions of a connection, and a later connection on the same 4-tuple, fall
 in one share), and is the same in every process and on every machine: CRC-32 (``zlib.crc32``)
 of the two endpoints, each its address bytes (4 for IPv4, 16 for IPv6) and its port (2 bytes,
-big-endian), the lesser endpoint first. Python's ``hash`` would differ between processes.
+big-endian), the lesser endpoint first. Python's ``hash`` would differ between processes. (The
+native path computes it again in C, ``native.pyx``'s ``flow_hash``, to drop the other shares'
+segments before they reach Python; ``tests/test_native.py`` holds the two together.)
 
 The decision is taken before any state is made for a connection (or a DCE/RPC-over-TCP flow is
 remembered), so a worker spends nothing on the connections of the others beyond reading their

@@ -3,7 +3,19 @@
 from smbwatch.capture.flows import Flows
 from smbwatch.capture.link import Segment
 from smbwatch.capture.pcap import FrameReader
+from smbwatch.capture.tcp import ConsumerFactory
+from smbwatch.diagnostics import Diagnostics
+from smbwatch.events import SmbEvent
 
-class NativeSegments:
-    def __init__(self, frames: FrameReader, flows: Flows) -> None: ...
-    def next(self, segment: Segment) -> bool: ...
+class NativeStreams:
+    def __init__(
+        self,
+        frames: FrameReader,
+        factory: ConsumerFactory,
+        diagnostics: Diagnostics,
+        flows: Flows,
+    ) -> None: ...
+    def advance(self, made: list[SmbEvent], segment: Segment) -> bool: ...
+    def finish(self) -> None: ...
+
+def native_flow_hash(key: bytes) -> int: ...

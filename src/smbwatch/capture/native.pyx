@@ -1,26 +1,44 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""The native capture path: the frame walk over a memory-mapped pcap or pcapng file and the
-link, VLAN, IPv4, IPv6 and TCP headers, in C, so that a frame that is not SMB never reaches
-Python.
+"""The native capture path: the frame walk over a memory-mapped pcap or pcapng file, the link,
+VLAN, IPv4, IPv6 and TCP headers, and TCP reassembly, in C, so that a frame that is not SMB never
+reaches Python and a segment of the common case (the next bytes of its direction, or bytes the
+consumer said it does not need) costs no Python object and no call but the consumer's ``data``
+(or the tap's ``take``) when they are due.
 
-It is the Python path of ``capture.pcap`` (the records) and ``capture.link`` (the headers) said
-again in C, with the same results to the byte: the same segments in the same ``Segment`` record,
-the same counted warnings with the same messages (``tests/test_native.py`` runs both on every
-capture; the fuzz tier runs mutated captures through both). What is rare or belongs to Python
-state stays in Python and is called from here: an interface description (``pcap._interface``),
-the DCE/RPC flows (``Flows.is_rpc``), the share a fragment belongs to, a warning. Only a capture
-file read whole from disk (memory-mapped) takes this path; a compressed one, a member of a zip
-archive or another frame source is read by the Python path.
+It is the Python path of ``capture.pcap`` (the records), ``capture.link`` (the headers) and
+``capture.tcp.TcpReassembler`` (reassembly) said again in C, with the same results to the byte:
+the same consumer calls in the same order with the same arguments, the same counted warnings
+with the same messages (``tests/test_native.py`` runs both on every capture; the fuzz tier runs
+mutated captures through both). The C copy exists because the per-segment bookkeeping in Python
+cost more than the walk itself; the rules stay ``tcp``'s: its bounds and times are imported from
+there, and a connection is opened by ``tcp.opening``. What is rare or belongs to Python state
+stays in Python and is called from here: an interface description (``pcap._interface``), the
+DCE/RPC flows (``Flows.is_rpc``), a warning, the segments held out of order (a dict of copies,
+as ``tcp`` holds them). Only a capture file read whole from disk (memory-mapped) takes this
+path; a compressed one, a member of a zip archive or another frame source is read by the Python
+path.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from cpython.ref cimport PyObject
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, UINT64_MAX
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcmp, memcpy
 from posix.mman cimport MADV_DONTNEED, madvise
 
 from smbwatch.capture.pcap import MAX_RECORD as _MAX_RECORD
 from smbwatch.capture.pcap import _interface
+from smbwatch.capture.tcp import FIN as _FIN
+from smbwatch.capture.tcp import IDLE_SWEEP_EVERY as _IDLE_SWEEP_EVERY
+from smbwatch.capture.tcp import IDLE_TIMEOUT as _IDLE_TIMEOUT
+from smbwatch.capture.tcp import LATE_SYN_WINDOW as _LATE_SYN_WINDOW
+from smbwatch.capture.tcp import MAX_CONNECTIONS as _MAX_CONNECTIONS
+from smbwatch.capture.tcp import MAX_PENDING_BYTES as _MAX_PENDING_BYTES
+from smbwatch.capture.tcp import MAX_PENDING_SEGMENTS as _MAX_PENDING_SEGMENTS
+from smbwatch.capture.tcp import RST as _RST
+from smbwatch.capture.tcp import SYN as _SYN
+from smbwatch.capture.tcp import opening
 from smbwatch.events import MAX_TIME as _MAX_TIME
 from smbwatch.interrupt import check as check_interrupt
 
@@ -29,6 +47,14 @@ cdef uint64_t MAX_TIME = _MAX_TIME
 cdef Py_ssize_t RELEASE_EVERY = 1 << 22  # bytes walked between handing pages back (pcap.CHUNK)
 cdef Py_ssize_t PAGE = 4096
 cdef uint64_t CHECK_EVERY = 1023  # frames between looks at whether a stop was asked for
+# TCP reassembly's rules, from capture.tcp
+cdef int FIN = _FIN, SYN = _SYN, RST = _RST
+cdef uint64_t IDLE_TIMEOUT = _IDLE_TIMEOUT
+cdef uint64_t IDLE_SWEEP_EVERY = _IDLE_SWEEP_EVERY
+cdef uint32_t LATE_SYN_WINDOW = _LATE_SYN_WINDOW
+cdef Py_ssize_t MAX_CONNECTIONS = _MAX_CONNECTIONS
+cdef Py_ssize_t MAX_PENDING_BYTES = _MAX_PENDING_BYTES
+cdef Py_ssize_t MAX_PENDING_SEGMENTS = _MAX_PENDING_SEGMENTS
 
 cdef enum:
     LINKTYPE_NULL = 0
@@ -69,13 +95,111 @@ cdef inline bint smb_port(uint16_t port) noexcept nogil:
     return port == 445 or port == 139
 
 
-cdef class NativeSegments:
-    """The segments of SMB's ports and of DCE/RPC over TCP in a memory-mapped capture, read
-    from ``frames`` (a ``pcap.FrameReader`` that has read nothing yet). ``next(segment)`` fills
-    the ``link.Segment`` record with the next one (and its time and frame number), as
-    ``streams.FrameSegments`` does from Python."""
+# CRC-32 (ISO-HDLC, zlib's): the flow hash of ``flows.flow_hash``, said in C so that a share
+# drops the other shares' segments without a Python object (test_native and test_flows hold the
+# two together).
+cdef uint32_t CRC_TABLE[256]
 
-    cdef object mapped, path, diagnostics, flows, share, rpc, interfaces
+
+cdef void _crc_table() noexcept:
+    cdef uint32_t c
+    cdef int i, k
+    for i in range(256):
+        c = i
+        for k in range(8):
+            c = (c >> 1) ^ 0xEDB88320U if c & 1 else c >> 1
+        CRC_TABLE[i] = c
+
+
+_crc_table()
+
+
+cdef inline uint32_t crc_update(uint32_t crc, const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        crc = CRC_TABLE[(crc ^ p[i]) & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+cdef uint32_t flow_hash(const uint8_t* addresses, Py_ssize_t size, const uint8_t* ports) noexcept nogil:
+    """``flows.flow_hash`` of the connection whose source and destination addresses (``size``
+    bytes each) are at ``addresses`` and whose two ports are at ``ports``."""
+    cdef const uint8_t* first_address = addresses
+    cdef const uint8_t* second_address = addresses + size
+    cdef const uint8_t* first_port = ports
+    cdef const uint8_t* second_port = ports + 2
+    cdef int order = memcmp(first_address, second_address, size)
+    if order == 0:
+        order = memcmp(first_port, second_port, 2)
+    if order > 0:
+        first_address, second_address = second_address, first_address
+        first_port, second_port = second_port, first_port
+    cdef uint32_t crc = 0xFFFFFFFFU
+    crc = crc_update(crc, first_address, size)
+    crc = crc_update(crc, first_port, 2)
+    crc = crc_update(crc, second_address, size)
+    crc = crc_update(crc, second_port, 2)
+    return crc ^ 0xFFFFFFFFU
+
+
+def native_flow_hash(bytes key) -> int:
+    """``flow_hash`` of a ``flows.flow_key``, for the tests that hold it to ``flows.flow_hash``."""
+    cdef Py_ssize_t size = len(key) // 2 - 2
+    cdef const uint8_t* p = <const uint8_t*><const char*>key
+    return flow_hash(p, size, p + 2 * size)
+
+
+cdef class _Half:
+    """One direction of a connection (``tcp._Half``): where its next byte belongs, the bytes to
+    come the consumer does not need and where they go, and segments that arrived early."""
+
+    cdef uint32_t next_seq
+    cdef bint known  # next_seq is set (``tcp``'s None: nothing of the direction seen yet)
+    cdef int64_t skip
+    cdef object tap
+    cdef dict pending  # seq -> (payload, cut, time, frame), as tcp holds them
+    cdef Py_ssize_t pending_bytes
+    cdef bint fin
+
+    def __cinit__(self):
+        self.pending = {}
+
+
+cdef class _Connection:
+    """One connection (``tcp._Connection``), found by its 4-tuple in ``NativeStreams``' table."""
+
+    cdef object consumer, data  # data: the consumer's bound ``data``
+    cdef _Half client, server
+    cdef uint64_t last_time  # UINT64_MAX when it does not fit 64 bits ...
+    cdef object slow_last  # ... and then this is it (else None)
+    cdef uint8_t key[36]  # to the server: client address, server address, client port, server port
+    cdef Py_ssize_t size  # of an address
+    cdef uint32_t hash
+    cdef bint seen_data
+    cdef bint loop  # client and server the same endpoint: one key, in tcp's flows as to_client
+
+
+def _last_time(_Connection connection):
+    """The capture time a connection was last active (eviction's order)."""
+    if connection.slow_last is not None:
+        return connection.slow_last
+    return connection.last_time
+
+
+cdef class NativeStreams:
+    """The TCP streams of one memory-mapped capture (``streams.TcpStreams`` on the native
+    path): the segments of SMB's ports and of DCE/RPC over TCP in ``frames`` (a
+    ``pcap.FrameReader`` that has read nothing yet), of the connections of ``flows.share``,
+    reassembled into the consumers ``factory`` makes, as ``streams.FrameSegments`` and
+    ``tcp.TcpReassembler`` do from Python.
+
+    The connections are found by their 4-tuple in an open-addressing table of C pointers keyed
+    by the flow hash (the one that chooses the share); the table holds no reference: the dict
+    ``connections`` does, in the order they opened (``tcp``'s flows order, which closes
+    them in that order)."""
+
+    cdef object mapped, path, reader_diagnostics, diagnostics, flows, rpc, interfaces
+    cdef uint32_t share_index, share_count
     cdef bint pcapng, big, done, first_share
     cdef Py_ssize_t pos, released
     cdef uint64_t number, divisor, time
@@ -87,13 +211,39 @@ cdef class NativeSegments:
     cdef int iface_linktype
     cdef uint64_t iface_units  # 0: too large for 64 bits
     cdef object iface_units_int
+    # reassembly
+    cdef object factory
+    cdef list made
+    cdef const uint8_t* base  # the mapped file, while advance runs
+    cdef uint64_t now  # the time of the frame; UINT64_MAX when it does not fit 64 bits
+    cdef uint64_t next_sweep  # the capture time of the next look for idle connections
+    cdef dict connections
+    cdef PyObject** table
+    cdef size_t mask
+    cdef Py_ssize_t entries  # as many as tcp's flows would hold: two a connection (a loop one)
 
-    def __init__(self, frames, flows):
+    def __cinit__(self):
+        cdef size_t size = 1
+        while size < 4 * <size_t>_MAX_CONNECTIONS:  # at most 2 * MAX_CONNECTIONS connections
+            size <<= 1
+        self.table = <PyObject**>calloc(size, sizeof(PyObject*))
+        if self.table == NULL:
+            raise MemoryError()
+        self.mask = size - 1
+
+    def __dealloc__(self):
+        free(self.table)
+
+    def __init__(self, frames, factory, diagnostics, flows):
         self.mapped = frames.mapped
+        self.factory = factory
+        self.share_index = flows.share.index
+        self.share_count = flows.share.count
         self.path = frames.path
-        self.diagnostics = frames.diagnostics
+        # damage and packet blocks as the reader says them; the rest as the frame loop does
+        self.reader_diagnostics = frames.diagnostics
+        self.diagnostics = diagnostics
         self.flows = flows
-        self.share = flows.share
         self.first_share = flows.share.first
         self.rpc = flows.rpc
         self.pcapng = frames.kind == "pcapng"
@@ -104,6 +254,9 @@ cdef class NativeSegments:
         self.interfaces = []
         self.iface_id = -1
         self.slow_time = None
+        self.connections = {}
+        self.next_sweep = 0
+        self.entries = 0
         if self.pcapng:
             self.big = False
         else:
@@ -111,22 +264,36 @@ cdef class NativeSegments:
             self.divisor = frames.divisor
             self.linktype = frames.linktype
 
-    def next(self, segment) -> bool:
-        """Fill ``segment`` with the next segment to decode; False at the end of the capture."""
+    def advance(self, list made, segment) -> bool:
+        """Read frames until the consumers have put something in ``made`` (True; the number
+        of the frame that did is then ``segment.frame``), or to the end of the capture
+        (False; ``finish`` then closes every connection)."""
         cdef Py_buffer view
         if self.done:
             return False
         PyObject_GetBuffer(self.mapped, &view, PyBUF_SIMPLE)
+        self.base = <const uint8_t*>view.buf
+        self.made = made
         try:
             if self.pcapng:
-                found = self._pcapng(<const uint8_t*>view.buf, view.len, segment)
+                found = self._pcapng(self.base, view.len)
             else:
-                found = self._pcap(<const uint8_t*>view.buf, view.len, segment)
-            if not found:
+                found = self._pcap(self.base, view.len)
+            if found:
+                segment.frame = self.number
+            else:
                 self.done = True
             return found
         finally:
+            self.made = None
+            self.base = NULL
             PyBuffer_Release(&view)
+
+    def finish(self):
+        """End of input: deliver what is held and close every connection."""
+        cdef _Connection connection
+        for connection in list(self.connections):
+            self._close(connection)
 
     cdef inline void _release(self, const uint8_t* base) noexcept:
         """Hand the pages walked past back to the kernel: memory does not grow with the file."""
@@ -136,7 +303,7 @@ cdef class NativeSegments:
             madvise(<void*>base, upto, MADV_DONTNEED)
             self.released = upto
 
-    cdef bint _pcap(self, const uint8_t* base, Py_ssize_t size, segment) except -1:
+    cdef bint _pcap(self, const uint8_t* base, Py_ssize_t size) except -1:
         cdef Py_ssize_t pos, first, caplen
         cdef uint32_t seconds, fraction
         cdef bint big = self.big
@@ -158,10 +325,10 @@ cdef class NativeSegments:
             first = pos + 16
             self.pos = first + caplen
             self._release(base)
-            if self._packet(base, first, first + caplen, self.linktype, segment):
+            if self._packet(base, first, first + caplen, self.linktype):
                 return True
 
-    cdef bint _pcapng(self, const uint8_t* base, Py_ssize_t size, segment) except -1:
+    cdef bint _pcapng(self, const uint8_t* base, Py_ssize_t size) except -1:
         cdef Py_ssize_t pos, first, last, body, data, stop, iface_id, caplen
         cdef uint32_t block_type, block_len, high, low, original
         cdef uint64_t ticks
@@ -207,7 +374,7 @@ cdef class NativeSegments:
                 stop = min(data + <Py_ssize_t>original, data + self.iface_snaplen, last)
                 self.time = 0
                 self.slow_time = None
-                if self._packet(base, data, stop, self.iface_linktype, segment):
+                if self._packet(base, data, stop, self.iface_linktype):
                     return True
                 continue
             if block_type == 6 and body >= 20:  # Enhanced Packet Block
@@ -223,7 +390,7 @@ cdef class NativeSegments:
             else:
                 continue
             if iface_id >= len(self.interfaces) or caplen > body - 20:
-                self.diagnostics.warn(
+                self.reader_diagnostics.warn(
                     "pcapng_bad_packet_block", f"{self.path}: after frame {self.number}"
                 )
                 continue
@@ -238,10 +405,10 @@ cdef class NativeSegments:
             else:
                 self.slow_time = (<object>ticks) * 1000000 // self.iface_units_int
             if (self.time > MAX_TIME) if self.slow_time is None else (self.slow_time > _MAX_TIME):
-                self.diagnostics.warn(
+                self.reader_diagnostics.warn(
                     "time_out_of_range", f"{self.path}: frame {self.number}: no date"
                 )
-            if self._packet(base, first + 20, first + 20 + caplen, self.iface_linktype, segment):
+            if self._packet(base, first + 20, first + 20 + caplen, self.iface_linktype):
                 return True
 
     cdef void _interface(self, Py_ssize_t index) except *:
@@ -267,26 +434,25 @@ cdef class NativeSegments:
         return True
 
     cdef bint _packet(
-        self, const uint8_t* base, Py_ssize_t first, Py_ssize_t last, int linktype, segment
+        self, const uint8_t* base, Py_ssize_t first, Py_ssize_t last, int linktype
     ) except -1:
-        """The frame ``base[first:last]``: is it a segment to decode? (``segment`` then says.)"""
+        """The frame ``base[first:last]``, through the headers and reassembly: whether the
+        consumers made something of it (as ``TcpStreams.advance`` looks after each segment)."""
         if not self.number & CHECK_EVERY:
             check_interrupt()
-        if self._frame(base, first, last, linktype, segment):
-            segment.time = self.time if self.slow_time is None else self.slow_time
-            segment.frame = self.number
-            return True
-        return False
+        self.now = self.time if self.slow_time is None else UINT64_MAX
+        return self._frame(base, first, last, linktype) and len(self.made) > 0
 
     cdef void _damaged(self, str what) except *:
-        self.diagnostics.damaged(self.path, what)
+        self.reader_diagnostics.damaged(self.path, what)
 
     # The headers: capture.link, said in C ------------------------------------------------------
 
     cdef bint _frame(
-        self, const uint8_t* base, Py_ssize_t first, Py_ssize_t last, int linktype, segment
+        self, const uint8_t* base, Py_ssize_t first, Py_ssize_t last, int linktype
     ) except -1:
-        """``link.read_segment`` over the frame ``base[first:last]``."""
+        """``link.read_segment`` over the frame ``base[first:last]``: whether it was a segment
+        reassembly took (``TcpReassembler.segment``)."""
         cdef const uint8_t* f = base + first
         cdef Py_ssize_t n = last - first
         cdef Py_ssize_t offset
@@ -330,13 +496,13 @@ cdef class NativeSegments:
                 self.diagnostics.warn("unsupported_link_type", f"link type {linktype}")
             return False
         if ethertype == ETHERTYPE_IPV4:
-            return self._ipv4(base, first, n, offset, segment)
+            return self._ipv4(base, first, n, offset)
         if ethertype == ETHERTYPE_IPV6:
-            return self._ipv6(base, first, n, offset, segment)
+            return self._ipv6(base, first, n, offset)
         return False
 
     cdef bint _ipv4(
-        self, const uint8_t* base, Py_ssize_t first, Py_ssize_t n, Py_ssize_t offset, segment
+        self, const uint8_t* base, Py_ssize_t first, Py_ssize_t n, Py_ssize_t offset
     ) except -1:
         cdef const uint8_t* f = base + first
         cdef Py_ssize_t header_len, total_len, end
@@ -353,10 +519,10 @@ cdef class NativeSegments:
         if header_len < 20 or 0 < total_len < header_len:
             return False
         end = offset + total_len if total_len else n  # 0: segmentation offload on capture
-        return self._tcp(base, first, n, offset + header_len, end, offset + 12, 8, segment)
+        return self._tcp(base, first, n, offset + header_len, end, offset + 12, 8)
 
     cdef bint _ipv6(
-        self, const uint8_t* base, Py_ssize_t first, Py_ssize_t n, Py_ssize_t offset, segment
+        self, const uint8_t* base, Py_ssize_t first, Py_ssize_t n, Py_ssize_t offset
     ) except -1:
         cdef const uint8_t* f = base + first
         cdef Py_ssize_t end, pos
@@ -369,7 +535,7 @@ cdef class NativeSegments:
         pos = offset + 40
         for _ in range(8):  # bounded walk over extension headers
             if next_header == PROTO_TCP:
-                return self._tcp(base, first, n, pos, end, offset + 8, 32, segment)
+                return self._tcp(base, first, n, pos, end, offset + 8, 32)
             if next_header == IPV6_FRAGMENT:
                 if n >= pos + 8 and be16(f + pos + 2) & 0xFFF8 == 0:
                     self._fragment(f, n, pos + 8, offset + 8, 32)
@@ -391,7 +557,10 @@ cdef class NativeSegments:
     ) except *:
         """``link._count_fragment``: fragmented IP carrying SMB is counted, not reassembled."""
         if n >= pos + 4 and (smb_port(be16(f + pos)) or smb_port(be16(f + pos + 2))):
-            if self.share.ours(self._key(f, addresses, size, pos)):
+            if (
+                self.share_count == 1
+                or flow_hash(f + addresses, size >> 1, f + pos) % self.share_count == self.share_index
+            ):
                 self.diagnostics.warn(
                     "ip_fragment_skipped", "fragmented IP carrying SMB is not reassembled"
                 )
@@ -405,34 +574,411 @@ cdef class NativeSegments:
         Py_ssize_t end,
         Py_ssize_t addresses,
         Py_ssize_t size,
-        segment,
     ) except -1:
         """``link._tcp_segment``: SMB's ports, or a DCE/RPC flow (``Flows.is_rpc``)."""
         cdef const uint8_t* f = base + first
         cdef uint16_t source_port, destination_port, offset_flags
-        cdef Py_ssize_t start
+        cdef Py_ssize_t start, stop
+        cdef uint32_t h
+        cdef bint smb
         if n < pos + 20:
             return False
         source_port = be16(f + pos)
         destination_port = be16(f + pos + 2)
         offset_flags = be16(f + pos + 12)
         start = pos + (offset_flags >> 12) * 4
-        if not smb_port(source_port) and not smb_port(destination_port):
+        smb = smb_port(source_port) or smb_port(destination_port)
+        if not smb:
             # is_rpc says no without a look at anything else while no flow is known and the
             # payload does not begin a BIND (flows.starts_dcerpc_bind)
             if not self.rpc and not (
                 n - start >= 5 and memcmp(f + start, b"\x05\x00\x0b", 3) == 0 and f[start + 4] == 0x10
             ):
                 return False
-            key = self._key(f, addresses, size, pos)
-            if not self.flows.is_rpc(self.mapped, first + start, first + n, key):
+            if not self.flows.is_rpc(self.mapped, first + start, first + n, self._key(f, addresses, size, pos)):
                 return False
-        else:
-            key = self._key(f, addresses, size, pos)
         if start > end:
             return False
-        segment.fill(
-            key, source_port, destination_port, be32(f + pos + 4), offset_flags & 0x3F,
-            self.mapped, first + start, first + end, first + n,
+        h = flow_hash(f + addresses, size >> 1, f + pos)
+        if smb and self.share_count > 1 and h % self.share_count != self.share_index:
+            # Another share's connection (``FlowShare.ours``): it opens nothing here, but the
+            # look for idle connections runs at any segment's time, the other shares' too.
+            if self.now >= self.next_sweep and self.now <= MAX_TIME:
+                self._close_idle(self.now)
+                return True
+            return False
+        stop = end if end < n else n  # link.Segment.fill
+        if stop < start:
+            stop = start
+        self._segment(
+            f + addresses, size >> 1, f + pos, h, source_port, destination_port,
+            be32(f + pos + 4), offset_flags & 0x3F, first + start, first + stop, end - stop,
         )
         return True
+
+    # TCP reassembly: capture.tcp.TcpReassembler, said in C ---------------------------------------
+
+    cdef int _segment(
+        self,
+        const uint8_t* addresses,
+        Py_ssize_t size,
+        const uint8_t* ports,
+        uint32_t hash,
+        uint16_t source_port,
+        uint16_t destination_port,
+        uint32_t seq,
+        int flags,
+        Py_ssize_t start,
+        Py_ssize_t stop,
+        Py_ssize_t cut,
+    ) except -1:
+        """``TcpReassembler.segment``: the payload is ``mapped[start:stop]`` and ``cut`` bytes
+        the snap length left out; addresses and ports as they stand in the headers."""
+        cdef uint64_t now = self.now
+        cdef bint from_client = False
+        cdef _Connection connection
+        cdef _Half half
+        if now >= self.next_sweep and now <= MAX_TIME:
+            self._close_idle(now)
+        connection = self._find(addresses, size, ports, hash, &from_client)
+        if connection is not None and _idle(connection, now):
+            self._close(connection)  # idle too long: what comes now is a new connection
+            connection = None
+        if connection is not None and not flags & (SYN | FIN | RST) and stop > start:
+            half = connection.client if from_client else connection.server
+            if half.known and seq == half.next_seq and not half.pending:  # next in order
+                self._touch(connection)
+                connection.seen_data = True
+                self._deliver(
+                    connection, half, from_client, self.mapped, self.base, start, stop, cut,
+                    None, None,
+                )
+                return 0
+        if connection is not None and flags & SYN and connection.seen_data:
+            half = connection.client if from_client else connection.server
+            if not half.known or <uint32_t>(half.next_seq - seq - 1) <= LATE_SYN_WINDOW:
+                return 0  # a SYN of the connection already under way (tcp._is_late_syn)
+            self._close(connection)  # the 4-tuple is reused by a new connection
+            connection = None
+        if connection is None:
+            if flags & RST or not (stop > start or cut or flags & SYN):
+                return 0  # a bare ACK or reset of a connection we never saw says nothing
+            connection = self._open(
+                addresses, size, ports, hash, source_port, destination_port, seq, flags,
+                &from_client,
+            )
+        self._touch(connection)
+        half = connection.client if from_client else connection.server
+        if flags & SYN:
+            half.next_seq = seq + 1
+            half.known = True
+        elif stop > start or cut:
+            connection.seen_data = True
+            self._receive(connection, half, from_client, seq, start, stop, cut)
+        if flags & RST:
+            self._close(connection)
+        elif flags & FIN:
+            half.fin = True
+            if connection.client.fin and connection.server.fin:
+                self._close(connection)
+        return 0
+
+    cdef inline void _touch(self, _Connection connection) noexcept:
+        connection.last_time = self.now
+        if self.slow_time is not None or connection.slow_last is not None:
+            connection.slow_last = self.slow_time
+
+    cdef object _time(self):
+        """The frame's time as the consumers get it."""
+        return self.time if self.slow_time is None else self.slow_time
+
+    cdef _Connection _find(
+        self,
+        const uint8_t* addresses,
+        Py_ssize_t size,
+        const uint8_t* ports,
+        uint32_t hash,
+        bint* from_client,
+    ):
+        """The open connection of these addresses and ports, either direction (None)."""
+        cdef size_t i = hash & self.mask
+        cdef PyObject* slot
+        cdef _Connection connection
+        cdef const uint8_t* key
+        while True:
+            slot = self.table[i]
+            if slot == NULL:
+                return None
+            connection = <_Connection>slot
+            key = connection.key
+            if connection.hash == hash and connection.size == size:
+                if memcmp(key, addresses, 2 * size) == 0 and memcmp(key + 2 * size, ports, 4) == 0:
+                    from_client[0] = not connection.loop
+                    return connection
+                if (
+                    memcmp(key, addresses + size, size) == 0
+                    and memcmp(key + size, addresses, size) == 0
+                    and memcmp(key + 2 * size, ports + 2, 2) == 0
+                    and memcmp(key + 2 * size + 2, ports, 2) == 0
+                ):
+                    from_client[0] = False
+                    return connection
+            i = (i + 1) & self.mask
+
+    cdef _Connection _open(
+        self,
+        const uint8_t* addresses,
+        Py_ssize_t size,
+        const uint8_t* ports,
+        uint32_t hash,
+        uint16_t source_port,
+        uint16_t destination_port,
+        uint32_t seq,
+        int flags,
+        bint* from_client,
+    ):
+        """``TcpReassembler._open``: the connection first seen with this segment."""
+        cdef char raw[36]
+        cdef _Connection connection
+        cdef size_t i
+        memcpy(raw, addresses, 2 * size)
+        memcpy(raw + 2 * size, ports, 4)
+        key = PyBytes_FromStringAndSize(raw, 2 * size + 4)
+        client_first, to_server, to_client, endpoints = opening(
+            key, source_port, destination_port, seq, flags
+        )
+        if self.entries >= 2 * MAX_CONNECTIONS:
+            self._evict()
+        consumer = self.factory(*endpoints)
+        connection = _Connection.__new__(_Connection)
+        connection.consumer = consumer
+        connection.data = consumer.data
+        connection.client = _Half.__new__(_Half)
+        connection.server = _Half.__new__(_Half)
+        connection.last_time = self.now
+        connection.slow_last = self.slow_time
+        memcpy(connection.key, <const char*>to_server, 2 * size + 4)
+        connection.size = size
+        connection.hash = hash
+        connection.loop = to_server == to_client
+        i = hash & self.mask
+        while self.table[i] != NULL:
+            i = (i + 1) & self.mask
+        self.table[i] = <PyObject*>connection
+        self.connections[connection] = None
+        self.entries += 1 if connection.loop else 2
+        from_client[0] = client_first
+        return connection
+
+    cdef void _forget(self, _Connection connection) except *:
+        """Take the connection out of the table (backward-shift deletion keeps every other
+        entry reachable from its hash without tombstones) and out of ``connections``."""
+        cdef size_t i = connection.hash & self.mask
+        cdef size_t j, home
+        cdef PyObject* me = <PyObject*>connection
+        while self.table[i] != me:
+            if self.table[i] == NULL:
+                return  # closed already
+            i = (i + 1) & self.mask
+        self.table[i] = NULL
+        j = i
+        while True:
+            j = (j + 1) & self.mask
+            if self.table[j] == NULL:
+                break
+            home = (<_Connection>self.table[j]).hash & self.mask
+            # move it back unless its home lies cyclically in (i, j]
+            if (j > i and (home <= i or home > j)) or (j < i and home <= i and home > j):
+                self.table[i] = self.table[j]
+                self.table[j] = NULL
+                i = j
+        self.entries -= 1 if connection.loop else 2
+        del self.connections[connection]
+
+    cdef void _evict(self) except *:
+        """Close the least recently active tenth of the connections (bounded state)."""
+        connections = sorted(self.connections, key=_last_time)
+        victims = connections[: max(1, len(connections) // 10)]
+        self.diagnostics.warn("tcp_connections_evicted", f"{len(victims)} idle connections")
+        for connection in victims:
+            self._close(connection)
+
+    cdef void _close_idle(self, uint64_t now) except *:
+        """Close the connections idle for ``IDLE_TIMEOUT`` at capture time ``now`` (not one of
+        a loop, which tcp's flows know by its key to the client alone)."""
+        cdef _Connection connection
+        self.next_sweep = now + IDLE_SWEEP_EVERY
+        for connection in list(self.connections):
+            if not connection.loop and _idle(connection, now):
+                self._close(connection)
+
+    cdef void _close(self, _Connection connection) except *:
+        while connection.client.pending:
+            self._skip_to_earliest(connection, connection.client, True)
+        while connection.server.pending:
+            self._skip_to_earliest(connection, connection.server, False)
+        self._forget(connection)
+        connection.consumer.close()
+
+    cdef void _receive(
+        self,
+        _Connection connection,
+        _Half half,
+        bint from_client,
+        uint32_t seq,
+        Py_ssize_t start,
+        Py_ssize_t stop,
+        Py_ssize_t cut,
+    ) except *:
+        cdef uint32_t ahead
+        cdef int64_t behind
+        if not half.known:
+            half.next_seq = seq  # the capture starts mid-connection
+            half.known = True
+        ahead = seq - half.next_seq
+        if ahead and ahead < 0x80000000U:
+            self._hold(
+                connection, half, from_client, seq,
+                PyBytes_FromStringAndSize(<const char*>self.base + start, stop - start), cut,
+                self._time(), self.number,
+            )
+            return
+        if ahead:
+            behind = 0x100000000 - <int64_t>ahead
+            if behind >= stop - start + cut:
+                return  # a pure retransmission
+            cut -= max(0, behind - (stop - start))
+            start = min(stop, start + behind)
+        self._deliver(
+            connection, half, from_client, self.mapped, self.base, start, stop, cut, None, None
+        )
+        if half.pending:
+            self._drain(connection, half, from_client)
+
+    cdef void _deliver(
+        self,
+        _Connection connection,
+        _Half half,
+        bint from_client,
+        object buf,
+        const uint8_t* data,
+        Py_ssize_t start,
+        Py_ssize_t stop,
+        Py_ssize_t cut,
+        object time,
+        object frame,
+    ) except *:
+        """The next bytes of the direction, ``buf[start:stop]`` (at ``data``) and ``cut``
+        more never captured: the skipped ones to the tap, the rest (copied) to the consumer.
+        ``time`` and ``frame`` None: the frame's own."""
+        cdef int64_t skipped
+        half.next_seq = half.next_seq + <uint32_t>(stop - start + cut)
+        if half.skip:
+            skipped = min(half.skip, stop - start)
+            if half.tap is not None:
+                half.tap.take(buf, start, start + skipped)
+            start += skipped
+            half.skip -= skipped
+        if stop > start:
+            half.skip, half.tap = connection.data(
+                from_client,
+                PyBytes_FromStringAndSize(<const char*>data + start, stop - start),
+                self._time() if time is None else time,
+                self.number if frame is None else frame,
+            )
+        if cut:
+            self.diagnostics.warn("snaplen_cut", "frames shorter than their TCP payload")
+            self._lost(connection, half, from_client, cut)
+
+    cdef void _lost(
+        self, _Connection connection, _Half half, bint from_client, int64_t length
+    ) except *:
+        """Bytes that never reached the capture: within skipped bytes they do not matter."""
+        cdef int64_t inside = min(half.skip, length)
+        half.skip -= inside
+        if inside and half.tap is not None:
+            half.tap.gap(inside)
+        if length > inside:
+            connection.consumer.gap(from_client, length - inside)
+
+    cdef void _hold(
+        self,
+        _Connection connection,
+        _Half half,
+        bint from_client,
+        uint32_t seq,
+        bytes payload,
+        Py_ssize_t cut,
+        object time,
+        object frame,
+    ) except *:
+        held = half.pending.get(seq)
+        if held is not None and len(held[0]) + held[1] >= len(payload) + cut:
+            return
+        half.pending[seq] = (payload, cut, time, frame)
+        half.pending_bytes += len(payload)
+        if half.pending_bytes > MAX_PENDING_BYTES or len(half.pending) > MAX_PENDING_SEGMENTS:
+            self._skip_to_earliest(connection, half, from_client)
+
+    cdef void _drain(self, _Connection connection, _Half half, bint from_client) except *:
+        """Deliver held segments that now continue the stream (exactly or overlapping)."""
+        cdef dict pending = half.pending
+        cdef uint32_t seq, over
+        cdef Py_ssize_t length, start, cut
+        cdef bytes payload
+        while pending:
+            seq = half.next_seq
+            held = pending.pop(seq, None)
+            if held is None:
+                behind = None
+                for s in pending:
+                    if <uint32_t>(<uint32_t>s - seq) >= 0x80000000U:
+                        behind = s
+                        break
+                if behind is None:
+                    return
+                held = pending.pop(behind)
+                payload, cut = held[0], held[1]
+                length = len(payload)
+                half.pending_bytes -= length
+                over = seq - <uint32_t>behind
+                if over < length + cut:  # else a pure retransmission
+                    start = min(length, <Py_ssize_t>over)
+                    cut -= max(0, <Py_ssize_t>over - length)
+                    self._deliver(
+                        connection, half, from_client, payload, <const uint8_t*><const char*>payload,
+                        start, length, cut, held[2], held[3],
+                    )
+                continue
+            payload = held[0]
+            length = len(payload)
+            half.pending_bytes -= length
+            self._deliver(
+                connection, half, from_client, payload, <const uint8_t*><const char*>payload,
+                0, length, held[1], held[2], held[3],
+            )
+
+    cdef void _skip_to_earliest(
+        self, _Connection connection, _Half half, bint from_client
+    ) except *:
+        """Give up waiting for missing bytes: report the gap and go on from the earliest held."""
+        cdef uint32_t missing = 0, distance
+        cdef bint first = True
+        earliest = None
+        for s in half.pending:
+            distance = <uint32_t>s - half.next_seq
+            if first or distance < missing:
+                missing, earliest, first = distance, s, False
+        if missing and missing < 0x80000000U:
+            self.diagnostics.warn("tcp_gap", f"{missing} bytes never captured")
+            self._lost(connection, half, from_client, missing)
+        half.next_seq = earliest
+        self._drain(connection, half, from_client)
+
+
+cdef inline bint _idle(_Connection connection, uint64_t now) noexcept:
+    """Idle past ``IDLE_TIMEOUT`` at capture time ``now`` (a time past year 9999 is no time)."""
+    return (
+        now <= MAX_TIME and now > connection.last_time
+        and now - connection.last_time > IDLE_TIMEOUT
+    )

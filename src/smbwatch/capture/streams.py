@@ -1,12 +1,13 @@
 """The frame loop: every frame of a capture through the link, IP and TCP headers, the choice of
 flows (``flows``) and TCP reassembly (``tcp``), into the consumer of each connection.
 
-Segments come from a segment source: the native path (``native.NativeSegments``, the frame walk
-and the headers in C) for a capture file mapped whole, else ``FrameSegments``, frames of a
-``pcap.FrameReader`` through ``link.read_segment``; both fill the same ``link.Segment`` record
-alike. What the consumers make of the bytes (events) is theirs to collect. ``advance`` runs the
-loop until a segment has made something, so that a caller can take it in while the capture is
-read, and stops at a safe point when a stop was asked for (``interrupt``).
+A capture file mapped whole takes the native path (``native.NativeStreams``: the frame walk, the
+headers and reassembly in C); anything else the Python one, frames of a ``pcap.FrameReader``
+through ``link.read_segment`` (``FrameSegments``, filling a ``link.Segment`` record) into
+``tcp.TcpReassembler``. Both make the same calls to the consumers. What the consumers make of
+the bytes (events) is theirs to collect. ``advance`` runs the loop until a segment has made
+something, so that a caller can take it in while the capture is read, and stops at a safe point
+when a stop was asked for (``interrupt``).
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from smbwatch.interrupt import check as check_interrupt
 CHECK_EVERY: Final = 1023  # frames between looks at whether a stop was asked for (a mask)
 
 
-class SegmentSource(Protocol):
-    """Where segments come from: ``FrameSegments`` (Python) or ``native.NativeSegments``."""
+class NativeStreams(Protocol):
+    """``native.NativeStreams``, the native path (built with a C compiler at install time)."""
 
-    def next(self, segment: Segment) -> bool: ...
+    def advance(self, made: list[SmbEvent], segment: Segment) -> bool: ...
+
+    def finish(self) -> None: ...
 
 
 class FrameSegments:
@@ -66,13 +69,15 @@ def native_path() -> bool:
     return True
 
 
-def segment_source(frames: FrameReader, diagnostics: Diagnostics, flows: Flows) -> SegmentSource:
-    """The native path for a capture file mapped whole, read from its start; else Python's."""
+def native_streams(
+    frames: FrameReader, factory: ConsumerFactory, diagnostics: Diagnostics, flows: Flows
+) -> NativeStreams | None:
+    """The native path for a capture file mapped whole, read from its start (else None)."""
     if frames.mapped is not None and frames.kind and frames.number == 0 and native_path():
-        from smbwatch.capture.native import NativeSegments
+        from smbwatch.capture import native
 
-        return NativeSegments(frames, flows)
-    return FrameSegments(frames, diagnostics, flows)
+        return native.NativeStreams(frames, factory, diagnostics, flows)
+    return None
 
 
 class TcpStreams:
@@ -86,9 +91,12 @@ class TcpStreams:
         diagnostics: Diagnostics,
         share: FlowShare = EVERY_FLOW,
     ) -> None:
-        self.source = segment_source(frames, diagnostics, Flows(share))
+        flows = Flows(share)
+        self.native = native_streams(frames, factory, diagnostics, flows)
+        # the Python path, when the native one does not read the capture
+        self.source = FrameSegments(frames, diagnostics, flows)
         self.reassembler = TcpReassembler(factory, diagnostics, share)
-        self.segment = Segment()
+        self.segment = Segment()  # its frame: the one that made the last events
         self.ended = False
 
     def advance(self, made: list[SmbEvent]) -> bool:
@@ -97,6 +105,13 @@ class TcpStreams:
         makes is in ``made`` too). False once the capture is over."""
         if self.ended:
             return False
+        native = self.native
+        if native is not None:
+            if native.advance(made, self.segment):
+                return True
+            self.ended = True
+            native.finish()
+            return True
         source, segment, reassembler = self.source, self.segment, self.reassembler
         while source.next(segment):
             reassembler.segment(segment)

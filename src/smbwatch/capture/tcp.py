@@ -4,6 +4,12 @@ Handles out-of-order segments (held, bounded), retransmissions and overlaps (tri
 segments (reported as a gap of N bytes so the consumer can resynchronise), captures that start
 mid-connection, and frames the capture's snap length cut short (a gap too). It knows nothing of
 SMB: a consumer per connection receives ``data`` and ``gap`` per direction, and ``close``.
+
+``TcpReassembler`` is the Python path's. A memory-mapped capture is reassembled by the native
+path (``native.pyx``'s ``NativeStreams``), which says the same rules again in C because the
+bookkeeping per segment cost more in Python than reading the frames: it imports the bounds and
+times below and opens connections with ``opening``; ``tests/test_native.py`` holds the two to
+the same consumer calls and warnings, so a change here is made there too.
 """
 
 from __future__ import annotations
@@ -205,31 +211,12 @@ class TcpReassembler:
     def _open(
         self, key: bytes, source_port: int, destination_port: int, time: int, seq: int, flags: int
     ) -> tuple[_Connection, bool]:
-        size = len(key) // 2 - 2
-        source, destination = key[:size], key[size : 2 * size]
-        isn = None
-        if source_port in SMB_PORTS or destination_port in SMB_PORTS:
-            from_client = destination_port in SMB_PORTS and (
-                source_port not in SMB_PORTS or destination_port <= source_port
-            )
-            if from_client and flags & (SYN | ACK) == SYN:
-                isn = seq
-        else:  # DCE/RPC over TCP: the flow is first seen with the client's BIND, its first byte
-            from_client = True
-            isn = (seq - 1) & SEQ_MASK
-        if from_client:
-            client, client_port, server, server_port = (
-                source, source_port, destination, destination_port,
-            )  # fmt: skip
-        else:
-            client, client_port, server, server_port = (
-                destination, destination_port, source, source_port,
-            )  # fmt: skip
+        from_client, to_server, to_client, endpoints = opening(
+            key, source_port, destination_port, seq, flags
+        )
         if len(self.flows) >= 2 * MAX_CONNECTIONS:
             self._evict()
-        consumer = self.factory(_address(client), client_port, _address(server), server_port, isn)
-        to_server = client + server + struct.pack("!HH", client_port, server_port)
-        to_client = server + client + struct.pack("!HH", server_port, client_port)
+        consumer = self.factory(*endpoints)
         connection = _Connection(consumer, (to_server, to_client), time)
         self.flows[to_server] = (connection, True)
         self.flows[to_client] = (connection, False)
@@ -380,6 +367,39 @@ class TcpReassembler:
             self._lost(connection, half, from_client, missing)
         half.next_seq = earliest
         self._drain(connection, half, from_client)
+
+
+def opening(
+    key: bytes, source_port: int, destination_port: int, seq: int, flags: int
+) -> tuple[bool, bytes, bytes, tuple[str, int, str, int, int | None]]:
+    """A connection first seen with the segment ``key``: whether that segment comes from the
+    client, the connection's keys to the server and to the client, and its endpoints as the
+    ``ConsumerFactory`` takes them (the native path, ``native.pyx``, opens connections with it
+    too)."""
+    size = len(key) // 2 - 2
+    source, destination = key[:size], key[size : 2 * size]
+    isn = None
+    if source_port in SMB_PORTS or destination_port in SMB_PORTS:
+        from_client = destination_port in SMB_PORTS and (
+            source_port not in SMB_PORTS or destination_port <= source_port
+        )
+        if from_client and flags & (SYN | ACK) == SYN:
+            isn = seq
+    else:  # DCE/RPC over TCP: the flow is first seen with the client's BIND, its first byte
+        from_client = True
+        isn = (seq - 1) & SEQ_MASK
+    if from_client:
+        client, client_port, server, server_port = (
+            source, source_port, destination, destination_port,
+        )  # fmt: skip
+    else:
+        client, client_port, server, server_port = (
+            destination, destination_port, source, source_port,
+        )  # fmt: skip
+    to_server = client + server + struct.pack("!HH", client_port, server_port)
+    to_client = server + client + struct.pack("!HH", server_port, client_port)
+    endpoints = (_address(client), client_port, _address(server), server_port, isn)
+    return from_client, to_server, to_client, endpoints
 
 
 def _is_late_syn(half: _Half, seq: int) -> bool:
