@@ -45,6 +45,7 @@ READ_CHUNK: Final = 4 << 20  # hashed at a time (the GIL is let go meanwhile)
 STAGED_AHEAD: Final = 2  # record batches between the decoder and the database
 GROUP_INPUTS: Final = 1024  # inputs a temporary case adds in one transaction
 GROUP_ROWS: Final = 100_000  # events staged at most before the inputs so far are added
+STAGE_ROWS: Final = 16_384  # events written into the staging table at once
 
 # What makes two rows the same SMB message (connection, session, message, command, file,
 # direction of a close, RPC operation, and its rank among rows alike in that input) or the same
@@ -248,38 +249,60 @@ class _Group:
         case, db = self.case, self.case.db
         failed = f"{case.directory}: {run.path}{'' if together == 1 else ' and after'} not added"
         staged: list[_Staged] = []
-        rows = 0
         with case.transaction(failed):
             db.execute(f"CREATE TEMP TABLE staged ({EVENT_COLUMNS}, input_id INTEGER)")
             first_id = case.rows("SELECT coalesce(max(input_id), 0) + 1 FROM inputs")[0][0]
-            while run is not None:
-                input_id = first_id + len(staged)
-                found = self._stage(run, input_id)
-                self.diagnostics.merge(run.diagnostics)
-                if run.error is not None:
-                    report_input_error(
-                        run.error, run.source, run.explicit, self.diagnostics, self.errors
-                    )
-                elif found is None:
-                    done.known.append(run.path)
-                else:
-                    staged.append(_Staged(run, input_id, found[0], found[1]))
-                    rows += found[2]
-                if len(staged) >= together or rows >= GROUP_ROWS:
-                    break
-                run = next(runs, None)
+            stager = _Stager(db)
+            complete = False
+            try:
+                more = self._stage_runs(run, runs, together, first_id, stager, staged, done)
+                complete = True
+            finally:
+                stager.close(complete)
             if staged:
                 done.added += _add_staged(case, staged, input_format, first_id)
                 db.execute(_UNSETTLED)
             db.execute("DROP TABLE staged")
-        return run is not None
+        return more
 
-    def _stage(self, run: InputRun, input_id: int) -> tuple[str, int | None, int] | None:
+    def _stage_runs(
+        self,
+        run: InputRun | None,
+        runs: Iterator[InputRun],
+        together: int,
+        first_id: int,
+        stager: _Stager,
+        staged: list[_Staged],
+        done: Ingested,
+    ) -> bool:
+        """Inputs staged from ``run`` on, until ``together`` of them (or ``GROUP_ROWS`` events)
+        are; False once ``runs`` are all read."""
+        rows = 0
+        while run is not None:
+            input_id = first_id + len(staged)
+            found = self._stage(run, input_id, stager)
+            self.diagnostics.merge(run.diagnostics)
+            if run.error is not None:
+                report_input_error(
+                    run.error, run.source, run.explicit, self.diagnostics, self.errors
+                )
+            elif found is None:
+                done.known.append(run.path)
+            else:
+                staged.append(_Staged(run, input_id, found[0], found[1]))
+                rows += found[2]
+            if len(staged) >= together or rows >= GROUP_ROWS:
+                return True
+            run = next(runs, None)
+        return False
+
+    def _stage(
+        self, run: InputRun, input_id: int, stager: _Stager
+    ) -> tuple[str, int | None, int] | None:
         """The input's events into ``staged``: its content hash, size and rows; None (its rows
         taken out again) for an input that is no capture or log (``run.error`` says why) or
         whose content the case, or an input staged before it, holds already."""
-        db = self.case.db
-        rows = _stage(db, event_batches(run.events, run.diagnostics), input_id)
+        rows = stager.stage(event_batches(run.events, run.diagnostics), input_id)
         content = None
         try:
             content = self.digests[run.path].result()
@@ -287,8 +310,7 @@ class _Group:
         except OSError as error:  # the input could not be read to hash it
             run.error = InputError(f"{run.path}: cannot read: {error.strerror or error}")
         if run.error is not None or content is None or content in self.known:
-            if rows:
-                db.execute("DELETE FROM staged WHERE input_id = ?", [input_id])
+            stager.discard(input_id)
             return None
         self.known[content] = size
         return content, size, rows
@@ -333,39 +355,82 @@ def _add_staged(
     return [Added(path, events, duplicates) for path, events, duplicates in found]
 
 
-def _stage(db: duckdb.DuckDBPyConnection, batches: Iterable[pa.RecordBatch], input_id: int) -> int:
-    """Write the batches into ``staged`` as input ``input_id`` on another thread (DuckDB lets
-    go of the GIL while it writes), while this one decodes the next; at most ``STAGED_AHEAD``
-    wait between them. How many rows were written."""
-    rows = 0
-    waiting: Queue[pa.RecordBatch | None] = Queue(STAGED_AHEAD)
-    failed: list[BaseException] = []
+class _Stager:
+    """Record batches written into ``staged`` on another thread (DuckDB lets go of the GIL
+    while it writes) while this one decodes the next; small ones gathered into one statement
+    of up to ``STAGE_ROWS`` rows (each statement costs milliseconds however few its rows), at
+    most ``STAGED_AHEAD`` of them waiting for the writer."""
 
-    def write() -> None:
-        while (batch := waiting.get()) is not None:
-            if failed:
-                continue  # the error is raised once the decoder stops
-            try:
-                db.register("batch", batch)
-                db.execute("INSERT INTO staged SELECT *, ? FROM batch", [input_id])
-                db.unregister("batch")
-            except BaseException as error:
-                failed.append(error)
+    def __init__(self, db: duckdb.DuckDBPyConnection) -> None:
+        self.db = db
+        self.held: list[tuple[pa.RecordBatch, int]] = []  # (batch, input id), not yet handed over
+        self.held_rows = 0
+        self.handed: set[int] = set()  # inputs some of whose rows went to the writer
+        self.waiting: Queue[pa.Table | None] = Queue(STAGED_AHEAD)
+        self.failed: list[BaseException] = []
+        self.writer = threading.Thread(target=self._write, name="smbwatch-stage")
+        self.writer.start()
 
-    writer = threading.Thread(target=write, name="smbwatch-stage")
-    writer.start()
-    try:
+    def _write(self) -> None:
+        while True:
+            table = self.waiting.get()
+            if table is not None and not self.failed:  # an error is raised by the decoder
+                try:
+                    self.db.register("batch", table)
+                    self.db.execute("INSERT INTO staged SELECT * FROM batch")
+                    self.db.unregister("batch")
+                except BaseException as error:
+                    self.failed.append(error)
+            self.waiting.task_done()
+            if table is None:
+                return
+
+    def stage(self, batches: Iterable[pa.RecordBatch], input_id: int) -> int:
+        """The batches of input ``input_id``; how many rows they hold."""
+        rows = 0
         for batch in batches:
-            if failed:
+            if self.failed:
                 break
+            self.held.append((batch, input_id))
+            self.held_rows += batch.num_rows
             rows += batch.num_rows
-            waiting.put(batch)
-    finally:
-        waiting.put(None)
-        writer.join()
-    if failed:
-        raise failed[0]
-    return rows
+            if self.held_rows >= STAGE_ROWS:
+                self._hand_over()
+        return rows
+
+    def _hand_over(self) -> None:
+        if not self.held:
+            return
+        table = pa.Table.from_batches([batch for batch, _ in self.held])
+        ids = [pa.array([key] * batch.num_rows, pa.int32()) for batch, key in self.held]
+        self.handed.update(key for _, key in self.held)
+        self.held, self.held_rows = [], 0
+        self.waiting.put(table.append_column("input_id", pa.chunked_array(ids, pa.int32())))
+
+    def discard(self, input_id: int) -> None:
+        """The rows of input ``input_id`` taken out again."""
+        self.held = [(batch, key) for batch, key in self.held if key != input_id]
+        self.held_rows = sum(batch.num_rows for batch, _ in self.held)
+        if input_id in self.handed:
+            self.waiting.join()
+            self._raise()
+            self.db.execute("DELETE FROM staged WHERE input_id = ?", [input_id])
+
+    def close(self, complete: bool) -> None:
+        """The writer stopped, every row handed over first if ``complete`` (then its error,
+        if it met one, raised here)."""
+        try:
+            if complete:
+                self._hand_over()
+        finally:
+            self.waiting.put(None)
+            self.writer.join()
+        if complete:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self.failed:
+            raise self.failed[0]
 
 
 def _format(source: InputFile, forced: str | None) -> str | None:
