@@ -3,11 +3,12 @@
 An input is known by the sha256 of its content: one already in the case adds nothing, whatever
 its name. Each new input is decoded in batches (memory stays bounded whatever its size) into a
 transaction of its own, which commits only once every event is in with its message key; killed
-at any moment (SIGKILL included), the case is as it was before that input. A message another
-input already holds (a second sensor on the same connection, a second export of the same log) is
-stored as a further sighting: the first copy's ``seen_by`` names both sources. After the inputs,
-names, clocks and corrections are worked out again over the whole case (one transaction), and
-alerts stored by an earlier ``detect`` are dropped, being out of date.
+at any moment (SIGKILL included), the case is as it was before that input. (A temporary case,
+which no one keeps, adds many inputs in one transaction: the same rows as one by one.) A message
+another input already holds (a second sensor on the same connection, a second export of the same
+log) is stored as a further sighting: the first copy's ``seen_by`` names both sources. After the
+inputs, names, clocks and corrections are worked out again over the whole case (one
+transaction), and alerts stored by an earlier ``detect`` are dropped, being out of date.
 """
 
 from __future__ import annotations
