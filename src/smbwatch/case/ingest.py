@@ -55,9 +55,9 @@ STAGE_ROWS: Final = 16_384  # events written into the staging table at once
 _MESSAGE_KEY: Final = """
 CREATE TEMP TABLE keys AS
 SELECT staged_row, input_id, md5_number_lower(identity || '#' || row_number() OVER (
-    PARTITION BY input_id, identity ORDER BY time, source_ref)) AS message_key
+    PARTITION BY input_id, identity ORDER BY time, source_ref, staged_row)) AS message_key
 FROM (
-    SELECT rowid AS staged_row, input_id, time, source_ref, CASE WHEN source = 'host'
+    SELECT staged_row, input_id, time, source_ref, CASE WHEN source = 'host'
         THEN to_json(struct_pack(server := upper(server), code := event_code, ref := source_ref,
             action := action, at := CASE WHEN source_ref IS NULL THEN epoch_us(time) END))
         ELSE to_json(struct_pack(conn := conn_id, src := src_ip, sport := src_port,
@@ -83,7 +83,7 @@ SELECT message_key, min(first_input) AS first_input,
     list(source_file ORDER BY first_input) FILTER (WHERE source_file IS NOT NULL) AS files
 FROM (
     SELECT k.message_key, s.source_file, min(k.input_id) AS first_input
-    FROM keys k JOIN staged s ON s.rowid = k.staged_row
+    FROM keys k JOIN staged s USING (staged_row)
     GROUP BY ALL)
 GROUP BY message_key
 """
@@ -95,7 +95,7 @@ WHERE event_rows.message_key = c.message_key AND event_rows.first_copy
 """
 _ADD_ROWS: Final = """
 INSERT INTO event_rows BY NAME
-SELECT s.* REPLACE (
+SELECT s.* EXCLUDE (staged_row) REPLACE (
         CASE WHEN f.first THEN list_concat(list_value(s.source_file),
             list_filter(f.files, lambda x: x IS DISTINCT FROM s.source_file)) END AS seen_by),
     f.message_key, f.first AS first_copy
@@ -103,7 +103,8 @@ FROM staged s JOIN (
     SELECT k.staged_row, k.message_key, c.files,
         k.input_id = c.first_input AND a.message_key IS NULL AS first
     FROM keys k JOIN copies c USING (message_key) LEFT JOIN again a USING (message_key)) f
-    ON f.staged_row = s.rowid
+    ON f.staged_row = s.staged_row
+ORDER BY s.staged_row
 """
 # Names and clocks are worked out after the inputs: until then (an ingest killed in between),
 # readers are told that they are not up to date.
@@ -251,7 +252,9 @@ class _Group:
         failed = f"{case.directory}: {run.path}{'' if together == 1 else ' and after'} not added"
         staged: list[_Staged] = []
         with case.transaction(failed):
-            db.execute(f"CREATE TEMP TABLE staged ({EVENT_COLUMNS}, input_id INTEGER)")
+            db.execute(
+                f"CREATE TEMP TABLE staged ({EVENT_COLUMNS}, input_id INTEGER, staged_row BIGINT)"
+            )
             first_id = case.rows("SELECT coalesce(max(input_id), 0) + 1 FROM inputs")[0][0]
             stager = _Stager(db)
             complete = False
@@ -328,7 +331,13 @@ def _add_staged(
     db.execute(_COPIES)
     if case.rows("SELECT count(*) FROM again")[0][0]:
         db.execute(_SEEN_AGAIN)
-    db.execute(_ADD_ROWS)
+    # Stored in the order they were read, input after input, as one by one (an INSERT keeps
+    # its ORDER BY only so): rows the timeline's sort finds alike stay in that order.
+    db.execute("SET preserve_insertion_order = true")
+    try:
+        db.execute(_ADD_ROWS)
+    finally:
+        db.execute("SET preserve_insertion_order = false")
     db.execute(f"CREATE TEMP TABLE added ({_ADDED_TYPES})")
     rows = []
     for item in staged:
@@ -366,6 +375,7 @@ class _Stager:
         self.db = db
         self.held: list[tuple[pa.RecordBatch, int]] = []  # (batch, input id), not yet handed over
         self.held_rows = 0
+        self.rows = 0  # rows handed over: the next one's number in ``staged_row``
         self.handed: set[int] = set()  # inputs some of whose rows went to the writer
         self.waiting: Queue[pa.Table | None] = Queue(STAGED_AHEAD)
         self.failed: list[BaseException] = []
@@ -405,8 +415,11 @@ class _Stager:
         table = pa.Table.from_batches([batch for batch, _ in self.held])
         ids = [pa.array([key] * batch.num_rows, pa.int32()) for batch, key in self.held]
         self.handed.update(key for _, key in self.held)
+        order = pa.array(range(self.rows, self.rows + table.num_rows), pa.int64())
+        self.rows += table.num_rows
         self.held, self.held_rows = [], 0
-        self.waiting.put(table.append_column("input_id", pa.chunked_array(ids, pa.int32())))
+        table = table.append_column("input_id", pa.chunked_array(ids, pa.int32()))
+        self.waiting.put(table.append_column("staged_row", order))
 
     def discard(self, input_id: int) -> None:
         """The rows of input ``input_id`` taken out again."""
