@@ -3,11 +3,13 @@
     python benchmarks/bench_floor.py SMB_HEAVY.pcap MIXED.pcap [--runs N]
 
 The floor is ``tcpdump -r F -w /dev/null 'tcp port 445'``: reading the file and keeping SMB's
-frames, no decoding at all. smbwatch runs ``events -j 1 --no-hash -f jsonl`` twice: with the
-native capture path (``capture/native.pyx``) and with ``SMBWATCH_PURE_PYTHON=1`` (the Python
-path over the same compiled build). Each command runs ``--runs`` times (best time kept: the
-machine is shared); printed, per capture: seconds, MB/s, peak memory (max RSS, from wait4), and
-each smbwatch run as a share of the floor's speed (floor seconds / smbwatch seconds). The
+frames, no decoding at all. smbwatch runs ``events --no-hash -f jsonl`` three times: with the
+default ``-j`` (every core: a large capture split between the workers by connection), with
+``-j 1`` (one process, the native capture path, ``capture/native.pyx``) and ``-j 1`` with
+``SMBWATCH_PURE_PYTHON=1`` (the Python path over the same compiled build). Each command runs
+``--runs`` times (best time kept: the machine is shared); printed, per capture: seconds, MB/s,
+peak memory (max RSS of the largest process, from wait4), and each smbwatch run as a share of
+the floor's speed (floor seconds / smbwatch seconds). The
 SMB-heavy capture is ``make_capture.py``'s, the mixed one ``make_capture.py --other-percent 90``.
 """
 
@@ -20,7 +22,7 @@ import subprocess
 import time
 from pathlib import Path
 
-SMBWATCH = ["events", "-q", "-j", "1", "--no-hash", "-f", "jsonl"]
+SMBWATCH = ["events", "-q", "--no-hash", "-f", "jsonl"]
 
 
 def best(command: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
@@ -50,8 +52,13 @@ def bench(capture: Path, runs: int, smbwatch: str) -> None:
     floor = [tcpdump, "-r", str(capture), "-w", os.devnull, "tcp port 445"]
     rows = [
         ("tcpdump 'tcp port 445' (floor)", floor, env),
-        ("smbwatch --no-hash, native", [smbwatch, *SMBWATCH, str(capture)], env),
-        ("smbwatch --no-hash, Python path", [smbwatch, *SMBWATCH, str(capture)], pure),
+        (f"smbwatch --no-hash, -j {os.cpu_count()}", [smbwatch, *SMBWATCH, str(capture)], env),
+        ("smbwatch --no-hash, -j 1", [smbwatch, *SMBWATCH, "-j", "1", str(capture)], env),
+        (
+            "smbwatch --no-hash, -j 1, Python path",
+            [smbwatch, *SMBWATCH, "-j", "1", str(capture)],
+            pure,
+        ),
     ]
     print(f"{capture} ({size / 1e6:.0f} MB), best of {runs}")
     floor_seconds = 0.0

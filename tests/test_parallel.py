@@ -35,6 +35,7 @@ from smbwatch.pipeline import (
     share_events,
     shares,
 )
+from smbwatch.sinks import jsonl
 
 pytestmark = pytest.mark.unit
 
@@ -157,6 +158,24 @@ def test_many_inputs_with_j2_write_what_one_process_writes() -> None:
     two = smbwatch("events", *inputs, "-f", "jsonl", "-j", "2").clean(3)
     assert one.stdout == two.stdout and one.stdout.count("\n") > 1000
     assert one.stderr == two.stderr
+
+
+def test_workers_send_the_lines_when_the_events_are_only_written() -> None:
+    """JSON lines out: the workers make the lines (``Readers.render``), the same as the
+    events read in this process make."""
+    logs = sorted((DATA / "host").glob("*"))[:6] + [SMB2_CAPTURE]
+    inputs = [InputFile(str(path)) for path in logs]
+    readers = Readers(noting_the_worker, share_events, jsonl.line)
+    work = [Work(source, True) for source in inputs]
+    read = 0
+    for source, run in zip(inputs, parallel_inputs(readers, work, None, 2, Options()), strict=True):
+        assert run.lines is not None
+        lines = list(run.lines)
+        assert str(os.getpid()) not in run.diagnostics.examples["read_by"]
+        assert not list(run.events)
+        assert lines == [jsonl.line(event) for event in input_events(source, Diagnostics())]
+        read += len(lines)
+    assert read > 100
 
 
 def test_detect_over_many_inputs_with_j2_alerts_as_one_process_does() -> None:

@@ -28,7 +28,7 @@ from smbwatch.exits import (
 from smbwatch.interrupt import Interrupted
 from smbwatch.interrupt import install as install_interrupt
 from smbwatch.options import DEFAULT_HASHES, HASHES, Options
-from smbwatch.pipeline import iter_events
+from smbwatch.pipeline import iter_events, iter_lines
 from smbwatch.sinks import OutputError
 from smbwatch.sinks.extract import ExtractError, FileExtractor
 from smbwatch.sinks.output import FORMATS, TEXT_FORMATS, Output, RowKind
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from smbwatch.detect.alert import Alert
     from smbwatch.detect.incidents import Incident
     from smbwatch.detect.sigma import RuleSet
+    from smbwatch.sinks.parquet import ParquetParts
 
 DESCRIPTION = """\
 smbwatch shows lateral movement over SMB. From packet captures (pcap, pcapng) and
@@ -294,18 +295,36 @@ def run_events(args: argparse.Namespace, diagnostics: Diagnostics, errors: list[
     if on_cluster:
         from smbwatch.cluster import DaskEngine
 
-        engine = DaskEngine(args.scheduler, args.jobs)
+        engine = DaskEngine(args.scheduler, args.jobs, _part_writer(output))
     progress = ReadingProgress(shown(args.quiet))
-    events = iter_events(
-        args.inputs, diagnostics, args.input_format, errors, args.jobs, options, progress, engine
-    )
+    read = {"input_format": args.input_format, "errors": errors, "jobs": args.jobs}
+    read |= {"options": options, "progress": progress}
     try:
-        output.events(progress.counted(events), diagnostics)
+        if engine is not None and engine.writer is not None:
+            for _ in iter_events(args.inputs, diagnostics, **read, engine=engine):
+                pass  # none come back: the workers wrote them
+        elif engine is None and output.writes_lines():  # the workers make the lines
+            from smbwatch.sinks.jsonl import line
+
+            output.lines(progress.counted(iter_lines(args.inputs, diagnostics, line, **read)))
+        else:
+            events = iter_events(args.inputs, diagnostics, **read, engine=engine)
+            output.events(progress.counted(events), diagnostics)
     finally:
         progress.close()
         if engine is not None:
             engine.close()
     return EXIT_OK
+
+
+def _part_writer(output: Output) -> ParquetParts | None:
+    """On a cluster, a Parquet dataset is written by the workers, each its tasks' files."""
+    if output.format != "parquet":
+        return None
+    from smbwatch.sinks.parquet import ParquetParts
+
+    assert output.path is not None
+    return ParquetParts(output.path)
 
 
 def _options(args: argparse.Namespace) -> Options:

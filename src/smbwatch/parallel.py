@@ -14,8 +14,12 @@ never decrease within a share); the parent merges the shares by key, equal keys 
 What the shares are is the reader's business (for a capture, its connections by a hash of their
 endpoints): this module knows nothing of captures or logs; the pipeline stands on it, not the
 other way round. Events travel as columns (``events.columns``: a fraction of the cost of
-pickling each event). Workers are forked (Linux, the platform smbwatch is made for); where a
-process cannot fork, inputs are read one after the other in the calling process.
+pickling each event); when all the parent does with them is write them as text, each as a line
+of its own (JSON lines), the workers write the lines (``Readers.render``) and only those travel:
+the parent then merges and writes text, and turning events into text, which cost it more than
+the workers' decoding saved, is shared among the workers. Workers are forked (Linux, the
+platform smbwatch is made for); where a process cannot fork, inputs are read one after the
+other in the calling process.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from operator import itemgetter
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from smbwatch import workerpipe
 from smbwatch.containers import InputFile
@@ -52,14 +56,18 @@ ShareReader = Callable[
     [InputFile, Diagnostics, str | None, Options, Share], Iterator[tuple[int, SmbEvent]]
 ]
 Task = tuple[InputFile, Share | None]  # an input to read whole (None), or one share of it
+Render = Callable[[SmbEvent], str]  # an event as a line of text (``sinks.jsonl.line``)
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
 class Readers:
-    """What the workers run: the events of a whole input, and of one share of one."""
+    """What the workers run: the events of a whole input, and of one share of one; with
+    ``render``, they send each event as that line of text rather than the event."""
 
     whole: InputReader
     share: ShareReader
+    render: Render | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,8 @@ class InputRun:
         self.source = source
         self.explicit = explicit  # named by the user, not found in a directory
         self.events: Iterator[SmbEvent] = iter(())
+        self.lines: Iterator[str] | None = None  # the events as the workers wrote them (render)
+        self.written = 0  # events its reader wrote itself (a cluster's workers: Parquet)
         self.diagnostics = Diagnostics()
         self.error: InputError | None = None
 
@@ -105,8 +115,9 @@ def can_fork() -> bool:
 # --- a worker -----------------------------------------------------------------------------------
 # Messages to a worker: ("task", Task). Its task pipe closed: no more tasks, end.
 # Messages from it, per task: ("events", Packed)... then ("done", Diagnostics, InputError | None).
-# Events as they travel: every field's column, how many, and for a share each event's key.
-Packed = tuple[list[list[Any]], int, list[int] | None]
+# Events as they travel: every field's column (or, rendered, each event's line), how many, and
+# for a share each event's key.
+Packed = tuple[list[Any], int, list[int] | None]
 
 
 def _serve(
@@ -151,7 +162,7 @@ def _run_task(
 ) -> None:
     diagnostics = Diagnostics()
     error = None
-    sender = _Sender(results, keyed=share is not None)
+    sender = _Sender(results, share is not None, readers.render)
     try:
         if share is None:
             for event in readers.whole(source, diagnostics, input_format, options):
@@ -172,9 +183,10 @@ def _run_task(
 class _Sender:
     """A task's events, sent in batches of ``BATCH`` (a share's also every ``SEND_EVERY``)."""
 
-    def __init__(self, results: int, keyed: bool) -> None:
+    def __init__(self, results: int, keyed: bool, render: Render | None) -> None:
         self.results = results
         self.keyed = keyed
+        self.render = render
         self.events: list[SmbEvent] = []
         self.keys: list[int] = []
         self.sent = time.monotonic()
@@ -191,7 +203,9 @@ class _Sender:
     def send(self) -> None:
         if self.events:
             keys = self.keys if self.keyed else None
-            packed: Packed = (columns(self.events), len(self.events), keys)
+            render = self.render
+            payload = columns(self.events) if render is None else [render(e) for e in self.events]
+            packed: Packed = (payload, len(self.events), keys)
             workerpipe.send(self.results, ("events", packed))
         self.events, self.keys = [], []
         self.sent = time.monotonic()
@@ -222,6 +236,7 @@ class _Pool:
     ) -> None:
         self.context = multiprocessing.get_context("fork")
         self.arguments = (readers, input_format, options)
+        self.rendered = readers.render is not None  # the workers send lines, not events
         self.finished = self.context.RawArray("q", jobs)  # tasks done, per worker
         self.workers: list[_Worker] = []
         for slot in range(jobs):
@@ -316,24 +331,39 @@ class _Scheduler:
             self.give()
             pending = self.pending[0]
             run = InputRun(pending.work.source, pending.work.explicit)
-            if pending.work.shares == 1:
-                run.events = self._events(pending.slots[0], run)
+            if self.pool.rendered:
+                run.lines = self._items(pending, run, _lines)
+                yield run
+                for _ in run.lines:  # what the reader left unread: the workers must go on
+                    pass
             else:
-                run.events = merged([self._keyed(slot, run) for slot in pending.slots])
-            yield run
-            for _ in run.events:  # what the reader left unread: the workers must go on
-                pass
+                run.events = self._items(pending, run, _events)
+                yield run
+                for _ in run.events:
+                    pass
             self.pending.popleft()
 
-    def _events(self, slot: int, run: InputRun) -> Iterator[SmbEvent]:
-        """The events one worker sends for the input."""
-        while (packed := self._next(slot, run)) is not None:
-            yield from from_stored(packed[0], packed[1])
+    def _items(
+        self, pending: _Pending, run: InputRun, unpack: Callable[[Packed], list[Item]]
+    ) -> Iterator[Item]:
+        """What the workers send for the input (events or lines), its shares merged."""
+        if pending.work.shares == 1:
+            return self._whole(pending.slots[0], run, unpack)
+        return merged([self._keyed(slot, run, unpack) for slot in pending.slots])
 
-    def _keyed(self, slot: int, run: InputRun) -> Iterator[tuple[int, SmbEvent]]:
-        """The events one worker sends for its share of the input, each with its key."""
+    def _whole(
+        self, slot: int, run: InputRun, unpack: Callable[[Packed], list[Item]]
+    ) -> Iterator[Item]:
+        """What one worker sends for the input."""
         while (packed := self._next(slot, run)) is not None:
-            yield from zip(packed[2] or (), from_stored(packed[0], packed[1]), strict=True)
+            yield from unpack(packed)
+
+    def _keyed(
+        self, slot: int, run: InputRun, unpack: Callable[[Packed], list[Item]]
+    ) -> Iterator[tuple[int, Item]]:
+        """What one worker sends for its share of the input, each with its key."""
+        while (packed := self._next(slot, run)) is not None:
+            yield from zip(packed[2] or (), unpack(packed), strict=True)
 
     def _next(self, slot: int, run: InputRun) -> Packed | None:
         """The worker's next events for ``run``, None once it is done with it (giving out
@@ -372,10 +402,18 @@ class _Scheduler:
         run.diagnostics.damaged(run.path, f"its worker process ended early ({process.exitcode})")
 
 
-def merged(shares: Sequence[Iterable[tuple[int, SmbEvent]]]) -> Iterator[SmbEvent]:
-    """The events of an input's shares in the whole input's order: by key, equal keys share
-    by share (in the order of ``shares``)."""
+def merged(shares: Sequence[Iterable[tuple[int, Item]]]) -> Iterator[Item]:
+    """The events (or lines) of an input's shares in the whole input's order: by key, equal
+    keys share by share (in the order of ``shares``)."""
     return map(itemgetter(1), heapq.merge(*shares, key=itemgetter(0)))
+
+
+def _events(packed: Packed) -> list[SmbEvent]:
+    return from_stored(packed[0], packed[1])
+
+
+def _lines(packed: Packed) -> list[str]:
+    return packed[0]
 
 
 def _share_of(pending: _Pending, slot: int) -> Share | None:

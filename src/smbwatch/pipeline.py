@@ -40,6 +40,7 @@ from smbwatch.parallel import (
     InputRun,
     Progress,
     Readers,
+    Render,
     Share,
     Work,
     can_fork,
@@ -338,20 +339,59 @@ def iter_events(
     log is only counted as a warning. ``progress`` is told of the inputs and of each one read;
     ``engine``: who reads them (by default this process and its workers).
     """
+    files = _inputs(paths, errors, options, progress, engine)
+    runs = (
+        input_runs(files, input_format, jobs, options)
+        if engine is None
+        else engine(files, input_format, options)
+    )
+    for run in runs:
+        yield from run.events
+        _read(run, diagnostics, errors, progress)
+
+
+def iter_lines(
+    paths: Iterable[str],
+    diagnostics: Diagnostics,
+    render: Render,
+    input_format: str | None = None,
+    errors: list[str] | None = None,
+    jobs: int = 1,
+    options: Options = DEFAULT_OPTIONS,
+    progress: Progress | None = None,
+) -> Iterator[str]:
+    """The events ``iter_events`` gives, each as the line of text ``render`` makes of it
+    (``sinks.jsonl.line``), rendered by the worker that read it: only text travels between
+    processes, and the parent merely writes it."""
+    files = _inputs(paths, errors, options, progress, None)
+    for run in input_runs(files, input_format, jobs, options, render):
+        yield from map(render, run.events) if run.lines is None else run.lines
+        _read(run, diagnostics, errors, progress)
+
+
+def _inputs(
+    paths: Iterable[str],
+    errors: list[str] | None,
+    options: Options,
+    progress: Progress | None,
+    engine: Engine | None,
+) -> list[tuple[InputFile, bool]]:
+    """The inputs the paths name (``expand_inputs``), of which ``progress`` is told."""
     files = expand_inputs(paths, errors, options.zip_password, urls=engine is not None)
     if progress is not None:
         progress.begin([source for source, _ in files])
-    if engine is None:
-        runs = input_runs(files, input_format, jobs, options)
-    else:
-        runs = engine(files, input_format, options)
-    for run in runs:
-        yield from run.events
-        if progress is not None:
-            progress.finished(run)
-        diagnostics.merge(run.diagnostics)
-        if run.error is not None:
-            report_input_error(run.error, run.source, run.explicit, diagnostics, errors)
+    return files
+
+
+def _read(
+    run: InputRun, diagnostics: Diagnostics, errors: list[str] | None, progress: Progress | None
+) -> None:
+    """An input read whole: what it cost, and whether it could be used, are taken in."""
+    if progress is not None:
+        progress.finished(run)
+    diagnostics.merge(run.diagnostics)
+    if run.error is not None:
+        report_input_error(run.error, run.source, run.explicit, diagnostics, errors)
 
 
 def input_runs(
@@ -359,21 +399,24 @@ def input_runs(
     input_format: str | None = None,
     jobs: int = 1,
     options: Options = DEFAULT_OPTIONS,
+    render: Render | None = None,
 ) -> Iterator[InputRun]:
     """Each (input, named explicitly) input as it is read, in order, by up to ``jobs`` worker
     processes (a large capture file by all of them, each decoding a share of its connections).
-    Read each one's events before asking for the next."""
+    Read each one's events (or, with ``render``, its ``lines`` where the workers wrote them)
+    before asking for the next."""
     if jobs > 1 and can_fork():
         work = [
             Work(source, explicit, local_shares(source, input_format, jobs))
             for source, explicit in files
         ]
         if len(work) > 1 or work and work[0].shares > 1:
-            yield from parallel_inputs(READERS, work, input_format, jobs, options)
+            readers = READERS if render is None else Readers(input_events, share_events, render)
+            yield from parallel_inputs(readers, work, input_format, jobs, options)
             return
     for source, explicit in files:
         run = InputRun(source, explicit)
-        run.events = _read(run, input_format, options)
+        run.events = _events_of(run, input_format, options)
         yield run
 
 
@@ -399,7 +442,7 @@ def shares(source: InputFile, input_format: str | None, jobs: int) -> int:
         return 1  # said when it is read
 
 
-def _read(run: InputRun, input_format: str | None, options: Options) -> Iterator[SmbEvent]:
+def _events_of(run: InputRun, input_format: str | None, options: Options) -> Iterator[SmbEvent]:
     try:
         yield from input_events(run.source, run.diagnostics, input_format, options)
     except InputError as exc:

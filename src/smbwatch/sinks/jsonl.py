@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from smbwatch.events import SmbEvent
 from smbwatch.sinks.escape import json_escape
 
 _fallback = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
@@ -26,11 +27,22 @@ def encode(row: dict[str, Any]) -> str:
     return json_escape(text)
 
 
+def line(event: SmbEvent) -> str:
+    """The JSON line of an event (without its line feed): what a worker process sends when
+    the events are only written (``parallel.Readers.render``)."""
+    return encode(event.to_dict())
+
+
 def write_jsonl(rows: Iterable[dict[str, Any]], out: TextIO) -> int:
-    """Write each row as one compact JSON line (in one write: an interrupted run leaves whole
-    lines only); the number written."""
+    """Write each row as one compact JSON line; the number written."""
+    return write_lines(map(encode, rows), out)
+
+
+def write_lines(lines: Iterable[str], out: TextIO) -> int:
+    """Write JSON lines made already (``line``), each in one write: an interrupted run leaves
+    whole lines only; the number written."""
     count = 0
-    for row in rows:
-        out.write(encode(row) + "\n")
+    for text in lines:
+        out.write(text + "\n")
         count += 1
     return count

@@ -120,6 +120,21 @@ class Output:
             return write_parquet(conformed(batches, diagnostics, "the case"), self.path)
         return self.events(batch_events(batches, diagnostics, "the case"), diagnostics, kind)
 
+    def writes_lines(self) -> bool:
+        """Whether the events are written as JSON lines, known before anything is written
+        (then they can come as lines already, ``lines``): asked for, or to a standard output
+        that is not a terminal."""
+        return self.format == "jsonl" or (
+            self.format is None and self.path is None and not sys.stdout.isatty()
+        )
+
+    def lines(self, lines: Iterable[str]) -> int:
+        """Write events made into JSON lines already (``sinks.jsonl.line``)."""
+        from smbwatch.sinks.jsonl import write_lines
+
+        with self._stream() as out:
+            return write_lines(lines, out)
+
     def _chosen(self, out: TextIO) -> str:
         if self.format:
             return self.format

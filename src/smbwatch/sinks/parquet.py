@@ -2,7 +2,9 @@
 event schema's types, which DuckDB, pandas, polars and Spark read as they are.
 
 Each run writes files of its own name (``part-<run>-<n>.parquet``), so runs into one directory
-add to the dataset rather than replace it.
+add to the dataset rather than replace it. A cluster's workers write the parts of their tasks
+themselves (``ParquetParts``), to a directory they all reach or to an fsspec URL
+(``s3://bucket/events/``): the events never travel back to the machine that runs smbwatch.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,8 +26,46 @@ PARTITION: Final = pa.schema([("date", pa.string())])
 ROWS_PER_GROUP: Final = 65536
 
 
-def write_parquet(batches: Iterable[pa.RecordBatch], directory: str | Path) -> int:
-    """Write event batches (the event schema) under ``directory``; the number of events."""
+def write_parquet(
+    batches: Iterable[pa.RecordBatch], directory: str | Path, run: str | None = None
+) -> int:
+    """Write event batches (the event schema) under ``directory`` (a path, or an fsspec URL),
+    in files named after ``run`` (by default this run: its time and process); the number of
+    events. A run that is written again under the same name replaces its files."""
+    filesystem, path = _where(str(directory))
+    count = [0]
+    ds.write_dataset(
+        _dated(batches, count),
+        path,
+        filesystem=filesystem,
+        schema=EVENT_SCHEMA.append(pa.field("date", pa.string())),
+        format="parquet",
+        partitioning=ds.partitioning(PARTITION, flavor="hive"),
+        basename_template=f"part-{run or run_name()}-{{i}}.parquet",
+        existing_data_behavior="overwrite_or_ignore",
+        max_rows_per_group=ROWS_PER_GROUP,
+        min_rows_per_group=min(ROWS_PER_GROUP, 8192),
+    )
+    return count[0]
+
+
+def run_name() -> str:
+    """A name for this run's files: its start time and process."""
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+
+
+def _where(directory: str) -> tuple[Any, str]:
+    """The file system (None: the local one) and path of ``directory``, made ready to write:
+    a local directory created and checked, a URL's handed to fsspec as it is."""
+    if "://" in directory:
+        try:
+            import fsspec
+            from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+            filesystem, path = fsspec.core.url_to_fs(directory)
+        except (ImportError, ValueError, OSError) as exc:
+            raise OutputError(f"{directory}: cannot write there: {exc}") from None
+        return PyFileSystem(FSSpecHandler(filesystem)), path
     path = Path(directory)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{directory}: not a directory (parquet writes a dataset into one)")
@@ -35,20 +75,21 @@ def write_parquet(batches: Iterable[pa.RecordBatch], directory: str | Path) -> i
         raise OutputError(f"{directory}: cannot create: {exc.strerror}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise OutputError(f"{directory}: not a writable directory")
-    count = [0]
-    run = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-    ds.write_dataset(
-        _dated(batches, count),
-        path,
-        schema=EVENT_SCHEMA.append(pa.field("date", pa.string())),
-        format="parquet",
-        partitioning=ds.partitioning(PARTITION, flavor="hive"),
-        basename_template=f"part-{run}-{{i}}.parquet",
-        existing_data_behavior="overwrite_or_ignore",
-        max_rows_per_group=ROWS_PER_GROUP,
-        min_rows_per_group=min(ROWS_PER_GROUP, 8192),
-    )
-    return count[0]
+    return None, directory
+
+
+class ParquetParts:
+    """Where a cluster's tasks write their events (``cluster.PartWriter``): the dataset at
+    ``directory``, each task's files named after this run and the task, so that a task Dask
+    runs again (its worker died) writes the same files over, never twice."""
+
+    def __init__(self, directory: str) -> None:
+        _where(directory)  # a directory that cannot be written is said before any task runs
+        self.directory = directory
+        self.run = run_name()
+
+    def __call__(self, batches: Iterable[pa.RecordBatch], task: str) -> int:
+        return write_parquet(batches, self.directory, f"{self.run}-{task}")
 
 
 def _dated(batches: Iterable[pa.RecordBatch], count: list[int]) -> Iterator[pa.RecordBatch]:

@@ -15,16 +15,16 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from smbwatch.containers import InputFile
-from smbwatch.events import SmbEvent
 from smbwatch.parallel import InputRun
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
 EVERY = 4096  # events between updates of the counts
+Item = TypeVar("Item")  # an event, or an event made into a line of text
 
 
 class ReadingProgress:
@@ -71,14 +71,15 @@ class ReadingProgress:
         self.bar.start()
 
     def finished(self, run: InputRun) -> None:
-        """An input is read whole."""
+        """An input is read whole (the events its reader wrote itself count as events)."""
         self.done += 1
+        self.events += run.written
         self.read_bytes += _size(run.source)
         self._update()
 
     def counted(
-        self, events: Iterable[SmbEvent], alerts: Callable[[], int] | None = None
-    ) -> Iterator[SmbEvent]:
+        self, events: Iterable[Item], alerts: Callable[[], int] | None = None
+    ) -> Iterator[Item]:
         """``events``, counted (``alerts``: how many alerts so far, for ``detect``)."""
         self.alerts = alerts
         if not self.enabled:
