@@ -26,6 +26,8 @@ OTRF = shared_dir() / "data" / "otrf"
 PSEXEC = sorted(OTRF.glob("empire_psexec*"))  # the host log, then WORKSTATION5's, WORKSTATION6's
 WMI_CAPTURES = sorted(OTRF.glob("empire_wmi*.cap"))
 COVENANT = sorted(OTRF.glob("covenant_sharpsc*"))  # one capture and the target's log
+DATA = shared_dir() / "data"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lateral-movement.pcap"
 
 
 def smbwatch(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -294,3 +296,50 @@ def test_a_forged_workstation_name_does_not_merge_two_machines(tmp_path: Path) -
     assert hosts["172.18.39.5"]["aliases"] == []  # the attacker keeps its address
     # MORDORDC$ logs on to itself from its IPv4 and link-local IPv6 addresses
     assert "172.18.38.5" in hosts["MORDORDC.theshire.local"]["addresses"]
+
+
+def test_inputs_added_together_make_the_case_that_one_by_one_makes(tmp_path: Path) -> None:
+    """A temporary case adds many inputs in one transaction: the same rows, message keys,
+    copies (``seen_by``, ``first_copy``), inputs and names as one transaction per input, with
+    the same copy met within a group, across groups and in the case already, and the same
+    timeline, rows alike in time in the same order; an input known by its content, or
+    unreadable, left out alike."""
+    from smbwatch.case.filters import Filters
+    from smbwatch.case.ingest import GROUP_INPUTS, ingest
+    from smbwatch.case.query import timeline
+    from smbwatch.case.store import Case
+    from smbwatch.diagnostics import Diagnostics
+
+    again = tmp_path / "again.cap"  # the same content as the first capture, another name
+    shutil.copyfile(WMI_CAPTURES[0], again)
+    text = tmp_path / "notes.txt"  # no capture or log: an error, its rows left out
+    text.write_text("not an input\n")
+    first = [*WMI_CAPTURES[:1], *PSEXEC]
+    # The first capture known by then; the corpus's other logs and captures (many alike in
+    # time: the timeline keeps them as read).
+    then = [*WMI_CAPTURES, again, text, *COVENANT, DATA, EXAMPLE]
+    sql = (
+        "SELECT * FROM event_rows ORDER BY input_id, time, source_ref, message_key",
+        "SELECT * EXCLUDE (ingested_at) FROM inputs ORDER BY input_id",
+        "SELECT * FROM hosts ORDER BY host",
+        "SELECT * FROM correlation ORDER BY message_key",
+    )
+    found = []
+    for together in (1, 2, GROUP_INPUTS):
+        with Case.open(tmp_path / f"case-{together}", write=True) as case:
+            said = []
+            for paths in (first, then):
+                errors: list[str] = []
+                done = ingest(case, map(str, paths), Diagnostics(), errors, together=together)
+                said.append((done, errors))
+            ordered = [row for batch in timeline(case, Filters()) for row in batch.to_pylist()]
+            found.append((said, [case.rows(query) for query in sql], ordered))
+    one_by_one = found[0]
+    (_, first_errors), (done, errors) = one_by_one[0]
+    assert not first_errors and len(errors) == 1 and str(text) in errors[0]
+    # Known: the first ingest's, the copy, and what DATA holds again after naming it.
+    assert set(done.known) == {str(path) for path in [*first, again, *WMI_CAPTURES, *COVENANT]}
+    inputs = {row[1]: row for row in one_by_one[1][1]}  # by path: id, path, ... duplicates
+    assert {str(path) for path in [*first, WMI_CAPTURES[1], *COVENANT]} < set(inputs)
+    assert inputs[str(WMI_CAPTURES[1])][8] > 0  # the second sensor saw what the first did
+    assert found[1] == one_by_one and found[2] == one_by_one

@@ -9,6 +9,7 @@ whole is the reference (a capture of the Samba lab: test_parallel_lab.py).
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 from collections import Counter
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from conftest import shared_dir
 from hostile_support import DATA, NXLOG, SMB2_CAPTURE, Run, smbwatch
 from scale_support import large_capture
 
@@ -173,3 +176,21 @@ def test_workers_send_the_lines_when_the_events_are_only_written() -> None:
         assert lines == [jsonl.line(event) for event in input_events(source, Diagnostics())]
         read += len(lines)
     assert read > 100
+
+
+def test_detect_over_many_inputs_with_j2_alerts_as_one_process_does() -> None:
+    """``detect`` over several inputs merges them in a temporary case, many inputs to a
+    transaction, read by the workers: with the built-in and the shared Sigma rules, the same
+    alerts in the same order, every field, and the same warnings as one process."""
+    inputs = [DATA / "host", DATA / "otrf", DATA / "pcap", SMB2_CAPTURE]
+    rules = shared_dir() / "sigma" / "windows-security"
+    command = ("detect", *inputs, "--rules", rules, "-f", "jsonl")
+    one = smbwatch(*command, "-j", "1").clean(1)
+    two = smbwatch(*command, "-j", "2").clean(1)
+    assert one.stdout == two.stdout and one.stderr == two.stderr
+    alerts = [json.loads(line) for line in one.stdout.splitlines()]
+    named = {item["source_file"] for alert in alerts for item in alert["evidence"]}
+    assert any(name.endswith(".evtx") for name in named)  # host logs and captures alike
+    assert any(name.endswith((".cap", ".pcap", ".pcapng")) for name in named)
+    shared = {yaml.safe_load(rule.read_text())["id"] for rule in rules.glob("*.yml")}
+    assert {alert["rule_id"] for alert in alerts} & shared

@@ -204,7 +204,7 @@ def opened(
     directory = tempfile.mkdtemp(prefix="smbwatch-case-")
     try:
         with Case.open(directory, write=True) as case:
-            _ingest(case, args, diagnostics, errors, options)
+            _ingest(case, args, diagnostics, errors, options, together=True)
             yield case
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -216,9 +216,12 @@ def _ingest(
     diagnostics: Diagnostics,
     errors: list[str],
     options: Options,
+    together: bool = False,
 ) -> list[str]:
+    """The inputs added to the case (``together``: many in one transaction, for a temporary
+    case); what it did, to print."""
     from smbwatch.case.clocks import ClockError, parse_correction
-    from smbwatch.case.ingest import ingest
+    from smbwatch.case.ingest import GROUP_INPUTS, ingest
 
     try:
         corrections = [parse_correction(text) for text in args.clock_offset]
@@ -226,7 +229,15 @@ def _ingest(
         raise CaseError(str(error)) from None
     jobs = max(1, args.jobs)
     done = ingest(
-        case, args.inputs, diagnostics, errors, args.input_format, jobs, options, corrections
+        case,
+        args.inputs,
+        diagnostics,
+        errors,
+        args.input_format,
+        jobs,
+        options,
+        corrections,
+        GROUP_INPUTS if together else 1,
     )
     if not args.quiet:
         for line in done.warnings:

@@ -3,11 +3,12 @@
 An input is known by the sha256 of its content: one already in the case adds nothing, whatever
 its name. Each new input is decoded in batches (memory stays bounded whatever its size) into a
 transaction of its own, which commits only once every event is in with its message key; killed
-at any moment (SIGKILL included), the case is as it was before that input. A message another
-input already holds (a second sensor on the same connection, a second export of the same log) is
-stored as a further sighting: the first copy's ``seen_by`` names both sources. After the inputs,
-names, clocks and corrections are worked out again over the whole case (one transaction), and
-alerts stored by an earlier ``detect`` are dropped, being out of date.
+at any moment (SIGKILL included), the case is as it was before that input. (A temporary case,
+which no one keeps, adds many inputs in one transaction: the same rows as one by one.) A message
+another input already holds (a second sensor on the same connection, a second export of the same
+log) is stored as a further sighting: the first copy's ``seen_by`` names both sources. After the
+inputs, names, clocks and corrections are worked out again over the whole case (one
+transaction), and alerts stored by an earlier ``detect`` are dropped, being out of date.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from queue import Queue
@@ -43,6 +44,9 @@ from smbwatch.pipeline import sniff_format as input_format_of
 
 READ_CHUNK: Final = 4 << 20  # hashed at a time (the GIL is let go meanwhile)
 STAGED_AHEAD: Final = 2  # record batches between the decoder and the database
+GROUP_INPUTS: Final = 1024  # inputs a temporary case adds in one transaction
+GROUP_ROWS: Final = 100_000  # events staged at most before the inputs so far are added
+STAGE_ROWS: Final = 16_384  # events written into the staging table at once
 
 # What makes two rows the same SMB message (connection, session, message, command, file,
 # direction of a close, RPC operation, and its rank among rows alike in that input) or the same
@@ -50,10 +54,10 @@ STAGED_AHEAD: Final = 2  # record batches between the decoder and the database
 # Worked out over these few columns only (the rows are wide), then joined back by row.
 _MESSAGE_KEY: Final = """
 CREATE TEMP TABLE keys AS
-SELECT staged_row, md5_number_lower(identity || '#' || row_number() OVER (
-    PARTITION BY identity ORDER BY time, source_ref)) AS message_key
+SELECT staged_row, input_id, md5_number_lower(identity || '#' || row_number() OVER (
+    PARTITION BY input_id, identity ORDER BY time, source_ref, staged_row)) AS message_key
 FROM (
-    SELECT rowid AS staged_row, time, source_ref, CASE WHEN source = 'host'
+    SELECT staged_row, input_id, time, source_ref, CASE WHEN source = 'host'
         THEN to_json(struct_pack(server := upper(server), code := event_code, ref := source_ref,
             action := action, at := CASE WHEN source_ref IS NULL THEN epoch_us(time) END))
         ELSE to_json(struct_pack(conn := conn_id, src := src_ip, sport := src_port,
@@ -63,42 +67,69 @@ FROM (
         END AS identity
     FROM staged)
 """
-_KEYED: Final = """
-CREATE TEMP VIEW keyed AS
-SELECT s.*, k.message_key FROM staged s JOIN keys k ON k.staged_row = s.rowid
-"""
-# The messages of this input the case holds already: the case's keys are scanned against
-# this input's (the small side), not gathered.
+# The messages of these inputs the case holds already: the case's keys are scanned against
+# these inputs' (the small side), not gathered.
 _AGAIN: Final = """
 CREATE TEMP TABLE again AS
 SELECT message_key FROM event_rows
 WHERE first_copy AND message_key IN (SELECT message_key FROM keys)
 """
+# Each message of these inputs: the first of them that holds it, and the sources of its copies
+# in the order of the inputs, each once (the first copy's ``seen_by``, or what the case's first
+# copy gains): as if the inputs had been added one after the other.
+_COPIES: Final = """
+CREATE TEMP TABLE copies AS
+SELECT message_key, min(first_input) AS first_input,
+    list(source_file ORDER BY first_input) FILTER (WHERE source_file IS NOT NULL) AS files
+FROM (
+    SELECT k.message_key, s.source_file, min(k.input_id) AS first_input
+    FROM keys k JOIN staged s USING (staged_row)
+    GROUP BY ALL)
+GROUP BY message_key
+"""
 _SEEN_AGAIN: Final = """
-UPDATE event_rows SET seen_by = list_append(event_rows.seen_by, k.source_file)
-FROM (SELECT * FROM keyed WHERE message_key IN (SELECT message_key FROM again)) k
-WHERE event_rows.message_key = k.message_key AND event_rows.first_copy
-    AND k.source_file IS NOT NULL AND NOT list_contains(event_rows.seen_by, k.source_file)
+UPDATE event_rows SET seen_by = list_concat(event_rows.seen_by,
+    list_filter(c.files, lambda f: NOT list_contains(event_rows.seen_by, f)))
+FROM (SELECT * FROM copies WHERE message_key IN (SELECT message_key FROM again)) c
+WHERE event_rows.message_key = c.message_key AND event_rows.first_copy
 """
 _ADD_ROWS: Final = """
 INSERT INTO event_rows BY NAME
-SELECT k.* REPLACE (
-        CASE WHEN o.message_key IS NULL THEN list_value(k.source_file) END AS seen_by),
-    ? AS input_id, o.message_key IS NULL AS first_copy
-FROM keyed k
-LEFT JOIN again o USING (message_key)
+SELECT s.* EXCLUDE (staged_row) REPLACE (
+        CASE WHEN f.first THEN list_concat(list_value(s.source_file),
+            list_filter(f.files, lambda x: x IS DISTINCT FROM s.source_file)) END AS seen_by),
+    f.message_key, f.first AS first_copy
+FROM staged s JOIN (
+    SELECT k.staged_row, k.message_key, c.files,
+        k.input_id = c.first_input AND a.message_key IS NULL AS first
+    FROM keys k JOIN copies c USING (message_key) LEFT JOIN again a USING (message_key)) f
+    ON f.staged_row = s.staged_row
+ORDER BY s.staged_row
 """
 # Names and clocks are worked out after the inputs: until then (an ingest killed in between),
 # readers are told that they are not up to date.
 _UNSETTLED: Final = "INSERT OR REPLACE INTO meta VALUES ('unsettled', 'yes')"
-_ADD_INPUT: Final = """
+_ADD_INPUTS: Final = """
 INSERT INTO inputs BY NAME
-SELECT ? AS input_id, ? AS path, ? AS sha256, ? AS format, ? AS size,
-    min(time) AS first_time, max(time) AS last_time, count(*) AS events,
-    count(*) FILTER (WHERE NOT first_copy) AS duplicates, ? AS warnings,
-    ?::JSON AS warning_kinds, ? AS damaged, now() AS ingested_at
-FROM event_rows WHERE input_id = ?
+SELECT a.*, e.first_time, e.last_time, coalesce(e.events, 0) AS events,
+    coalesce(e.duplicates, 0) AS duplicates, now() AS ingested_at
+FROM added a LEFT JOIN (
+    SELECT input_id, min(time) AS first_time, max(time) AS last_time, count(*) AS events,
+        count(*) FILTER (WHERE NOT first_copy) AS duplicates
+    FROM event_rows WHERE input_id >= ? GROUP BY input_id) e USING (input_id)
 """
+_ADDED_TYPES: Final = """input_id INTEGER, path VARCHAR, sha256 VARCHAR, format VARCHAR,
+    size UBIGINT, warnings UBIGINT, warning_kinds JSON, damaged BOOLEAN"""
+_ADDED_COLUMNS: Final = (
+    "input_id",
+    "path",
+    "sha256",
+    "format",
+    "size",
+    "warnings",
+    "warning_kinds",
+    "damaged",
+)
 
 
 @dataclass
@@ -128,12 +159,19 @@ def ingest(
     jobs: int = 1,
     options: Options = DEFAULT_OPTIONS,
     corrections: list[tuple[str, int]] | None = None,
+    together: int = 1,
 ) -> Ingested:
     """Add every new input under ``paths``; then names, clocks and corrections again.
 
     An input of a size no input of the case has is new whatever its hash: it is hashed on
     another thread while it is decoded. One of a known size is hashed first, and skipped if
-    its content is known."""
+    its content is known.
+
+    ``together``: up to how many inputs (and ``GROUP_ROWS`` events) share one transaction. A
+    case that is kept adds each input in one of its own (1: killed, the case is as it was
+    before that input); a temporary one (``GROUP_INPUTS``: a verb merging several inputs) adds
+    many at once, as each statement costs several milliseconds however few its rows are (593
+    small logs one by one spent 24 s in the database, more than reading them took)."""
     done = Ingested()
     known = {digest: size for digest, size in case.rows("SELECT sha256, size FROM inputs")}
     sizes = set(known.values())
@@ -153,20 +191,10 @@ def ingest(
             sizes.add(size)
             digests[source.name] = hashing.submit(content_hash, source)
             new.append((source, explicit))
-        for run in input_runs(new, input_format, jobs, options):
-            try:
-                digest = digests[run.path]
-                added = _add(case, run, digest, input_format, known)
-            except OSError as error:  # the input could not be read to hash it
-                run.error = InputError(f"{run.path}: cannot read: {error.strerror or error}")
-                added = None
-            diagnostics.merge(run.diagnostics)
-            if run.error is not None:
-                report_input_error(run.error, run.source, run.explicit, diagnostics, errors)
-            elif added is None:
-                done.known.append(run.path)
-            else:
-                done.added.append(added)
+        runs = iter(input_runs(new, input_format, jobs, options))
+        group = _Group(case, digests, known, diagnostics, errors)
+        while group.add(runs, together, input_format, done):
+            pass
     done.warnings = settle(case, corrections or [])
     return done
 
@@ -185,91 +213,238 @@ def content_hash(source: InputFile) -> str:
     return digest.hexdigest()
 
 
-class _NotAdded(Exception):
-    """The input turned out to be no capture or log, or known after all: nothing is kept."""
+@dataclass
+class _Staged:
+    """An input whose events are in ``staged``, to be added."""
+
+    run: InputRun
+    input_id: int
+    content: str
+    size: int | None
 
 
-def _add(
-    case: Case,
-    run: InputRun,
-    digest: Future[str],
-    input_format: str | None,
-    known: dict[str, int | None],
-) -> Added | None:
-    """One input in one transaction; None (and nothing stored) for an input that is no
-    capture or log (``run.error`` says why) or whose content the case holds already."""
-    db = case.db
-    try:
-        with case.transaction(f"{case.directory}: {run.path} not added"):
-            db.execute(f"CREATE TEMP TABLE staged ({EVENT_COLUMNS})")
-            _stage(db, event_batches(run.events, run.diagnostics))
-            content = digest.result()
-            if run.error is not None or content in known:
-                raise _NotAdded
-            input_id = case.rows("SELECT coalesce(max(input_id), 0) + 1 FROM inputs")[0][0]
-            db.execute(_MESSAGE_KEY)
-            db.execute(_KEYED)
-            db.execute(_AGAIN)
-            if case.rows("SELECT count(*) FROM again")[0][0]:
-                db.execute(_SEEN_AGAIN)
-            db.execute(_ADD_ROWS, [input_id])
-            counts = run.diagnostics.counts
-            size = _size(run.source)
+class _Group:
+    """Inputs staged one after the other, then added together in one transaction."""
+
+    def __init__(
+        self,
+        case: Case,
+        digests: dict[str, Future[str]],
+        known: dict[str, int | None],
+        diagnostics: Diagnostics,
+        errors: list[str],
+    ) -> None:
+        self.case = case
+        self.digests = digests
+        self.known = known
+        self.diagnostics = diagnostics
+        self.errors = errors
+
+    def add(
+        self, runs: Iterator[InputRun], together: int, input_format: str | None, done: Ingested
+    ) -> bool:
+        """Up to ``together`` inputs of ``runs`` (fewer once ``GROUP_ROWS`` events are staged)
+        added in one transaction, reported in ``done``; False once ``runs`` are all read."""
+        run = next(runs, None)
+        if run is None:
+            return False
+        case, db = self.case, self.case.db
+        failed = f"{case.directory}: {run.path}{'' if together == 1 else ' and after'} not added"
+        staged: list[_Staged] = []
+        with case.transaction(failed):
             db.execute(
-                _ADD_INPUT,
-                [
-                    input_id,
-                    run.path,
-                    content,
-                    _format(run.source, input_format),
-                    size,
-                    sum(counts.values()),
-                    orjson.dumps(dict(counts)).decode(),
-                    bool(run.diagnostics.damaged_inputs),
-                    input_id,
-                ],
+                f"CREATE TEMP TABLE staged ({EVENT_COLUMNS}, input_id INTEGER, staged_row BIGINT)"
             )
-            events, duplicates = case.rows(
-                "SELECT events, duplicates FROM inputs WHERE input_id = ?", [input_id]
-            )[0]
-            for dropped in ("VIEW keyed", "TABLE again", "TABLE keys", "TABLE staged"):
-                db.execute(f"DROP {dropped}")
-            db.execute(_UNSETTLED)
-    except _NotAdded:
-        return None
-    known[content] = size
-    return Added(run.path, events, duplicates)
-
-
-def _stage(db: duckdb.DuckDBPyConnection, batches: Iterable[pa.RecordBatch]) -> None:
-    """Write the batches into ``staged`` on another thread (DuckDB lets go of the GIL while
-    it writes), while this one decodes the next; at most ``STAGED_AHEAD`` wait between them."""
-    waiting: Queue[pa.RecordBatch | None] = Queue(STAGED_AHEAD)
-    failed: list[BaseException] = []
-
-    def write() -> None:
-        while (batch := waiting.get()) is not None:
-            if failed:
-                continue  # the error is raised once the decoder stops
+            first_id = case.rows("SELECT coalesce(max(input_id), 0) + 1 FROM inputs")[0][0]
+            stager = _Stager(db)
+            complete = False
             try:
-                db.register("batch", batch)
-                db.execute("INSERT INTO staged SELECT * FROM batch")
-                db.unregister("batch")
-            except BaseException as error:
-                failed.append(error)
+                more = self._stage_runs(run, runs, together, first_id, stager, staged, done)
+                complete = True
+            finally:
+                stager.close(complete)
+            if staged:
+                done.added += _add_staged(case, staged, input_format, first_id)
+                db.execute(_UNSETTLED)
+            db.execute("DROP TABLE staged")
+        return more
 
-    writer = threading.Thread(target=write, name="smbwatch-stage")
-    writer.start()
+    def _stage_runs(
+        self,
+        run: InputRun | None,
+        runs: Iterator[InputRun],
+        together: int,
+        first_id: int,
+        stager: _Stager,
+        staged: list[_Staged],
+        done: Ingested,
+    ) -> bool:
+        """Inputs staged from ``run`` on, until ``together`` of them (or ``GROUP_ROWS`` events)
+        are; False once ``runs`` are all read."""
+        rows = 0
+        while run is not None:
+            input_id = first_id + len(staged)
+            found = self._stage(run, input_id, stager)
+            self.diagnostics.merge(run.diagnostics)
+            if run.error is not None:
+                report_input_error(
+                    run.error, run.source, run.explicit, self.diagnostics, self.errors
+                )
+            elif found is None:
+                done.known.append(run.path)
+            else:
+                staged.append(_Staged(run, input_id, found[0], found[1]))
+                rows += found[2]
+            if len(staged) >= together or rows >= GROUP_ROWS:
+                return True
+            run = next(runs, None)
+        return False
+
+    def _stage(
+        self, run: InputRun, input_id: int, stager: _Stager
+    ) -> tuple[str, int | None, int] | None:
+        """The input's events into ``staged``: its content hash, size and rows; None (its rows
+        taken out again) for an input that is no capture or log (``run.error`` says why) or
+        whose content the case, or an input staged before it, holds already."""
+        rows = stager.stage(event_batches(run.events, run.diagnostics), input_id)
+        content = None
+        try:
+            content = self.digests[run.path].result()
+            size = _size(run.source)
+        except OSError as error:  # the input could not be read to hash it
+            run.error = InputError(f"{run.path}: cannot read: {error.strerror or error}")
+        if run.error is not None or content is None or content in self.known:
+            stager.discard(input_id)
+            return None
+        self.known[content] = size
+        return content, size, rows
+
+
+def _add_staged(
+    case: Case, staged: list[_Staged], input_format: str | None, first_id: int
+) -> list[Added]:
+    """The staged inputs' events keyed and added, each message's copies counted, and the
+    inputs' rows (inside the caller's transaction)."""
+    db = case.db
+    db.execute(_MESSAGE_KEY)
+    db.execute(_AGAIN)
+    db.execute(_COPIES)
+    if case.rows("SELECT count(*) FROM again")[0][0]:
+        db.execute(_SEEN_AGAIN)
+    # Stored in the order they were read, input after input, as one by one (an INSERT keeps
+    # its ORDER BY only so): rows the timeline's sort finds alike stay in that order.
+    db.execute("SET preserve_insertion_order = true")
     try:
-        for batch in batches:
-            if failed:
-                break
-            waiting.put(batch)
+        db.execute(_ADD_ROWS)
     finally:
-        waiting.put(None)
-        writer.join()
-    if failed:
-        raise failed[0]
+        db.execute("SET preserve_insertion_order = false")
+    db.execute(f"CREATE TEMP TABLE added ({_ADDED_TYPES})")
+    rows = []
+    for item in staged:
+        counts = item.run.diagnostics.counts
+        rows.append(
+            (
+                item.input_id,
+                item.run.path,
+                item.content,
+                _format(item.run.source, input_format),
+                item.size,
+                sum(counts.values()),
+                orjson.dumps(dict(counts)).decode(),
+                bool(item.run.diagnostics.damaged_inputs),
+            )
+        )
+    case.insert("added", _ADDED_COLUMNS, rows)
+    db.execute(_ADD_INPUTS, [first_id])
+    found = case.rows(
+        "SELECT path, events, duplicates FROM inputs WHERE input_id >= ? ORDER BY input_id",
+        [first_id],
+    )
+    for dropped in ("added", "copies", "again", "keys"):
+        db.execute(f"DROP TABLE {dropped}")
+    return [Added(path, events, duplicates) for path, events, duplicates in found]
+
+
+class _Stager:
+    """Record batches written into ``staged`` on another thread (DuckDB lets go of the GIL
+    while it writes) while this one decodes the next; small ones gathered into one statement
+    of up to ``STAGE_ROWS`` rows (each statement costs milliseconds however few its rows), at
+    most ``STAGED_AHEAD`` of them waiting for the writer."""
+
+    def __init__(self, db: duckdb.DuckDBPyConnection) -> None:
+        self.db = db
+        self.held: list[tuple[pa.RecordBatch, int]] = []  # (batch, input id), not yet handed over
+        self.held_rows = 0
+        self.rows = 0  # rows handed over: the next one's number in ``staged_row``
+        self.handed: set[int] = set()  # inputs some of whose rows went to the writer
+        self.waiting: Queue[pa.Table | None] = Queue(STAGED_AHEAD)
+        self.failed: list[BaseException] = []
+        self.writer = threading.Thread(target=self._write, name="smbwatch-stage")
+        self.writer.start()
+
+    def _write(self) -> None:
+        while True:
+            table = self.waiting.get()
+            if table is not None and not self.failed:  # an error is raised by the decoder
+                try:
+                    self.db.register("batch", table)
+                    self.db.execute("INSERT INTO staged SELECT * FROM batch")
+                    self.db.unregister("batch")
+                except BaseException as error:
+                    self.failed.append(error)
+            self.waiting.task_done()
+            if table is None:
+                return
+
+    def stage(self, batches: Iterable[pa.RecordBatch], input_id: int) -> int:
+        """The batches of input ``input_id``; how many rows they hold."""
+        rows = 0
+        for batch in batches:
+            if self.failed:
+                break
+            self.held.append((batch, input_id))
+            self.held_rows += batch.num_rows
+            rows += batch.num_rows
+            if self.held_rows >= STAGE_ROWS:
+                self._hand_over()
+        return rows
+
+    def _hand_over(self) -> None:
+        if not self.held:
+            return
+        table = pa.Table.from_batches([batch for batch, _ in self.held])
+        ids = [pa.array([key] * batch.num_rows, pa.int32()) for batch, key in self.held]
+        self.handed.update(key for _, key in self.held)
+        order = pa.array(range(self.rows, self.rows + table.num_rows), pa.int64())
+        self.rows += table.num_rows
+        self.held, self.held_rows = [], 0
+        table = table.append_column("input_id", pa.chunked_array(ids, pa.int32()))
+        self.waiting.put(table.append_column("staged_row", order))
+
+    def discard(self, input_id: int) -> None:
+        """The rows of input ``input_id`` taken out again."""
+        self.held = [(batch, key) for batch, key in self.held if key != input_id]
+        self.held_rows = sum(batch.num_rows for batch, _ in self.held)
+        if input_id in self.handed:
+            self.waiting.join()
+            self._raise()
+            self.db.execute("DELETE FROM staged WHERE input_id = ?", [input_id])
+
+    def close(self, complete: bool) -> None:
+        """The writer stopped, every row handed over first if ``complete`` (then its error,
+        if it met one, raised here)."""
+        try:
+            if complete:
+                self._hand_over()
+        finally:
+            self.waiting.put(None)
+            self.writer.join()
+        if complete:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self.failed:
+            raise self.failed[0]
 
 
 def _format(source: InputFile, forced: str | None) -> str | None:
