@@ -4,7 +4,7 @@ file written ``--times`` times, each copy a day after the one before (every time
 (their 4-tuples recur a day later, far past the idle close) and the state of the earlier ones
 must have been let go.
 
-    python benchmarks/repeat_capture.py /tmp/bench/bench.pcap --times 10 --out /tmp/bench/bench10.pcap
+    python benchmarks/repeat_capture.py /tmp/bench/bench.pcap --out /tmp/bench/bench10.pcap
 
 Ten copies of the 1.1 GB ``make_capture.py`` capture make an 11 GB capture in about a minute,
 where the lab would take 12 minutes of two cores. Only classic pcap (what make_capture writes).
