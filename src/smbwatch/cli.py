@@ -199,9 +199,8 @@ def _add_input_arguments(parser: argparse.ArgumentParser, required: bool = True)
         "--jobs",
         type=_jobs,
         default=os.cpu_count() or 1,
-        help="inputs read in parallel by this many worker processes; from 3, a capture file of"
-        " 64 MiB or more by all of them, each decoding a share of its connections (default: one"
-        " per core)",
+        help="inputs read in parallel by this many worker processes; a capture file of 64 MiB or"
+        " more by all of them, each decoding a share of its connections (default: one per core)",
     )
     parser.add_argument(
         "--zip-password",

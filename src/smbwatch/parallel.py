@@ -369,12 +369,15 @@ class _Scheduler:
         """The worker's next events for ``run``, None once it is done with it (giving out
         waiting inputs meanwhile); a stop asked for is honoured within ``WAIT``, and a worker
         that died without a word (killed, out of memory) costs the input."""
+        others = [
+            self.pool.workers[other].results for other in self.pending[0].slots if other != slot
+        ]
         while True:
             check()
             self.give()
             worker = self.pool.workers[slot]
             try:
-                message = worker.results.receive(WAIT)
+                message = worker.results.receive(WAIT, others)
             except workerpipe.Closed:
                 self._lost(slot, run)
                 return None

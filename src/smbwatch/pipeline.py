@@ -61,12 +61,6 @@ SNIFF_SIZE: Final = 4096
 # A capture file at least this large is read by every worker of ``-j N``, each decoding the
 # connections of its share: a smaller one is read faster by one worker than N times over.
 SPLIT_AT: Final = 64 << 20
-# Locally, a capture is split from this many workers on. Every share walks every frame again and
-# this process merges what they send: with two workers on two cores the split took 1.15x the
-# time one worker takes (bench.pcap, sha256); from three, each share decodes a third or less of
-# the SMB and the frames walked again cost less than the decoding saved. (A cluster's workers
-# do not share this process's cores: the Dask engine splits for two.)
-SPLIT_JOBS: Final = 3
 END: Final = 1 << 62  # the key of the events the end of a capture completes (after every frame)
 # Capture formats are told apart by the reader itself: forcing one on the other is no mismatch.
 _SAME_READER: Final = {"pcap": "capture", "pcapng": "capture"}
@@ -407,8 +401,7 @@ def input_runs(
     before asking for the next."""
     if jobs > 1 and can_fork():
         work = [
-            Work(source, explicit, local_shares(source, input_format, jobs))
-            for source, explicit in files
+            Work(source, explicit, shares(source, input_format, jobs)) for source, explicit in files
         ]
         if len(work) > 1 or work and work[0].shares > 1:
             readers = READERS if render is None else Readers(input_events, share_events, render)
@@ -418,12 +411,6 @@ def input_runs(
         run = InputRun(source, explicit)
         run.events = _events_of(run, input_format, options)
         yield run
-
-
-def local_shares(source: InputFile, input_format: str | None, jobs: int) -> int:
-    """In how many shares ``jobs`` worker processes of this machine read an input: none split
-    below ``SPLIT_JOBS``."""
-    return shares(source, input_format, jobs) if jobs >= SPLIT_JOBS else 1
 
 
 def shares(source: InputFile, input_format: str | None, jobs: int) -> int:

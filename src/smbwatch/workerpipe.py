@@ -7,7 +7,10 @@ for the rest forever. Here each message is a length and a pickle written straigh
 and the parent reads whatever bytes are there with a timeout, keeping a partial message until the
 rest comes; when the worker is gone its end of the pipe closes, the parent reads the end of the
 stream and drops what was partial. The pipe's own buffer bounds how far a worker runs ahead: it
-waits in ``send`` while the parent is not reading.
+waits in ``send`` while the parent is not reading. While the parent waits for one worker, it
+reads ahead what others have sent (``receive``'s ``meanwhile``: the other shares of a capture,
+which the merge takes in its own order), up to ``HOLD`` bytes each, so that they do not stand
+idle on a full pipe meanwhile.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import os
 import pickle
 import select
 import struct
+from collections.abc import Sequence
 from typing import Any, Final
 
 LENGTH: Final = struct.Struct("<Q")
 READ_SIZE: Final = 1 << 20
+HOLD: Final = 32 << 20  # bytes read ahead from a worker the parent is not waiting for
 
 
 class Closed(Exception):
@@ -47,31 +52,52 @@ class Receiver:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.buffer = bytearray()
-        self.poller = select.poll()
-        self.poller.register(fd, select.POLLIN)
+        self.start = 0  # where the next message begins in ``buffer``
+        self.ended = False  # the end of the stream was read (messages may still be held)
 
-    def receive(self, timeout: float) -> Any:
+    def receive(self, timeout: float, meanwhile: Sequence[Receiver] = ()) -> Any:
+        """The next message; ``meanwhile``: other workers' ends, read ahead while waiting."""
         while True:
             message = self._complete()
             if message is not None:
                 return message[0]
-            if not self.poller.poll(int(timeout * 1000)):
-                return None
-            chunk = os.read(self.fd, READ_SIZE)
-            if not chunk:
+            if self.ended:
                 raise Closed  # a message cut short by the worker's death is dropped
-            self.buffer += chunk
+            poller = select.poll()
+            ends = {end.fd: end for end in (self, *meanwhile) if end.has_room()}
+            for fd in ends:
+                poller.register(fd, select.POLLIN)
+            ready = poller.poll(int(timeout * 1000))
+            if not ready:
+                return None
+            for fd, _ in ready:
+                ends[fd].read()
+
+    def has_room(self) -> bool:
+        """Whether more can be read now: the stream goes on and not too much is held."""
+        return not self.ended and len(self.buffer) - self.start < HOLD
+
+    def read(self) -> None:
+        """Read what the pipe holds (poll said it is there, or that the stream ended)."""
+        chunk = os.read(self.fd, READ_SIZE)
+        if not chunk:
+            self.ended = True
+        self.buffer += chunk
 
     def _complete(self) -> tuple[Any] | None:
         """The first message in the buffer when all of it is there (taken out)."""
-        if len(self.buffer) < LENGTH.size:
+        buffer, start = self.buffer, self.start
+        if len(buffer) - start < LENGTH.size:
             return None
-        (length,) = LENGTH.unpack_from(self.buffer)
-        end = LENGTH.size + length
-        if len(self.buffer) < end:
+        (length,) = LENGTH.unpack_from(buffer, start)
+        end = start + LENGTH.size + length
+        if len(buffer) < end:
             return None
-        message = pickle.loads(memoryview(self.buffer)[LENGTH.size : end])
-        del self.buffer[:end]
+        message = pickle.loads(memoryview(buffer)[start + LENGTH.size : end])
+        self.start = end
+        if end * 2 >= len(buffer):  # what was read is dropped once it is half the buffer
+            del buffer[:end]
+            self.start = 0
         return (message,)
 
     def close(self) -> None:
