@@ -200,7 +200,8 @@ def _add_input_arguments(parser: argparse.ArgumentParser, required: bool = True)
         type=_jobs,
         default=os.cpu_count() or 1,
         help="inputs read in parallel by this many worker processes; a capture file of 64 MiB or"
-        " more by all of them, each decoding a share of its connections (default: one per core)",
+        " more by all of them, each decoding a share of its connections (hashing files, a share"
+        " for every two workers: each hashes in a process of its own) (default: one per core)",
     )
     parser.add_argument(
         "--zip-password",

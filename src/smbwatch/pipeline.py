@@ -401,7 +401,8 @@ def input_runs(
     before asking for the next."""
     if jobs > 1 and can_fork():
         work = [
-            Work(source, explicit, shares(source, input_format, jobs)) for source, explicit in files
+            Work(source, explicit, local_shares(source, input_format, jobs, options))
+            for source, explicit in files
         ]
         if len(work) > 1 or work and work[0].shares > 1:
             readers = READERS if render is None else Readers(input_events, share_events, render)
@@ -411,6 +412,15 @@ def input_runs(
         run = InputRun(source, explicit)
         run.events = _events_of(run, input_format, options)
         yield run
+
+
+def local_shares(source: InputFile, input_format: str | None, jobs: int, options: Options) -> int:
+    """In how many shares ``jobs`` worker processes of this machine read an input. Hashing
+    files, each share has a digest process of its own beside its decoder
+    (``filedata.digests``) and keeps two cores busy: then a share for every two workers (on two
+    cores, the 1.1 GB benchmark capture split in two took 2.45 s against 2.28 s read whole,
+    and 1.53 s against 2.02 s with ``--no-hash``)."""
+    return shares(source, input_format, max(1, jobs // 2) if options.hashing else jobs)
 
 
 def shares(source: InputFile, input_format: str | None, jobs: int) -> int:
