@@ -24,10 +24,10 @@ SUMMARY = re.compile(
 )
 
 
-def run(args: list[str], out: Path, terminal: bool) -> str:
-    """smbwatch with stdout to ``out`` and stderr a pseudo-terminal (or a pipe); what it wrote
-    on stderr."""
-    command = [sys.executable, "-m", "smbwatch.cli", *args, "-o", str(out)]
+def run(args: list[str], out: Path | None, terminal: bool) -> str:
+    """smbwatch with stdout to ``out`` (None: what it prints is not kept) and stderr a
+    pseudo-terminal (or a pipe); what it wrote on stderr."""
+    command = [sys.executable, "-m", "smbwatch.cli", *args, *(() if out is None else ("-o", out))]
     if not terminal:
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         return done.stderr
@@ -63,8 +63,24 @@ def test_a_terminal_shows_a_bar_and_a_summary_of_what_was_written(tmp_path: Path
     assert summary[0] == str(inputs_read()) and summary[1] == f"{events:,}" and not summary[2]
 
 
+def test_ingest_shows_what_it_adds(tmp_path: Path) -> None:
+    """A case's ingest (and so every verb that reads several inputs into a case of its own)."""
+    case = tmp_path / "case"
+    shown = run(["ingest", "--case", str(case), "-j", "2", *map(str, INPUTS)], None, terminal=True)
+    assert re.search(rf"\d+/{inputs_read()} inputs", shown) and "━" in shown, shown[-2000:]
+    (summary,) = SUMMARY.findall(shown)
+    sql = "SELECT count(*) AS inputs, sum(events) AS events FROM inputs"
+    query = [sys.executable, "-m", "smbwatch.cli", "query", "--case", str(case), sql, "-f", "jsonl"]
+    done = subprocess.run(query, capture_output=True, text=True, timeout=300, check=True)
+    stored = json.loads(done.stdout)
+    assert stored["events"] > 1000
+    assert summary[:2] == (str(stored["inputs"]), f"{stored['events']:,}")
+    again = run(["ingest", "--case", str(case), *map(str, INPUTS)], None, terminal=False)
+    assert not SUMMARY.search(again) and "━" not in again  # piped: none
+
+
 def test_detect_counts_its_alerts(tmp_path: Path) -> None:
-    """One log (several go through a case of their own, whose ingest shows no bar)."""
+    """One log (several go through a case of their own, whose ingest shows its own bar)."""
     out = tmp_path / "alerts.jsonl"
     log = next((DATA / "host").glob("MITRE-EVTX_TA0008-*PSexec_remote_execution_admin_share.evtx"))
     shown = run(["detect", "-f", "jsonl", str(log)], out, terminal=True)

@@ -29,6 +29,7 @@ from smbwatch.exits import EXIT_CODES, EXIT_OK
 from smbwatch.options import Options
 from smbwatch.pipeline import expand_inputs
 from smbwatch.sinks.output import FORMATS, Output, RowKind, columns_kind
+from smbwatch.sinks.progress import ReadingProgress, shown
 from smbwatch.sinks.table import TIMELINE_COLUMNS
 
 if TYPE_CHECKING:
@@ -228,17 +229,22 @@ def _ingest(
     except ClockError as error:
         raise CaseError(str(error)) from None
     jobs = max(1, args.jobs)
-    done = ingest(
-        case,
-        args.inputs,
-        diagnostics,
-        errors,
-        args.input_format,
-        jobs,
-        options,
-        corrections,
-        GROUP_INPUTS if together else 1,
-    )
+    progress = ReadingProgress(shown(args.quiet))
+    try:
+        done = ingest(
+            case,
+            args.inputs,
+            diagnostics,
+            errors,
+            args.input_format,
+            jobs,
+            options,
+            corrections,
+            GROUP_INPUTS if together else 1,
+            progress,
+        )
+    finally:
+        progress.close()
     if not args.quiet:
         for line in done.warnings:
             print(f"smbwatch: warning: {line}", file=sys.stderr)

@@ -36,6 +36,7 @@ from smbwatch.pipeline import (
     DEFAULT_OPTIONS,
     InputError,
     InputRun,
+    Progress,
     expand_inputs,
     input_runs,
     report_input_error,
@@ -160,6 +161,7 @@ def ingest(
     options: Options = DEFAULT_OPTIONS,
     corrections: list[tuple[str, int]] | None = None,
     together: int = 1,
+    progress: Progress | None = None,
 ) -> Ingested:
     """Add every new input under ``paths``; then names, clocks and corrections again.
 
@@ -171,7 +173,8 @@ def ingest(
     case that is kept adds each input in one of its own (1: killed, the case is as it was
     before that input); a temporary one (``GROUP_INPUTS``: a verb merging several inputs) adds
     many at once, as each statement costs several milliseconds however few its rows are (593
-    small logs one by one spent 24 s in the database, more than reading them took)."""
+    small logs one by one spent 24 s in the database, more than reading them took).
+    ``progress`` is told of the new inputs, their events and each one read."""
     done = Ingested()
     known = {digest: size for digest, size in case.rows("SELECT sha256, size FROM inputs")}
     sizes = set(known.values())
@@ -192,11 +195,23 @@ def ingest(
             digests[source.name] = hashing.submit(content_hash, source)
             new.append((source, explicit))
         runs = iter(input_runs(new, input_format, jobs, options))
+        if progress is not None:
+            progress.begin([source for source, _ in new])
+            runs = _told(runs, progress)
         group = _Group(case, digests, known, diagnostics, errors)
         while group.add(runs, together, input_format, done):
             pass
     done.warnings = settle(case, corrections or [])
     return done
+
+
+def _told(runs: Iterator[InputRun], progress: Progress) -> Iterator[InputRun]:
+    """The runs, their events counted by ``progress`` as they are added, which is told of
+    each input once it is read (when the next is asked for)."""
+    for run in runs:
+        run.events = progress.counted(run.events)
+        yield run
+        progress.finished(run)
 
 
 def content_hash(source: InputFile) -> str:
