@@ -10,7 +10,9 @@ large capture, with tshark as the peer on the capture; best of ``--runs``, ratio
    it, and through ``smbwatch events``: ``-j 1`` against the default ``-j`` (one worker per
    core, a pool of long-lived workers). The issue's aim: the default at least 1.5 times faster.
 2. One large capture (made by ``benchmarks/make_capture.py``): ``smbwatch events`` with ``-j 1``
-   and ``-j 2`` (the capture read by both workers, each decoding its share of the connections)
+   and ``-j 2``, hashing (sha256, the default) and with ``--no-hash`` (``--no-hash``: the
+   capture read by both workers, each decoding its share of the connections; hashing, each
+   share would keep two cores busy, so two workers read it whole: ``pipeline.local_shares``),
    and tshark extracting the SMB fields (``bench_capture.TSHARK_FIELDS``).
 
 Each run is a process of its own, timed by wait4 (wall time, CPU time of it and its children,
