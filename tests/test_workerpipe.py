@@ -84,3 +84,21 @@ def test_nothing_yet_is_none_after_the_timeout() -> None:
     with pytest.raises(workerpipe.Closed):
         receiver.receive(0.05)
     receiver.close()
+
+
+def test_a_message_larger_than_what_is_read_ahead_comes_whole() -> None:
+    """Waiting for one worker's message larger than ``HOLD`` while reading another's ahead:
+    the waited-for end is read to the end of its message whatever it holds, and the other's
+    message comes whole after."""
+    big = ("events", b"x" * (workerpipe.HOLD + (1 << 20)))
+    first_pid, first = forked(lambda fd: workerpipe.send(fd, big))
+    other_pid, other = forked(lambda fd: workerpipe.send(fd, big))
+    deadline = time.monotonic() + 20
+    while (message := first.receive(0.1, [other])) is None:
+        assert time.monotonic() < deadline, "the message larger than HOLD never came"
+    assert message == big
+    assert receive_all(first) == [] and receive_all(other) == [big]
+    for pid in (first_pid, other_pid):
+        os.waitpid(pid, 0)
+    first.close()
+    other.close()

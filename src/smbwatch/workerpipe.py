@@ -64,7 +64,9 @@ class Receiver:
             if self.ended:
                 raise Closed  # a message cut short by the worker's death is dropped
             poller = select.poll()
-            ends = {end.fd: end for end in (self, *meanwhile) if end.has_room()}
+            # its own end always (a message larger than ``HOLD`` still comes whole), the
+            # others while they hold less than that
+            ends = {end.fd: end for end in meanwhile if end.has_room()} | {self.fd: self}
             for fd in ends:
                 poller.register(fd, select.POLLIN)
             ready = poller.poll(int(timeout * 1000))
