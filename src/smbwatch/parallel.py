@@ -335,14 +335,11 @@ class _Scheduler:
             run = InputRun(pending.work.source, pending.work.explicit)
             if self.pool.rendered:
                 run.lines = self._items(pending, run, _lines)
-                yield run
-                for _ in run.lines:  # what the reader left unread: the workers must go on
-                    pass
             else:
                 run.events = self._items(pending, run, _events)
-                yield run
-                for _ in run.events:
-                    pass
+            yield run
+            for _ in run.events if run.lines is None else run.lines:
+                pass  # what the reader left unread: the workers must go on
             self.pending.popleft()
 
     def _items(
