@@ -107,6 +107,29 @@ def test_ingest_of_a_split_capture_makes_the_same_case(large: Path, tmp_path: Pa
     assert found[0] == found[1] and found[0].count("\n") > 10_000
 
 
+def test_ingest_of_many_inputs_by_workers_makes_the_same_case(tmp_path: Path) -> None:
+    """Whole inputs' events reach the case as the record batches the workers made
+    (``Readers.batch``): the same rows, and the same warnings of each input, as one process
+    makes, also those only storing them in columns gives (a 64-bit access mask)."""
+    odd = tmp_path / "odd.json"
+    record = {"EventTime": "2020-09-20 12:16:56", "Hostname": "WORKSTATION6", "EventID": 5145}
+    odd.write_text(json.dumps({**record, "RecordNumber": 7, "AccessMask": "0x" + "F" * 16}))
+    inputs = [*sorted((DATA / "otrf").iterdir()), *sorted((DATA / "host").iterdir()), odd]
+    rows = "SELECT * FROM event_rows ORDER BY input_id, time, source_ref, conn_id, action"
+    kept = "SELECT input_id, path, events, warnings, warning_kinds, damaged FROM inputs"
+    found = []
+    for jobs in ("1", "2"):
+        case = tmp_path / f"case-{jobs}"
+        added = smbwatch("ingest", "-q", "--case", case, "-j", jobs, *inputs)
+        stored = [smbwatch("query", "--case", case, sql, "-f", "jsonl").clean(0).stdout
+                  for sql in (rows, kept + " ORDER BY input_id")]  # fmt: skip
+        found.append([added.clean(added.code).code, *stored])  # 3: a damaged capture
+    assert found[0] == found[1] and found[0][1].count("\n") > 1000
+    by_path = {row["path"]: row for row in map(json.loads, found[1][2].splitlines())}
+    assert len(by_path) == len(inputs)
+    assert json.loads(by_path[str(odd)]["warning_kinds"])["value_not_stored"] == 1
+
+
 def test_only_a_large_capture_file_read_in_place_is_split(large: Path, tmp_path: Path) -> None:
     """A compressed capture (or one in a zip) would be decompressed once per share: it is read
     whole, by one worker."""

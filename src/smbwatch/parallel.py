@@ -17,7 +17,10 @@ other way round. Events travel as columns (``events.columns``: a fraction of the
 pickling each event); when all the parent does with them is write them as text, each as a line
 of its own (JSON lines), the workers write the lines (``Readers.render``) and only those travel:
 the parent then merges and writes text, and turning events into text, which cost it more than
-the workers' decoding saved, is shared among the workers. Workers are forked (Linux, the
+the workers' decoding saved, is shared among the workers. Likewise, when the parent only stores
+the events of whole inputs in columns (the case), the workers make the columns
+(``Readers.batch``: Arrow record batches) and the parent stages them as they come, without
+making an event of a row. Workers are forked (Linux, the
 platform smbwatch is made for); where a process cannot fork, inputs are read one after the
 other in the calling process.
 """
@@ -29,7 +32,7 @@ import multiprocessing
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from operator import itemgetter
@@ -57,17 +60,22 @@ ShareReader = Callable[
 ]
 Task = tuple[InputFile, Share | None]  # an input to read whole (None), or one share of it
 Render = Callable[[SmbEvent], str]  # an event as a line of text (``sinks.jsonl.line``)
+# Events as one batch of columns (``arrow.event_batch``), told where to count what does not fit.
+Batcher = Callable[[list[SmbEvent], Diagnostics], Any]
 Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
 class Readers:
     """What the workers run: the events of a whole input, and of one share of one; with
-    ``render``, they send each event as that line of text rather than the event."""
+    ``render``, they send each event as that line of text rather than the event; with
+    ``batch``, the events of a whole input as the batches it makes (a share's events are
+    merged by key, one by one: they travel as events)."""
 
     whole: InputReader
     share: ShareReader
     render: Render | None = None
+    batch: Batcher | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ class InputRun:
         self.explicit = explicit  # named by the user, not found in a directory
         self.events: Iterator[SmbEvent] = iter(())
         self.lines: Iterator[str] | None = None  # the events as the workers wrote them (render)
+        self.batches: Iterator[Any] | None = None  # ... or as the batches they made (batch)
         self.written = 0  # events its reader wrote itself (a cluster's workers: Parquet)
         self.diagnostics = Diagnostics()
         self.error: InputError | None = None
@@ -106,6 +115,8 @@ class Progress(Protocol):
 
     def counted(self, events: Iterable[SmbEvent]) -> Iterator[SmbEvent]: ...
 
+    def counted_rows(self, batches: Iterable[Sized]) -> Iterator[Any]: ...
+
     def finished(self, run: InputRun) -> None: ...
 
 
@@ -117,9 +128,9 @@ def can_fork() -> bool:
 # --- a worker -----------------------------------------------------------------------------------
 # Messages to a worker: ("task", Task). Its task pipe closed: no more tasks, end.
 # Messages from it, per task: ("events", Packed)... then ("done", Diagnostics, InputError | None).
-# Events as they travel: every field's column (or, rendered, each event's line), how many, and
-# for a share each event's key.
-Packed = tuple[list[Any], int, list[int] | None]
+# Events as they travel: every field's column (or, rendered, each event's line; batched, the
+# batch), how many, and for a share each event's key.
+Packed = tuple[Any, int, list[int] | None]
 
 
 def _serve(
@@ -164,7 +175,8 @@ def _run_task(
 ) -> None:
     diagnostics = Diagnostics()
     error = None
-    sender = _Sender(results, share is not None, readers.render)
+    batch = readers.batch if share is None else None
+    sender = _Sender(results, share is not None, readers.render, batch, diagnostics)
     try:
         if share is None:
             for event in readers.whole(source, diagnostics, input_format, options):
@@ -185,10 +197,19 @@ def _run_task(
 class _Sender:
     """A task's events, sent in batches of ``BATCH`` (a share's also every ``SEND_EVERY``)."""
 
-    def __init__(self, results: int, keyed: bool, render: Render | None) -> None:
+    def __init__(
+        self,
+        results: int,
+        keyed: bool,
+        render: Render | None,
+        batch: Batcher | None,
+        diagnostics: Diagnostics,
+    ) -> None:
         self.results = results
         self.keyed = keyed
         self.render = render
+        self.batch = batch
+        self.diagnostics = diagnostics
         self.events: list[SmbEvent] = []
         self.keys: list[int] = []
         self.sent = time.monotonic()
@@ -205,8 +226,13 @@ class _Sender:
     def send(self) -> None:
         if self.events:
             keys = self.keys if self.keyed else None
-            render = self.render
-            payload = columns(self.events) if render is None else [render(e) for e in self.events]
+            payload: Any
+            if self.render is not None:
+                payload = [self.render(event) for event in self.events]
+            elif self.batch is not None:
+                payload = self.batch(self.events, self.diagnostics)
+            else:
+                payload = columns(self.events)
             packed: Packed = (payload, len(self.events), keys)
             workerpipe.send(self.results, ("events", packed))
         self.events, self.keys = [], []
@@ -239,6 +265,7 @@ class _Pool:
         self.context = multiprocessing.get_context("fork")
         self.arguments = (readers, input_format, options)
         self.rendered = readers.render is not None  # the workers send lines, not events
+        self.batched = readers.batch is not None  # ... or whole inputs' batches
         self.finished = self.context.RawArray("q", jobs)  # tasks done, per worker
         self.workers: list[_Worker] = []
         for slot in range(jobs):
@@ -335,10 +362,12 @@ class _Scheduler:
             run = InputRun(pending.work.source, pending.work.explicit)
             if self.pool.rendered:
                 run.lines = self._items(pending, run, _lines)
+            elif self.pool.batched and pending.work.shares == 1:
+                run.batches = self._whole(pending.slots[0], run, _batch)
             else:
                 run.events = self._items(pending, run, _events)
             yield run
-            for _ in run.events if run.lines is None else run.lines:
+            for _ in run.lines or run.batches or run.events:
                 pass  # what the reader left unread: the workers must go on
             self.pending.popleft()
 
@@ -416,6 +445,10 @@ def _events(packed: Packed) -> list[SmbEvent]:
 
 def _lines(packed: Packed) -> list[str]:
     return packed[0]
+
+
+def _batch(packed: Packed) -> list[Any]:
+    return [packed[0]]
 
 
 def _share_of(pending: _Pending, slot: int) -> Share | None:

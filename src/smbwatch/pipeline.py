@@ -37,6 +37,7 @@ from smbwatch.file_keys import with_file_keys
 from smbwatch.filedata.transfers import Transfers, settled
 from smbwatch.options import Options
 from smbwatch.parallel import (
+    Batcher,
     InputRun,
     Progress,
     Readers,
@@ -394,18 +395,19 @@ def input_runs(
     jobs: int = 1,
     options: Options = DEFAULT_OPTIONS,
     render: Render | None = None,
+    batch: Batcher | None = None,
 ) -> Iterator[InputRun]:
     """Each (input, named explicitly) input as it is read, in order, by up to ``jobs`` worker
     processes (a large capture file by all of them, each decoding a share of its connections).
-    Read each one's events (or, with ``render``, its ``lines`` where the workers wrote them)
-    before asking for the next."""
+    Read each one's events (or, with ``render``, its ``lines`` where the workers wrote them; with
+    ``batch``, its ``batches`` where they made them) before asking for the next."""
     if jobs > 1 and can_fork():
         work = [
             Work(source, explicit, local_shares(source, input_format, jobs, options))
             for source, explicit in files
         ]
         if len(work) > 1 or work and work[0].shares > 1:
-            readers = READERS if render is None else Readers(input_events, share_events, render)
+            readers = Readers(input_events, share_events, render, batch)
             yield from parallel_inputs(readers, work, input_format, jobs, options)
             return
     for source, explicit in files:

@@ -26,7 +26,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from smbwatch.arrow import event_batches
+from smbwatch.arrow import event_batch, event_batches
 from smbwatch.case import clocks, correlate, entities
 from smbwatch.case.store import EVENT_COLUMNS, Case
 from smbwatch.containers import InputFile
@@ -194,7 +194,7 @@ def ingest(
             sizes.add(size)
             digests[source.name] = hashing.submit(content_hash, source)
             new.append((source, explicit))
-        runs = iter(input_runs(new, input_format, jobs, options))
+        runs = iter(input_runs(new, input_format, jobs, options, batch=event_batch))
         if progress is not None:
             progress.begin([source for source, _ in new])
             runs = _told(runs, progress)
@@ -209,7 +209,10 @@ def _told(runs: Iterator[InputRun], progress: Progress) -> Iterator[InputRun]:
     """The runs, their events counted by ``progress`` as they are added, which is told of
     each input once it is read (when the next is asked for)."""
     for run in runs:
-        run.events = progress.counted(run.events)
+        if run.batches is None:
+            run.events = progress.counted(run.events)
+        else:
+            run.batches = progress.counted_rows(run.batches)
         yield run
         progress.finished(run)
 
@@ -321,7 +324,9 @@ class _Group:
         """The input's events into ``staged``: its content hash, size and rows; None (its rows
         taken out again) for an input that is no capture or log (``run.error`` says why) or
         whose content the case, or an input staged before it, holds already."""
-        rows = stager.stage(event_batches(run.events, run.diagnostics), input_id)
+        made = run.batches  # by the workers, who read the input (``parallel.Readers.batch``)
+        batches = event_batches(run.events, run.diagnostics) if made is None else made
+        rows = stager.stage(batches, input_id)
         content = None
         try:
             content = self.digests[run.path].result()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from smbwatch.containers import InputFile
@@ -91,6 +91,13 @@ class ReadingProgress:
                 self._update()
             yield event
         self._update()
+
+    def counted_rows(self, batches: Iterable[Sized]) -> Iterator[Any]:
+        """``batches`` of events (``parallel.Readers.batch``), their rows counted."""
+        for batch in batches:
+            self.events += len(batch)
+            self._update()
+            yield batch
 
     def close(self, alerts_found: int | None = None) -> None:
         """The bar goes; the line of summary stays (``alerts_found``: the alerts written)."""
