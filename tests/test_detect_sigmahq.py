@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import yaml
 from detect_support import (
     ATEXEC_EVTX,
     FILE_COPY_EVTX,
@@ -20,7 +21,7 @@ from detect_support import (
     host_events,
 )
 
-from smbwatch.detect.sigma import load_rules
+from smbwatch.detect.sigma import _LOADER, _builtin_sources, _user_sources, load_rules
 from smbwatch.events import SmbEvent
 
 pytestmark = pytest.mark.unit
@@ -187,6 +188,15 @@ def test_all_shared_rules_load_and_name_what_they_cannot_evaluate() -> None:
         assert any(f"'{rule.title}'" in line for rule in ruleset.rules if rule.warnings)
     silent = [r for r in ruleset.rules if not r.warnings]
     assert by_title["Impacket PsExec Execution"] in silent
+
+
+def test_rules_are_read_as_pysigma_reads_them() -> None:
+    """The rule files are parsed by libyaml (``sigma._LOADER``): every built-in and shared
+    rule gives the documents PyYAML's own safe loader, the one pySigma uses, gives."""
+    sources = [*_builtin_sources(), *_user_sources(SIGMA)]
+    assert _LOADER is yaml.CSafeLoader and len(sources) > 40
+    for origin, text in sources:
+        assert list(yaml.load_all(text, Loader=_LOADER)) == list(yaml.safe_load_all(text)), origin
 
 
 def test_zeek_smb_files_rules_run_on_host_share_access() -> None:
