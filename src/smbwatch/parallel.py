@@ -34,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.process import BaseProcess
 from operator import itemgetter
 from typing import Any, Final, Protocol, TypeVar
@@ -60,8 +61,18 @@ ShareReader = Callable[
 ]
 Task = tuple[InputFile, Share | None]  # an input to read whole (None), or one share of it
 Render = Callable[[SmbEvent], str]  # an event as a line of text (``sinks.jsonl.line``)
-# Events as one batch of columns (``arrow.event_batch``), told where to count what does not fit.
-Batcher = Callable[[list[SmbEvent], Diagnostics], Any]
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How the events of a whole input travel as batches of columns (``arrow``): ``make`` is
+    what a worker sends of some of them (told where to count what does not fit), ``read``
+    what the parent makes of it again."""
+
+    make: Callable[[list[SmbEvent], Diagnostics], Any]
+    read: Callable[[Any], Any]
+
+
 Item = TypeVar("Item")
 
 
@@ -75,7 +86,7 @@ class Readers:
     whole: InputReader
     share: ShareReader
     render: Render | None = None
-    batch: Batcher | None = None
+    batch: Batching | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +213,7 @@ class _Sender:
         results: int,
         keyed: bool,
         render: Render | None,
-        batch: Batcher | None,
+        batch: Batching | None,
         diagnostics: Diagnostics,
     ) -> None:
         self.results = results
@@ -230,7 +241,7 @@ class _Sender:
             if self.render is not None:
                 payload = [self.render(event) for event in self.events]
             elif self.batch is not None:
-                payload = self.batch(self.events, self.diagnostics)
+                payload = self.batch.make(self.events, self.diagnostics)
             else:
                 payload = columns(self.events)
             packed: Packed = (payload, len(self.events), keys)
@@ -265,7 +276,7 @@ class _Pool:
         self.context = multiprocessing.get_context("fork")
         self.arguments = (readers, input_format, options)
         self.rendered = readers.render is not None  # the workers send lines, not events
-        self.batched = readers.batch is not None  # ... or whole inputs' batches
+        self.batching = readers.batch  # ... or whole inputs' batches
         self.finished = self.context.RawArray("q", jobs)  # tasks done, per worker
         self.workers: list[_Worker] = []
         for slot in range(jobs):
@@ -362,8 +373,9 @@ class _Scheduler:
             run = InputRun(pending.work.source, pending.work.explicit)
             if self.pool.rendered:
                 run.lines = self._items(pending, run, _lines)
-            elif self.pool.batched and pending.work.shares == 1:
-                run.batches = self._whole(pending.slots[0], run, _batch)
+            elif self.pool.batching is not None and pending.work.shares == 1:
+                unpack = partial(_batch, self.pool.batching.read)
+                run.batches = self._whole(pending.slots[0], run, unpack)
             else:
                 run.events = self._items(pending, run, _events)
             yield run
@@ -447,8 +459,8 @@ def _lines(packed: Packed) -> list[str]:
     return packed[0]
 
 
-def _batch(packed: Packed) -> list[Any]:
-    return [packed[0]]
+def _batch(read: Callable[[Any], Any], packed: Packed) -> list[Any]:
+    return [read(packed[0])]
 
 
 def _share_of(pending: _Pending, slot: int) -> Share | None:

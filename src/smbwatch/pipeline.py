@@ -37,7 +37,7 @@ from smbwatch.file_keys import with_file_keys
 from smbwatch.filedata.transfers import Transfers, settled
 from smbwatch.options import Options
 from smbwatch.parallel import (
-    Batcher,
+    Batching,
     InputRun,
     Progress,
     Readers,
@@ -395,7 +395,7 @@ def input_runs(
     jobs: int = 1,
     options: Options = DEFAULT_OPTIONS,
     render: Render | None = None,
-    batch: Batcher | None = None,
+    batch: Batching | None = None,
 ) -> Iterator[InputRun]:
     """Each (input, named explicitly) input as it is read, in order, by up to ``jobs`` worker
     processes (a large capture file by all of them, each decoding a share of its connections).

@@ -26,7 +26,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from smbwatch.arrow import event_batch, event_batches
+from smbwatch.arrow import BATCHING, event_batches
 from smbwatch.case import clocks, correlate, entities
 from smbwatch.case.store import EVENT_COLUMNS, Case
 from smbwatch.containers import InputFile
@@ -194,7 +194,7 @@ def ingest(
             sizes.add(size)
             digests[source.name] = hashing.submit(content_hash, source)
             new.append((source, explicit))
-        runs = iter(input_runs(new, input_format, jobs, options, batch=event_batch))
+        runs = iter(input_runs(new, input_format, jobs, options, batch=BATCHING))
         if progress is not None:
             progress.begin([source for source, _ in new])
             runs = _told(runs, progress)
