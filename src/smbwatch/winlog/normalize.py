@@ -47,8 +47,12 @@ WANTED = frozenset(
         COMPUTER_ACCOUNT_CHANGED,
     }
 )
-# The wanted ids as text, looked for in any format's raw text (JSON, XML, Splunk text).
-_WANTED_TEXT = [(str(code), code) for code in sorted(WANTED)]
+# The wanted ids as text, looked for in any format's raw text (JSON, XML, Splunk text): grouped
+# by their first two digits and their length, each group found with one scan of the text.
+_WANTED_GROUPS: dict[tuple[str, int], dict[str, int]] = {}
+for _digits in sorted(map(str, WANTED)):
+    _WANTED_GROUPS.setdefault((_digits[:2], len(_digits)), {})[_digits] = int(_digits)
+del _digits
 # A logon type 3 in any format: "LogonType":3, "LogonType":"3", >3</Data>, Logon Type:\t\t3,
 # also inside a JSON string, where the tabs of a message are written \t.
 _NETWORK_LOGON_TYPE = re.compile(r"Logon[ _]?Type(?:['\":>\s]|\\[rnt]){1,12}3(?!\d)")
@@ -83,19 +87,22 @@ def worth_parsing(text: str, event_code: int | None = None) -> bool:
 
 def wanted_numbers(text: str) -> set[int]:
     r"""The wanted ids that stand in ``text`` as numbers of their own: not inside a longer
-    number nor after a decimal point (the regular expression ``(?<![\d.])4624(?!\d)``, said
-    with ``str.find``, which scans a record's text for each id several times faster than one
-    expression tries them all at every position; most of reading JSON logs went there)."""
+    number nor after a decimal point (the regular expression ``(?<![\d.])4624(?!\d)``).
+
+    Said with ``str.find``, which scans a record's text several times faster than one
+    expression tries every id at every position (most of reading JSON logs went there): one
+    scan for the first two digits of each group of ids (4 scans for the 12 ids, rather than
+    one per id), the digits found there then looked up."""
     found = set()
-    for digits, code in _WANTED_TEXT:
-        at = text.find(digits)
+    for (prefix, size), codes in _WANTED_GROUPS.items():
+        at = text.find(prefix)
         while at >= 0:
-            end = at + len(digits)
-            before = text[at - 1] if at else ""
-            if not (before.isdecimal() or before == ".") and not text[end : end + 1].isdecimal():
-                found.add(code)
-                break
-            at = text.find(digits, at + 1)
+            code = codes.get(text[at : at + size])
+            if code is not None and not text[at + size : at + size + 1].isdecimal():
+                before = text[at - 1] if at else ""
+                if not (before.isdecimal() or before == "."):
+                    found.add(code)
+            at = text.find(prefix, at + 1)
     return found
 
 
