@@ -391,20 +391,13 @@ def _store_alerts(directory: str, alerts: list[dict[str, Any]], diagnostics: Dia
     from smbwatch.case.store import Case
     from smbwatch.sinks.jsonl import encode
 
-    names = ("rule_id", "title", "severity", "risk_score", "message", "attack")
-    rows = [
-        (*(a[n] for n in names), a["first_time"], a["last_time"], a["count"], encode(a))
-        for a in alerts
-    ]
+    names: tuple[str, ...] = ("rule_id", "title", "severity", "risk_score", "message", "attack")
+    names += ("first_time", "last_time", "count")
+    rows = [(*(a[n] for n in names), encode(a)) for a in alerts]
     try:
         with Case.open(directory, write=True) as case, case.transaction(directory):
             case.db.execute("DELETE FROM alerts")
-            if rows:
-                case.db.executemany(
-                    "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, "
-                    "?::TIMESTAMPTZ, ?, ?::JSON)",
-                    rows,
-                )
+            case.insert("alerts", (*names, "alert"), rows)  # one statement (a row each: minutes)
     except CaseError as error:  # a read-only case: the alerts were still written out
         diagnostics.warn("alerts_not_stored", str(error))
 
