@@ -84,7 +84,13 @@ def apply_corrections(case: Case, corrections: list[tuple[str, int]]) -> list[st
         offsets.append((found[1] if found else 0, input_id))
         if found:
             used.add(found[0])
-    case.db.executemany("UPDATE inputs SET clock_offset_us = ? WHERE input_id = ?", offsets)
+    case.db.execute("CREATE OR REPLACE TEMP TABLE offsets (offset_us BIGINT, input_id INTEGER)")
+    case.insert("offsets", ("offset_us", "input_id"), offsets)  # a statement a row: 0.4 ms each
+    case.db.execute(
+        "UPDATE inputs SET clock_offset_us = o.offset_us FROM offsets o"
+        " WHERE inputs.input_id = o.input_id"
+    )
+    case.db.execute("DROP TABLE offsets")
     case.db.execute("DELETE FROM clock_hosts")
     warnings = []
     for source, offset in rules:
