@@ -22,7 +22,6 @@ import pyarrow.compute as pc
 from smbwatch import schema
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent, columns, from_columns
-from smbwatch.parallel import Batching
 
 BATCH: Final = 8192  # events per record batch: columns of this many values are held at once
 ARROW_TYPES: Final[dict[str, pa.DataType]] = {
@@ -77,19 +76,16 @@ def event_batch(events: list[SmbEvent], diagnostics: Diagnostics) -> pa.RecordBa
     return pa.RecordBatch.from_arrays(arrays, schema=EVENT_SCHEMA)
 
 
-def _sent_batch(events: list[SmbEvent], diagnostics: Diagnostics) -> pa.Buffer:
+def sent_batch(events: list[SmbEvent], diagnostics: Diagnostics) -> pa.Buffer:
     """``event_batch`` as a worker process sends it: its data without its schema, which both
     ends know (a pickled batch carries its schema, which costs more to pickle and load than
     the batch of a small input costs to make)."""
     return event_batch(events, diagnostics).serialize()
 
 
-def _received_batch(message: pa.Buffer) -> pa.RecordBatch:
+def received_batch(message: pa.Buffer) -> pa.RecordBatch:
+    """A batch ``sent_batch`` sent."""
     return pa.ipc.read_record_batch(message, EVENT_SCHEMA)
-
-
-# Whole inputs' events as worker processes send them (``parallel.Readers.batch``).
-BATCHING: Final = Batching(_sent_batch, _received_batch)
 
 
 def _array(field: schema.Field, values: list[Any], diagnostics: Diagnostics) -> pa.Array:

@@ -26,7 +26,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from smbwatch.arrow import BATCHING, event_batches
+from smbwatch.arrow import event_batches, received_batch, sent_batch
 from smbwatch.case import clocks, correlate, entities
 from smbwatch.case.store import EVENT_COLUMNS, Case
 from smbwatch.containers import InputFile
@@ -34,6 +34,7 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.options import Options
 from smbwatch.pipeline import (
     DEFAULT_OPTIONS,
+    Batching,
     InputError,
     InputRun,
     Progress,
@@ -48,6 +49,8 @@ STAGED_AHEAD: Final = 2  # record batches between the decoder and the database
 GROUP_INPUTS: Final = 1024  # inputs a temporary case adds in one transaction
 GROUP_ROWS: Final = 100_000  # events staged at most before the inputs so far are added
 STAGE_ROWS: Final = 16_384  # events written into the staging table at once
+# Whole inputs' events as the worker processes that read them send them (``Readers.batch``).
+BATCHING: Final = Batching(sent_batch, received_batch)
 
 # What makes two rows the same SMB message (connection, session, message, command, file,
 # direction of a close, RPC operation, and its rank among rows alike in that input) or the same
