@@ -28,16 +28,14 @@ other in the calling process.
 from __future__ import annotations
 
 import heapq
-import multiprocessing
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from functools import partial
-from multiprocessing.process import BaseProcess
 from operator import itemgetter
-from typing import Any, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from smbwatch import workerpipe
 from smbwatch.containers import InputFile
@@ -45,6 +43,9 @@ from smbwatch.diagnostics import Diagnostics, InputError
 from smbwatch.events import SmbEvent, columns, from_stored
 from smbwatch.interrupt import Interrupted, check
 from smbwatch.options import Options
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
 
 BATCH: Final = 2000  # events sent at once
 SEND_EVERY: Final = 0.05  # seconds: a share's events are sent at least this often (the merge
@@ -133,6 +134,8 @@ class Progress(Protocol):
 
 def can_fork() -> bool:
     """Whether inputs can be read by worker processes here (see the module)."""
+    import multiprocessing  # here, as in _Pool: a run of one process never loads it (4 ms)
+
     return "fork" in multiprocessing.get_all_start_methods()
 
 
@@ -273,6 +276,8 @@ class _Pool:
     def __init__(
         self, readers: Readers, input_format: str | None, options: Options, jobs: int
     ) -> None:
+        import multiprocessing  # here: a run of one process never loads it (4 ms)
+
         self.context = multiprocessing.get_context("fork")
         self.arguments = (readers, input_format, options)
         self.rendered = readers.render is not None  # the workers send lines, not events

@@ -15,7 +15,6 @@ from functools import partial
 from pathlib import Path
 from typing import Final
 
-from smbwatch import readback, winlog
 from smbwatch.capture.endpoint import Endpoints
 from smbwatch.capture.flows import EVERY_FLOW, SMB_PORTS, FlowShare
 from smbwatch.capture.pcap import CaptureError, FrameReader, capture_format, read_frames
@@ -137,8 +136,14 @@ def _sniff(source: InputFile) -> tuple[str | None, str | None]:
         raise InputError(f"{source.name}: cannot read: {exc}") from None
     if head.startswith(ZIP_MAGIC):
         return "zip", damage
-    kind = capture_format(head) or readback.sniff_format(head) or winlog.sniff_format(head)
-    return kind, damage
+    return capture_format(head) or _log_format(head), damage
+
+
+def _log_format(head: bytes) -> str | None:
+    """The format of an input that is no capture: smbwatch's own events, or a Windows log."""
+    from smbwatch import readback, winlog  # here: a capture run never loads the log readers
+
+    return readback.sniff_format(head) or winlog.sniff_format(head)
 
 
 def input_events(
@@ -172,6 +177,8 @@ def input_events(
         raise NotAnInput(
             f"{name}: not a capture (pcap, pcapng), a Windows event log, or smbwatch's events"
         )
+    from smbwatch import readback, winlog  # here: a capture run never loads the log readers
+
     if kind in readback.FORMATS:
         try:
             yield from readback.read_events(source, diagnostics, kind)
@@ -401,12 +408,13 @@ def input_runs(
     processes (a large capture file by all of them, each decoding a share of its connections).
     Read each one's events (or, with ``render``, its ``lines`` where the workers wrote them; with
     ``batch``, its ``batches`` where they made them) before asking for the next."""
-    if jobs > 1 and can_fork():
+    if jobs > 1:
         work = [
             Work(source, explicit, local_shares(source, input_format, jobs, options))
             for source, explicit in files
         ]
-        if len(work) > 1 or work and work[0].shares > 1:
+        # can_fork last: one small input is read here, without loading multiprocessing
+        if (len(work) > 1 or work and work[0].shares > 1) and can_fork():
             readers = Readers(input_events, share_events, render, batch)
             yield from parallel_inputs(readers, work, input_format, jobs, options)
             return
