@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -202,6 +199,9 @@ def opened(
         return
     if not args.inputs:
         raise CaseError("give the inputs to read, or --case DIR")
+    import shutil  # here, as the case itself: a run without a case never loads them
+    import tempfile
+
     directory = tempfile.mkdtemp(prefix="smbwatch-case-")
     try:
         with Case.open(directory, write=True) as case:
@@ -415,6 +415,8 @@ def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     """A query's value as the sinks write it: times as the events' ISO 8601 with ``Z``."""
+    from decimal import Decimal  # here: only a query's values may be one
+
     from smbwatch.events import format_time
 
     if isinstance(value, datetime):
