@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -61,13 +61,22 @@ def guarded(run: Verb) -> Verb:
     return cast(Verb, verb)
 
 
-@dataclass(frozen=True)
 class Arguments:
     """The argument groups the command line shares between its verbs (cli.py)."""
 
     inputs: Callable[..., None]
     output: Callable[..., None]
     no_hash: Callable[[argparse.ArgumentParser], None]
+
+    def __init__(
+        self,
+        inputs: Callable[..., None],
+        output: Callable[..., None],
+        no_hash: Callable[[argparse.ArgumentParser], None],
+    ) -> None:
+        self.inputs = inputs
+        self.output = output
+        self.no_hash = no_hash
 
 
 def read_options(args: argparse.Namespace) -> Options:
@@ -199,8 +208,7 @@ def opened(
         return
     if not args.inputs:
         raise CaseError("give the inputs to read, or --case DIR")
-    import shutil  # here, as the case itself: a run without a case never loads them
-    import tempfile
+    import tempfile  # here, as the case itself: a run without a case never loads it
 
     directory = tempfile.mkdtemp(prefix="smbwatch-case-")
     try:

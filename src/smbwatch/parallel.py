@@ -32,7 +32,6 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
-from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
@@ -64,7 +63,6 @@ Task = tuple[InputFile, Share | None]  # an input to read whole (None), or one s
 Render = Callable[[SmbEvent], str]  # an event as a line of text (``sinks.jsonl.line``)
 
 
-@dataclass(frozen=True)
 class Batching:
     """How the events of a whole input travel as batches of columns (``arrow``): ``make`` is
     what a worker sends of some of them (told where to count what does not fit), ``read``
@@ -73,11 +71,18 @@ class Batching:
     make: Callable[[list[SmbEvent], Diagnostics], Any]
     read: Callable[[Any], Any]
 
+    def __init__(
+        self,
+        make: Callable[[list[SmbEvent], Diagnostics], Any],
+        read: Callable[[Any], Any],
+    ) -> None:
+        self.make = make
+        self.read = read
+
 
 Item = TypeVar("Item")
 
 
-@dataclass(frozen=True)
 class Readers:
     """What the workers run: the events of a whole input, and of one share of one; with
     ``render``, they send each event as that line of text rather than the event; with
@@ -86,18 +91,34 @@ class Readers:
 
     whole: InputReader
     share: ShareReader
-    render: Render | None = None
-    batch: Batching | None = None
+    render: Render | None
+    batch: Batching | None
+
+    def __init__(
+        self,
+        whole: InputReader,
+        share: ShareReader,
+        render: Render | None = None,
+        batch: Batching | None = None,
+    ) -> None:
+        self.whole = whole
+        self.share = share
+        self.render = render
+        self.batch = batch
 
 
-@dataclass(frozen=True)
 class Work:
     """One input to read, named by the user or not (found in a directory), in how many shares
     (1: whole)."""
 
     source: InputFile
     explicit: bool
-    shares: int = 1
+    shares: int
+
+    def __init__(self, source: InputFile, explicit: bool, shares: int = 1) -> None:
+        self.source = source
+        self.explicit = explicit
+        self.shares = shares
 
 
 class InputRun:
@@ -254,20 +275,34 @@ class _Sender:
 
 
 # --- the parent ---------------------------------------------------------------------------------
-@dataclass
 class _Worker:
     process: BaseProcess
     tasks: int  # the writing end of its task pipe
     results: workerpipe.Receiver
-    given: int = 0  # tasks given; the shared ``finished`` counts those it has done
+    given: int  # tasks given; the shared ``finished`` counts those it has done
+
+    def __init__(
+        self,
+        process: BaseProcess,
+        tasks: int,
+        results: workerpipe.Receiver,
+        given: int = 0,
+    ) -> None:
+        self.process = process
+        self.tasks = tasks
+        self.results = results
+        self.given = given
 
 
-@dataclass
 class _Pending:
     """An input given to workers (one per share), whose events the parent has yet to read."""
 
     work: Work
-    slots: list[int] = field(default_factory=list)
+    slots: list[int]
+
+    def __init__(self, work: Work) -> None:
+        self.work = work
+        self.slots = []
 
 
 class _Pool:

@@ -19,7 +19,7 @@ Memory is bounded whatever the input: one PDU (at most 64 KiB) buffered per dire
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final
 
@@ -125,7 +125,6 @@ class RpcCall:
     encrypted: bool = False
 
 
-@dataclass(slots=True)
 class _Context:
     """A presentation context: the interface bound on it and its transfer syntax."""
 
@@ -134,8 +133,13 @@ class _Context:
     interface: Interface | None
     ndr64: bool
 
+    def __init__(self, uuid: str, version: str, interface: Interface | None, ndr64: bool) -> None:
+        self.uuid = uuid
+        self.version = version
+        self.interface = interface
+        self.ndr64 = ndr64
 
-@dataclass(slots=True)
+
 class _Partial:
     """A call whose fragments are being reassembled."""
 
@@ -146,18 +150,38 @@ class _Partial:
     time: int
     frame: int
 
+    def __init__(
+        self,
+        header: Header,
+        call: Call,
+        chunks: list[bytes] | None,
+        size: int,
+        time: int,
+        frame: int,
+    ) -> None:
+        self.header = header
+        self.call = call
+        self.chunks = chunks
+        self.size = size
+        self.time = time
+        self.frame = frame
 
-@dataclass(slots=True)
+
 class _Direction:
     """One direction's byte buffer (at most one incomplete PDU) and calls being reassembled."""
 
-    buffer: bytearray = field(default_factory=bytearray)
-    start_time: int = 0
-    start_frame: int = 0
-    partials: dict[int, _Partial] = field(default_factory=dict)
+    buffer: bytearray
+    start_time: int
+    start_frame: int
+    partials: dict[int, _Partial]
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.start_time = 0
+        self.start_frame = 0
+        self.partials = {}
 
 
-@dataclass(slots=True)
 class _Pending:
     """A request awaiting its response: what is needed to read the response."""
 
@@ -165,13 +189,21 @@ class _Pending:
     context: _Context | None
     little_endian: bool
 
+    def __init__(self, call: RpcCall, context: _Context | None, little_endian: bool) -> None:
+        self.call = call
+        self.context = context
+        self.little_endian = little_endian
 
-@dataclass(slots=True)
+
 class _Offer:
     """A BIND or ALTER_CONTEXT awaiting its ACK."""
 
     call: RpcCall
     contexts: tuple[ContextElement, ...]
+
+    def __init__(self, call: RpcCall, contexts: tuple[ContextElement, ...]) -> None:
+        self.call = call
+        self.contexts = contexts
 
 
 class RpcPipe:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
@@ -32,7 +31,6 @@ _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]
 _SECONDS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.\d+Z$")
 
 
-@dataclass(frozen=True)
 class Column:
     """One column: its header, how its cell is read from a row, and how it is laid out.
 
@@ -45,8 +43,24 @@ class Column:
     get: Callable[[dict[str, Any]], Any]
     priority: int
     min_width: int
-    max_width: int | None = None
-    time: bool = False
+    max_width: int | None
+    time: bool
+
+    def __init__(
+        self,
+        header: str,
+        get: Callable[[dict[str, Any]], Any],
+        priority: int,
+        min_width: int,
+        max_width: int | None = None,
+        time: bool = False,
+    ) -> None:
+        self.header = header
+        self.get = get
+        self.priority = priority
+        self.min_width = min_width
+        self.max_width = max_width
+        self.time = time
 
 
 def safe_text(value: Any) -> str:
