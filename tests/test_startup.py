@@ -19,7 +19,8 @@ pytestmark = pytest.mark.unit
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "lateral-movement.pcap"
 # What a capture run must not load: the table (rich), the case (DuckDB, Arrow), detection
-# (pySigma, YAML), the log readers, worker processes, the hashing process, the file extractor.
+# (pySigma, YAML), the log readers, worker processes and their messages, the hashing process,
+# the file extractor, directories walked, a scheduled task's XML.
 NOT_FOR_A_CAPTURE = (
     "rich",
     "duckdb",
@@ -40,6 +41,9 @@ NOT_FOR_A_CAPTURE = (
     "threading",
     "tempfile",
     "decimal",
+    "pickle",
+    "pathlib",
+    "xml.parsers.expat",
 )
 LIST_MODULES = """
 import json, os, sys

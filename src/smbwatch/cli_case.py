@@ -15,7 +15,6 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from smbwatch.case import CaseError
@@ -345,6 +344,8 @@ def case_report(
     args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str], ruleset: RuleSet
 ) -> int:
     """``smbwatch report``: the case (or the inputs, merged) as one HTML page."""
+    from pathlib import PurePath  # here: a run on named files never loads it
+
     from smbwatch import __version__
     from smbwatch.arrow import batch_events
     from smbwatch.case.query import timeline

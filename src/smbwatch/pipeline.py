@@ -12,7 +12,6 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from pathlib import Path
 from typing import Final
 
 from smbwatch.capture.endpoint import Endpoints
@@ -87,8 +86,8 @@ def expand_inputs(
     """
     files: list[tuple[InputFile, bool]] = []
     for name in paths:
-        path = Path(name)
-        if "://" in name and not path.exists():
+        path = name or "."  # as pathlib reads a name: "" is the current directory
+        if "://" in name and not os.path.exists(path):
             if urls:
                 files.append((InputFile(name), True))
                 continue
@@ -97,19 +96,26 @@ def expand_inputs(
                 raise InputError(f"{name}: {problem}")
             errors.append(f"{name}: {problem}")
             continue
-        if path.is_dir():
-            below = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-            for file in below:
-                files.extend(_inputs_of(str(file), False, zip_password))
+        if os.path.isdir(path):
+            for file in _files_below(path):
+                files.extend(_inputs_of(file, False, zip_password))
             continue
-        if path.is_file():
+        if os.path.isfile(path):
             files.extend(_inputs_of(name, True, zip_password))
             continue
-        problem = "not a regular file" if path.exists() else "no such file or directory"
+        problem = "not a regular file" if os.path.exists(path) else "no such file or directory"
         if errors is None:
             raise InputError(f"{name}: {problem}")
         errors.append(f"{name}: {problem}")
     return files
+
+
+def _files_below(directory: str) -> list[str]:
+    """Every file below the directory, hidden ones left out, in the order of their paths."""
+    from pathlib import Path  # here: a run on named files never loads it
+
+    below = Path(directory).rglob("*")
+    return [str(p) for p in sorted(p for p in below if p.is_file() and not p.name.startswith("."))]
 
 
 def _inputs_of(path: str, explicit: bool, zip_password: str | None) -> list[tuple[InputFile, bool]]:

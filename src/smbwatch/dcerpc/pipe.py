@@ -19,7 +19,6 @@ Memory is bounded whatever the input: one PDU (at most 64 KiB) buffered per dire
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final
 
@@ -101,7 +100,6 @@ DECODERS: dict[str, ModuleType] = {
 }
 
 
-@dataclass(slots=True)
 class RpcCall:
     """One DCE/RPC call on a pipe: a request and its response or fault (or a bind and its ack).
 
@@ -120,9 +118,35 @@ class RpcCall:
     status: str | None
     request_frame: int | None
     request_time: int | None
-    response_frame: int | None = None
-    response_time: int | None = None
-    encrypted: bool = False
+    response_frame: int | None
+    response_time: int | None
+    encrypted: bool
+
+    def __init__(
+        self,
+        interface: str | None,
+        operation: str | None,
+        opnum: int | None,
+        call_id: int,
+        args: dict[str, Any] | None,
+        status: str | None,
+        request_frame: int | None,
+        request_time: int | None,
+        response_frame: int | None = None,
+        response_time: int | None = None,
+        encrypted: bool = False,
+    ) -> None:
+        self.interface = interface
+        self.operation = operation
+        self.opnum = opnum
+        self.call_id = call_id
+        self.args = args
+        self.status = status
+        self.request_frame = request_frame
+        self.request_time = request_time
+        self.response_frame = response_frame
+        self.response_time = response_time
+        self.encrypted = encrypted
 
 
 class _Context:
