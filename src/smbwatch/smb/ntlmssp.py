@@ -8,6 +8,7 @@ not matter, and every descriptor is bounds-checked: a bad one raises ``ValueErro
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import Final
 
 SIGNATURE: Final = b"NTLMSSP\x00"
@@ -36,6 +37,7 @@ _VERSION: Final = struct.Struct("<BBH3xB")  # ProductMajor, ProductMinor, Produc
 _AV_PAIR: Final = struct.Struct("<HH")
 
 
+@dataclass(slots=True)
 class Authenticate:
     """The identity an AUTHENTICATE_MESSAGE claims."""
 
@@ -45,21 +47,8 @@ class Authenticate:
     anonymous: bool
     version: str | None  # "10.0 build 19041 rev 15": the client's OS, when it says
 
-    def __init__(
-        self,
-        user: str,
-        domain: str,
-        workstation: str,
-        anonymous: bool,
-        version: str | None,
-    ) -> None:
-        self.user = user
-        self.domain = domain
-        self.workstation = workstation
-        self.anonymous = anonymous
-        self.version = version
 
-
+@dataclass(slots=True)
 class Challenge:
     """What a CHALLENGE_MESSAGE says of the server."""
 
@@ -67,18 +56,6 @@ class Challenge:
     nb_computer_name: str | None
     nb_domain_name: str | None
     dns_computer_name: str | None
-
-    def __init__(
-        self,
-        target_name: str,
-        nb_computer_name: str | None,
-        nb_domain_name: str | None,
-        dns_computer_name: str | None,
-    ) -> None:
-        self.target_name = target_name
-        self.nb_computer_name = nb_computer_name
-        self.nb_domain_name = nb_domain_name
-        self.dns_computer_name = dns_computer_name
 
 
 def message_type(blob: bytes) -> int | None:
