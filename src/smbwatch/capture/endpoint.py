@@ -18,16 +18,6 @@ class Endpoints:
     source_file: str
     conn_id: str | None  # capture.tcp.connection_id
 
-    def event(self, action: str, time: int, frame: int | None, **fields: Any) -> SmbEvent:
-        """A network event on this connection: endpoints and where it was read filled in."""
-        event = SmbEvent(time, "network", action, **fields)
-        event.source_format, event.source_file = self.source_format, self.source_file
-        event.source_ref = frame
-        event.src_ip, event.src_port = self.src_ip, self.src_port
-        event.dst_ip, event.dst_port = self.dst_ip, self.dst_port
-        event.conn_id = self.conn_id
-        return event
-
     def __init__(
         self,
         src_ip: str,
@@ -45,3 +35,13 @@ class Endpoints:
         self.source_format = source_format
         self.source_file = source_file
         self.conn_id = conn_id
+
+    def event(self, action: str, time: int, frame: int | None, **fields: Any) -> SmbEvent:
+        """A network event on this connection: endpoints and where it was read filled in."""
+        event = SmbEvent(time, "network", action, **fields)
+        event.source_format, event.source_file = self.source_format, self.source_file
+        event.source_ref = frame
+        event.src_ip, event.src_port = self.src_ip, self.src_port
+        event.dst_ip, event.dst_port = self.dst_ip, self.dst_port
+        event.conn_id = self.conn_id
+        return event

@@ -14,9 +14,6 @@ class Filters:
     since: str | None
     until: str | None
 
-    def any(self) -> bool:
-        return any((self.src, self.dst, self.user, self.since, self.until))
-
     def __init__(
         self,
         src: str | None = None,
@@ -30,3 +27,6 @@ class Filters:
         self.user = user
         self.since = since
         self.until = until
+
+    def any(self) -> bool:
+        return any((self.src, self.dst, self.user, self.since, self.until))

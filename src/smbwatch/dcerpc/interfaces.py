@@ -32,10 +32,6 @@ class Interface:
     operations: tuple[str | None, ...]
     returns: str  # "win32", "ntstatus" or "hresult"
 
-    def operation(self, opnum: int) -> str | None:
-        """The operation name of ``opnum``, or None when this table does not know it."""
-        return self.operations[opnum] if 0 <= opnum < len(self.operations) else None
-
     def __init__(
         self,
         name: str,
@@ -49,6 +45,10 @@ class Interface:
         self.version = version
         self.operations = operations
         self.returns = returns
+
+    def operation(self, opnum: int) -> str | None:
+        """The operation name of ``opnum``, or None when this table does not know it."""
+        return self.operations[opnum] if 0 <= opnum < len(self.operations) else None
 
 
 def _ops(names: str) -> tuple[str | None, ...]:
