@@ -30,7 +30,6 @@ from smbwatch.interrupt import install as install_interrupt
 from smbwatch.options import DEFAULT_HASHES, HASHES, Options
 from smbwatch.pipeline import iter_events, iter_lines
 from smbwatch.sinks import OutputError
-from smbwatch.sinks.extract import ExtractError, FileExtractor
 from smbwatch.sinks.output import FORMATS, TEXT_FORMATS, Output, RowKind
 from smbwatch.sinks.progress import ReadingProgress, shown
 
@@ -335,6 +334,8 @@ def _options(args: argparse.Namespace) -> Options:
             "--extract-files names files by their sha256: it needs sha256 in --hash"
             " (it cannot go with --no-hash)"
         )
+    from smbwatch.sinks.extract import ExtractError, FileExtractor  # here: only for this option
+
     try:
         extractor = FileExtractor(args.extract_files)
     except ExtractError as exc:

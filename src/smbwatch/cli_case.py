@@ -12,13 +12,9 @@ import argparse
 import functools
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
-from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from smbwatch.case import CaseError
@@ -64,13 +60,22 @@ def guarded(run: Verb) -> Verb:
     return cast(Verb, verb)
 
 
-@dataclass(frozen=True)
 class Arguments:
     """The argument groups the command line shares between its verbs (cli.py)."""
 
     inputs: Callable[..., None]
     output: Callable[..., None]
     no_hash: Callable[[argparse.ArgumentParser], None]
+
+    def __init__(
+        self,
+        inputs: Callable[..., None],
+        output: Callable[..., None],
+        no_hash: Callable[[argparse.ArgumentParser], None],
+    ) -> None:
+        self.inputs = inputs
+        self.output = output
+        self.no_hash = no_hash
 
 
 def read_options(args: argparse.Namespace) -> Options:
@@ -202,6 +207,8 @@ def opened(
         return
     if not args.inputs:
         raise CaseError("give the inputs to read, or --case DIR")
+    import tempfile  # here, as the case itself: a run without a case never loads it
+
     directory = tempfile.mkdtemp(prefix="smbwatch-case-")
     try:
         with Case.open(directory, write=True) as case:
@@ -337,6 +344,8 @@ def case_report(
     args: argparse.Namespace, diagnostics: Diagnostics, errors: list[str], ruleset: RuleSet
 ) -> int:
     """``smbwatch report``: the case (or the inputs, merged) as one HTML page."""
+    from pathlib import PurePath  # here: a run on named files never loads it
+
     from smbwatch import __version__
     from smbwatch.arrow import batch_events
     from smbwatch.case.query import timeline
@@ -415,6 +424,8 @@ def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     """A query's value as the sinks write it: times as the events' ISO 8601 with ``Z``."""
+    from decimal import Decimal  # here: only a query's values may be one
+
     from smbwatch.events import format_time
 
     if isinstance(value, datetime):

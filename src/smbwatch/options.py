@@ -8,7 +8,6 @@ stores it (``sinks.extract.FileExtractor``) without knowing anything of files on
 from __future__ import annotations
 
 import mmap
-from dataclasses import dataclass
 from typing import Final, Protocol
 
 from smbwatch.events import SmbEvent
@@ -42,19 +41,32 @@ class FileSink(Protocol):
         """A new file to stream into, or None when too many are in progress already."""
 
 
-@dataclass(frozen=True)
 class Options:
     """Choices that change what the decoders do (the defaults are ``smbwatch events``')."""
 
     # Digests of every completely seen file, among ``HASHES`` (none: file data is skipped).
-    hashes: tuple[str, ...] = DEFAULT_HASHES
-    extract: FileSink | None = None  # store completely seen files (implies hashing)
-    max_held_per_file: int = 8 * MIB  # data held out of order, per file and direction
-    max_held_total: int = 64 * MIB  # ... and for all files of one capture
-    zip_password: str | None = None  # of encrypted members of zip archives (--zip-password)
+    hashes: tuple[str, ...]
+    extract: FileSink | None  # store completely seen files (implies hashing)
+    max_held_per_file: int  # data held out of order, per file and direction
+    max_held_total: int  # ... and for all files of one capture
+    zip_password: str | None  # of encrypted members of zip archives (--zip-password)
+
+    def __init__(
+        self,
+        hashes: tuple[str, ...] = DEFAULT_HASHES,
+        extract: FileSink | None = None,
+        max_held_per_file: int = 8 * MIB,
+        max_held_total: int = 64 * MIB,
+        zip_password: str | None = None,
+    ) -> None:
+        self.hashes = hashes
+        self.extract = extract
+        self.max_held_per_file = max_held_per_file
+        self.max_held_total = max_held_total
+        self.zip_password = zip_password
 
     def __reduce__(self) -> tuple[type[Options], tuple[object, ...]]:
-        """Pickled (to the tasks of a cluster) by its fields: compiled and frozen, it cannot be
+        """Pickled (to the tasks of a cluster) by its fields: compiled, it cannot be
         rebuilt attribute by attribute as pickle otherwise would."""
         fields = (self.max_held_per_file, self.max_held_total, self.zip_password)
         return Options, (self.hashes, self.extract, *fields)

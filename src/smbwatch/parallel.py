@@ -28,16 +28,13 @@ other in the calling process.
 from __future__ import annotations
 
 import heapq
-import multiprocessing
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
-from dataclasses import dataclass, field
 from functools import partial
-from multiprocessing.process import BaseProcess
 from operator import itemgetter
-from typing import Any, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from smbwatch import workerpipe
 from smbwatch.containers import InputFile
@@ -45,6 +42,9 @@ from smbwatch.diagnostics import Diagnostics, InputError
 from smbwatch.events import SmbEvent, columns, from_stored
 from smbwatch.interrupt import Interrupted, check
 from smbwatch.options import Options
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
 
 BATCH: Final = 2000  # events sent at once
 SEND_EVERY: Final = 0.05  # seconds: a share's events are sent at least this often (the merge
@@ -63,7 +63,6 @@ Task = tuple[InputFile, Share | None]  # an input to read whole (None), or one s
 Render = Callable[[SmbEvent], str]  # an event as a line of text (``sinks.jsonl.line``)
 
 
-@dataclass(frozen=True)
 class Batching:
     """How the events of a whole input travel as batches of columns (``arrow``): ``make`` is
     what a worker sends of some of them (told where to count what does not fit), ``read``
@@ -72,11 +71,18 @@ class Batching:
     make: Callable[[list[SmbEvent], Diagnostics], Any]
     read: Callable[[Any], Any]
 
+    def __init__(
+        self,
+        make: Callable[[list[SmbEvent], Diagnostics], Any],
+        read: Callable[[Any], Any],
+    ) -> None:
+        self.make = make
+        self.read = read
+
 
 Item = TypeVar("Item")
 
 
-@dataclass(frozen=True)
 class Readers:
     """What the workers run: the events of a whole input, and of one share of one; with
     ``render``, they send each event as that line of text rather than the event; with
@@ -85,18 +91,34 @@ class Readers:
 
     whole: InputReader
     share: ShareReader
-    render: Render | None = None
-    batch: Batching | None = None
+    render: Render | None
+    batch: Batching | None
+
+    def __init__(
+        self,
+        whole: InputReader,
+        share: ShareReader,
+        render: Render | None = None,
+        batch: Batching | None = None,
+    ) -> None:
+        self.whole = whole
+        self.share = share
+        self.render = render
+        self.batch = batch
 
 
-@dataclass(frozen=True)
 class Work:
     """One input to read, named by the user or not (found in a directory), in how many shares
     (1: whole)."""
 
     source: InputFile
     explicit: bool
-    shares: int = 1
+    shares: int
+
+    def __init__(self, source: InputFile, explicit: bool, shares: int = 1) -> None:
+        self.source = source
+        self.explicit = explicit
+        self.shares = shares
 
 
 class InputRun:
@@ -133,6 +155,8 @@ class Progress(Protocol):
 
 def can_fork() -> bool:
     """Whether inputs can be read by worker processes here (see the module)."""
+    import multiprocessing  # here, as in _Pool: a run of one process never loads it (4 ms)
+
     return "fork" in multiprocessing.get_all_start_methods()
 
 
@@ -251,20 +275,34 @@ class _Sender:
 
 
 # --- the parent ---------------------------------------------------------------------------------
-@dataclass
 class _Worker:
     process: BaseProcess
     tasks: int  # the writing end of its task pipe
     results: workerpipe.Receiver
-    given: int = 0  # tasks given; the shared ``finished`` counts those it has done
+    given: int  # tasks given; the shared ``finished`` counts those it has done
+
+    def __init__(
+        self,
+        process: BaseProcess,
+        tasks: int,
+        results: workerpipe.Receiver,
+        given: int = 0,
+    ) -> None:
+        self.process = process
+        self.tasks = tasks
+        self.results = results
+        self.given = given
 
 
-@dataclass
 class _Pending:
     """An input given to workers (one per share), whose events the parent has yet to read."""
 
     work: Work
-    slots: list[int] = field(default_factory=list)
+    slots: list[int]
+
+    def __init__(self, work: Work) -> None:
+        self.work = work
+        self.slots = []
 
 
 class _Pool:
@@ -273,6 +311,8 @@ class _Pool:
     def __init__(
         self, readers: Readers, input_format: str | None, options: Options, jobs: int
     ) -> None:
+        import multiprocessing  # here: a run of one process never loads it (4 ms)
+
         self.context = multiprocessing.get_context("fork")
         self.arguments = (readers, input_format, options)
         self.rendered = readers.render is not None  # the workers send lines, not events

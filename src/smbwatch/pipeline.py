@@ -12,10 +12,8 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from pathlib import Path
 from typing import Final
 
-from smbwatch import readback, winlog
 from smbwatch.capture.endpoint import Endpoints
 from smbwatch.capture.flows import EVERY_FLOW, SMB_PORTS, FlowShare
 from smbwatch.capture.pcap import CaptureError, FrameReader, capture_format, read_frames
@@ -88,8 +86,8 @@ def expand_inputs(
     """
     files: list[tuple[InputFile, bool]] = []
     for name in paths:
-        path = Path(name)
-        if "://" in name and not path.exists():
+        path = name or "."  # as pathlib reads a name: "" is the current directory
+        if "://" in name and not os.path.exists(path):
             if urls:
                 files.append((InputFile(name), True))
                 continue
@@ -98,19 +96,26 @@ def expand_inputs(
                 raise InputError(f"{name}: {problem}")
             errors.append(f"{name}: {problem}")
             continue
-        if path.is_dir():
-            below = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-            for file in below:
-                files.extend(_inputs_of(str(file), False, zip_password))
+        if os.path.isdir(path):
+            for file in _files_below(path):
+                files.extend(_inputs_of(file, False, zip_password))
             continue
-        if path.is_file():
+        if os.path.isfile(path):
             files.extend(_inputs_of(name, True, zip_password))
             continue
-        problem = "not a regular file" if path.exists() else "no such file or directory"
+        problem = "not a regular file" if os.path.exists(path) else "no such file or directory"
         if errors is None:
             raise InputError(f"{name}: {problem}")
         errors.append(f"{name}: {problem}")
     return files
+
+
+def _files_below(directory: str) -> list[str]:
+    """Every file below the directory, hidden ones left out, in the order of their paths."""
+    from pathlib import Path  # here: a run on named files never loads it
+
+    below = Path(directory).rglob("*")
+    return [str(p) for p in sorted(p for p in below if p.is_file() and not p.name.startswith("."))]
 
 
 def _inputs_of(path: str, explicit: bool, zip_password: str | None) -> list[tuple[InputFile, bool]]:
@@ -137,8 +142,14 @@ def _sniff(source: InputFile) -> tuple[str | None, str | None]:
         raise InputError(f"{source.name}: cannot read: {exc}") from None
     if head.startswith(ZIP_MAGIC):
         return "zip", damage
-    kind = capture_format(head) or readback.sniff_format(head) or winlog.sniff_format(head)
-    return kind, damage
+    return capture_format(head) or _log_format(head), damage
+
+
+def _log_format(head: bytes) -> str | None:
+    """The format of an input that is no capture: smbwatch's own events, or a Windows log."""
+    from smbwatch import readback, winlog  # here: a capture run never loads the log readers
+
+    return readback.sniff_format(head) or winlog.sniff_format(head)
 
 
 def input_events(
@@ -172,6 +183,8 @@ def input_events(
         raise NotAnInput(
             f"{name}: not a capture (pcap, pcapng), a Windows event log, or smbwatch's events"
         )
+    from smbwatch import readback, winlog  # here: a capture run never loads the log readers
+
     if kind in readback.FORMATS:
         try:
             yield from readback.read_events(source, diagnostics, kind)
@@ -401,12 +414,13 @@ def input_runs(
     processes (a large capture file by all of them, each decoding a share of its connections).
     Read each one's events (or, with ``render``, its ``lines`` where the workers wrote them; with
     ``batch``, its ``batches`` where they made them) before asking for the next."""
-    if jobs > 1 and can_fork():
+    if jobs > 1:
         work = [
             Work(source, explicit, local_shares(source, input_format, jobs, options))
             for source, explicit in files
         ]
-        if len(work) > 1 or work and work[0].shares > 1:
+        # can_fork last: one small input is read here, without loading multiprocessing
+        if (len(work) > 1 or work and work[0].shares > 1) and can_fork():
             readers = Readers(input_events, share_events, render, batch)
             yield from parallel_inputs(readers, work, input_format, jobs, options)
             return

@@ -9,7 +9,6 @@ text is bounded in size, and only the first ``MAX_ACTIONS`` actions are kept.
 from __future__ import annotations
 
 from typing import Any, Final
-from xml.parsers import expat
 
 MAX_TASK_XML_CHARS: Final = 1 << 20
 MAX_ACTIONS: Final = 32
@@ -42,6 +41,8 @@ def parse_task_xml(xml: str) -> dict[str, Any]:
     """The actions (``command``/``arguments``, ``exec`` list) and principal of a task XML."""
     if len(xml) > MAX_TASK_XML_CHARS:
         raise TaskXmlError(f"task XML of {len(xml)} characters (at most {MAX_TASK_XML_CHARS})")
+    from xml.parsers import expat  # here: a capture without a scheduled task never loads it
+
     parser = expat.ParserCreate(encoding="utf-8")  # the text is already decoded: ignore its prolog
     parser.StartDoctypeDeclHandler = _refuse_doctype
     parser.EntityDeclHandler = _refuse_doctype

@@ -16,7 +16,6 @@ idle on a full pipe meanwhile.
 from __future__ import annotations
 
 import os
-import pickle
 import select
 import struct
 from collections.abc import Sequence
@@ -39,6 +38,8 @@ def pipe() -> tuple[int, int]:
 
 def send(fd: int, message: Any) -> None:
     """Write one message (the worker); blocks while the pipe is full."""
+    import pickle  # here, as in _complete: a run without workers never loads it
+
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     view = memoryview(LENGTH.pack(len(data)) + data)
     while view:
@@ -95,6 +96,8 @@ class Receiver:
         end = start + LENGTH.size + length
         if len(buffer) < end:
             return None
+        import pickle  # here, as in send: a run without workers never loads it
+
         message = pickle.loads(memoryview(buffer)[start + LENGTH.size : end])
         self.start = end
         if end * 2 >= len(buffer):  # what was read is dropped once it is half the buffer

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from smbwatch.events import SmbEvent
 
 
-@dataclass(frozen=True, slots=True)
 class Endpoints:
     """Client (src) and server (dst) of a connection, and where the bytes came from."""
 
@@ -18,7 +16,25 @@ class Endpoints:
     dst_port: int
     source_format: str  # pcap, pcapng, live
     source_file: str
-    conn_id: str | None = None  # capture.tcp.connection_id
+    conn_id: str | None  # capture.tcp.connection_id
+
+    def __init__(
+        self,
+        src_ip: str,
+        src_port: int,
+        dst_ip: str,
+        dst_port: int,
+        source_format: str,
+        source_file: str,
+        conn_id: str | None = None,
+    ) -> None:
+        self.src_ip = src_ip
+        self.src_port = src_port
+        self.dst_ip = dst_ip
+        self.dst_port = dst_port
+        self.source_format = source_format
+        self.source_file = source_file
+        self.conn_id = conn_id
 
     def event(self, action: str, time: int, frame: int | None, **fields: Any) -> SmbEvent:
         """A network event on this connection: endpoints and where it was read filled in."""

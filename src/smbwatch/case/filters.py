@@ -4,18 +4,29 @@ whether filters were given without loading DuckDB (0.3 s and 60 MB at every star
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-
-@dataclass
 class Filters:
     """What the user asked to see (None: anything)."""
 
-    src: str | None = None
-    dst: str | None = None
-    user: str | None = None
-    since: str | None = None
-    until: str | None = None
+    src: str | None
+    dst: str | None
+    user: str | None
+    since: str | None
+    until: str | None
+
+    def __init__(
+        self,
+        src: str | None = None,
+        dst: str | None = None,
+        user: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> None:
+        self.src = src
+        self.dst = dst
+        self.user = user
+        self.since = since
+        self.until = until
 
     def any(self) -> bool:
         return any((self.src, self.dst, self.user, self.since, self.until))

@@ -14,7 +14,6 @@ an NTSTATUS or an HRESULT.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
 NDR_UUID: Final = "8a885d04-1ceb-11c9-9fe8-08002b104860"
@@ -24,7 +23,6 @@ BIND_TIME_FEATURE_PREFIX: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
 class Interface:
     """One RPC interface: its name, version, opnum → operation name, and return-code kind."""
 
@@ -33,6 +31,20 @@ class Interface:
     version: str
     operations: tuple[str | None, ...]
     returns: str  # "win32", "ntstatus" or "hresult"
+
+    def __init__(
+        self,
+        name: str,
+        uuid: str,
+        version: str,
+        operations: tuple[str | None, ...],
+        returns: str,
+    ) -> None:
+        self.name = name
+        self.uuid = uuid
+        self.version = version
+        self.operations = operations
+        self.returns = returns
 
     def operation(self, opnum: int) -> str | None:
         """The operation name of ``opnum``, or None when this table does not know it."""

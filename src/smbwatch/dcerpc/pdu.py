@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import struct
 import uuid
-from dataclasses import dataclass
 from typing import Final
 
 REQUEST: Final = 0
@@ -61,7 +60,6 @@ class PduError(ValueError):
     """A PDU whose lengths or counts do not fit in its bytes."""
 
 
-@dataclass(frozen=True, slots=True)
 class Header:
     """The 16-byte common header (C706 12.6.3.1)."""
 
@@ -72,16 +70,34 @@ class Header:
     auth_length: int
     call_id: int
 
+    def __init__(
+        self,
+        ptype: int,
+        flags: int,
+        little_endian: bool,
+        frag_length: int,
+        auth_length: int,
+        call_id: int,
+    ) -> None:
+        self.ptype = ptype
+        self.flags = flags
+        self.little_endian = little_endian
+        self.frag_length = frag_length
+        self.auth_length = auth_length
+        self.call_id = call_id
 
-@dataclass(frozen=True, slots=True)
+
 class SyntaxId:
     """An interface or transfer syntax: UUID and ``major.minor`` version."""
 
     uuid: str
     version: str
 
+    def __init__(self, uuid: str, version: str) -> None:
+        self.uuid = uuid
+        self.version = version
 
-@dataclass(frozen=True, slots=True)
+
 class ContextElement:
     """One presentation context a BIND or ALTER_CONTEXT offers."""
 
@@ -89,8 +105,17 @@ class ContextElement:
     abstract: SyntaxId
     transfers: tuple[SyntaxId, ...]
 
+    def __init__(
+        self,
+        context_id: int,
+        abstract: SyntaxId,
+        transfers: tuple[SyntaxId, ...],
+    ) -> None:
+        self.context_id = context_id
+        self.abstract = abstract
+        self.transfers = transfers
 
-@dataclass(frozen=True, slots=True)
+
 class ContextResult:
     """The server's answer to one offered context, in offer order."""
 
@@ -98,8 +123,12 @@ class ContextResult:
     reason: int
     transfer: SyntaxId
 
+    def __init__(self, result: int, reason: int, transfer: SyntaxId) -> None:
+        self.result = result
+        self.reason = reason
+        self.transfer = transfer
 
-@dataclass(frozen=True, slots=True)
+
 class Call:
     """A REQUEST, RESPONSE or FAULT fragment: its context, opnum and stub bytes."""
 
@@ -107,7 +136,21 @@ class Call:
     opnum: int | None  # requests only
     stub: bytes
     auth_level: int  # 0 when the PDU carries no verifier
-    fault_status: int | None = None
+    fault_status: int | None
+
+    def __init__(
+        self,
+        context_id: int,
+        opnum: int | None,
+        stub: bytes,
+        auth_level: int,
+        fault_status: int | None = None,
+    ) -> None:
+        self.context_id = context_id
+        self.opnum = opnum
+        self.stub = stub
+        self.auth_level = auth_level
+        self.fault_status = fault_status
 
 
 def parse_header(data: bytes | bytearray | memoryview, offset: int = 0) -> Header:

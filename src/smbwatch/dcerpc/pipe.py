@@ -19,7 +19,6 @@ Memory is bounded whatever the input: one PDU (at most 64 KiB) buffered per dire
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Final
 
@@ -101,7 +100,6 @@ DECODERS: dict[str, ModuleType] = {
 }
 
 
-@dataclass(slots=True)
 class RpcCall:
     """One DCE/RPC call on a pipe: a request and its response or fault (or a bind and its ack).
 
@@ -120,12 +118,37 @@ class RpcCall:
     status: str | None
     request_frame: int | None
     request_time: int | None
-    response_frame: int | None = None
-    response_time: int | None = None
-    encrypted: bool = False
+    response_frame: int | None
+    response_time: int | None
+    encrypted: bool
+
+    def __init__(
+        self,
+        interface: str | None,
+        operation: str | None,
+        opnum: int | None,
+        call_id: int,
+        args: dict[str, Any] | None,
+        status: str | None,
+        request_frame: int | None,
+        request_time: int | None,
+        response_frame: int | None = None,
+        response_time: int | None = None,
+        encrypted: bool = False,
+    ) -> None:
+        self.interface = interface
+        self.operation = operation
+        self.opnum = opnum
+        self.call_id = call_id
+        self.args = args
+        self.status = status
+        self.request_frame = request_frame
+        self.request_time = request_time
+        self.response_frame = response_frame
+        self.response_time = response_time
+        self.encrypted = encrypted
 
 
-@dataclass(slots=True)
 class _Context:
     """A presentation context: the interface bound on it and its transfer syntax."""
 
@@ -134,8 +157,13 @@ class _Context:
     interface: Interface | None
     ndr64: bool
 
+    def __init__(self, uuid: str, version: str, interface: Interface | None, ndr64: bool) -> None:
+        self.uuid = uuid
+        self.version = version
+        self.interface = interface
+        self.ndr64 = ndr64
 
-@dataclass(slots=True)
+
 class _Partial:
     """A call whose fragments are being reassembled."""
 
@@ -146,18 +174,38 @@ class _Partial:
     time: int
     frame: int
 
+    def __init__(
+        self,
+        header: Header,
+        call: Call,
+        chunks: list[bytes] | None,
+        size: int,
+        time: int,
+        frame: int,
+    ) -> None:
+        self.header = header
+        self.call = call
+        self.chunks = chunks
+        self.size = size
+        self.time = time
+        self.frame = frame
 
-@dataclass(slots=True)
+
 class _Direction:
     """One direction's byte buffer (at most one incomplete PDU) and calls being reassembled."""
 
-    buffer: bytearray = field(default_factory=bytearray)
-    start_time: int = 0
-    start_frame: int = 0
-    partials: dict[int, _Partial] = field(default_factory=dict)
+    buffer: bytearray
+    start_time: int
+    start_frame: int
+    partials: dict[int, _Partial]
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.start_time = 0
+        self.start_frame = 0
+        self.partials = {}
 
 
-@dataclass(slots=True)
 class _Pending:
     """A request awaiting its response: what is needed to read the response."""
 
@@ -165,13 +213,21 @@ class _Pending:
     context: _Context | None
     little_endian: bool
 
+    def __init__(self, call: RpcCall, context: _Context | None, little_endian: bool) -> None:
+        self.call = call
+        self.context = context
+        self.little_endian = little_endian
 
-@dataclass(slots=True)
+
 class _Offer:
     """A BIND or ALTER_CONTEXT awaiting its ACK."""
 
     call: RpcCall
     contexts: tuple[ContextElement, ...]
+
+    def __init__(self, call: RpcCall, contexts: tuple[ContextElement, ...]) -> None:
+        self.call = call
+        self.contexts = contexts
 
 
 class RpcPipe:

@@ -36,18 +36,17 @@ import os
 import select
 import signal
 import struct
-import subprocess
 import sys
-import threading
-import traceback
 from collections.abc import Iterator
 from operator import add
-from queue import SimpleQueue
-from typing import Any, BinaryIO, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 from mypy_extensions import mypyc_attr
 
 from smbwatch.options import HASHES, Bytes
+
+if TYPE_CHECKING:
+    from queue import SimpleQueue
 
 RECORD: Final = struct.Struct("<cQI")
 LENGTH: Final = struct.Struct("<I")  # the last field of RECORD, rewritten as a data record grows
@@ -219,6 +218,8 @@ class DigestProcess(DigestService):
     ) -> None:
         """``capture``: the memory-mapped capture file (open as ``fileno``), whose bytes the
         child reads itself; ``chosen``: the digests computed (``HASHES``)."""
+        import subprocess  # here: a run that hashes nothing never loads it
+
         if capture is None:
             fileno = -1
         self.chosen = chosen
@@ -506,6 +507,9 @@ class HashThread:
     at once whenever no batch waits."""
 
     def __init__(self, hashes: StreamHashes, replies: BinaryIO) -> None:
+        import threading  # here, with its queues: only the hashing process has this thread
+        from queue import SimpleQueue
+
         self.hashes = hashes
         self.replies = replies
         self.batches: SimpleQueue[list[Job] | None] = SimpleQueue()
@@ -530,6 +534,8 @@ class HashThread:
         except BrokenPipeError:  # the parent is gone: nobody wants the digests
             os._exit(0)
         except BaseException:  # a dead thread would leave the main one waiting for it forever
+            import traceback
+
             traceback.print_exc()
             os._exit(1)  # the parent sees the child end: the digests still due are lost
 

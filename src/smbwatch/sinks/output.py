@@ -12,7 +12,6 @@ import io
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from smbwatch.diagnostics import Diagnostics
@@ -30,7 +29,6 @@ FORMATS: Final = (*TEXT_FORMATS, "parquet")  # parquet: events only
 Row = dict[str, Any]
 
 
-@dataclass(frozen=True)
 class RowKind:
     """What rows are: a table's title and columns, and the CSV columns (fixed, or read from
     the rows themselves, as the group-by fields of alerts)."""
@@ -38,6 +36,16 @@ class RowKind:
     title: str
     table: Sequence[Column]
     csv: Sequence[str] | Callable[[Sequence[Row]], Sequence[str]]
+
+    def __init__(
+        self,
+        title: str,
+        table: Sequence[Column],
+        csv: Sequence[str] | Callable[[Sequence[Row]], Sequence[str]],
+    ) -> None:
+        self.title = title
+        self.table = table
+        self.csv = csv
 
 
 EVENTS: Final = RowKind("SMB events", EVENT_COLUMNS, FIELD_NAMES)

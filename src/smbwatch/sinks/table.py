@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from rich.cells import cell_len
-from rich.console import Console
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
 
 BATCH = 1000  # rows laid out together: bounded memory on long outputs
 NON_TERMINAL_WIDTH = 240  # a table written to a file or pipe is not fitted to 80 columns
@@ -32,7 +31,6 @@ _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]
 _SECONDS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.\d+Z$")
 
 
-@dataclass(frozen=True)
 class Column:
     """One column: its header, how its cell is read from a row, and how it is laid out.
 
@@ -45,8 +43,24 @@ class Column:
     get: Callable[[dict[str, Any]], Any]
     priority: int
     min_width: int
-    max_width: int | None = None
-    time: bool = False
+    max_width: int | None
+    time: bool
+
+    def __init__(
+        self,
+        header: str,
+        get: Callable[[dict[str, Any]], Any],
+        priority: int,
+        min_width: int,
+        max_width: int | None = None,
+        time: bool = False,
+    ) -> None:
+        self.header = header
+        self.get = get
+        self.priority = priority
+        self.min_width = min_width
+        self.max_width = max_width
+        self.time = time
 
 
 def safe_text(value: Any) -> str:
@@ -77,6 +91,9 @@ def write_table(
     wide: bool = False,
 ) -> int:
     """Print rows as lines of a table fitted to the terminal; the number of rows."""
+    from rich.console import Console  # here: a run that draws no table never loads rich (25 ms)
+    from rich.text import Text
+
     width = None if out.isatty() else NON_TERMINAL_WIDTH
     console = Console(file=out, highlight=False, soft_wrap=False, width=width)
     console.print(Text(title, style="bold"), no_wrap=True, overflow="ellipsis", crop=True)
@@ -104,6 +121,9 @@ def _print_batch(
     console: Console, columns: Sequence[Column], batch: list[list[str]], wide: bool
 ) -> None:
     """The header and the rows of one batch, in the widths that fit the console."""
+    from rich.cells import cell_len  # imported by write_table, which alone calls this
+    from rich.text import Text
+
     natural = [
         max([cell_len(column.header)] + [cell_len(row[i]) for row in batch])
         for i, column in enumerate(columns)
@@ -154,6 +174,8 @@ def _layout(
 
 def _fit(text: str, width: int, gap: bool) -> Text:
     """A cell cut (with ``…``) or padded to ``width`` terminal cells, and the gap after it."""
+    from rich.text import Text  # imported by write_table, which alone calls this
+
     cell = Text(text)
     cell.truncate(width, overflow="ellipsis", pad=gap)
     if gap:

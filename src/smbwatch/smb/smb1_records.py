@@ -9,7 +9,6 @@ the decoder (``smb1.py``) turns that into a counted warning.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Final
 
 from smbwatch.ntstatus import nt_status_name
@@ -439,10 +438,13 @@ def negotiate_dialects(msg: bytes, block: Block) -> list[str]:
     return names[:MAX_DIALECTS]
 
 
-@dataclass(slots=True, frozen=True)
 class NegotiateResponse:
     dialect_index: int
     security_mode: int | None  # None before NT LM 0.12
+
+    def __init__(self, dialect_index: int, security_mode: int | None) -> None:
+        self.dialect_index = dialect_index
+        self.security_mode = security_mode
 
 
 def parse_negotiate_response(msg: bytes, block: Block) -> NegotiateResponse:
@@ -459,12 +461,23 @@ _SETUP_NT: Final = struct.Struct("<4xHHHIHH4xI")  # OEMPasswordLen, UnicodePassw
 _SETUP_LANMAN: Final = struct.Struct("<4xHHHIH4x")  # PasswordLength, Reserved
 
 
-@dataclass(slots=True, frozen=True)
 class SessionSetupRequest:
     security_blob: bytes | None  # extended security (12 words)
     account: str | None  # the other forms: AccountName, PrimaryDomain, password lengths
     primary_domain: str | None
-    password_lengths: tuple[int, ...] = ()
+    password_lengths: tuple[int, ...]
+
+    def __init__(
+        self,
+        security_blob: bytes | None,
+        account: str | None,
+        primary_domain: str | None,
+        password_lengths: tuple[int, ...] = (),
+    ) -> None:
+        self.security_blob = security_blob
+        self.account = account
+        self.primary_domain = primary_domain
+        self.password_lengths = password_lengths
 
 
 def parse_session_setup_request(msg: bytes, block: Block, unicode: bool) -> SessionSetupRequest:
@@ -526,7 +539,6 @@ def parse_tree_connect_response(msg: bytes, block: Block) -> str:
 # --- opening files: NT_CREATE_ANDX, NT_TRANSACT_CREATE, OPEN_ANDX --------------------------------
 
 
-@dataclass(slots=True, frozen=True)
 class CreateRequest:
     name: str
     root_fid: int
@@ -535,13 +547,40 @@ class CreateRequest:
     disposition: int  # CreateDisposition (MS-FSCC names: FILE_SUPERSEDE ... FILE_OVERWRITE_IF)
     create_options: int | None
 
+    def __init__(
+        self,
+        name: str,
+        root_fid: int,
+        access_mask: int,
+        share_access: int | None,
+        disposition: int,
+        create_options: int | None,
+    ) -> None:
+        self.name = name
+        self.root_fid = root_fid
+        self.access_mask = access_mask
+        self.share_access = share_access
+        self.disposition = disposition
+        self.create_options = create_options
 
-@dataclass(slots=True, frozen=True)
+
 class CreateResponse:
     fid: int
     create_action: int  # FILE_SUPERSEDED, FILE_OPENED, FILE_CREATED, FILE_OVERWRITTEN
     end_of_file: int | None
     resource_type: int
+
+    def __init__(
+        self,
+        fid: int,
+        create_action: int,
+        end_of_file: int | None,
+        resource_type: int,
+    ) -> None:
+        self.fid = fid
+        self.create_action = create_action
+        self.end_of_file = end_of_file
+        self.resource_type = resource_type
 
 
 # AndX, Reserved, NameLength, Flags, RootDirectoryFID, DesiredAccess, AllocationSize,
@@ -711,7 +750,6 @@ def parse_rename_request(msg: bytes, block: Block, unicode: bool) -> tuple[int |
 # --- transactions ------------------------------------------------------------------------------
 
 
-@dataclass(slots=True, frozen=True)
 class TransactionPart:
     """One message of a transaction: its share of the parameters and data, and the totals."""
 
@@ -721,7 +759,25 @@ class TransactionPart:
     parameter_displacement: int
     data: bytes
     data_displacement: int
-    setup: tuple[int, ...] = ()  # TRANSACTION/TRANSACTION2 setup words; NT_TRANSACT (Function,)
+    setup: tuple[int, ...]  # TRANSACTION/TRANSACTION2 setup words; NT_TRANSACT (Function,)
+
+    def __init__(
+        self,
+        total_parameter_count: int,
+        total_data_count: int,
+        parameters: bytes,
+        parameter_displacement: int,
+        data: bytes,
+        data_displacement: int,
+        setup: tuple[int, ...] = (),
+    ) -> None:
+        self.total_parameter_count = total_parameter_count
+        self.total_data_count = total_data_count
+        self.parameters = parameters
+        self.parameter_displacement = parameter_displacement
+        self.data = data
+        self.data_displacement = data_displacement
+        self.setup = setup
 
 
 # TotalParameterCount, TotalDataCount, MaxParameterCount, MaxDataCount, MaxSetupCount,
