@@ -27,6 +27,10 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcmp, memcpy
 from posix.mman cimport MADV_DONTNEED, madvise
 
+
+cdef extern from *:
+    void __builtin_prefetch(const void* address) noexcept nogil
+
 from smbwatch.capture.pcap import MAX_RECORD as _MAX_RECORD
 from smbwatch.capture.pcap import _interface
 from smbwatch.capture.tcp import FIN as _FIN
@@ -324,6 +328,8 @@ cdef class NativeStreams:
             self.time = <uint64_t>seconds * 1000000 + fraction // self.divisor
             first = pos + 16
             self.pos = first + caplen
+            if size - self.pos >= 16:
+                __builtin_prefetch(base + self.pos)  # the next header, while this frame is read
             self._release(base)
             if self._packet(base, first, first + caplen, self.linktype):
                 return True
@@ -357,6 +363,8 @@ cdef class NativeStreams:
                 self._damaged(f"truncated block after frame {self.number}")
                 return False
             self.pos = pos + block_len
+            if size - self.pos >= 12:
+                __builtin_prefetch(base + self.pos)  # the next block, while this one is read
             self._release(base)
             first, last = pos + 8, pos + block_len - 4
             body = last - first
