@@ -6,7 +6,7 @@
 Each tool runs as its own process over the same file, its output thrown away; wall time and peak
 memory (max RSS) are measured by the parent with wait4. smbwatch runs twice: with ``--no-hash``
 (the like-for-like comparison with tshark, which hashes nothing) and as by default (every file
-that crossed the wire hashed with sha256, sha1 and md5). Printed: MB/s of capture for each, and
+that crossed the wire hashed with sha256). Printed: MB/s of capture for each, and
 smbwatch's throughput as a multiple of tshark's. The file is read once beforehand so every tool
 finds it in the page cache.
 """
