@@ -226,10 +226,10 @@ def _ingest(
     options: Options,
     together: bool = False,
 ) -> list[str]:
-    """The inputs added to the case (``together``: many in one transaction, for a temporary
-    case); what it did, to print."""
+    """The inputs added to the case (``together``: up to ``GROUP_INPUTS`` in one transaction,
+    for a temporary case, else ``KEPT_GROUP_INPUTS``); what it did, to print."""
     from smbwatch.case.clocks import ClockError, parse_correction
-    from smbwatch.case.ingest import GROUP_INPUTS, ingest
+    from smbwatch.case.ingest import GROUP_INPUTS, KEPT_GROUP_INPUTS, ingest
 
     try:
         corrections = [parse_correction(text) for text in args.clock_offset]
@@ -247,7 +247,7 @@ def _ingest(
             jobs,
             options,
             corrections,
-            GROUP_INPUTS if together else 1,
+            GROUP_INPUTS if together else KEPT_GROUP_INPUTS,
             progress,
         )
     finally:

@@ -47,6 +47,7 @@ from smbwatch.pipeline import sniff_format as input_format_of
 READ_CHUNK: Final = 4 << 20  # hashed at a time (the GIL is let go meanwhile)
 STAGED_AHEAD: Final = 2  # record batches between the decoder and the database
 GROUP_INPUTS: Final = 1024  # inputs a temporary case adds in one transaction
+KEPT_GROUP_INPUTS: Final = 64  # ... and a kept one (what a kill loses: the next ingest reads them)
 GROUP_ROWS: Final = 100_000  # events staged at most before the inputs so far are added
 STAGE_ROWS: Final = 16_384  # events written into the staging table at once
 # Whole inputs' events as the worker processes that read them send them (``Readers.batch``).
@@ -172,11 +173,12 @@ def ingest(
     another thread while it is decoded. One of a known size is hashed first, and skipped if
     its content is known.
 
-    ``together``: up to how many inputs (and ``GROUP_ROWS`` events) share one transaction. A
-    case that is kept adds each input in one of its own (1: killed, the case is as it was
-    before that input); a temporary one (``GROUP_INPUTS``: a verb merging several inputs) adds
-    many at once, as each statement costs several milliseconds however few its rows are (593
-    small logs one by one spent 24 s in the database, more than reading them took).
+    ``together``: up to how many inputs (and ``GROUP_ROWS`` events) share one transaction, as
+    each statement costs several milliseconds however few its rows are (593 small logs one by
+    one spent over 30 s in the database, several times what reading them took). A case that is
+    kept adds ``KEPT_GROUP_INPUTS`` at most at once (killed, the case is as it was before
+    them: the next ingest reads them again); a temporary one (a verb merging several inputs)
+    ``GROUP_INPUTS``.
     ``progress`` is told of the new inputs, their events and each one read."""
     done = Ingested()
     known = {digest: size for digest, size in case.rows("SELECT sha256, size FROM inputs")}
