@@ -66,7 +66,7 @@ def host_log(capture: Path, path: Path, records: int) -> int:
     written = 0
     first = last = None
     with path.open("w") as out:
-        for e in iter_events([str(capture)], Diagnostics(), None, [], 1, Options(hash_files=False)):
+        for e in iter_events([str(capture)], Diagnostics(), None, [], 1, Options(hashes=())):
             if e.source != "network" or e.src_ip is None or e.src_port is None:
                 continue
             first, last = first or e.time, e.time
