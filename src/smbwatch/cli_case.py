@@ -400,8 +400,10 @@ def _store_alerts(directory: str, alerts: list[dict[str, Any]], diagnostics: Dia
     from smbwatch.case.store import Case
     from smbwatch.sinks.jsonl import encode
 
-    names: tuple[str, ...] = ("rule_id", "title", "severity", "risk_score", "message", "attack")
-    names += ("first_time", "last_time", "count")
+    names = (
+        "rule_id", "title", "severity", "risk_score", "message", "attack",
+        "first_time", "last_time", "count",
+    )  # fmt: skip
     rows = [(*(a[n] for n in names), encode(a)) for a in alerts]
     try:
         with Case.open(directory, write=True) as case, case.transaction(directory):

@@ -93,7 +93,11 @@ class ReadingProgress:
         self._update()
 
     def counted_rows(self, batches: Iterable[Sized]) -> Iterator[Any]:
-        """``batches`` of events (``parallel.Readers.batch``), their rows counted."""
+        """``batches`` of events (``parallel.Readers.batch``), their rows counted (as
+        ``counted`` counts events: only when the bar is shown)."""
+        if not self.enabled:
+            yield from batches
+            return
         for batch in batches:
             self.events += len(batch)
             self._update()
