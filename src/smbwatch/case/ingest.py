@@ -275,9 +275,6 @@ class _Group:
         failed = f"{case.directory}: {run.path}{'' if together == 1 else ' and after'} not added"
         staged: list[_Staged] = []
         with case.transaction(failed):
-            db.execute(
-                f"CREATE TEMP TABLE staged ({EVENT_COLUMNS}, input_id INTEGER, staged_row BIGINT)"
-            )
             first_id = case.rows("SELECT coalesce(max(input_id), 0) + 1 FROM inputs")[0][0]
             stager = _Stager(db)
             complete = False
@@ -391,12 +388,16 @@ def _add_staged(
 
 
 class _Stager:
-    """Record batches written into ``staged`` on another thread (DuckDB lets go of the GIL
-    while it writes) while this one decodes the next; small ones gathered into one statement
-    of up to ``STAGE_ROWS`` rows (each statement costs milliseconds however few its rows), at
-    most ``STAGED_AHEAD`` of them waiting for the writer."""
+    """Record batches written into the table ``staged`` (made here, in the caller's
+    transaction) on another thread (DuckDB lets go of the GIL while it writes) while this one
+    decodes the next; small ones gathered into one statement of up to ``STAGE_ROWS`` rows (each
+    statement costs milliseconds however few its rows), at most ``STAGED_AHEAD`` of them
+    waiting for the writer, and let go once written: memory does not grow with the input."""
 
     def __init__(self, db: duckdb.DuckDBPyConnection) -> None:
+        db.execute(
+            f"CREATE TEMP TABLE staged ({EVENT_COLUMNS}, input_id INTEGER, staged_row BIGINT)"
+        )
         self.db = db
         self.held: list[tuple[pa.RecordBatch, int]] = []  # (batch, input id), not yet handed over
         self.held_rows = 0
@@ -411,10 +412,8 @@ class _Stager:
         while True:
             table = self.waiting.get()
             if table is not None and not self.failed:  # an error is raised by the decoder
-                try:
-                    self.db.register("batch", table)
-                    self.db.execute("INSERT INTO staged SELECT * FROM batch")
-                    self.db.unregister("batch")
+                try:  # not a registered view: the transaction would hold it until it ends
+                    self.db.from_arrow(table).insert_into("staged")
                 except BaseException as error:
                     self.failed.append(error)
             self.waiting.task_done()
