@@ -40,7 +40,7 @@ FILE_SIGHTINGS: Final = 20
 # two readings of the events view in one statement ran out of the case's memory (625,000 events).
 _CLIENTS: Final = """
 CREATE OR REPLACE TEMP TABLE clients AS
-SELECT dst_host, logon_id, any_value(src_host) AS src_host FROM events
+SELECT dst_host, logon_id, min(src_host) AS src_host FROM events
 WHERE source = 'host' AND event_code = 4624 AND logon_id IS NOT NULL AND src_host IS NOT NULL
 GROUP BY ALL
 """
@@ -74,6 +74,10 @@ _ROW: Final = """{
     'share': share_name, 'path': path, 'object': object, 'status': status,
     'file': source_file, 'ref': source_ref, 'move': move, 'linked': linked, 'filled': filled,
     'missing': missing_from_log}"""
+# The order of events on the page: by time, then wholly by what a row shows (rows alike in time
+# came out of the database in an order of its plan's choosing: a report of the same case
+# differed from one run to the next).
+_ORDER: Final = f"time, source_file, source_ref, {_ROW}"
 _EDGE_COUNTS: Final = """
 SELECT src_host, dst_host, move,
     greatest(count(*) FILTER (WHERE source = 'network'), count(*) FILTER (WHERE source = 'host')),
@@ -84,25 +88,26 @@ WHERE move IS NOT NULL AND src_host IS NOT NULL AND dst_host IS NOT NULL
 GROUP BY ALL
 """
 _EDGE_EVENTS: Final = f"""
-SELECT src_host, dst_host, list({_ROW} ORDER BY time)
+SELECT src_host, dst_host, list(row ORDER BY k)
 FROM (
-    SELECT m.*, row_number() OVER (PARTITION BY m.src_host, m.dst_host ORDER BY m.time) AS k
+    SELECT src_host, dst_host, {_ROW} AS row,
+        row_number() OVER (PARTITION BY src_host, dst_host ORDER BY {_ORDER}) AS k
     FROM moves m JOIN chosen USING (src_host, dst_host)
     WHERE m.move IS NOT NULL)
 WHERE k <= {EDGE_EVENTS}
 GROUP BY ALL
 """
 _FILES: Final = f"""
-SELECT coalesce(sha256, '') AS sha256, any_value(magic), max(size),
-    list(DISTINCT path), count(*),
+SELECT coalesce(sha256, '') AS sha256, min(magic), max(size),
+    list(DISTINCT path ORDER BY path), count(*),
     list({{'time': epoch_us(time), 'src': src_host, 'dst': dst_host, 'user': principal,
         'share': share_name, 'path': path, 'direction': direction, 'file': source_file,
-        'ref': source_ref}} ORDER BY time)[1:{FILE_SIGHTINGS}]
+        'ref': source_ref}} ORDER BY {_ORDER})[1:{FILE_SIGHTINGS}]
 FROM moves
 WHERE source = 'network' AND action = 'close' AND direction IS NOT NULL
     AND (sha256 IS NOT NULL OR magic IS NOT NULL)
 GROUP BY sha256, CASE WHEN sha256 IS NULL THEN dst_host || share || path END
-ORDER BY any_value(magic) = 'PE' DESC, min(time)
+ORDER BY min(magic) = 'PE' DESC, min(time), 1, min(dst_host || share || path)
 LIMIT {FILES}
 """
 
@@ -202,7 +207,7 @@ def _timeline(case: Case, evidence: set[tuple[str, int]]) -> dict[str, Any]:
     sample."""
     total = case.rows("SELECT count(*) FROM moves")[0][0]
     if total <= TIMELINE_ROWS:
-        sql = f"SELECT {_ROW} FROM moves ORDER BY time, source_file, source_ref"
+        sql = f"SELECT {_ROW} FROM moves ORDER BY {_ORDER}"
         rows = [r for (r,) in case.rows(sql)]
         return {"rows": [_plain(r) for r in rows], "total": total, "sampled": False}
     files, refs = zip(*sorted(evidence), strict=True) if evidence else ((), ())
@@ -214,14 +219,14 @@ def _timeline(case: Case, evidence: set[tuple[str, int]]) -> dict[str, Any]:
             ON n.file = m.source_file AND n.ref = m.source_ref"""
     kept = case.rows(
         f"SELECT {_ROW} FROM ({marked}) WHERE priority IS NOT NULL "
-        f"ORDER BY priority, time LIMIT {TIMELINE_ROWS}"
+        f"ORDER BY priority, {_ORDER} LIMIT {TIMELINE_ROWS}"
     )
     room = TIMELINE_ROWS - len(kept)
     sample = []
     if room > 0:
-        sample = case.rows(
-            f"SELECT {_ROW} FROM (SELECT * FROM ({marked}) WHERE priority IS NULL) "
-            f"USING SAMPLE reservoir({room} ROWS) REPEATABLE (13)"
+        sample = case.rows(  # rows chosen by a hash of what they show: the same every run
+            f"SELECT {_ROW} FROM ({marked}) WHERE priority IS NULL "
+            f"ORDER BY hash({_ROW}), {_ORDER} LIMIT {room}"
         )
     case.db.unregister("named")
     rows = sorted((r for (r,) in [*kept, *sample]), key=lambda r: r["time"])
