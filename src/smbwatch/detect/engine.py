@@ -339,29 +339,54 @@ class Detector:
         assert isinstance(sigma, SigmaCorrelationRule)
         if rule.warnings:  # a construct smbwatch cannot evaluate: the rule never fires
             return []
+        refs = list(sigma.rules or ())
         timeline: dict[tuple[Any, ...], list[tuple[int, int, SmbEvent]]] = defaultdict(list)
-        names = [ref.reference for ref in sigma.rules or ()]
-        for position, ref in enumerate(sigma.rules or ()):
-            index = self._index[id(ref.rule)]
+        # Temporal rules need an event of every rule referenced in a window: a group-by value
+        # that one of them lacks makes none. The rules are read fewest matches first, and of
+        # the others only the values found so far are kept (a correlation whose first step
+        # is every network logon read 461,468 of them three times over for nothing).
+        every = sigma.type in _EVERY_RULE
+        order = sorted(range(len(refs)), key=self._matched_by(refs)) if every else range(len(refs))
+        wanted: set[tuple[Any, ...]] | None = None
+        first: dict[tuple[Any, ...], None] = {}  # the values in the order the first rule met them
+        for position in order:
+            index = self._index[id(refs[position].rule)]
             referenced = self._rules[index]
-            getters = _correlation_getters(sigma, ref.reference, referenced.zeek)
+            getters = _correlation_getters(sigma, refs[position].reference, referenced.zeek)
+            found: set[tuple[Any, ...]] = set()
             for event in self._matches.get(index, ()):
+                values = tuple([get(event) for get in getters])
+                if None in values:
+                    continue  # Sigma: events without the group-by fields do not correlate
+                if wanted is not None and values not in wanted:
+                    continue
                 if self._excluded(rule, event) or self._excluded(referenced, event):
                     continue
-                values = tuple(get(event) for get in getters)
-                if any(v is None for v in values):
-                    continue  # Sigma: events without the group-by fields do not correlate
                 timeline[values].append((event.time, position, event))
+                found.add(values)
+                if position == 0:
+                    first[values] = None
+            if every:
+                wanted = found if wanted is None else wanted & found
+                if not wanted:
+                    return []
         span = sigma.timespan.seconds * 1_000_000
         groups = []
-        for values, entries in timeline.items():
+        for values in first if every else list(timeline):
+            if wanted is not None and values not in wanted:
+                continue
+            entries = timeline[values]
             entries.sort(key=lambda entry: (entry[0], entry[1]))
-            for chosen in _windows(sigma, entries, span, len(names)):
+            for chosen in _windows(sigma, entries, span, len(refs)):
                 group = _Group(values, chosen[0][0], chosen[0][0])
                 for *_, event in chosen:
                     group.add(event, action_key(event))
                 groups.append(group)
         return groups
+
+    def _matched_by(self, refs: list[Any]) -> Callable[[int], int]:
+        """How many events the rule at a position of ``refs`` matched."""
+        return lambda position: len(self._matches.get(self._index[id(refs[position].rule)], ()))
 
     def _alert(self, index: int, group: _Group) -> Alert:
         rule = self._rules[index]
@@ -663,6 +688,8 @@ def _none(_event: SmbEvent) -> None:
 
 
 _UNHASHABLE = (dict, list)
+# Correlations whose every window holds an event of each rule they reference.
+_EVERY_RULE = (SigmaCorrelationType.TEMPORAL, SigmaCorrelationType.TEMPORAL_ORDERED)
 
 
 def _first(item: tuple[Any, ...]) -> Any:
