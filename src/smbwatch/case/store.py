@@ -372,10 +372,10 @@ def _connect(database: Path, write: bool, spill: str) -> duckdb.DuckDBPyConnecti
         connection.execute("SET TimeZone = 'UTC'")
         connection.execute("SET preserve_insertion_order = false")
         connection.execute("SET enable_progress_bar = false")
-        # A join builds its hash table on the side the query names (the names, hosts and
-        # clocks looked up), never on the events: with the events' count underestimated
-        # (8,343 estimated of 461,468 network logons) the optimizer built on them and the
-        # report of a 625,758-event case ran out of DuckDB's memory.
+        # An outer join builds its hash table on the side the query puts on its right (the
+        # names, hosts and clocks the events look up), not on the events: with their count
+        # underestimated (8,343 of 461,468 network logons) the optimizer swapped the sides
+        # and the report of a 625,758-event case ran out of DuckDB's memory.
         connection.execute("SET disabled_optimizers = 'build_side_probe_side'")
         if write:  # an input is written at its commit only: a failed one leaves no trace
             connection.execute("SET enable_optimistic_write = false")
