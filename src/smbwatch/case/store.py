@@ -375,8 +375,10 @@ def _connect(database: Path, write: bool, spill: str) -> duckdb.DuckDBPyConnecti
         # An outer join builds its hash table on the side the query puts on its right (the
         # names, hosts and clocks the events look up), not on the events: with their count
         # underestimated (8,343 of 461,468 network logons) the optimizer swapped the sides
-        # and the report of a 625,758-event case ran out of DuckDB's memory.
-        connection.execute("SET disabled_optimizers = 'build_side_probe_side'")
+        # and the report of a 625,758-event case ran out of DuckDB's memory. (A DuckDB that
+        # names its optimizers otherwise plans as it will: the case still opens.)
+        with contextlib.suppress(duckdb.Error):
+            connection.execute("SET disabled_optimizers = 'build_side_probe_side'")
         if write:  # an input is written at its commit only: a failed one leaves no trace
             connection.execute("SET enable_optimistic_write = false")
     except duckdb.Error as error:
