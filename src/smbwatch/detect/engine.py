@@ -346,11 +346,14 @@ class Detector:
         # the others only the values found so far are kept (a correlation whose first step
         # is every network logon read 461,468 of them three times over for nothing).
         every = sigma.type in _EVERY_RULE
-        order = sorted(range(len(refs)), key=self._matched_by(refs)) if every else range(len(refs))
+        indexes = [self._index[id(ref.rule)] for ref in refs]
+        order = list(range(len(refs)))
+        if every:
+            order.sort(key=lambda position: len(self._matches.get(indexes[position], ())))
         wanted: set[tuple[Any, ...]] | None = None
         first: dict[tuple[Any, ...], None] = {}  # the values in the order the first rule met them
         for position in order:
-            index = self._index[id(refs[position].rule)]
+            index = indexes[position]
             referenced = self._rules[index]
             getters = _correlation_getters(sigma, refs[position].reference, referenced.zeek)
             found: set[tuple[Any, ...]] = set()
@@ -372,7 +375,7 @@ class Detector:
                     return []
         span = sigma.timespan.seconds * 1_000_000
         groups = []
-        for values in first if every else list(timeline):
+        for values in first if every else timeline:
             if wanted is not None and values not in wanted:
                 continue
             entries = timeline[values]
@@ -383,10 +386,6 @@ class Detector:
                     group.add(event, action_key(event))
                 groups.append(group)
         return groups
-
-    def _matched_by(self, refs: list[Any]) -> Callable[[int], int]:
-        """How many events the rule at a position of ``refs`` matched."""
-        return lambda position: len(self._matches.get(self._index[id(refs[position].rule)], ()))
 
     def _alert(self, index: int, group: _Group) -> Alert:
         rule = self._rules[index]
