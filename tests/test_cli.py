@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,43 @@ def test_output_file_csv_and_directory_input(tmp_path: Path) -> None:
     jsonl = smbwatch("events", str(EXAMPLE), "--format", "jsonl").stdout.splitlines()
     assert len(rows) == len(jsonl)
     assert {"time", "src_ip", "action", "share", "path", "access_mask"} <= set(rows[0])
+
+
+# Runs smbwatch in this process, then says on stderr how many writes (system calls) it made.
+COUNTED_WRITES = """
+import sys
+from smbwatch.cli import main
+
+def writes():
+    with open("/proc/self/io") as counters:
+        return int(next(line for line in counters if line.startswith("syscw:")).split()[1])
+
+before = writes()
+code = main(sys.argv[1:])
+sys.stdout.flush()
+print(writes() - before, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_an_unbuffered_python_still_writes_the_rows_in_blocks(fmt: str) -> None:
+    """PYTHONUNBUFFERED (which many container images set) makes each write to stdout a system
+    call of its own: the rows still go out in blocks, and the bytes are the same."""
+    command = [sys.executable, "-c", COUNTED_WRITES, "events", "-q", "-f", fmt, str(EXAMPLE)]
+    runs = {}
+    for unbuffered in (True, False):
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        if unbuffered:
+            env["PYTHONUNBUFFERED"] = "1"
+        runs[unbuffered] = done = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=300, check=False
+        )
+        assert done.returncode == 0, done.stderr
+    rows = len(runs[True].stdout.splitlines())
+    writes = int(runs[True].stderr.splitlines()[-1])
+    assert runs[True].stdout == runs[False].stdout and rows > 50
+    assert writes < rows / 10, f"{writes} writes for {rows} rows"
 
 
 def test_parallel_output_equals_serial(tmp_path: Path) -> None:
