@@ -80,3 +80,33 @@ def test_a_clock_of_seconds_or_milliseconds_is_written_without_invented_digits()
     event = SmbEvent(parse_time("2020-09-20T16:16:56Z"), "host", "logon", time_precision="s")
     assert event.to_dict()["time"] == "2020-09-20T16:16:56Z"
     assert parse_time(event.to_dict()["time"]) == event.time
+
+
+def test_times_as_logs_write_them_are_read_as_datetime_says() -> None:
+    """Every form a log writes for each record (a space or ``T``, a fraction of any length or
+    none, ``Z``, an offset or nothing), dates that are none among them: the value (read twice,
+    the second time from what the first remembered) or the error is the one ``datetime``
+    gives for the same fields."""
+    rng = random.Random(4624)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    zones = {"": 0, "Z": 0, "+02:00": 120, "-05:30": -330, "+0100": 60}
+    for _ in range(4000):
+        year = rng.choice([1, 1969, 1970, 2000, 2024, 2026, 2100, 9999, rng.randint(1, 9999)])
+        month, day = rng.randint(0, 13), rng.randint(0, 32)
+        clock = (rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59))
+        fraction = rng.choice(["", "5", "454", "123456", "1234567", "000000001"])
+        zone = rng.choice(list(zones))
+        text = f"{year:04d}-{month:02d}-{day:02d}{rng.choice('T ')}"
+        text += "{:02d}:{:02d}:{:02d}".format(*clock) + (f".{fraction}" if fraction else "")
+        text = rng.choice(["", " "]) + text + zone
+        try:
+            moment = datetime(year, month, day, *clock, tzinfo=UTC)
+        except ValueError:
+            for _again in range(2):
+                with pytest.raises(ValueError):
+                    parse_time(text)
+            continue
+        moment -= timedelta(minutes=zones[zone])
+        expected = (moment - epoch) // timedelta(microseconds=1)
+        expected += int((fraction + "000000")[:6])
+        assert parse_time(text) == parse_time(text) == expected, text

@@ -573,12 +573,23 @@ MAX_SECONDS_CACHED: Final = 4096
 _SECONDS: dict[int, str] = {}
 
 
+MAX_DATETIMES_CACHED: Final = 4096
+_DATETIMES: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" → seconds since the epoch (UTC)
+
+
 def parse_time(text: str) -> int:
     """Microseconds since the epoch from an ISO 8601 time (any offset; naive means UTC).
 
-    Windows logs carry 100 ns precision (7 digits); the extra digit is truncated.
+    Windows logs carry 100 ns precision (7 digits); the extra digit is truncated. The forms
+    logs write for every record (``2026-12-06 16:54:59``, ``2026-12-06T16:54:59.454Z``) take a
+    fast path: the date and time of day are read once per second of the log (records come
+    many to a second), the fraction on its own.
     """
     text = text.strip()
+    if len(text) >= 19 and text[4] == "-" and text[13] == ":" and text[16] == ":":
+        micros = _usual_time(text)
+        if micros is not None:
+            return micros
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     head, dot, rest = text.partition(".")
@@ -591,6 +602,33 @@ def parse_time(text: str) -> int:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _usual_time(text: str) -> int | None:
+    """``parse_time`` of ``YYYY-MM-DD?HH:MM:SS``, then nothing, ``Z``, or a fraction and
+    maybe ``Z`` (UTC either way); None for any other form (or a date that is none)."""
+    tail = text[19:]
+    fraction = 0
+    if tail and tail != "Z":
+        digits = tail[1:-1] if tail[-1] == "Z" else tail[1:]
+        if tail[0] != "." or not (digits.isascii() and digits.isdigit()):
+            return None
+        fraction = int((digits + "000000")[:6])
+    head = text[:19]
+    seconds = _DATETIMES.get(head)
+    if seconds is None:
+        try:
+            moment = datetime.fromisoformat(head)
+        except ValueError:
+            return None  # the general parser says what is wrong
+        if moment.tzinfo is not None:
+            return None
+        delta = moment.replace(tzinfo=UTC) - _EPOCH
+        seconds = delta.days * 86_400 + delta.seconds
+        if len(_DATETIMES) >= MAX_DATETIMES_CACHED:
+            _DATETIMES.clear()
+        _DATETIMES[head] = seconds
+    return seconds * 1_000_000 + fraction
 
 
 def share_class(share_name: str | None) -> str | None:

@@ -348,6 +348,8 @@ def _address(value: Any) -> str | None:
 
 @functools.lru_cache(maxsize=4096)  # a log names few addresses, many times
 def _canonical_address(text: str) -> str | None:
+    if _canonical_ipv4(text):  # most: as ipaddress would write it, without its objects
+        return text
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -355,6 +357,20 @@ def _canonical_address(text: str) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return str(address)
+
+
+def _canonical_ipv4(text: str) -> bool:
+    """Whether ``text`` is an IPv4 address written as ``ipaddress`` writes one: four decimal
+    numbers up to 255, without leading zeros."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        return False
+    for part in parts:
+        if not (0 < len(part) <= 3 and part.isascii() and part.isdigit()):
+            return False
+        if (part[0] == "0" and len(part) > 1) or int(part) > 255:
+            return False
+    return True
 
 
 def _port(value: Any) -> int | None:

@@ -50,8 +50,14 @@ def precision(text: str) -> str | None:
 
 
 def has_zone(text: str) -> bool:
-    """Whether an ISO time says which zone it is in."""
-    return _ZONE.search(text.strip()) is not None
+    """Whether an ISO time says which zone it is in (asked of every NXLog record twice: a
+    ``Z``, or no sign in the last six characters, answers without the expression)."""
+    text = text.rstrip()
+    if text.endswith("Z"):
+        return True
+    if "+" not in text[-6:] and "-" not in text[-6:]:
+        return False
+    return _ZONE.search(text) is not None
 
 
 def local_offset(local_text: str, utc_text: str) -> int:
