@@ -10,8 +10,10 @@ import csv
 import io
 import json
 import os
+import pty
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -96,6 +98,39 @@ def test_an_unbuffered_python_still_writes_the_rows_in_blocks(fmt: str) -> None:
     writes = int(runs[True].stderr.splitlines()[-1])
     assert runs[True].stdout == runs[False].stdout and rows > 50
     assert writes < rows / 10, f"{writes} writes for {rows} rows"
+
+
+def test_rows_to_a_terminal_are_shown_as_they_come() -> None:
+    """On a terminal, unbuffered Python or not, each row is written as it is made."""
+    master, terminal = pty.openpty()
+    shown: list[bytes] = []
+    reader = threading.Thread(target=_read_all, args=(master, shown))
+    reader.start()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-c", COUNTED_WRITES, "events", "-q", "-f", "jsonl", str(EXAMPLE)]
+    try:
+        done = subprocess.run(
+            command, stdout=terminal, stderr=subprocess.PIPE, text=True, env=env, timeout=300
+        )
+    finally:
+        os.close(terminal)
+        reader.join()
+        os.close(master)
+    assert done.returncode == 0, done.stderr
+    rows = b"".join(shown).count(b"\n")
+    assert rows > 50 and int(done.stderr.splitlines()[-1]) >= rows
+
+
+def _read_all(descriptor: int, into: list[bytes]) -> None:
+    """What a terminal shows, until the last writer closes it."""
+    while True:
+        try:
+            chunk = os.read(descriptor, 1 << 16)
+        except OSError:  # EIO: no writer left
+            return
+        if not chunk:
+            return
+        into.append(chunk)
 
 
 def test_parallel_output_equals_serial(tmp_path: Path) -> None:
