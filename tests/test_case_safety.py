@@ -8,6 +8,7 @@ builds it with the Samba lab when it is not there yet: about 75 s)."""
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
@@ -104,6 +105,27 @@ def test_an_ingest_killed_at_any_moment_leaves_the_case_as_it_was(
     assert counts[3] == {"input_id": 4, "n": inputs[3]["events"], "keys": inputs[3]["events"]}
 
 
+def held_by_a_writer(case: Path, timeout: float = 120.0) -> None:
+    """Return once a writer holds the case's lock (asked without waiting, every 20 ms): a
+    fixed wait would be too short on a busy machine and past the end of the ingest on a fast
+    one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            descriptor = os.open(case / "lock", os.O_RDONLY)
+        except FileNotFoundError:  # the writer has not made the case yet
+            time.sleep(0.02)
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        finally:
+            os.close(descriptor)  # and with it the shared lock, if it was given
+        time.sleep(0.02)
+    raise AssertionError(f"no writer took {case}'s lock in {timeout} s")
+
+
 def test_two_ingests_at_once_take_turns(big_capture: Path, tmp_path: Path) -> None:
     case = tmp_path / "case"
     first = subprocess.Popen(
@@ -112,7 +134,7 @@ def test_two_ingests_at_once_take_turns(big_capture: Path, tmp_path: Path) -> No
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.0)  # the first holds the case, decoding
+    held_by_a_writer(case)  # the first holds the case, decoding
     second = smbwatch("ingest", "--case", case, *PSEXEC)
     reader = smbwatch("query", "--case", case, "SELECT count(*) AS n FROM inputs", "-f", "jsonl")
     out, err = first.communicate(timeout=900)
