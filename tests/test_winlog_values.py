@@ -1,18 +1,19 @@
 """Values every record carries, read by shortcuts that must answer as the long way does:
 whether a time says its zone (a ``Z``, or no sign near the end, against the definition: an
-ISO 8601 zone at the very end), and a client's address (a plain dotted quad kept as it is,
-against ``ipaddress``)."""
+ISO 8601 zone at the very end), a client's address (a plain dotted quad kept as it is,
+against ``ipaddress``), and the time of an EVTX record (``parse_time``'s fast path)."""
 
 from __future__ import annotations
 
 import ipaddress
 import random
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from smbwatch.winlog.normalize import _address
-from smbwatch.winlog.timestamps import has_zone
+from smbwatch.winlog.timestamps import has_zone, system_time
 
 pytestmark = pytest.mark.unit
 
@@ -49,3 +50,16 @@ def test_addresses_are_read_as_ipaddress_reads_them() -> None:
         texts.append(".".join(rng.choice(parts) for _ in range(rng.choice([3, 4, 4, 4, 5]))))
     for text in texts:
         assert _address(text) == canonical(text), repr(text)
+
+
+def test_system_times_in_every_rendering_and_a_hostile_one() -> None:
+    """``TimeCreated/@SystemTime`` as the evtx library, python-evtx and XML write it is the
+    same moment; a value of the evtx library's length that is a time with an offset (no record
+    writes one) is refused as a bad time, not as a crash."""
+    moment = datetime(2021, 4, 21, 9, 40, 32, 342397, tzinfo=UTC)
+    expected = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    for text in ("2021-04-21T09:40:32.342397Z", "2021-04-21 09:40:32.342397 UTC",
+                 "2021-04-21T09:40:32.3423970Z", "2021-04-21 09:40:32.342397"):  # fmt: skip
+        assert system_time(text) == expected, text
+    with pytest.raises(ValueError):
+        system_time("2021-04-21T09+01:00:00.000Z")

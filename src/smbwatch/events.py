@@ -598,10 +598,7 @@ def parse_time(text: str) -> int:
         frac, tail = rest[:digits], rest[digits:]
         text = f"{head}.{(frac + '000000')[:6]}{tail}"
     moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return _micros(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
 
 
 def _usual_time(text: str) -> int | None:
@@ -623,12 +620,17 @@ def _usual_time(text: str) -> int | None:
             return None  # the general parser says what is wrong
         if moment.tzinfo is not None:
             return None
-        delta = moment.replace(tzinfo=UTC) - _EPOCH
-        seconds = delta.days * 86_400 + delta.seconds
+        seconds = _micros(moment.replace(tzinfo=UTC)) // 1_000_000  # whole: no fraction
         if len(_DATETIMES) >= MAX_DATETIMES_CACHED:
             _DATETIMES.clear()
         _DATETIMES[head] = seconds
     return seconds * 1_000_000 + fraction
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the epoch of an aware time."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def share_class(share_name: str | None) -> str | None:
