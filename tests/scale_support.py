@@ -7,6 +7,8 @@ in time order. Written with the test's own pcap writer (``oracle.write_pcap``)."
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 from conftest import shared_dir
@@ -85,3 +87,28 @@ def large_capture(path: Path, at_least: int) -> Path:
     frames.sort(key=lambda item: item[0])  # stable: a copy's frames keep their order
     write_pcap(path, ETHERNET, ((t // 1_000_000, t % 1_000_000, f) for t, f in frames))
     return path
+
+
+def other_frame(client: int, port: int, size: int) -> bytes:
+    """An Ethernet/IPv4/TCP frame of ``size`` bytes between two web ports (8080), not SMB."""
+    ip_length = size - 14
+    ethernet = bytes.fromhex("0200000000010200000000020800")
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, ip_length, 0, 0x4000, 64, 6, 0,
+                     client.to_bytes(4, "big"), bytes([192, 0, 2, 80]))  # fmt: skip
+    tcp = struct.pack("!HHIIHHHH", port, 8080, 1, 1, 0x5010, 65535, 0, 0)
+    return ethernet + ip + tcp + bytes(ip_length - 40)
+
+
+def with_other_traffic(
+    records: list[tuple[int, int, bytes]], blocks: int, frames_per_block: int
+) -> Iterator[tuple[int, int, bytes]]:
+    """``records`` in ``blocks`` runs, each followed by ``frames_per_block`` full-size frames of
+    other TCP traffic at its last frame's time, as a sensor on a busy link records SMB among
+    bulk transfers."""
+    run = -(-len(records) // blocks)
+    for block in range(blocks):
+        part = records[block * run : (block + 1) * run]
+        yield from part
+        seconds, micros = part[-1][:2] if part else records[-1][:2]
+        for n in range(frames_per_block):
+            yield seconds, micros, other_frame(0xC6336400 + block, 1024 + n % 60000, 1514)

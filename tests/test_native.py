@@ -10,6 +10,7 @@ expected events of a re-encapsulated capture are those of the original.
 from __future__ import annotations
 
 import json
+import os
 import random
 import struct
 from pathlib import Path
@@ -26,7 +27,7 @@ from smbwatch.capture.tcp import IDLE_TIMEOUT, MAX_CONNECTIONS, NO_SKIP, Skip, S
 from smbwatch.containers import as_input
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.options import Options
-from smbwatch.pipeline import share_events
+from smbwatch.pipeline import capture_events, share_events
 
 pytestmark = pytest.mark.unit
 
@@ -62,6 +63,25 @@ def test_capture_files_take_the_native_path(
     assert path_of(PCAPNG) == "NativeStreams"
     monkeypatch.setenv("SMBWATCH_PURE_PYTHON", "1")
     assert path_of(SMB2_CAPTURE) == FrameSegments.__name__
+
+
+def threads() -> int:
+    """The threads of this process, as the kernel counts them (the page thread is a C one)."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_a_walk_left_early_lets_go_of_its_capture() -> None:
+    """The native walk has its pages mapped in and handed back by a thread beside it, which
+    holds the mapping while it runs: leaving the events early stops it, so that the capture
+    file can be closed (an open view of the mapping would refuse that)."""
+    before = threads()
+    events = capture_events(str(SMB2_CAPTURE), Diagnostics())
+    next(events)
+    assert threads() == before + 1
+    events.close()
+    assert threads() == before
+    assert len(list(capture_events(str(SMB2_CAPTURE), Diagnostics()))) > 10
+    assert threads() == before  # read to its end
 
 
 def test_every_corpus_capture_reads_alike(shared_data: Path) -> None:

@@ -20,8 +20,11 @@ import pytest
 import yaml
 from conftest import shared_dir
 from hostile_support import DATA, NXLOG, SMB2_CAPTURE, Run, smbwatch
-from scale_support import large_capture
+from oracle import read_pcap_records, tshark, write_pcap
+from scale_support import ETHERNET, large_capture, with_other_traffic
 
+from smbwatch.capture.pcap import read_frames
+from smbwatch.capture.streams import SAMPLE_FRAMES, SAMPLE_PLACES, smb_share
 from smbwatch.containers import InputFile
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
@@ -29,6 +32,7 @@ from smbwatch.options import Options
 from smbwatch.parallel import Readers, Work, parallel_inputs
 from smbwatch.pipeline import (
     SPLIT_AT,
+    SPLIT_SMB_SHARE,
     capture_events,
     input_events,
     local_shares,
@@ -44,6 +48,17 @@ pytestmark = pytest.mark.unit
 def large(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("parallel") / "large.pcap"
     return large_capture(path, SPLIT_AT + (4 << 20))
+
+
+@pytest.fixture(scope="module")
+def mixed(large: Path) -> Path:
+    """The first tenth of the large capture's frames in 20 runs, each followed by 2,000 frames
+    (3 MB) of other TCP traffic: a capture over ``SPLIT_AT`` that is mostly not SMB."""
+    _, records = read_pcap_records(large)
+    path = large.with_name("mixed.pcap")
+    write_pcap(path, ETHERNET, with_other_traffic(records[: len(records) // 10], 20, 2000))
+    assert path.stat().st_size > SPLIT_AT
+    return path
 
 
 def warnings(run: Run) -> Counter[str]:
@@ -150,6 +165,60 @@ def test_only_a_large_capture_file_read_in_place_is_split(large: Path, tmp_path:
     one = smbwatch("events", packed, "-f", "jsonl", "-j", "1", "--no-hash").clean(0)
     two = smbwatch("events", packed, "-f", "jsonl", "-j", "2", "--no-hash").clean(0)
     assert one.stdout == two.stdout
+
+
+def smb_bytes(capture: Path) -> float:
+    """The share of a capture's frame bytes that are TCP segments of SMB's ports or DCE/RPC
+    (what the decoders are given), by tshark over every frame."""
+    total = smb = 0
+    fields = ("frame.cap_len", "frame.protocols", "tcp.port")
+    for line in tshark("-r", str(capture), "-T", "fields", "-E", "separator=,",
+                       *(f"-e{field}" for field in fields)).splitlines():  # fmt: skip
+        length, protocols, *ports = line.split(",")
+        total += int(length)
+        if {"445", "139", "135"} & set(ports) or "dcerpc" in protocols.split(":"):
+            smb += int(length)
+    return smb / total
+
+
+def test_a_capture_mostly_of_other_traffic_is_read_whole(large: Path, mixed: Path) -> None:
+    """Each share walks every frame: for a capture mostly of other traffic, splitting costs
+    more walking than it saves decoding. How much is SMB is sampled across the file, within a
+    tenth of what tshark counts over every frame."""
+    for capture, split in ((large, 2), (mixed, 1)):
+        frames = read_frames(str(capture), Diagnostics())
+        try:
+            sampled = smb_share(frames)
+        finally:
+            frames.close()
+        assert sampled is not None
+        assert abs(sampled - smb_bytes(capture)) < 0.1, capture.name
+        assert (sampled >= SPLIT_SMB_SHARE) == (split == 2)
+        assert shares(InputFile(str(capture)), None, 2) == split
+
+
+@pytest.mark.parametrize(("big_endian", "nanoseconds"), [(False, False), (True, True)])
+def test_frames_sampled_across_a_capture_are_its_frames(
+    mixed: Path, tmp_path: Path, big_endian: bool, nanoseconds: bool
+) -> None:
+    """A look across a capture finds records from places in the middle of the file: every
+    frame it takes is one of the file's, at places spread over all of it."""
+    _, records = read_pcap_records(mixed)
+    capture = tmp_path / "written.pcap"
+    write_pcap(capture, ETHERNET, records, big_endian=big_endian, nanoseconds=nanoseconds)
+    spans, pos = set(), 24
+    for _, _, frame in records:
+        spans.add((pos + 16, pos + 16 + len(frame)))
+        pos += 16 + len(frame)
+    frames = read_frames(str(capture), Diagnostics())
+    try:
+        sampled = list(frames.sample(SAMPLE_PLACES, SAMPLE_FRAMES))
+    finally:
+        frames.close()
+    assert set(sampled) <= spans
+    assert len(sampled) > 0.9 * SAMPLE_PLACES * SAMPLE_FRAMES
+    starts = sorted(start for start, _ in sampled)
+    assert starts[0] < pos / SAMPLE_PLACES and starts[-1] > pos * 0.9
 
 
 def noting_the_worker(

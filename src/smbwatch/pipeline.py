@@ -17,7 +17,7 @@ from typing import Final
 from smbwatch.capture.endpoint import Endpoints
 from smbwatch.capture.flows import EVERY_FLOW, SMB_PORTS, FlowShare
 from smbwatch.capture.pcap import CaptureError, FrameReader, capture_format, read_frames
-from smbwatch.capture.streams import TcpStreams
+from smbwatch.capture.streams import TcpStreams, smb_share
 from smbwatch.capture.tcp import StreamConsumer, connection_id
 from smbwatch.containers import (
     ZIP_MAGIC,
@@ -60,6 +60,11 @@ SNIFF_SIZE: Final = 4096
 # A capture file at least this large is read by every worker of ``-j N``, each decoding the
 # connections of its share: a smaller one is read faster by one worker than N times over.
 SPLIT_AT: Final = 64 << 20
+# ... if at least this share of its bytes is SMB's (``streams.smb_share``): each share walks every
+# frame, so a capture mostly of other traffic is read faster whole, by one process whose page
+# thread walks beside it (on two cores, ``--no-hash``: a 1.2 GB capture 9% SMB in 0.36 s whole
+# against 0.47 s split; 25% and 50% SMB alike both ways; 75% SMB 0.54 s split against 0.68 s).
+SPLIT_SMB_SHARE: Final = 0.3
 END: Final = 1 << 62  # the key of the events the end of a capture completes (after every frame)
 # Capture formats are told apart by the reader itself: forcing one on the other is no mismatch.
 _SAME_READER: Final = {"pcap": "capture", "pcapng": "capture"}
@@ -441,8 +446,9 @@ def local_shares(source: InputFile, input_format: str | None, jobs: int, options
 
 def shares(source: InputFile, input_format: str | None, jobs: int) -> int:
     """In how many shares an input is read: one per job for a capture file of ``SPLIT_AT`` or
-    more read where it lies (memory-mapped by every share); any other input whole (a compressed
-    capture, or one in a zip, would be decompressed once per share)."""
+    more read where it lies (memory-mapped by every share), mostly SMB (``SPLIT_SMB_SHARE``);
+    any other input whole (a compressed capture, or one in a zip, would be decompressed once
+    per share)."""
     if jobs < 2 or source.member is not None:
         return 1
     if input_format is not None and input_format not in CAPTURE_FORMATS:
@@ -450,9 +456,16 @@ def shares(source: InputFile, input_format: str | None, jobs: int) -> int:
     try:
         if os.stat(source.path).st_size < SPLIT_AT or not source.plain_file():
             return 1
-        return jobs if sniff_format(source) in CAPTURE_FORMATS else 1
-    except (OSError, InputError):
+        if sniff_format(source) not in CAPTURE_FORMATS:
+            return 1
+        frames = read_frames(source, Diagnostics())
+    except (OSError, InputError, CaptureError):
         return 1  # said when it is read
+    try:
+        share = smb_share(frames)
+    finally:
+        frames.close()
+    return jobs if share is None or share >= SPLIT_SMB_SHARE else 1
 
 
 def _events_of(run: InputRun, input_format: str | None, options: Options) -> Iterator[SmbEvent]:

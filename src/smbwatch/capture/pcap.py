@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import struct
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import BinaryIO, Final
 
 from mypy_extensions import mypyc_attr
@@ -24,6 +24,11 @@ CHUNK: Final = 1 << 22
 MAX_RECORD: Final = (
     1 << 18
 )  # no real link layer frame is larger; a bigger length means a corrupt file
+
+# A record is found from the middle of a pcap file (``FrameReader.sample``) where this many
+# plausible record headers follow each other, searched for this far from where the look starts.
+RESYNC_CHAIN: Final = 8
+RESYNC_SEARCH: Final = 1 << 16
 
 PCAP_MAGICS: Final = {
     b"\xd4\xc3\xb2\xa1": ("<", 1),
@@ -99,6 +104,7 @@ class FrameReader:
         self.pos = 0
         self.path = ""
         self.diagnostics = Diagnostics()
+        self.releases: list[Callable[[], None]] = []  # before_close
 
     def next(self) -> bool:
         raise NotImplementedError
@@ -106,8 +112,21 @@ class FrameReader:
     def close(self) -> None:
         """Stop early (the end of the capture closes it too)."""
 
+    def sample(self, places: int, count: int) -> Iterator[tuple[int, int]]:
+        """Where up to ``count`` frames lie (``mapped[start:stop]``) at each of ``places``
+        places spread over the file, found without reading what lies between: a look across a
+        large capture (``streams.smb_share``). Nothing where records cannot be found that way
+        (pcapng; a file not mapped)."""
+        return iter(())
+
+    def before_close(self, release: Callable[[], None]) -> None:
+        """Have ``release`` called before the mapped file is closed: whatever still holds the
+        mapping (the native path's page thread) lets go of it first, in any order of closing."""
+        self.releases.append(release)
+
     def _read_from(self, chunks: _Chunks) -> None:
         """The frames are read from ``chunks``: where that is the memory-mapped file, say so."""
+        chunks.releases = self.releases
         if chunks.mapped is not None:
             self.mapped, self.fileno = chunks.mapped, chunks.stream.fileno()
 
@@ -167,13 +186,15 @@ class _Chunks:
     back to the kernel as the window moves, so neither copies nor memory grow with the file;
     a compressed one is read in chunks."""
 
-    __slots__ = ("stream", "buf", "pos", "end", "mapped", "path", "diagnostics", "damage_said")
+    __slots__ = ("stream", "buf", "pos", "end", "mapped", "path", "diagnostics", "damage_said",
+                 "releases")  # fmt: skip
 
     def __init__(
         self, stream: BinaryIO, head: bytes, path: str, diagnostics: Diagnostics, plain: bool
     ) -> None:
         self.stream, self.path, self.diagnostics = stream, path, diagnostics
         self.damage_said = False
+        self.releases: list[Callable[[], None]] = []  # called before the mapping is closed
         self.mapped: mmap.mmap | None = None
         if plain:
             with contextlib.suppress(OSError, ValueError):  # empty, or not a regular file
@@ -206,6 +227,8 @@ class _Chunks:
         return self.end >= n
 
     def close(self) -> None:
+        for release in self.releases:
+            release()
         if self.mapped is not None:
             self.mapped.close()
         self.stream.close()
@@ -267,6 +290,55 @@ class _PcapReader(FrameReader):
     def close(self) -> None:
         if not self.done:
             self._finish()
+
+    def sample(self, places: int, count: int) -> Iterator[tuple[int, int]]:
+        buf = self.mapped
+        if buf is None:
+            return
+        size = len(buf)
+        for index in range(places):
+            pos = self._record_near(buf, 24 + (size - 24) * index // places, size)
+            seconds = -1
+            for _ in range(count):
+                stop, seconds = self._record_end(buf, pos, size, seconds)
+                if stop < 0:
+                    break
+                yield pos + 16, stop
+                pos = stop
+
+    def _record_near(self, buf: mmap.mmap, place: int, size: int) -> int:
+        """The first place at or after ``place`` (within ``RESYNC_SEARCH`` bytes) where
+        ``RESYNC_CHAIN`` plausible records follow each other; -1 if there is none."""
+        for candidate in range(place, min(place + RESYNC_SEARCH, size - 16)):
+            pos, seconds = candidate, -1
+            for _ in range(RESYNC_CHAIN):
+                pos, seconds = self._record_end(buf, pos, size, seconds)
+                if pos < 0:
+                    break
+            else:
+                return candidate
+        return -1
+
+    def _record_end(self, buf: mmap.mmap, pos: int, size: int, after: int) -> tuple[int, int]:
+        """(where the record at ``pos`` ends, its seconds) if its header is plausible: a length
+        within the file, no larger than the frame's own or than any link's frame, a fraction of
+        a second under a second, and (``after`` not -1) a time no more than a minute before
+        ``after`` or a day after it; else (-1, -1)."""
+        if pos < 0 or size - pos < 16:
+            return -1, -1
+        seconds: int
+        fraction: int
+        caplen: int
+        length: int
+        seconds, fraction, caplen, length = self.unpack(buf, pos)
+        stop = pos + 16 + caplen
+        if not 0 < caplen <= length <= MAX_RECORD or stop > size:
+            return -1, -1
+        if fraction >= 1_000_000 * self.divisor:
+            return -1, -1
+        if after >= 0 and not after - 60 <= seconds <= after + 86_400:
+            return -1, -1
+        return stop, seconds
 
     def _damaged(self, what: str) -> None:
         self.diagnostics.damaged(self.path, f"{what} after frame {self.number}")

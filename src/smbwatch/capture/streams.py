@@ -24,6 +24,8 @@ from smbwatch.events import SmbEvent
 from smbwatch.interrupt import check as check_interrupt
 
 CHECK_EVERY: Final = 1023  # frames between looks at whether a stop was asked for (a mask)
+SAMPLE_PLACES: Final = 64  # places across a capture whose frames ``smb_share`` looks at
+SAMPLE_FRAMES: Final = 64  # frames at each
 
 
 class NativeStreams(Protocol):
@@ -32,6 +34,8 @@ class NativeStreams(Protocol):
     def advance(self, made: list[SmbEvent], segment: Segment) -> bool: ...
 
     def finish(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class FrameSegments:
@@ -58,6 +62,22 @@ class FrameSegments:
         return False
 
 
+def smb_share(frames: FrameReader) -> float | None:
+    """The share of the bytes of frames sampled across the capture (``FrameReader.sample``:
+    ``SAMPLE_PLACES`` places, ``SAMPLE_FRAMES`` frames at each) that are segments of SMB's ports
+    (or of DCE/RPC over TCP, as far as the sample shows one): how much of the capture is work
+    for the decoders rather than frames to walk past. None without a sample."""
+    if frames.mapped is None:
+        return None
+    flows, segment, diagnostics = Flows(EVERY_FLOW), Segment(), Diagnostics()
+    total = smb = 0
+    for start, stop in frames.sample(SAMPLE_PLACES, SAMPLE_FRAMES):
+        total += stop - start
+        if read_segment(frames.linktype, frames.mapped, start, stop, segment, diagnostics, flows):
+            smb += stop - start
+    return smb / total if total else None
+
+
 def native_path() -> bool:
     """Whether the native capture path is built and wanted (``SMBWATCH_PURE_PYTHON`` unset)."""
     if os.environ.get("SMBWATCH_PURE_PYTHON"):
@@ -76,7 +96,9 @@ def native_streams(
     if frames.mapped is not None and frames.kind and frames.number == 0 and native_path():
         from smbwatch.capture import native
 
-        return native.NativeStreams(frames, factory, diagnostics, flows)
+        streams = native.NativeStreams(frames, factory, diagnostics, flows)
+        frames.before_close(streams.close)
+        return streams
     return None
 
 
