@@ -297,7 +297,8 @@ class _PcapReader(FrameReader):
             return
         size = len(buf)
         for index in range(places):
-            pos = self._record_near(buf, 24 + (size - 24) * index // places, size)
+            place = 24 + (size - 24) * index // places
+            pos = self._record_near(buf, place, size)
             seconds = -1
             for _ in range(count):
                 stop, seconds = self._record_end(buf, pos, size, seconds)
@@ -305,6 +306,11 @@ class _PcapReader(FrameReader):
                     break
                 yield pos + 16, stop
                 pos = stop
+            # what was read is handed back: a fault maps in as much as a megabyte of the file
+            first = place - place % mmap.PAGESIZE
+            buf.madvise(
+                mmap.MADV_DONTNEED, first, min(size, max(pos, place) + RESYNC_SEARCH) - first
+            )
 
     def _record_near(self, buf: mmap.mmap, place: int, size: int) -> int:
         """The first place at or after ``place`` (within ``RESYNC_SEARCH`` bytes) where
