@@ -4,8 +4,9 @@
 
 The floor is ``tcpdump -r F -w /dev/null 'tcp port 445'``: reading the file and keeping SMB's
 frames, no decoding at all. smbwatch runs ``events --no-hash -f jsonl`` three times: with the
-default ``-j`` (every core: a large capture split between the workers by connection), with
-``-j 1`` (one process, the native capture path, ``capture/native.pyx``) and ``-j 1`` with
+default ``-j`` (every core: a large capture that is mostly SMB split between the workers by
+connection, ``pipeline.SPLIT_SMB_SHARE``), with ``-j 1`` (one process, the native capture path,
+``capture/native.pyx``, its page work on a thread beside the walk) and ``-j 1`` with
 ``SMBWATCH_PURE_PYTHON=1`` (the Python path over the same compiled build). Each command runs
 ``--runs`` times (best time kept: the machine is shared); printed, per capture: seconds, MB/s,
 peak memory (max RSS of the largest process, from wait4), and each smbwatch run as a share of
