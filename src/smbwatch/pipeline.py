@@ -62,8 +62,9 @@ SNIFF_SIZE: Final = 4096
 SPLIT_AT: Final = 64 << 20
 # ... if at least this share of its bytes is SMB's (``streams.smb_share``): each share walks every
 # frame, so a capture mostly of other traffic is read faster whole, by one process whose page
-# thread walks beside it (on two cores, ``--no-hash``: a 1.2 GB capture 9% SMB in 0.36 s whole
-# against 0.47 s split; 25% and 50% SMB alike both ways; 75% SMB 0.54 s split against 0.68 s).
+# thread works beside its walk (two cores, ``--no-hash``: a 1.2 GB capture 9% SMB in 0.36 s
+# whole against 0.47 s split; 0.5 GB captures 25% and 50% SMB alike both ways, 75% SMB in 0.54
+# s split against 0.68 s whole).
 SPLIT_SMB_SHARE: Final = 0.3
 END: Final = 1 << 62  # the key of the events the end of a capture completes (after every frame)
 # Capture formats are told apart by the reader itself: forcing one on the other is no mismatch.
