@@ -117,6 +117,33 @@ def write_pcap(
     path.write_bytes(b"".join(parts))
 
 
+def pcapng(
+    records: Iterable[tuple[int, int, bytes]], linktype: int, *, big: bool = False, tsresol: int = 6
+) -> bytes:
+    """The records as a pcapng section: one interface (``if_tsresol``), Enhanced Packet Blocks."""
+    order = ">" if big else "<"
+
+    def block(kind: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        return (
+            struct.pack(order + "II", kind, len(body) + 12)
+            + body
+            + struct.pack(order + "I", len(body) + 12)
+        )
+
+    option = struct.pack(order + "HH", 9, 1) + bytes([tsresol]) + b"\0\0\0"
+    out = [block(0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1))]
+    out.append(block(1, struct.pack(order + "HHI", linktype, 0, 0) + option + b"\0\0\0\0"))
+    units = 2 ** (tsresol & 0x7F) if tsresol & 0x80 else 10**tsresol
+    for seconds, micros, frame in records:
+        ticks = (seconds * 1_000_000 + micros) * units // 1_000_000 % (1 << 64)
+        body = struct.pack(
+            order + "IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame)
+        )
+        out.append(block(6, body + frame))
+    return b"".join(out)
+
+
 def rename_in_capture(source: Path, target: Path, old: str, new: str) -> None:
     """Replace a UTF-16LE file name in every frame (same length), as hostile traffic would."""
     old_bytes, new_bytes = old.encode("utf-16-le"), new.encode("utf-16-le")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from hostile_support import PCAPNG, RPC_OVER_TCP, SMB2_CAPTURE, both_paths
-from oracle import read_pcap_records, write_pcap
+from oracle import pcapng, read_pcap_records, write_pcap
 
 from smbwatch.capture.flows import flow_hash, flow_key, flow_share_of
 from smbwatch.capture.native import native_flow_hash
@@ -135,31 +135,6 @@ def test_every_link_layer_reads_alike(tmp_path: Path, layer: str) -> None:
     assert len(original[0]) > 10
     assert without_source(said[0]) == without_source(original[0])
     assert said[1] == original[1]
-
-
-def pcapng(records: Records, linktype: int, *, big: bool = False, tsresol: int = 6) -> bytes:
-    """The records as a pcapng section: one interface (``if_tsresol``), Enhanced Packet Blocks."""
-    order = ">" if big else "<"
-
-    def block(kind: int, body: bytes) -> bytes:
-        body += b"\0" * (-len(body) % 4)
-        return (
-            struct.pack(order + "II", kind, len(body) + 12)
-            + body
-            + struct.pack(order + "I", len(body) + 12)
-        )
-
-    option = struct.pack(order + "HH", 9, 1) + bytes([tsresol]) + b"\0\0\0"
-    out = block(0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1))
-    out += block(1, struct.pack(order + "HHI", linktype, 0, 0) + option + b"\0\0\0\0")
-    units = 2 ** (tsresol & 0x7F) if tsresol & 0x80 else 10**tsresol
-    for seconds, micros, frame in records:
-        ticks = (seconds * 1_000_000 + micros) * units // 1_000_000 % (1 << 64)
-        body = struct.pack(
-            order + "IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame)
-        )
-        out += block(6, body + frame)
-    return out
 
 
 @pytest.mark.parametrize("big", [False, True], ids=["little", "big"])

@@ -8,10 +8,13 @@ whole is the reference (a capture of the Samba lab: test_parallel_lab.py).
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
+import random
 import shutil
+import struct
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +23,7 @@ import pytest
 import yaml
 from conftest import shared_dir
 from hostile_support import DATA, NXLOG, SMB2_CAPTURE, Run, smbwatch
-from oracle import read_pcap_records, tshark, write_pcap
+from oracle import pcapng, read_pcap_records, tshark, write_pcap
 from scale_support import ETHERNET, large_capture, with_other_traffic
 
 from smbwatch.capture.pcap import read_frames
@@ -167,6 +170,7 @@ def test_only_a_large_capture_file_read_in_place_is_split(large: Path, tmp_path:
     assert one.stdout == two.stdout
 
 
+@functools.cache
 def smb_bytes(capture: Path) -> float:
     """The share of a capture's frame bytes that are TCP segments of SMB's ports or DCE/RPC
     (what the decoders are given), by tshark over every frame."""
@@ -197,28 +201,64 @@ def test_a_capture_mostly_of_other_traffic_is_read_whole(large: Path, mixed: Pat
         assert shares(InputFile(str(capture)), None, 2) == split
 
 
-@pytest.mark.parametrize(("big_endian", "nanoseconds"), [(False, False), (True, True)])
+@pytest.mark.parametrize("form", ["pcap", "pcap-big-ns", "pcapng", "pcapng-big"])
 def test_frames_sampled_across_a_capture_are_its_frames(
-    mixed: Path, tmp_path: Path, big_endian: bool, nanoseconds: bool
+    mixed: Path, tmp_path: Path, form: str
 ) -> None:
     """A look across a capture finds records from places in the middle of the file: every
-    frame it takes is one of the file's, at places spread over all of it."""
+    frame it takes is one of the capture's frames, at places spread over all of it, and a
+    capture's share of SMB is sampled alike whatever its file format."""
     _, records = read_pcap_records(mixed)
-    capture = tmp_path / "written.pcap"
-    write_pcap(capture, ETHERNET, records, big_endian=big_endian, nanoseconds=nanoseconds)
-    spans, pos = set(), 24
-    for _, _, frame in records:
-        spans.add((pos + 16, pos + 16 + len(frame)))
-        pos += 16 + len(frame)
+    capture = tmp_path / "written"
+    big = form.endswith("-big") or form.endswith("-big-ns")
+    if form.startswith("pcapng"):
+        capture.write_bytes(pcapng(records, ETHERNET, big=big))
+    else:
+        write_pcap(capture, ETHERNET, records, big_endian=big, nanoseconds=big)
+    frames = read_frames(str(capture), Diagnostics())
+    try:
+        assert frames.mapped is not None
+        sampled = [
+            (linktype, start, bytes(frames.mapped[start:stop]))
+            for linktype, start, stop in frames.sample(SAMPLE_PLACES, SAMPLE_FRAMES)
+        ]
+        share = smb_share(frames)
+    finally:
+        frames.close()
+    assert {frame for _, _, frame in sampled} <= {frame for _, _, frame in records}
+    assert {linktype for linktype, _, _ in sampled} == {ETHERNET}
+    assert len(sampled) > 0.9 * SAMPLE_PLACES * SAMPLE_FRAMES
+    starts = sorted(start for _, start, _ in sampled)
+    size = capture.stat().st_size
+    assert starts[0] < size / SAMPLE_PLACES and starts[-1] > size * 0.9
+    assert share is not None and abs(share - smb_bytes(mixed)) < 0.1
+
+
+@pytest.mark.parametrize("form", ["pcap", "pcapng"])
+def test_a_look_across_a_hostile_file_costs_nothing_but_the_look(tmp_path: Path, form: str) -> None:
+    """Random bytes after a valid file header, and the same bytes laid out as plausible
+    headers that chain for a while and then break: the look finds no frames or real ones,
+    never raises, and answers within its bounds."""
+    rng = random.Random(15)
+    capture = tmp_path / form
+    head = pcapng([], ETHERNET) if form == "pcapng" else bytes.fromhex("d4c3b2a1") + bytes(20)
+    noise = rng.randbytes(2 << 20)
+    # records of 40 bytes that claim to chain (a pcap record header, a pcapng block's lengths)
+    fake = b"".join(
+        struct.pack("<IIII", 1_600_000_000, 0, 24, 24) + rng.randbytes(24)
+        if form == "pcap"
+        else struct.pack("<II", 6, 40) + rng.randbytes(28) + struct.pack("<I", 40)
+        for _ in range(7)
+    )
+    capture.write_bytes(head + noise + (fake + rng.randbytes(13)) * 20_000)
     frames = read_frames(str(capture), Diagnostics())
     try:
         sampled = list(frames.sample(SAMPLE_PLACES, SAMPLE_FRAMES))
+        share = smb_share(frames)
     finally:
         frames.close()
-    assert set(sampled) <= spans
-    assert len(sampled) > 0.9 * SAMPLE_PLACES * SAMPLE_FRAMES
-    starts = sorted(start for start, _ in sampled)
-    assert starts[0] < pos / SAMPLE_PLACES and starts[-1] > pos * 0.9
+    assert all(0 <= start <= stop <= capture.stat().st_size for _, start, stop in sampled)
+    assert share is None or 0 <= share <= 1
 
 
 def noting_the_worker(

@@ -112,11 +112,12 @@ class FrameReader:
     def close(self) -> None:
         """Stop early (the end of the capture closes it too)."""
 
-    def sample(self, places: int, count: int) -> Iterator[tuple[int, int]]:
-        """Where up to ``count`` frames lie (``mapped[start:stop]``) at each of ``places``
-        places spread over the file, found without reading what lies between: a look across a
-        large capture (``streams.smb_share``). Nothing where records cannot be found that way
-        (pcapng; a file not mapped)."""
+    def sample(self, places: int, count: int) -> Iterator[tuple[int, int, int]]:
+        """(link type, start, stop) of up to ``count`` frames (``mapped[start:stop]``) at each
+        of ``places`` places spread over the file, found without reading what lies between: a
+        look across a large capture (``streams.smb_share``). The pages read are handed back
+        place by place (a fault maps in as much as a megabyte of the file). Nothing for a file
+        not mapped."""
         return iter(())
 
     def before_close(self, release: Callable[[], None]) -> None:
@@ -153,6 +154,38 @@ class _FramesOf(FrameReader):
     def close(self) -> None:
         self.frames.close()
         self.chunks.close()  # a generator closed before it started has not closed it
+
+    def sample(self, places: int, count: int) -> Iterator[tuple[int, int, int]]:
+        buf = self.mapped
+        if buf is None or self.kind != "pcapng" or len(buf) < 12:
+            return
+        size = len(buf)
+        order = ">" if buf[8:12] == b"\x1a\x2b\x3c\x4d" else "<"
+        header, packet_block, old_packet_block, _ = _PCAPNG_STRUCTS[order]
+        interfaces = _first_interfaces(buf, order)
+        for index in range(places):
+            place = 24 + (size - 24) * index // places
+            place += -place % 4  # blocks are whole words from the start of the file
+            pos = _block_near(buf, place, header)
+            for _ in range(count):
+                end = _block_end(buf, pos, header)
+                if end < 0:
+                    break
+                block_type: int
+                iface_id: int
+                caplen: int
+                block_type = header.unpack_from(buf, pos)[0]
+                first, body = pos + 8, end - pos - 12
+                pos = end
+                if block_type == 6 and body >= 20:
+                    iface_id, _, _, caplen = packet_block.unpack_from(buf, first)
+                elif block_type == 2 and body >= 20:
+                    iface_id, _, _, _, caplen = old_packet_block.unpack_from(buf, first)
+                else:
+                    continue
+                if iface_id < len(interfaces) and caplen <= body - 20:
+                    yield interfaces[iface_id].linktype, first + 20, first + 20 + caplen
+            _hand_back(buf, place, pos)
 
 
 def read_frames(source: str | InputFile, diagnostics: Diagnostics) -> FrameReader:
@@ -291,7 +324,7 @@ class _PcapReader(FrameReader):
         if not self.done:
             self._finish()
 
-    def sample(self, places: int, count: int) -> Iterator[tuple[int, int]]:
+    def sample(self, places: int, count: int) -> Iterator[tuple[int, int, int]]:
         buf = self.mapped
         if buf is None:
             return
@@ -304,13 +337,9 @@ class _PcapReader(FrameReader):
                 stop, seconds = self._record_end(buf, pos, size, seconds)
                 if stop < 0:
                     break
-                yield pos + 16, stop
+                yield self.linktype, pos + 16, stop
                 pos = stop
-            # what was read is handed back: a fault maps in as much as a megabyte of the file
-            first = place - place % mmap.PAGESIZE
-            buf.madvise(
-                mmap.MADV_DONTNEED, first, min(size, max(pos, place) + RESYNC_SEARCH) - first
-            )
+            _hand_back(buf, place, pos)
 
     def _record_near(self, buf: mmap.mmap, place: int, size: int) -> int:
         """The first place at or after ``place`` (within ``RESYNC_SEARCH`` bytes) where
@@ -354,6 +383,57 @@ class _PcapReader(FrameReader):
         self.buf = b""
         self.chunks.close()
         return False
+
+
+def _hand_back(buf: mmap.mmap, place: int, pos: int) -> None:
+    """The pages a look from ``place`` read (to ``pos``, or searching) back to the kernel."""
+    first = place - place % mmap.PAGESIZE
+    buf.madvise(mmap.MADV_DONTNEED, first, min(len(buf), max(pos, place) + RESYNC_SEARCH) - first)
+
+
+def _first_interfaces(buf: mmap.mmap, order: str) -> list[_Interface]:
+    """The interfaces a pcapng file's first section describes before its first packet."""
+    header = _PCAPNG_STRUCTS[order][0]
+    interfaces: list[_Interface] = []
+    pos = 0
+    for _ in range(RESYNC_SEARCH // 16):
+        end = _block_end(buf, pos, header)
+        if end < 0:
+            break
+        block_type: int = header.unpack_from(buf, pos)[0]
+        if block_type == 1 and end - pos >= 20:
+            interfaces.append(_interface(buf[pos + 8 : end - 4], order))
+        elif block_type in (2, 3, 6):
+            break
+        pos = end
+    return interfaces
+
+
+def _block_near(buf: mmap.mmap, place: int, header: struct.Struct) -> int:
+    """The first word at or after ``place`` (within ``RESYNC_SEARCH`` bytes) where
+    ``RESYNC_CHAIN`` plausible pcapng blocks follow each other; -1 if there is none."""
+    for candidate in range(place, min(place + RESYNC_SEARCH, len(buf) - 12), 4):
+        pos = candidate
+        for _ in range(RESYNC_CHAIN):
+            pos = _block_end(buf, pos, header)
+            if pos < 0:
+                break
+        else:
+            return candidate
+    return -1
+
+
+def _block_end(buf: mmap.mmap, pos: int, header: struct.Struct) -> int:
+    """Where the pcapng block at ``pos`` ends if it is plausible: a length of whole words, as
+    the reader allows, within the file and repeated at the block's end; else -1."""
+    if pos < 0 or len(buf) - pos < 12:
+        return -1
+    length: int = header.unpack_from(buf, pos)[1]
+    end = pos + length
+    if length < 12 or length % 4 or length > MAX_RECORD + 64 * 1024 or end > len(buf):
+        return -1
+    trailer: int = header.unpack_from(buf, end - 8)[1]  # the last word: the length again
+    return end if trailer == length else -1
 
 
 class _Interface:

@@ -71,9 +71,9 @@ def smb_share(frames: FrameReader) -> float | None:
         return None
     flows, segment, diagnostics = Flows(EVERY_FLOW), Segment(), Diagnostics()
     total = smb = 0
-    for start, stop in frames.sample(SAMPLE_PLACES, SAMPLE_FRAMES):
+    for linktype, start, stop in frames.sample(SAMPLE_PLACES, SAMPLE_FRAMES):
         total += stop - start
-        if read_segment(frames.linktype, frames.mapped, start, stop, segment, diagnostics, flows):
+        if read_segment(linktype, frames.mapped, start, stop, segment, diagnostics, flows):
             smb += stop - start
     return smb / total if total else None
 
