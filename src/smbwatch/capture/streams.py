@@ -35,8 +35,6 @@ class NativeStreams(Protocol):
 
     def finish(self) -> None: ...
 
-    def close(self) -> None: ...
-
 
 class FrameSegments:
     """The segments of SMB's ports and of DCE/RPC over TCP among the frames of a
