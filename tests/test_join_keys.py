@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import random
+import struct
 from collections import defaultdict
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import pytest
 from conftest import shared_dir
 from oracle import tshark_fields
 
-from smbwatch.capture.tcp import connection_id
+from smbwatch.capture.tcp import SYN, connection_id, opening
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.pipeline import iter_events
@@ -49,6 +52,27 @@ def test_conn_id_is_the_4_tuple_and_the_clients_initial_sequence_number() -> Non
     assert (("172.18.39.5", 56575, "172.18.38.5", 445), False) in seen
     assert (("172.18.39.5", 56608, "172.18.39.6", 49726), True) in seen
     assert (("172.18.39.5", 56607, "172.18.39.6", 135), True) in seen
+
+
+def test_addresses_are_written_as_the_standard_library_writes_them() -> None:
+    """The text of the addresses that go into ``conn_id`` and every event (IPv4 is written
+    without ``ipaddress``, which a scan of many connections paid for)."""
+    rng = random.Random(445)
+    edges = [
+        bytes(4),
+        b"\xff" * 4,
+        bytes([10, 0, 0, 1]),
+        bytes([192, 168, 100, 9]),
+        bytes(16),
+        b"\xfe\x80" + bytes(13) + b"\x01",
+        bytes(10) + b"\xff\xff" + bytes([172, 18, 39, 5]),  # IPv4-mapped
+        b"\x20\x01\x0d\xb8" + bytes(4) + b"\x00\x01" + bytes(6),
+    ]
+    for raw in edges + [rng.randbytes(rng.choice((4, 16))) for _ in range(4000)]:
+        key = raw + raw[::-1] + struct.pack("!HH", 50123, 445)
+        _, _, _, (client, _, server, _, _) = opening(key, 50123, 445, 1, SYN)
+        assert client == str(ipaddress.ip_address(raw))
+        assert server == str(ipaddress.ip_address(raw[::-1]))
 
 
 def test_two_sensors_give_one_conn_id_per_connection() -> None:

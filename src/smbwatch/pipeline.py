@@ -18,7 +18,7 @@ from smbwatch.capture.endpoint import Endpoints
 from smbwatch.capture.flows import EVERY_FLOW, SMB_PORTS, FlowShare
 from smbwatch.capture.pcap import CaptureError, FrameReader, capture_format, read_frames
 from smbwatch.capture.streams import TcpStreams, smb_share
-from smbwatch.capture.tcp import StreamConsumer, connection_id
+from smbwatch.capture.tcp import StreamConsumer
 from smbwatch.containers import (
     ZIP_MAGIC,
     ContainerError,
@@ -291,9 +291,8 @@ def _capture_events(
     def connection(
         client: str, client_port: int, server: str, server_port: int, isn: int | None
     ) -> StreamConsumer:
-        conn_id = connection_id(client, client_port, server, server_port, isn)
-        endpoints = Endpoints(
-            client, client_port, server, server_port, source_format, path, conn_id
+        endpoints = Endpoints.of_connection(
+            client, client_port, server, server_port, source_format, path, isn
         )
         if server_port in SMB_PORTS:
             return SmbConnection(endpoints, diagnostics, decoders, out)

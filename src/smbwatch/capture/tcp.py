@@ -140,6 +140,10 @@ class _Connection:
 
 
 def _address(raw: bytes) -> str:
+    """An address as ``ipaddress`` writes it; IPv4 without its objects (a connection each, and
+    a scan opens hundreds of thousands: ``ipaddress`` took half the time of reading one)."""
+    if len(raw) == 4:
+        return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
     return str(ipaddress.ip_address(raw))
 
 
