@@ -11,6 +11,8 @@ from __future__ import annotations
 import struct
 from typing import Final
 
+from smbwatch.smb.utf16 import utf16le
+
 # CreateDisposition, CreateAction (MS-SMB2 2.2.13, 2.2.14; MS-CIFS 2.2.4.64 for NT_CREATE_ANDX)
 CREATE_DISPOSITIONS: Final = (
     "FILE_SUPERSEDE",
@@ -145,7 +147,7 @@ def file_rename_information_name(buffer: bytes) -> str:
     start = _FILE_RENAME_INFORMATION.size
     if start + length > len(buffer):
         raise ValueError(f"rename target of {length} bytes beyond a {len(buffer)}-byte buffer")
-    return buffer[start : start + length].decode("utf-16-le", "replace")
+    return utf16le(buffer[start : start + length])
 
 
 _U8: Final = struct.Struct("<B")

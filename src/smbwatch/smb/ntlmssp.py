@@ -11,6 +11,8 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from smbwatch.smb.utf16 import utf16le
+
 SIGNATURE: Final = b"NTLMSSP\x00"
 NEGOTIATE_MESSAGE: Final = 1
 CHALLENGE_MESSAGE: Final = 2
@@ -79,7 +81,7 @@ def _payload_start(blob: bytes, descriptors: tuple[bytes, ...]) -> int:
 
 
 def _text(raw: bytes, unicode: bool) -> str:
-    return raw.decode("utf-16-le", "replace") if unicode else raw.decode("cp437")
+    return utf16le(raw) if unicode else raw.decode("cp437")
 
 
 def _version(blob: bytes, flags: int, offset: int, payload_start: int) -> str | None:
@@ -128,7 +130,7 @@ def parse_challenge(blob: bytes) -> Challenge:
         if av_id == _MSV_AV_EOL or offset + av_len > len(info):
             break
         if av_id <= _MSV_AV_DNS_COMPUTER_NAME:
-            names[av_id] = info[offset : offset + av_len].decode("utf-16-le", "replace")
+            names[av_id] = utf16le(info[offset : offset + av_len])
         offset += av_len
     return Challenge(
         target_name=_text(_field(blob, target_name), unicode),

@@ -13,6 +13,7 @@ from typing import Final
 
 from smbwatch.ntstatus import nt_status_name
 from smbwatch.smb.fscc import FILE_OPENED
+from smbwatch.smb.utf16 import utf16le
 
 PROTOCOL_ID: Final = b"\xffSMB"
 HEADER_SIZE: Final = 32
@@ -406,9 +407,9 @@ def smb_string(buf: bytes, offset: int, end: int, unicode: bool) -> tuple[str, i
         nul = buf.find(b"\0\0", search, end)
         if nul < 0:
             stop = end - ((end - offset) & 1)
-            return buf[offset:stop].decode("utf-16-le", "replace"), end
+            return utf16le(buf[offset:stop]), end
         if not (nul - offset) & 1:
-            return buf[offset:nul].decode("utf-16-le", "replace"), nul + 2
+            return utf16le(buf[offset:nul]), nul + 2
         search = nul + 1
 
 

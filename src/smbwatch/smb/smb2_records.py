@@ -13,6 +13,7 @@ import struct
 from typing import Final
 
 from smbwatch.smb.fscc import FILE_INFORMATION_CLASSES, FS_INFORMATION_CLASSES
+from smbwatch.smb.utf16 import utf16le
 
 PROTOCOL_ID: Final = b"\xfeSMB"
 TRANSFORM_PROTOCOL_ID: Final = b"\xfdSMB"
@@ -153,7 +154,7 @@ def buffer(msg: bytes, offset: int, length: int, what: str) -> bytes:
 
 
 def _utf16(msg: bytes, offset: int, length: int, what: str) -> str:
-    return buffer(msg, offset, length, what).decode("utf-16-le", "replace")
+    return utf16le(buffer(msg, offset, length, what))
 
 
 # NEGOTIATE response (2.2.4): StructureSize, SecurityMode, DialectRevision
