@@ -86,7 +86,8 @@ class _Direction:
         self.frame = 0
 
     def reset(self) -> None:
-        self.buf.clear()
+        if self.buf:  # most messages are read straight out of their segment
+            self.buf.clear()
         self.length = self.want = -1
 
 
@@ -105,12 +106,13 @@ class SmbConnection(StreamConsumer):
         self.factories = factories
         self.decoders: dict[int, Decoder] = {}
         self.out = out
-        self.directions = {True: _Direction(), False: _Direction()}
+        self.from_client = _Direction()
+        self.from_server = _Direction()
 
     def data(self, from_client: bool, payload: bytes, time: int, frame: int) -> Skip:
         """Frame the next in-order bytes of one direction; how many following bytes to skip,
         and the decoder's tap they go to."""
-        state = self.directions[from_client]
+        state = self.from_client if from_client else self.from_server
         end = len(payload)
         pos = 0
         while pos < end:
@@ -139,7 +141,7 @@ class SmbConnection(StreamConsumer):
 
     def gap(self, from_client: bool, length: int) -> None:
         """Bytes of one direction were never captured."""
-        state = self.directions[from_client]
+        state = self.from_client if from_client else self.from_server
         if state.body_left:
             inside = min(length, state.body_left)
             state.body_left -= inside
@@ -156,7 +158,7 @@ class SmbConnection(StreamConsumer):
 
     def close(self) -> None:
         """End of the connection: decoders flush what they hold."""
-        for state in self.directions.values():
+        for state in (self.from_client, self.from_server):
             if state.buf and not state.hunting:
                 self.diagnostics.warn("smb_message_truncated", "connection ended inside a message")
         for decoder in self.decoders.values():
@@ -189,7 +191,7 @@ class SmbConnection(StreamConsumer):
                 state.buf += payload[pos:]
                 return end
             if state.length < 0:
-                length = int.from_bytes(view[start + 1 : start + 4])
+                length = view[start + 1] << 16 | view[start + 2] << 8 | view[start + 3]
                 if not self._header(state, view[start], length):
                     state.buf.clear()
                     return start + 4 if view is payload else pos
