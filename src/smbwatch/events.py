@@ -115,6 +115,12 @@ class SmbEvent:
         self.source = source
         self.action = action
         self.session_id = None  # compiled, the class default of this int | str field is not applied
+        if fields:
+            self.update(fields)
+
+    def update(self, fields: dict[str, Any]) -> None:
+        """Set the fields named (a name that is no field is a ``TypeError``). By name, so
+        slower than setting each: for fields chosen at run time."""
         for name, value in fields.items():
             if name not in _FIELD_SET:
                 raise TypeError(f"SmbEvent has no field {name!r}")

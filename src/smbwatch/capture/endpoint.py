@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from smbwatch.capture.tcp import connection_id
 from smbwatch.events import SmbEvent
 
@@ -66,9 +64,10 @@ class Endpoints:
             )
         return self._conn_id
 
-    def event(self, action: str, time: int, frame: int | None, **fields: Any) -> SmbEvent:
-        """A network event on this connection: endpoints and where it was read filled in."""
-        event = SmbEvent(time, "network", action, **fields)
+    def event(self, action: str, time: int, frame: int | None) -> SmbEvent:
+        """A network event on this connection: endpoints and where it was read filled in (the
+        caller sets the rest, field by field: no keywords to pack and look up by name)."""
+        event = SmbEvent(time, "network", action)
         event.source_format, event.source_file = self.source_format, self.source_file
         event.source_ref = frame
         event.src_ip, event.src_port = self.src_ip, self.src_port

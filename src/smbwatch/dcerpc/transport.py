@@ -35,4 +35,6 @@ class RpcTcpConnection(StreamConsumer):
         answered_only = call.request_frame is None  # only the response was captured
         time = call.response_time if answered_only else call.request_time
         frame = call.response_frame if answered_only else call.request_frame
-        return self.endpoints.event("rpc_call", time or 0, frame, **call_fields(call))
+        event = self.endpoints.event("rpc_call", time or 0, frame)
+        event.update(call_fields(call))
+        return event

@@ -74,6 +74,10 @@ class Transfers:
         self.digests().finish(stream.number)
         self._awaiting[id(event)] = _Awaiting(stream, event, first, last)
 
+    def awaited(self) -> bool:
+        """Whether some event awaits digests."""
+        return bool(self._awaiting)
+
     def settle(self, event: SmbEvent, wait: bool = True) -> bool:
         """Whether ``event`` is complete: it awaits no digests, or they are in now (and on it).
         With ``wait`` False, digests not yet computed are not waited for."""
@@ -118,6 +122,9 @@ def settled(batches: Iterator[list[SmbEvent]], transfers: Transfers) -> Iterator
     goes on."""
     held: deque[SmbEvent] = deque()
     for batch in batches:
+        if not held and not transfers.awaited():  # none waits (always, without hashing)
+            yield from batch
+            continue
         held.extend(batch)
         while held and transfers.settle(held[0], len(held) > MAX_HELD_EVENTS):
             yield held.popleft()

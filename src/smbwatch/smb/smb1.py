@@ -857,13 +857,10 @@ class Smb1Decoder(Decoder):
 
     def _new_event(self, action: str, time: int, frame: int, uid: int, tid: int) -> SmbEvent:
         """An event with what the connection, session and tree say of everything on them."""
-        event = self._endpoints.event(
-            action,
-            time,
-            frame,
-            tree_id=tid if tid not in (0, _NO_TREE) else None,
-            dialect=self.dialect,
-        )
+        event = self._endpoints.event(action, time, frame)
+        if tid not in (0, _NO_TREE):
+            event.tree_id = tid
+        event.dialect = self.dialect
         self._identify(event, uid)
         self._describe_tree(event, tid)
         return event

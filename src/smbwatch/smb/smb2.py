@@ -784,16 +784,13 @@ class Smb2Decoder(Decoder):
         frame: int,
     ) -> SmbEvent:
         """An event with what the connection, session and tree say of every command on them."""
-        event = self._endpoints.event(
-            action,
-            time,
-            frame,
-            session_id=session_id or None,
-            tree_id=tree_id or None,
-            dialect=self.dialect,
-            command=rec.COMMAND_NAMES[command] if command is not None else None,
-            message_id=message_id,
-        )
+        event = self._endpoints.event(action, time, frame)
+        event.session_id = session_id or None
+        event.tree_id = tree_id or None
+        event.dialect = self.dialect
+        if command is not None:
+            event.command = rec.COMMAND_NAMES[command]
+        event.message_id = message_id
         if not session_id:
             return event
         session = self._sessions.get(session_id)
