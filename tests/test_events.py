@@ -55,6 +55,7 @@ def test_a_copy_is_changed_alone_and_unknown_fields_are_refused() -> None:
     assert (twin.action, twin.path, event.action) == ("delete", "renamed", "write")
     assert twin == event.copy(action="delete", path="renamed") and twin != event
     assert twin.to_dict().keys() == event.to_dict().keys()
+    assert twin.fields() == {**event.fields(), "action": "delete", "path": "renamed"}
     with pytest.raises(TypeError):
         event.copy(colour="red")
     with pytest.raises(TypeError):

@@ -212,8 +212,7 @@ def rpc_events(file: OpenFile, calls: list[RpcCall], new_event: FileEvent) -> li
             time, frame = call.response_time or 0, call.response_frame or 0
         event = new_event("rpc_call", file, time, frame)
         event.path, event.file_id, event.pipe = file.path, file.file_id, file.pipe
-        for name, value in call_fields(call).items():
-            setattr(event, name, value)
+        event.update(call_fields(call))
         events.append(event)
     return events
 

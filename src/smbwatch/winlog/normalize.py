@@ -113,17 +113,13 @@ def normalize(record: WinRecord, source: Source) -> SmbEvent | None:
         return None
     if not time_in_range(record.time):
         source.warn("time_out_of_range", f"record {record.record_id}: its time is no date")
-    event = SmbEvent(
-        time=record.time,
-        source="host",
-        action="",
-        source_format=source.format,
-        source_file=source.file,
-        source_ref=record.record_id,
-        event_code=record.event_code,
-        server=_text(record.computer),
-        time_precision=record.time_precision,
-    )
+    event = SmbEvent(record.time, "host", "")  # the fields one by one: no keywords by name
+    event.source_format = source.format
+    event.source_file = source.file
+    event.source_ref = record.record_id
+    event.event_code = record.event_code
+    event.server = _text(record.computer)
+    event.time_precision = record.time_precision
     return event if build(event, _numbers_in_range(record, source)) else None
 
 
