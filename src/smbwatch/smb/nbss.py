@@ -91,6 +91,14 @@ class _Direction:
         self.length = self.want = -1
 
 
+def _part(view: bytes | bytearray, start: int, stop: int) -> bytes:
+    """``view[start:stop]`` as bytes: a slice of the segment is one already (``bytes()`` of
+    it would look for ``__bytes__`` first), one of the buffer is copied out of it."""
+    if isinstance(view, bytes):
+        return view[start:stop]
+    return bytes(view[start:stop])
+
+
 class SmbConnection(StreamConsumer):
     """Consumer of one reassembled TCP connection (``capture.tcp.StreamConsumer``)."""
 
@@ -196,10 +204,10 @@ class SmbConnection(StreamConsumer):
                     state.buf.clear()
                     return start + 4 if view is payload else pos
             elif state.want < 0:
-                if not self._choose(state, from_client, bytes(view[start + 4 : start + need])):
+                if not self._choose(state, from_client, _part(view, start + 4, start + need)):
                     return start + need if view is payload else pos
             else:
-                self._dispatch(state, from_client, bytes(view[start + 4 : start + need]))
+                self._dispatch(state, from_client, _part(view, start + 4, start + need))
                 return start + need if view is payload else pos
 
     def _header(self, state: _Direction, kind: int, length: int) -> bool:
