@@ -8,6 +8,9 @@ no FIN, as a scan or clients that vanish leave them. The connections are spread 
 ``--seconds`` of capture time: over an hour, idle ones are closed by time (15 minutes); over
 a second, only the bound on connections followed at once keeps memory flat. Measure with
 ``/usr/bin/time -f %M smbwatch events -q --no-hash -f jsonl PATH > /dev/null``.
+
+With ``--scan`` each connection is instead a SYN to port 445 answered by a reset, as a scan
+of a network leaves them: a connection opened and closed with no SMB byte, no event.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ RECORD = struct.Struct("<IIII")
 PORTS = 50_000  # client ports per client address
 
 
-def build(out: Path, connections: int, seconds: int) -> None:
+def build(out: Path, connections: int, seconds: int, scan: bool = False) -> None:
     linktype, records = read_pcap_records(TEMPLATE)
     negotiate = records[11][2]  # the client's SMB2 NEGOTIATE request
     start = 34 + (negotiate[46] >> 4) * 4
@@ -41,13 +44,35 @@ def build(out: Path, connections: int, seconds: int) -> None:
             client = struct.pack("!I", 0x0A000000 + n // PORTS)
             port = struct.pack("!H", 1024 + n % PORTS)
             frame = negotiate[:26] + client + negotiate[30:34] + port + negotiate[36:]
-            capture.write(
-                RECORD.pack(
-                    1_600_000_000 + micros // 1_000_000, micros % 1_000_000, len(frame), len(frame)
+            for packet in _scan(frame, start) if scan else (frame,):
+                capture.write(
+                    RECORD.pack(
+                        1_600_000_000 + micros // 1_000_000,
+                        micros % 1_000_000,
+                        len(packet),
+                        len(packet),
+                    )
                 )
-            )
-            capture.write(frame)
+                capture.write(packet)
     print(f"{out}: {connections} connections over {seconds} s, {out.stat().st_size} bytes")
+
+
+def _scan(frame: bytes, payload: int) -> tuple[bytes, bytes]:
+    """The frame's headers as the client's SYN, and the server's reset (addresses and ports
+    swapped) that answers it."""
+    syn = bytearray(frame[:payload])
+    syn[16:18] = struct.pack("!H", payload - 14)  # the IP total length: headers only
+    syn[47] = 0x02  # SYN
+    reset = bytearray(syn)
+    reset[26:30], reset[30:34] = syn[30:34], syn[26:30]
+    reset[34:36], reset[36:38] = syn[36:38], syn[34:36]
+    reset[47] = 0x14  # RST, ACK
+    for packet in (syn, reset):
+        packet[24:26] = b"\0\0"
+        words = sum(struct.unpack("!10H", packet[14:34]))
+        words = (words & 0xFFFF) + (words >> 16)
+        packet[24:26] = struct.pack("!H", ~((words & 0xFFFF) + (words >> 16)) & 0xFFFF)
+    return bytes(syn), bytes(reset)
 
 
 def main() -> None:
@@ -55,8 +80,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=int, default=3600, help="capture time they span")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--scan", action="store_true", help="a SYN and a reset each, no data")
     args = parser.parse_args()
-    build(args.out, args.connections, args.seconds)
+    build(args.out, args.connections, args.seconds, args.scan)
 
 
 if __name__ == "__main__":
