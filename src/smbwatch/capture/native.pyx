@@ -49,6 +49,7 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_create(pthread_t* thread, void* attr, void* (*run)(void*) noexcept nogil, void* arg)
     int pthread_join(pthread_t thread, void** result)
 
+from smbwatch.capture.pcap import MAX_BLOCK as _MAX_BLOCK
 from smbwatch.capture.pcap import MAX_RECORD as _MAX_RECORD
 from smbwatch.capture.pcap import _interface
 from smbwatch.capture.tcp import FIN as _FIN
@@ -65,6 +66,7 @@ from smbwatch.events import MAX_TIME as _MAX_TIME
 from smbwatch.interrupt import check as check_interrupt
 
 cdef Py_ssize_t MAX_RECORD = _MAX_RECORD
+cdef Py_ssize_t MAX_BLOCK = _MAX_BLOCK
 cdef uint64_t MAX_TIME = _MAX_TIME
 cdef Py_ssize_t RELEASE_EVERY = 1 << 22  # bytes walked between handing pages back (pcap.CHUNK)
 cdef Py_ssize_t PAGE = 4096
@@ -484,7 +486,7 @@ cdef class NativeStreams:
                 self.iface_id = -1
             block_type = word(p, self.big)
             block_len = word(p + 4, self.big)
-            if block_len < 12 or block_len % 4 or block_len > MAX_RECORD + 64 * 1024:
+            if block_len < 12 or block_len % 4 or block_len > MAX_BLOCK:
                 self._damaged(f"corrupt block length {block_len} after frame {self.number}")
                 return False
             if size - pos < block_len:

@@ -24,6 +24,7 @@ CHUNK: Final = 1 << 22
 MAX_RECORD: Final = (
     1 << 18
 )  # no real link layer frame is larger; a bigger length means a corrupt file
+MAX_BLOCK: Final = MAX_RECORD + 64 * 1024  # a pcapng block: such a frame and room for options
 
 # A record is found from the middle of a pcap file (``FrameReader.sample``) where this many
 # plausible record headers follow each other, searched for this far from where the look starts.
@@ -385,6 +386,12 @@ class _PcapReader(FrameReader):
         return False
 
 
+def _plausible_block_length(length: int) -> bool:
+    """Whether a pcapng block length can be one: whole words, a header and a trailer at least,
+    ``MAX_BLOCK`` at most (the native walk's twin checks the same in C)."""
+    return 12 <= length <= MAX_BLOCK and not length % 4
+
+
 def _hand_back(buf: mmap.mmap, place: int, pos: int) -> None:
     """The pages a look from ``place`` read (to ``pos``, or searching) back to the kernel."""
     first = place - place % mmap.PAGESIZE
@@ -430,7 +437,7 @@ def _block_end(buf: mmap.mmap, pos: int, header: struct.Struct) -> int:
         return -1
     length: int = header.unpack_from(buf, pos)[1]
     end = pos + length
-    if length < 12 or length % 4 or length > MAX_RECORD + 64 * 1024 or end > len(buf):
+    if not _plausible_block_length(length) or end > len(buf):
         return -1
     trailer: int = header.unpack_from(buf, end - 8)[1]  # the last word: the length again
     return end if trailer == length else -1
@@ -492,7 +499,7 @@ def _pcapng_records(
             block_type: int
             block_len: int
             block_type, block_len = block_header.unpack_from(buf, pos)
-            if block_len < 12 or block_len % 4 or block_len > MAX_RECORD + 64 * 1024:
+            if not _plausible_block_length(block_len):
                 diagnostics.damaged(path, f"corrupt block length {block_len} after frame {frame}")
                 return
             if not chunks.need(block_len):
