@@ -33,6 +33,7 @@ COMPILED = [
     "smbwatch/options.py",
     "smbwatch/pipeline.py",
     "smbwatch/sinks/jsonl.py",
+    "smbwatch/utf16.py",
     "smbwatch/winlog/*.py",
 ]
 

@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "smbwatch.schema",
             "smbwatch.exits",
             "smbwatch.arrow",  # events as typed columns, read and written by several layers
+            "smbwatch.utf16",  # names on the wire, decoded alike by SMB and DCE/RPC
         ),
     ),
     ("capture", ("smbwatch.capture",)),

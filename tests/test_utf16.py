@@ -1,5 +1,6 @@
-"""UTF-16LE names from the wire decode as the standard library decodes them, whatever the bytes
-(an odd last byte, lone and paired surrogates, random bytes from a hostile capture)."""
+"""UTF-16 names and strings from the wire (SMB's little-endian, DCE/RPC's either way) decode
+as the standard library decodes them, whatever the bytes (an odd last byte, lone and paired
+surrogates, random bytes from a hostile capture)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import random
 
 import pytest
 
-from smbwatch.smb.utf16 import utf16le
+from smbwatch.utf16 import utf16be, utf16le
 
 pytestmark = pytest.mark.unit
 
@@ -31,3 +32,4 @@ def test_names_decode_as_the_standard_library_decodes_them() -> None:
     ]
     for data in cases:
         assert utf16le(data) == data.decode("utf-16-le", "replace"), data
+        assert utf16be(data) == data.decode("utf-16-be", "replace"), data

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from smbwatch.dcerpc.handles import HandleNames
 from smbwatch.dcerpc.ndr import NdrError, NdrReader
+from smbwatch.utf16 import utf16le
 
 Args = dict[str, Any]
 
@@ -51,7 +52,7 @@ def _dsname(r: NdrReader, args: Args, prefix: str) -> None:
     name_length = r.u32()
     if name_length > MAX_NAME_CHARS or (name_length + 1) * 2 > r.remaining:
         raise NdrError(f"DSNAME of {name_length} characters with {r.remaining} bytes left")
-    text = r.raw((name_length + 1) * 2).decode("utf-16-le", "replace").rstrip("\x00")
+    text = utf16le(r.raw((name_length + 1) * 2)).rstrip("\x00")
     if guid != "00000000-0000-0000-0000-000000000000":
         args[f"{prefix}_guid"] = guid
     if text:

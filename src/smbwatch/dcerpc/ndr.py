@@ -14,6 +14,8 @@ import struct
 import uuid
 from typing import Final
 
+from smbwatch.utf16 import utf16be, utf16le
+
 CONTEXT_HANDLE_SIZE: Final = 20
 
 _LE: Final = (struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<Q"))
@@ -27,14 +29,15 @@ class NdrError(ValueError):
 class NdrReader:
     """A cursor over one stub; positions (and so alignment) are relative to the stub start."""
 
-    __slots__ = ("_data", "_pos", "ndr64", "_u16", "_u32", "_u64", "_utf16")
+    __slots__ = ("_data", "_pos", "ndr64", "_u16", "_u32", "_u64", "_little", "_text")
 
     def __init__(self, data: bytes, ndr64: bool = False, little_endian: bool = True) -> None:
         self._data = data
         self._pos = 0
         self.ndr64 = ndr64
         self._u16, self._u32, self._u64 = _LE if little_endian else _BE
-        self._utf16 = "utf-16-le" if little_endian else "utf-16-be"
+        self._little = little_endian
+        self._text = utf16le if little_endian else utf16be  # UTF-16 in the stub's byte order
 
     @property
     def remaining(self) -> int:
@@ -100,8 +103,7 @@ class NdrReader:
         """A GUID (MS-DTYP 2.3.4.2: a DWORD, two WORDs, eight bytes), aligned to 4, as text."""
         self.align(4)
         raw = self.raw(16)
-        little = self._utf16 == "utf-16-le"
-        return str(uuid.UUID(bytes_le=raw) if little else uuid.UUID(bytes=raw))
+        return str(uuid.UUID(bytes_le=raw) if self._little else uuid.UUID(bytes=raw))
 
     def begin_struct(self) -> None:
         """Align for a structure that holds a pointer: 4 in NDR, 8 in NDR64."""
@@ -138,7 +140,7 @@ class NdrReader:
 
     def wstr(self) -> str:
         """A ``[string] wchar_t*`` referent: UTF-16 text without its terminating NUL."""
-        text = self._varying(2).decode(self._utf16, "replace")
+        text = self._text(self._varying(2))
         return text.split("\x00", 1)[0]
 
     def astr(self) -> str:
@@ -166,7 +168,7 @@ class NdrReader:
         text = self._varying(2)
         if len(text) > length:  # Length is authoritative; a terminating NUL may follow
             text = text[:length]
-        return text.decode(self._utf16, "replace").rstrip("\x00")
+        return self._text(text).rstrip("\x00")
 
     def unicode_string_value(self) -> str | None:
         """An RPC_UNICODE_STRING whose Buffer is deferred right after it (a top-level [in])."""

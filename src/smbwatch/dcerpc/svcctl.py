@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from smbwatch.dcerpc.handles import HandleNames
 from smbwatch.dcerpc.ndr import NdrReader
+from smbwatch.utf16 import utf16le
 
 Args = dict[str, Any]
 
@@ -67,7 +68,7 @@ def service_type_name(value: int) -> str:
 
 def _multi_sz(data: bytes, wide: bool) -> list[str]:
     """A REG_MULTI_SZ-style list (service dependencies): NUL-separated, empty entries dropped."""
-    text = data.decode("utf-16-le" if wide else "cp1252", "replace")
+    text = utf16le(data) if wide else data.decode("cp1252", "replace")
     return [item for item in text.split("\x00") if item]
 
 

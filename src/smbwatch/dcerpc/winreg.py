@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from smbwatch.dcerpc.handles import HandleNames
 from smbwatch.dcerpc.ndr import NdrReader
+from smbwatch.utf16 import utf16le
 
 Args = dict[str, Any]
 
@@ -48,9 +49,9 @@ VALUE_TYPES: Final = {
 def value_data(value_type: int, data: bytes) -> Any:
     """Registry value data as the type says: text, a list of texts, an integer, or hex."""
     if value_type in (1, 2, 6):
-        return data.decode("utf-16-le", "replace").split("\x00", 1)[0]
+        return utf16le(data).split("\x00", 1)[0]
     if value_type == 7:
-        return [item for item in data.decode("utf-16-le", "replace").split("\x00") if item]
+        return [item for item in utf16le(data).split("\x00") if item]
     if value_type == 4 and len(data) == 4:
         return int.from_bytes(data, "little")
     if value_type == 5 and len(data) == 4:

@@ -15,6 +15,7 @@ from typing import Any
 from smbwatch.dcerpc.dcom import orpcthis
 from smbwatch.dcerpc.handles import HandleNames
 from smbwatch.dcerpc.ndr import NdrError, NdrReader
+from smbwatch.utf16 import utf16le
 
 Args = dict[str, Any]
 
@@ -29,7 +30,7 @@ def bstr(r: NdrReader) -> str | None:
     units = r.u32()  # clSize
     if conformance != units or length > 2 * units:
         raise NdrError(f"BSTR of {length} bytes in {units} units (conformance {conformance})")
-    return r.raw(2 * units)[:length].decode("utf-16-le", "replace")
+    return utf16le(r.raw(2 * units)[:length])
 
 
 def _strings(*names: str) -> Callable[[NdrReader, HandleNames], Args]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from smbwatch.events import FIELD_NAMES, SmbEvent
+from smbwatch.utf16 import utf16le
 
 SHOWN_CHARS: Final = 200
 ELLIPSIS: Final = "…"
@@ -188,7 +189,7 @@ def decode_powershell(command: str) -> str | None:
         return None
     if len(raw) % 2:
         raw = raw[:-1]
-    text = raw.decode("utf-16-le", "replace")
+    text = utf16le(raw)
     return text or None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from smbwatch.smb.utf16 import utf16le
+from smbwatch.utf16 import utf16le
 
 # CreateDisposition, CreateAction (MS-SMB2 2.2.13, 2.2.14; MS-CIFS 2.2.4.64 for NT_CREATE_ANDX)
 CREATE_DISPOSITIONS: Final = (

@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from smbwatch.smb.utf16 import utf16le
+from smbwatch.utf16 import utf16le
 
 SIGNATURE: Final = b"NTLMSSP\x00"
 NEGOTIATE_MESSAGE: Final = 1

@@ -13,7 +13,7 @@ from typing import Final
 
 from smbwatch.ntstatus import nt_status_name
 from smbwatch.smb.fscc import FILE_OPENED
-from smbwatch.smb.utf16 import utf16le
+from smbwatch.utf16 import utf16le
 
 PROTOCOL_ID: Final = b"\xffSMB"
 HEADER_SIZE: Final = 32

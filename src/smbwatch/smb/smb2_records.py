@@ -13,7 +13,7 @@ import struct
 from typing import Final
 
 from smbwatch.smb.fscc import FILE_INFORMATION_CLASSES, FS_INFORMATION_CLASSES
-from smbwatch.smb.utf16 import utf16le
+from smbwatch.utf16 import utf16le
 
 PROTOCOL_ID: Final = b"\xfeSMB"
 TRANSFORM_PROTOCOL_ID: Final = b"\xfdSMB"
