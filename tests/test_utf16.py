@@ -5,9 +5,11 @@ surrogates, random bytes from a hostile capture)."""
 from __future__ import annotations
 
 import random
+import struct
 
 import pytest
 
+from smbwatch.dcerpc.ndr import NdrReader
 from smbwatch.utf16 import utf16be, utf16le
 
 pytestmark = pytest.mark.unit
@@ -33,3 +35,21 @@ def test_names_decode_as_the_standard_library_decodes_them() -> None:
     for data in cases:
         assert utf16le(data) == data.decode("utf-16-le", "replace"), data
         assert utf16be(data) == data.decode("utf-16-be", "replace"), data
+
+
+@pytest.mark.parametrize("little_endian", [True, False])
+def test_ndr_strings_decode_in_the_stubs_byte_order(little_endian: bool) -> None:
+    """A DCE/RPC stub says its byte order in the PDU header's data representation: a wide
+    string of a big-endian stub reads as the same text as one of a little-endian stub."""
+    text = "C:\\Windows\\Temp\\ÿ€😀.exe"
+    order, codec, other = ("<", "utf-16-le", "utf-16-be")
+    if not little_endian:
+        order, codec, other = (">", "utf-16-be", "utf-16-le")
+
+    def stub(encoding: str) -> bytes:
+        units = (text + "\x00").encode(encoding)
+        count = len(units) // 2
+        return struct.pack(f"{order}III", count, 0, count) + units  # max, offset, actual
+
+    assert NdrReader(stub(codec), little_endian=little_endian).wstr() == text
+    assert NdrReader(stub(other), little_endian=little_endian).wstr() != text
