@@ -12,7 +12,8 @@ lone UTF-16 surrogate) is kept with that code unit written as ``\udc80``, also c
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import orjson
@@ -194,10 +195,7 @@ def _cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
 def events_of(table: pa.Table, diagnostics: Diagnostics, name: str) -> list[SmbEvent]:
     """The events of a table with the event schema (``conform``): a row without a time, source
     or action is skipped with a warning."""
-    complete = pc.and_(
-        pc.and_(pc.is_valid(table.column("time")), pc.is_valid(table.column("source"))),
-        pc.is_valid(table.column("action")),
-    )
+    complete = _complete(table)
     missing = table.num_rows - pc.sum(complete).as_py() if table.num_rows else 0
     if missing:
         diagnostics.warn(
@@ -224,6 +222,14 @@ def events_of(table: pa.Table, diagnostics: Diagnostics, name: str) -> list[SmbE
             if sessions[row] is None and logon_id is not None and sources[row] == "host":
                 sessions[row] = logon_id
     return from_columns(values, table.num_rows)
+
+
+def _complete(table: pa.Table) -> pa.ChunkedArray:
+    """Which rows make an event: those with a time, a source and an action."""
+    return pc.and_(
+        pc.and_(pc.is_valid(table.column("time")), pc.is_valid(table.column("source"))),
+        pc.is_valid(table.column("action")),
+    )
 
 
 def _text(column: pa.ChunkedArray) -> list[str | None]:
@@ -271,3 +277,27 @@ def batch_events(
     """The events of record batches in any event-like schema (see ``conform``)."""
     for batch in batches:
         yield from events_of(conform(batch, diagnostics, name), diagnostics, name)
+
+
+def events_at(
+    batches: Iterable[pa.RecordBatch], places: Sequence[int], diagnostics: Diagnostics, name: str
+) -> Iterator[SmbEvent]:
+    """The events ``batch_events`` makes of the same batches at ``places`` (their positions in
+    its stream, ascending), made of those rows alone; the batches are read no further than the
+    last place."""
+    if not places:
+        return
+    wanted = pa.array(places, pa.int64())
+    start = 0  # the stream's position of the batch's first event
+    for batch in batches:
+        table = conform(batch, diagnostics, name)
+        table = table.filter(_complete(table))
+        end = start + table.num_rows
+        first = bisect_left(places, start)
+        stop = bisect_left(places, end, first)
+        if first < stop:
+            rows = pc.subtract(wanted[first:stop], pa.scalar(start, pa.int64()))
+            yield from events_of(table.take(rows), diagnostics, name)
+        if end > places[-1]:
+            return
+        start = end

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from smbwatch.case import CaseError
 from smbwatch.case.filters import Filters
 from smbwatch.diagnostics import Diagnostics
-from smbwatch.events import FIELD_NAMES
+from smbwatch.events import FIELD_NAMES, SmbEvent
 from smbwatch.exits import EXIT_CODES, EXIT_OK
 from smbwatch.options import Options
 from smbwatch.pipeline import expand_inputs
@@ -31,6 +31,7 @@ from smbwatch.sinks.table import TIMELINE_COLUMNS
 if TYPE_CHECKING:
     from smbwatch.case.store import Case
     from smbwatch.detect.alert import Alert
+    from smbwatch.detect.engine import Recall
     from smbwatch.detect.incidents import Incident
     from smbwatch.detect.sigma import RuleSet
 
@@ -327,7 +328,9 @@ def case_detect(
     filters = filters_of(args)
     with opened(args, diagnostics, errors, read_options(args)) as case:
         events = batch_events(timeline(case, filters), diagnostics, "the case")
-        alerts, incidents = detect_incidents(events, ruleset, diagnostics)
+        alerts, incidents = detect_incidents(
+            events, ruleset, diagnostics, None, _recall(case, filters)
+        )
     if args.case and not filters.any():
         _store_alerts(args.case, [alert.to_dict() for alert in alerts], diagnostics)
     return alerts, incidents
@@ -356,7 +359,9 @@ def case_report(
     filters = filters_of(args)
     with opened(args, diagnostics, errors, read_options(args)) as case:
         events = batch_events(timeline(case, filters), diagnostics, "the case")
-        alerts, incidents = detect_incidents(events, ruleset, diagnostics)
+        alerts, incidents = detect_incidents(
+            events, ruleset, diagnostics, None, _recall(case, filters)
+        )
         if args.min_risk is not None:
             incidents = [i for i in incidents if i.risk_score >= args.min_risk]
             alerts = [a for a in alerts if a.risk_score >= args.min_risk]
@@ -394,6 +399,19 @@ def case_report(
     title = "smbwatch report: " + ", ".join(str(n) for n in names)
     Output(None, args.output).text(lambda out, _fmt: write_report(out, title, data))
     return EXIT_OK
+
+
+def _recall(case: Case, filters: Filters) -> Recall:
+    """The case's timeline read again at given places (for the detector's correlations: it
+    holds a rule's matches past ``engine.HELD_MATCHES`` as places, not events). The same query
+    on the same open case, sorted by one thread: the same events in the same order."""
+    from smbwatch.arrow import events_at
+    from smbwatch.case.query import timeline
+
+    def recall(places: list[int]) -> Iterator[SmbEvent]:
+        return events_at(timeline(case, filters), places, Diagnostics(), "the case")
+
+    return recall
 
 
 def _store_alerts(directory: str, alerts: list[dict[str, Any]], diagnostics: Diagnostics) -> None:

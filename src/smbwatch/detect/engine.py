@@ -22,9 +22,11 @@ is one alert), and an alert says which sources saw its action (``confirmed_by``)
 from __future__ import annotations
 
 import json
+from array import array
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from sigma.correlations import (
@@ -50,6 +52,9 @@ from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent, format_time
 
 Matcher = Callable[[SmbEvent], list[int]]
+# The events fed at these places (ascending positions in the stream), fed again: what a detector
+# over a case's timeline reads a second time instead of holding (``arrow.events_at``).
+Recall = Callable[[list[int]], Iterable[SmbEvent]]
 # An event's client and server machine names where the events do not carry them (a single
 # input read without the case: the names are worked out once the whole input is read).
 Namer = Callable[[SmbEvent], tuple[str | None, str | None]]
@@ -66,6 +71,11 @@ _CONFIRMED = {
     for sources in range(4)
 }
 _SAMPLES = 16  # events kept per alert to fill its message; evidence keeps a reference to all
+# The matches of a rule a correlation refers to that are held as events; with a way to read the
+# events again (``Recall``), the rest are held as their places in the stream. A case of 461,468
+# network logons held 800 MB of them for correlations that, wanting a service installed as
+# well, read none.
+HELD_MATCHES = 32_768
 # Event fields that come from a call's decoded arguments: sealed calls leave them empty.
 _ARGUMENT_ATTRIBUTES = (
     "e.rpc_args",
@@ -178,13 +188,19 @@ class _Group:
 
 
 class Detector:
-    """Feed it events, then ask for alerts. Rules are compiled once, when the rule set loads."""
+    """Feed it events, then ask for alerts. Rules are compiled once, when the rule set loads.
+
+    ``recall``: the events fed can be read again (a case's timeline). A correlation's rules
+    are then held as events up to ``HELD_MATCHES`` matches each, and as places past that: most
+    correlations end before they read the commonest of their rules (nothing else matched), and
+    the others read those matches again from the case, once each, made only of those rows."""
 
     def __init__(
         self,
         ruleset: RuleSet,
         diagnostics: Diagnostics | None = None,
         namer: Callable[[], Namer | None] | None = None,
+        recall: Recall | None = None,
     ) -> None:
         self._ruleset = ruleset
         self._namer_of = namer  # called once the events are in: the names they lead to
@@ -209,6 +225,9 @@ class Detector:
             if id(ref.rule) in self._index
         }
         self._matches: dict[int, list[SmbEvent]] = defaultdict(list)
+        self._recall = recall
+        self._fed = 0  # events fed: the next one's place
+        self._places: dict[int, array[int]] = {}  # matches past HELD_MATCHES, where they are
         self._held: dict[int, list[SmbEvent]] = defaultdict(list)  # rules with exclusions
         self._domain = DomainControllers()
         self._opens: set[ActionKey] = set()  # opens some rule matched: their close has the hash
@@ -216,6 +235,7 @@ class Detector:
 
     def feed(self, event: SmbEvent) -> None:
         """Evaluate every rule that can match this event and record the matches."""
+        self._fed += 1
         key = (event.source, event.action)
         if key in OBSERVED:
             self._domain.observe(event)
@@ -286,7 +306,14 @@ class Detector:
     def _record(self, index: int, event: SmbEvent, action: ActionKey) -> None:
         rule = self._rules[index]
         if index in self._correlated:
-            self._matches[index].append(event)
+            held = self._matches[index]
+            if self._recall is None or len(held) < HELD_MATCHES:
+                held.append(event)
+            else:
+                places = self._places.get(index)
+                if places is None:
+                    places = self._places[index] = array("q")
+                places.append(self._fed - 1)
         if not rule.generate:
             return
         if event.source == "network" and event.file_id is not None and event.action != "close":
@@ -349,7 +376,7 @@ class Detector:
         indexes = [self._index[id(ref.rule)] for ref in refs]
         order = list(range(len(refs)))
         if every:
-            order.sort(key=lambda position: len(self._matches.get(indexes[position], ())))
+            order.sort(key=lambda position: self._count(indexes[position]))
         wanted: set[tuple[Any, ...]] | None = None
         first: dict[tuple[Any, ...], None] = {}  # the values in the order the first rule met them
         for position in order:
@@ -357,7 +384,7 @@ class Detector:
             referenced = self._rules[index]
             getters = _correlation_getters(sigma, refs[position].reference, referenced.zeek)
             found: set[tuple[Any, ...]] = set()
-            for event in self._matches.get(index, ()):
+            for event in self._matched(index):
                 values = tuple([get(event) for get in getters])
                 if None in values:
                     continue  # Sigma: events without the group-by fields do not correlate
@@ -386,6 +413,33 @@ class Detector:
                     group.add(event, action_key(event))
                 groups.append(group)
         return groups
+
+    def _count(self, index: int) -> int:
+        """How many events rule ``index`` matched (for a correlation that refers to it)."""
+        return len(self._matches.get(index, ())) + len(self._places.get(index, ()))
+
+    def _matched(self, index: int) -> Iterable[SmbEvent]:
+        """The events rule ``index`` matched, in the order fed: those held, then those read
+        again from their places."""
+        held = self._matches.get(index, [])
+        places = self._places.get(index)
+        if not places or self._recall is None:
+            return held
+        return chain(held, self._recalled(places.tolist()))
+
+    def _recalled(self, places: list[int]) -> Iterator[SmbEvent]:
+        """The events at ``places``, read again; a stream that no longer reaches them all (it
+        cannot change while its case is open) is said, not hidden."""
+        assert self._recall is not None
+        found = 0
+        for event in self._recall(places):
+            found += 1
+            yield event
+        if found < len(places):
+            self._diagnostics.warn(
+                "detect_matches_lost",
+                f"{len(places) - found} matched events could not be read again for correlation",
+            )
 
     def _alert(self, index: int, group: _Group) -> Alert:
         rule = self._rules[index]
@@ -721,9 +775,11 @@ def detect_incidents(
     ruleset: RuleSet,
     diagnostics: Diagnostics | None = None,
     namer: Callable[[], Namer | None] | None = None,
+    recall: Recall | None = None,
 ) -> tuple[list[Alert], list[Incident]]:
-    """The alerts (as ``detect``) and the incidents they make up (highest risk first)."""
-    detector = Detector(ruleset, diagnostics, namer)
+    """The alerts (as ``detect``) and the incidents they make up (highest risk first);
+    ``recall``: the events can be read again (``Detector``)."""
+    detector = Detector(ruleset, diagnostics, namer, recall)
     detector.feed_all(events)
     alerts = detector.alerts()
     return alerts, group_incidents(alerts)
