@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,22 +80,14 @@ def test_an_ingest_killed_at_any_moment_leaves_the_case_as_it_was(
     case = tmp_path / "case"
     assert smbwatch("ingest", "-q", "--case", case, *PSEXEC).returncode == 0
     before = state(case)
-    start = time.perf_counter()
-    assert smbwatch("ingest", "-q", "--case", tmp_path / "timed", big_capture).returncode == 0
-    whole = time.perf_counter() - start
+    kept = tmp_path / "kept"
+    shutil.copytree(case, kept)
+    whole = min(timed_ingest(big_capture, tmp_path / f"timed{n}") for n in range(2))
     for part in KILL_AT:
-        delay = whole * part
-        process = subprocess.Popen(
-            command("ingest", "-q", "--case", case, big_capture),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # its hashing helper too: the whole group dies at once
-        )
-        time.sleep(delay)
-        assert process.poll() is None, "the ingest ended before it could be killed"
+        process = killable_ingest(case, big_capture, whole * part, kept)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        assert state(case) == before, f"killed after {delay} s"
+        assert state(case) == before, f"killed at about {part:.0%} of a whole ingest"
     again = smbwatch("ingest", "--case", case, *PSEXEC)
     assert again.returncode == 0 and again.stdout.count("already in the case") == len(PSEXEC)
     done = smbwatch("ingest", "-q", "--case", case, big_capture)
@@ -103,6 +96,33 @@ def test_an_ingest_killed_at_any_moment_leaves_the_case_as_it_was(
     assert inputs[:3] == before[0] and counts[:3] == before[1]
     assert inputs[3]["path"] == str(big_capture) and inputs[3]["events"] > 100_000
     assert counts[3] == {"input_id": 4, "n": inputs[3]["events"], "keys": inputs[3]["events"]}
+
+
+def timed_ingest(capture: Path, case: Path) -> float:
+    """Seconds a whole ingest of ``capture`` into a new case takes."""
+    start = time.perf_counter()
+    assert smbwatch("ingest", "-q", "--case", case, capture).returncode == 0
+    return time.perf_counter() - start
+
+
+def killable_ingest(case: Path, capture: Path, delay: float, kept: Path) -> subprocess.Popen:
+    """An ingest of ``capture`` into ``case`` still running ``delay`` seconds after it began.
+    One that ended first (the machine ran faster than when it was timed: a shared VM's runs
+    vary by 20%) is tried again sooner, on the case put back as it was (``kept``)."""
+    for _ in range(4):
+        process = subprocess.Popen(
+            command("ingest", "-q", "--case", case, capture),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its hashing helper too: the whole group dies at once
+        )
+        time.sleep(delay)
+        if process.poll() is None:
+            return process
+        shutil.rmtree(case)
+        shutil.copytree(kept, case)
+        delay *= 0.7
+    raise AssertionError("the ingest ended before it could be killed, four times")
 
 
 def held_by_a_writer(case: Path, timeout: float = 120.0) -> None:

@@ -273,6 +273,12 @@ def test_a_big_case_is_cut_to_what_a_page_holds(browser: Browser, tmp_path: Path
     assert big["edges_total"] == NOISE_LOGONS + len(hops)
     assert len(big["edges"]) == 300
     assert {(e["src"], e["dst"]) for e in big["edges"][: len(hops)]} == hops
+    # the others in the README's order: more than logons first, then the busiest, the earliest
+    rest = [
+        (set(e["moves"]) == {"logon"}, -sum(e["moves"].values()), e["first"], e["src"], e["dst"])
+        for e in big["edges"][len(hops) :]
+    ]
+    assert rest == sorted(rest) and len({key[3:] for key in rest}) == len(rest)
     timeline = big["timeline"]
     assert timeline["sampled"] and len(timeline["rows"]) == 3000
     assert timeline["total"] == alone["timeline"]["total"] + NOISE_LOGONS
