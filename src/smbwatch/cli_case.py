@@ -31,7 +31,6 @@ from smbwatch.sinks.table import TIMELINE_COLUMNS
 if TYPE_CHECKING:
     from smbwatch.case.store import Case
     from smbwatch.detect.alert import Alert
-    from smbwatch.detect.engine import Recall
     from smbwatch.detect.incidents import Incident
     from smbwatch.detect.sigma import RuleSet
 
@@ -321,16 +320,9 @@ def case_detect(
 ) -> tuple[list[Alert], list[Incident]]:
     """The alerts and incidents of a case (or of the inputs, merged): each message once,
     filtered; over a whole case, the alerts are also stored in its ``alerts`` table."""
-    from smbwatch.arrow import batch_events
-    from smbwatch.case.query import timeline
-    from smbwatch.detect.engine import detect_incidents
-
     filters = filters_of(args)
     with opened(args, diagnostics, errors, read_options(args)) as case:
-        events = batch_events(timeline(case, filters), diagnostics, "the case")
-        alerts, incidents = detect_incidents(
-            events, ruleset, diagnostics, None, _recall(case, filters)
-        )
+        alerts, incidents = _detected(case, filters, ruleset, diagnostics)
     if args.case and not filters.any():
         _store_alerts(args.case, [alert.to_dict() for alert in alerts], diagnostics)
     return alerts, incidents
@@ -350,18 +342,12 @@ def case_report(
     from pathlib import PurePath  # here: a run on named files never loads it
 
     from smbwatch import __version__
-    from smbwatch.arrow import batch_events
-    from smbwatch.case.query import timeline
     from smbwatch.case.story import gather
-    from smbwatch.detect.engine import detect_incidents
     from smbwatch.sinks.report_html import write_report
 
     filters = filters_of(args)
     with opened(args, diagnostics, errors, read_options(args)) as case:
-        events = batch_events(timeline(case, filters), diagnostics, "the case")
-        alerts, incidents = detect_incidents(
-            events, ruleset, diagnostics, None, _recall(case, filters)
-        )
+        alerts, incidents = _detected(case, filters, ruleset, diagnostics)
         if args.min_risk is not None:
             incidents = [i for i in incidents if i.risk_score >= args.min_risk]
             alerts = [a for a in alerts if a.risk_score >= args.min_risk]
@@ -401,17 +387,22 @@ def case_report(
     return EXIT_OK
 
 
-def _recall(case: Case, filters: Filters) -> Recall:
-    """The case's timeline read again at given places (for the detector's correlations: it
-    holds a rule's matches past ``engine.HELD_MATCHES`` as places, not events). The same query
-    on the same open case, sorted by one thread: the same events in the same order."""
-    from smbwatch.arrow import events_at
+def _detected(
+    case: Case, filters: Filters, ruleset: RuleSet, diagnostics: Diagnostics
+) -> tuple[list[Alert], list[Incident]]:
+    """The alerts and incidents of the case's timeline. The detector may read the timeline
+    again at given places (it holds a rule's matches past ``engine.HELD_MATCHES`` as places,
+    not events): the same query on the same open case, sorted by one thread, so the same
+    events in the same order."""
+    from smbwatch.arrow import batch_events, events_at
     from smbwatch.case.query import timeline
+    from smbwatch.detect.engine import detect_incidents
 
     def recall(places: list[int]) -> Iterator[SmbEvent]:
         return events_at(timeline(case, filters), places, Diagnostics(), "the case")
 
-    return recall
+    events = batch_events(timeline(case, filters), diagnostics, "the case")
+    return detect_incidents(events, ruleset, diagnostics, None, recall)
 
 
 def _store_alerts(directory: str, alerts: list[dict[str, Any]], diagnostics: Diagnostics) -> None:

@@ -193,8 +193,8 @@ def _inputs(case: Case) -> list[dict[str, Any]]:
 def _edges(case: Case, wanted: set[tuple[str, str]]) -> tuple[list[dict[str, Any]], int]:
     """One edge per client and server: its count of each kind of move, first and last time,
     and its first ``EDGE_EVENTS`` events. At most ``EDGES``, in this order: the ``wanted`` ones
-    (the incidents'), then those with more than logons, then the busiest; and how many there
-    are in all."""
+    (the incidents'), then those with more than logons, then the busiest, the earliest (ranked
+    by the database: ``_CHOSEN_EDGES``); and how many there are in all."""
     case.db.execute(_EDGE_MOVES)
     case.db.register("wanted", _pairs(sorted(wanted)))
     try:

@@ -423,7 +423,7 @@ class Detector:
         again from their places."""
         held = self._matches.get(index, [])
         places = self._places.get(index)
-        if not places or self._recall is None:
+        if not places:  # none without a way to read them again (``_record``)
             return held
         return chain(held, self._recalled(places.tolist()))
 
