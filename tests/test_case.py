@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -384,3 +385,32 @@ def test_staged_batches_are_let_go_once_written_not_at_the_commit(tmp_path: Path
         staged = case.rows("SELECT count(*), count(DISTINCT input_id) FROM staged")[0]
     assert staged == (copies * batch.num_rows, copies)
     assert held < made / 4, f"{held >> 20} MB of {made >> 20} MB still held before the commit"
+
+
+def test_inputs_are_hashed_once_the_first_is_asked_for() -> None:
+    """The inputs' contents are hashed on another thread from when the first input is asked
+    for (the workers have theirs then), not while the inputs are listed, when hashing would
+    only hold up their start; each digest is there before its input is staged."""
+    import hashlib
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from smbwatch.case.ingest import _hashed_once_begun
+    from smbwatch.containers import InputFile
+    from smbwatch.parallel import InputRun
+
+    new = [(InputFile(str(path)), True) for path in PSEXEC]
+    asked: list[int] = []
+
+    def runs() -> Iterator[InputRun]:
+        for source, explicit in new:
+            asked.append(len(digests))  # digests handed out before this run was asked for
+            yield InputRun(source, explicit)
+
+    digests: dict[str, Future[str]] = {}
+    with ThreadPoolExecutor(max_workers=1) as hashing:
+        taken = _hashed_once_begun(runs(), new, hashing, digests)
+        assert not digests
+        for run in taken:
+            expected = hashlib.sha256(Path(run.path).read_bytes()).hexdigest()
+            assert digests[run.path].result() == expected
+    assert asked == [0, len(new), len(new)]

@@ -255,3 +255,31 @@ def test_a_service_the_logs_miss_is_found(tmp_path: Path) -> None:
     frames = tshark_frames(capture, "dcerpc.pkt_type == 0 && dcerpc.opnum == 24")
     assert [e["source_ref"] for e in found["evidence"]] == frames
     assert "T1562.002" in found["attack"]
+
+
+@pytest.mark.parametrize("side", ["captures", "logs"])
+def test_a_case_of_one_side_links_nothing_even_when_correlated_whole(
+    side: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A case of captures alone, or of host logs alone, is not correlated (``_BOTH_SIDES``):
+    the whole correlation, run on it all the same, finds nothing to link, fill or mark, with
+    every OTRF pair's captures (or logs) in the case."""
+    from smbwatch.case import correlate
+    from smbwatch.case.ingest import ingest
+    from smbwatch.case.store import Case
+    from smbwatch.diagnostics import Diagnostics
+
+    inputs = [
+        path
+        for pair in PAIRS.values()
+        for path in (captures(pair) if side == "captures" else [host_log(pair)])
+    ]
+    with Case.open(tmp_path / "case", write=True) as case:
+        ingest(case, [str(path) for path in inputs], Diagnostics(), [])
+        assert case.rows("SELECT count(*) FROM correlation")[0][0] == 0
+        sources, events = case.rows("SELECT count(DISTINCT source), count(*) FROM event_rows")[0]
+        assert sources == 1 and events > 50
+        monkeypatch.setattr(correlate, "_BOTH_SIDES", "SELECT true")
+        with case.transaction("correlated whole"):
+            correlate.correlate(case)
+        assert case.rows("SELECT count(*) FROM correlation")[0][0] == 0

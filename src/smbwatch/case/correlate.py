@@ -50,6 +50,12 @@ from smbwatch.case.store import FILLED, Case
 TOLERANCE: Final = 3 * SECOND  # host clocks have whole seconds; an offset estimate, about ±0.5 s
 COVERED_BEYOND: Final = SECOND  # a log covers a moment with records a second before and after
 WRITE_ACCESS: Final = 0x2 | 0x4  # FILE_WRITE_DATA | FILE_APPEND_DATA (MS-SMB2 2.2.13.1.1)
+# Whether the case holds both sides: every link, fill and mark needs a network event and a
+# host record (a log covers a moment only with records), so a case of one side has none.
+_BOTH_SIDES: Final = """
+SELECT EXISTS (SELECT 1 FROM event_rows WHERE source = 'network')
+    AND EXISTS (SELECT 1 FROM event_rows WHERE source = 'host')
+"""
 _OFFSETS: Final = f"CREATE OR REPLACE TEMP TABLE c_offsets AS {LOGON_PORT_PAIRS}"
 # The records that can be linked, first copies only, times as corrected, in µs.
 _WIRE: Final = """
@@ -294,6 +300,8 @@ def correlate(case: Case) -> None:
     Within the caller's transaction; the work tables are temporary and dropped at the end."""
     db = case.db
     db.execute("DELETE FROM correlation")
+    if not case.rows(_BOTH_SIDES)[0][0]:
+        return  # nothing to link: a case of captures alone, or of logs alone
     for step in (_OFFSETS, _WIRE, _HOST, _PAIRS):
         db.execute(step)
     wires, hosts = _choose(db.execute(_CANDIDATES).fetchall())

@@ -170,8 +170,9 @@ def ingest(
     """Add every new input under ``paths``; then names, clocks and corrections again.
 
     An input of a size no input of the case has is new whatever its hash: it is hashed on
-    another thread while it is decoded. One of a known size is hashed first, and skipped if
-    its content is known.
+    another thread while it is decoded (from when the workers have their first inputs: until
+    then, hashing would only hold them up). One of a known size is hashed first, and skipped
+    if its content is known.
 
     ``together``: up to how many inputs (and ``GROUP_ROWS`` events) share one transaction, as
     each statement costs several milliseconds however few its rows are (593 small logs one by
@@ -197,9 +198,9 @@ def ingest(
                 report_input_error(problem, source, explicit, diagnostics, errors)
                 continue
             sizes.add(size)
-            digests[source.name] = hashing.submit(content_hash, source)
             new.append((source, explicit))
         runs = iter(input_runs(new, input_format, jobs, options, batch=BATCHING))
+        runs = _hashed_once_begun(runs, new, hashing, digests)
         if progress is not None:
             progress.begin([source for source, _ in new])
             runs = _told(runs, progress)
@@ -208,6 +209,22 @@ def ingest(
             pass
     done.warnings = settle(case, corrections or [])
     return done
+
+
+def _hashed_once_begun(
+    runs: Iterator[InputRun],
+    new: list[tuple[InputFile, bool]],
+    hashing: ThreadPoolExecutor,
+    digests: dict[str, Future[str]],
+) -> Iterator[InputRun]:
+    """The runs; the inputs given to ``hashing`` once the first is asked for (the workers
+    then have their first inputs), each digest in ``digests`` before its run comes."""
+    first = next(runs, None)
+    for source, _ in new:
+        digests[source.name] = hashing.submit(content_hash, source)
+    if first is not None:
+        yield first
+        yield from runs
 
 
 def _told(runs: Iterator[InputRun], progress: Progress) -> Iterator[InputRun]:

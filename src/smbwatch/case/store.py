@@ -204,8 +204,9 @@ class Case:
         lock = _lock(path, write)
         try:
             if write and not database.exists():
-                _create(path)
-            _check(database, whole=write)
+                _create(path)  # whole and of this version: made here, renamed into place
+            else:
+                _check(database, whole=write)
             spill = str(path / SPILL_DIR) if write else tempfile.mkdtemp(prefix="smbwatch-")
             return cls(path, _connect(database, write, spill), lock, spill)
         except BaseException:
