@@ -171,8 +171,9 @@ def ingest(
 
     An input of a size no input of the case has is new whatever its hash: it is hashed on
     another thread while it is decoded (from when the workers have their first inputs: until
-    then, hashing would only hold them up). One of a known size is hashed first, and skipped
-    if its content is known.
+    then, hashing would only hold them up). One of the size of an input of the case is hashed
+    first, and skipped if its content is known. (Inputs of this ingest that share a content
+    are found as they are staged: the second is skipped then.)
 
     ``together``: up to how many inputs (and ``GROUP_ROWS`` events) share one transaction, as
     each statement costs several milliseconds however few its rows are (593 small logs one by
@@ -197,7 +198,6 @@ def ingest(
                 problem = InputError(f"{source.name}: cannot read: {error.strerror or error}")
                 report_input_error(problem, source, explicit, diagnostics, errors)
                 continue
-            sizes.add(size)
             new.append((source, explicit))
         runs = iter(input_runs(new, input_format, jobs, options, batch=BATCHING))
         runs = _hashed_once_begun(runs, new, hashing, digests)
