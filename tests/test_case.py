@@ -382,7 +382,7 @@ def test_staged_batches_are_let_go_once_written_not_at_the_commit(tmp_path: Path
             del copy
         stager.close(complete=True)
         held = pa.total_allocated_bytes() - before
-        staged = case.rows("SELECT count(*), count(DISTINCT input_id) FROM staged")[0]
+        staged = case.rows("SELECT count(*), count(DISTINCT input_id) FROM event_rows")[0]
     assert staged == (copies * batch.num_rows, copies)
     assert held < made / 4, f"{held >> 20} MB of {made >> 20} MB still held before the commit"
 
@@ -414,3 +414,37 @@ def test_inputs_are_hashed_once_the_first_is_asked_for() -> None:
             expected = hashlib.sha256(Path(run.path).read_bytes()).hexdigest()
             assert digests[run.path].result() == expected
     assert asked == [0, len(new), len(new)]
+
+
+@pytest.mark.parametrize("copies", [False, True])
+def test_the_rows_of_inputs_added_together_lie_in_the_order_they_were_read(
+    copies: bool, tmp_path: Path
+) -> None:
+    """Inputs added in one transaction are staged straight into the case's rows and keyed in
+    place; inputs that hold copies of each other's messages (two sensors' captures of the same
+    traffic) are written again as copies. Either way the rows lie in the order the inputs'
+    events are read, input after input (what keeps rows alike in the timeline's sort in that
+    order), with the same keys whichever way they were written."""
+    from smbwatch import pipeline
+    from smbwatch.case.ingest import GROUP_INPUTS, ingest
+    from smbwatch.case.store import Case
+    from smbwatch.diagnostics import Diagnostics
+
+    inputs = (
+        [*WMI_CAPTURES, *PSEXEC, EXAMPLE] if copies else [*WMI_CAPTURES[:1], PSEXEC[0], EXAMPLE]
+    )
+    read = [
+        (number, event.source_ref, event.action)
+        for number, path in enumerate(inputs, start=1)
+        for event in pipeline.iter_events([str(path)], Diagnostics())
+    ]
+    with Case.open(tmp_path / "case", write=True) as case:
+        ingest(case, [str(path) for path in inputs], Diagnostics(), [], together=GROUP_INPUTS)
+        case.db.execute("SET preserve_insertion_order = true")
+        case.db.execute("SET threads = 1")
+        lying = case.rows("SELECT input_id, source_ref, action FROM event_rows")
+        duplicates = case.rows("SELECT count(*) FROM event_rows WHERE NOT first_copy")[0][0]
+        keys = case.rows("SELECT count(DISTINCT message_key), min(message_key) FROM event_rows")
+    assert lying == read and len(read) > 200
+    assert duplicates > 10 if copies else duplicates == 0
+    assert keys[0][0] == len(read) - duplicates and keys[0][1] > 0
