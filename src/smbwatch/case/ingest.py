@@ -108,10 +108,9 @@ _KEYED: Final = """
 UPDATE event_rows SET message_key = k.message_key
 FROM keys k WHERE event_rows.rowid = k.staged_row
 """
-# Whether a message of these inputs is in two of them, or in the case already.
-_ANY_COPIES: Final = """
+# Whether a message of these inputs is in two of them.
+_COPIES_BETWEEN: Final = """
 SELECT EXISTS (SELECT 1 FROM keys GROUP BY message_key HAVING count(*) > 1)
-    OR EXISTS (SELECT 1 FROM again)
 """
 # These inputs' rows written again, in their order, as copies: a message's first copy (of the
 # first input that holds it, if the case did not) lists the others' files after its own; the
@@ -389,9 +388,10 @@ def _add_staged(
     db.execute(_MESSAGE_KEY, first)
     db.execute(_AGAIN, first)
     db.execute(_COPIES)
-    if case.rows("SELECT count(*) FROM again")[0][0]:
+    again = case.rows("SELECT count(*) FROM again")[0][0]
+    if again:
         db.execute(_SEEN_AGAIN, first)
-    if case.rows(_ANY_COPIES)[0][0]:
+    if again or case.rows(_COPIES_BETWEEN)[0][0]:  # copies of the case's, or of each other's
         _add_copies(db, first)
     else:
         db.execute(_KEYED)
