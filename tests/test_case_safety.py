@@ -106,10 +106,13 @@ def timed_ingest(capture: Path, case: Path) -> float:
 
 
 def killable_ingest(case: Path, capture: Path, delay: float, kept: Path) -> subprocess.Popen:
-    """An ingest of ``capture`` into ``case`` still running ``delay`` seconds after it began.
-    One that ended first (the machine ran faster than when it was timed: a shared VM's runs
-    vary by 20%) is tried again sooner, on the case put back as it was (``kept``)."""
-    for _ in range(4):
+    """An ingest of ``capture`` into ``case`` still running ``delay`` seconds after it began,
+    its transaction not yet committing: nothing written to the database file or its log. One
+    that got further first (the machine ran faster than when it was timed: a shared VM's runs
+    vary by 20%, and the commit comes at about 70% of the whole) is stopped and tried again
+    sooner, on the case put back as it was (``kept``)."""
+    for _ in range(6):
+        before = written(case)
         process = subprocess.Popen(
             command("ingest", "-q", "--case", case, capture),
             stdout=subprocess.DEVNULL,
@@ -117,12 +120,23 @@ def killable_ingest(case: Path, capture: Path, delay: float, kept: Path) -> subp
             start_new_session=True,  # its hashing helper too: the whole group dies at once
         )
         time.sleep(delay)
-        if process.poll() is None:
+        if process.poll() is None and written(case) == before:
             return process
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
         shutil.rmtree(case)
         shutil.copytree(kept, case)
         delay *= 0.7
-    raise AssertionError("the ingest ended before it could be killed, four times")
+    raise AssertionError("the ingest got to its commit before it could be killed, six times")
+
+
+def written(case: Path) -> tuple[int, int, bool]:
+    """What a commit changes first: the database file's time and size, and its write-ahead
+    log's being there."""
+    database = case / "case.duckdb"
+    found = database.stat()
+    return found.st_mtime_ns, found.st_size, database.with_name("case.duckdb.wal").exists()
 
 
 def held_by_a_writer(case: Path, timeout: float = 120.0) -> None:
