@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 from conftest import shared_dir
 from oracle import tool
@@ -154,6 +155,43 @@ def test_filters_are_queries_of_the_case(case: Path) -> None:
     assert from_client and {(e["src_ip"], e["dst_ip"]) for e in from_client} == {
         ("172.18.39.5", "172.18.38.5")
     }
+
+
+@pytest.mark.parametrize("since", [None, "2020-09-20T16:16:56.5"])
+def test_the_timeline_sorted_in_windows_of_the_columns_held_is_the_whole_sort(
+    case: Path, monkeypatch: pytest.MonkeyPatch, since: str | None
+) -> None:
+    """The timeline sorted a window of time after another, of only the columns that hold a
+    value in the case, reads as DuckDB's one sort of every column of the view: the same
+    events, every field, in the same order (filtered alike)."""
+    from smbwatch.arrow import conform
+    from smbwatch.case import query as case_query
+    from smbwatch.case.filters import Filters
+    from smbwatch.case.store import Case
+    from smbwatch.diagnostics import Diagnostics
+    from smbwatch.events import FIELD_NAMES
+
+    filters = Filters(None, None, None, since, None)
+    monkeypatch.setattr(case_query, "WINDOW_ROWS", 64)  # the case is small: cut it anyway
+    with Case.open(case) as opened:
+        columns, edges = case_query._layout(opened)
+        clause = case_query.where(opened, filters)
+        whole_sql = f"SELECT * FROM events{clause.sql()} ORDER BY {case_query.TIMELINE_ORDER}"
+        whole = opened.db.sql(whole_sql, params=clause.parameters or None).to_arrow_table()
+        windowed = list(case_query.timeline(opened, filters))
+        assert opened.rows("SELECT current_setting('threads')")[0][0] == 2  # given back
+    assert len(edges) == case_query.WINDOWS + 1  # four windows of distinct times
+    held = columns.split(", ")
+    assert 20 < len(held) < len(FIELD_NAMES)  # network and host fields, not every one
+    assert all(batch.num_columns == len(held) for batch in windowed)
+    for name in FIELD_NAMES:  # a column left out holds nothing in the whole sort
+        if f'"{name}"' not in held:
+            assert whole.column(name).null_count == whole.num_rows, name
+    diagnostics = Diagnostics()
+    read = pa.concat_tables([conform(batch, diagnostics, "the case") for batch in windowed])
+    assert read.to_pylist() == conform(whole, diagnostics, "the case").to_pylist()
+    assert read.num_rows >= 8
+    assert not diagnostics.counts
 
 
 def test_host_records_with_whole_seconds_say_so(case: Path) -> None:

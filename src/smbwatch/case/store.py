@@ -47,7 +47,7 @@ LOCK_FILE: Final = "lock"
 SPILL_DIR: Final = "spill"
 FORMAT: Final = "smbwatch case"
 VERSION: Final = "2"  # 2: correlation
-MEMORY_LIMIT: Final = "256MB"  # DuckDB's own; sorts and joins beyond it spill to disk
+MEMORY_LIMIT_MB: Final = 256  # DuckDB's own; sorts and joins beyond it spill to disk
 THREADS: Final = 2
 
 DUCKDB_TYPES: Final = {
@@ -135,9 +135,15 @@ _DST_HOST: Final = """CASE WHEN e.source = 'host' THEN coalesce(n_srv.host, e.se
         ELSE coalesce(a_dst.host, n_srv.host, e.dst_ip) END"""
 # Events with what correlation filled in (the raw values first: nothing a source said is
 # replaced), then their names resolved and their clocks corrected.
+_CORRELATED: Final = ("links", "filled_from", "missing_from_log")
 _FILLED_ROWS: Final = ",\n        ".join(
     [f'coalesce(r."{n}", c."{n}") AS "{n}"' for n in FILLED]
-    + [f"coalesce(c.{n}, r.{n}) AS {n}" for n in ("links", "filled_from", "missing_from_log")]
+    + [f"coalesce(c.{n}, r.{n}) AS {n}" for n in _CORRELATED]
+)
+# The columns of ``events`` the view computes: they may hold a value where the event's row
+# holds none (the timeline sorts only the columns that hold one somewhere: ``query.timeline``).
+VIEW_COMPUTED: Final = frozenset(
+    ("time", "src_host", "dst_host", "principal", *FILLED, *_CORRELATED)
 )
 VIEWS: Final = f"""
 CREATE VIEW sightings AS
@@ -366,7 +372,7 @@ def _check(database: Path, whole: bool) -> None:
 
 def _connect(database: Path, write: bool, spill: str) -> duckdb.DuckDBPyConnection:
     config: dict[str, str | bool | int | float | list[str]] = {
-        "memory_limit": MEMORY_LIMIT,
+        "memory_limit": f"{MEMORY_LIMIT_MB}MB",
         "threads": THREADS,
         "temp_directory": spill,
     }
