@@ -37,6 +37,7 @@ pytestmark = pytest.mark.oracle
 
 HOST = shared_dir() / "data" / "host"
 EVTX_FILES = sorted(HOST.glob("*.evtx"))
+OTRF = shared_dir() / "data" / "otrf"
 CONVERTED = ("source_format", "source_file")
 
 
@@ -126,6 +127,33 @@ def test_every_format_gives_the_events_of_the_evtx(
     else:
         assert not diagnostics.counts, diagnostics.summary_lines()
     assert found == from_evtx
+
+
+def test_a_json_record_is_kept_or_skipped_by_the_id_it_is_read_with() -> None:
+    """A parsed JSON record is kept or skipped by its event id (a set lookup) rather than by a
+    search of its text: the id is the one ``record_from_json`` reads, in every shape that names
+    one (every record of the corpus's EVTX files in each JSON writer's shape, the OTRF NXLog
+    logs of many other ids), and an export's text is left to the text search."""
+    from smbwatch.winlog.json_events import _event_id, record_from_json
+    from smbwatch.winlog.record import Source
+
+    source = Source("records", "json", Diagnostics())
+    events = [event for path in EVTX_FILES for event in evtx_events(path)]
+    shapes = {
+        "winlogbeat": [to_winlogbeat(event) for event in events],
+        "evtx_dump": [to_evtx_dump(event) for event in events],
+        "splunk-fields": [to_splunk_fields(event)["result"] for event in events],
+        "nxlog": [r for path in sorted(OTRF.glob("*.json.gz")) for r in nxlog_records(path)],
+    }
+    for shape, records in shapes.items():
+        for record in records:
+            read = record_from_json(record, source)
+            assert read is not None and _event_id(record) == read.event_code, (shape, record)
+    nxlog_ids = {_event_id(record) for record in shapes["nxlog"]}
+    assert {4624, 5145} < nxlog_ids and len(nxlog_ids) > 20  # the wanted ids, and many others
+    for wrapped in (to_splunk_json, to_splunk_xml_json, to_elastic_hit):  # text decides
+        assert all(_event_id(wrapped(event)) is None for event in events)
+    assert not source.diagnostics.counts
 
 
 def test_a_forced_format_overrides_detection(tmp_path: Path) -> None:

@@ -6,9 +6,11 @@
 - NXLog: flat records (``EventID``, ``Hostname``, ``RecordNumber``, EventData fields at the top);
 - Splunk exports: ``{"result": {...}}`` lines, with ``_raw`` (WinEventLog text or XML) or fields.
 
-JSON lines are filtered on their raw text before parsing; other layouts are decoded value by
-value with a bound on each value's size. (Decoded JSON objects are dicts: tested as such, the
-test being much cheaper than one against ``Mapping``.)
+Each value is parsed, then kept only when the event id its record names is one smbwatch reports
+(``worth_parsing`` with the id: a set lookup); the raw text is searched for the ids only where
+no id is found so (arrays, exports, shapes of their own). JSON lines are parsed by orjson;
+other layouts are decoded value by value with a bound on each value's size. (Decoded JSON
+objects are dicts: tested as such, the test being much cheaper than one against ``Mapping``.)
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from smbwatch.events import SmbEvent, parse_time
 from smbwatch.interrupt import check as check_interrupt
 from smbwatch.winlog.inputs import MAX_RECORD_CHARS, READ_SIZE, bounded_lines
 from smbwatch.winlog.normalize import SERVICE_INSTALLED_SCM, normalize, worth_parsing
-from smbwatch.winlog.numbers import event_code, record_number
+from smbwatch.winlog.numbers import event_code, parse_int, record_number
 from smbwatch.winlog.record import RECORD_ERRORS, Source, WinRecord
 from smbwatch.winlog.splunk_text import (
     data_from_splunk_fields,
@@ -44,6 +46,8 @@ from smbwatch.winlog.xml_events import record_from_xml
 # Between values of a stream: whitespace, array brackets, commas, evtx_dump's "Record N" lines.
 _SEPARATORS = re.compile(r"[\s,\[\]]*(?:Record \d+[\s,\[\]]*)*")
 _NEXT_OBJECT = re.compile(r"\n\s*\{")
+# Keys of a value whose records are inside it, or in its text: its text decides (``_worth``).
+_TEXT_DECIDES = ("result", "results", "_source", "_raw")
 _LONGEST_INTEGER = 40  # digits converted; a longer integer is kept as its text (numbers.py)
 
 
@@ -205,19 +209,54 @@ def _records_in(value: Any) -> Iterator[Mapping[str, Any]]:
 
 
 def _line_values(first: str, lines: Iterator[str], source: Source) -> Iterator[Any]:
-    """JSON lines, each tested on its raw text before it is parsed."""
+    """JSON lines that may hold an event (``_worth``). Parsed first: orjson parses a record
+    three times faster than its text is searched for the wanted ids (4 against 13 µs for a
+    3.7 KB NXLog record), and the id it names is then a set lookup. A line that cannot be
+    used is said (a warning) only when its text holds a wanted id, as before it was parsed."""
     for number, line in enumerate(itertools.chain([first], lines), 1):
-        if not worth_parsing(line):
-            continue
-        if "\ufffd" in line:
+        if "\ufffd" in line and worth_parsing(line):
             source.warn("undecodable_bytes", f"line {number}: bytes that are not UTF-8 replaced")
         try:
-            yield orjson.loads(line)
+            value = orjson.loads(line)
         except orjson.JSONDecodeError as error:
+            if not worth_parsing(line):
+                continue
             try:  # orjson refuses 1e999 and Infinity, which the bounded decoder takes
-                yield _BOUNDED_JSON.decode(line)
+                value = _BOUNDED_JSON.decode(line)
             except (ValueError, RecursionError):
                 source.warn("json_bad_line", f"line {number}: {error}")
+                continue
+        if _worth(value, line):
+            yield value
+
+
+def _worth(value: Any, text: str) -> bool:
+    """Whether a parsed value may hold an event: by the event id of the one record it is, in
+    the shapes ``record_from_json`` reads (and a logon's type in its text, as
+    ``worth_parsing`` tests it); by its text where it names no id so."""
+    return worth_parsing(text, _event_id(value))
+
+
+def _event_id(value: Any) -> int | None:
+    """The event id ``record_from_json`` reads from ``value``, in its order of shapes, or None:
+    an export's text or wrapping (``_records_in``), or no id that reads as one."""
+    if not isinstance(value, dict) or any(key in value for key in _TEXT_DECIDES):
+        return None
+    event, winlog = value.get("Event"), value.get("winlog")
+    if isinstance(event, dict):
+        system = event.get("System")
+        found = _scalar(system.get("EventID")) if isinstance(system, dict) else None
+    elif isinstance(winlog, dict):
+        found = winlog.get("event_id")
+        if not found:
+            outer = value.get("event")
+            found = outer.get("code") if isinstance(outer, dict) else None
+    else:  # Splunk's fields, then NXLog's
+        found = value.get("EventCode", value.get("EventID"))
+    try:
+        return parse_int(found)
+    except ValueError:
+        return None
 
 
 def _stream_values(text: TextIO, buffer: str, source: Source) -> Iterator[Any]:
@@ -260,11 +299,10 @@ def _stream_values(text: TextIO, buffer: str, source: Source) -> Iterator[Any]:
             continue
         resyncing = False
         text_of_value, position = buffer[position:end], end
-        if not worth_parsing(text_of_value):
-            continue
-        if "\ufffd" in text_of_value:
+        if "\ufffd" in text_of_value and worth_parsing(text_of_value):
             source.warn("undecodable_bytes", "bytes that are not UTF-8 replaced")
-        yield value
+        if _worth(value, text_of_value):
+            yield value
 
 
 def _scalar(value: Any) -> Any:
