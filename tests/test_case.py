@@ -164,7 +164,7 @@ def test_the_timeline_sorted_in_windows_of_the_columns_held_is_the_whole_sort(
     """The timeline sorted a window of time after another, of only the columns that hold a
     value in the case, reads as DuckDB's one sort of every column of the view: the same
     events, every field, in the same order (filtered alike)."""
-    from smbwatch.arrow import conform
+    from smbwatch.arrow import batch_events, conform, events_of
     from smbwatch.case import query as case_query
     from smbwatch.case.filters import Filters
     from smbwatch.case.store import Case
@@ -191,6 +191,10 @@ def test_the_timeline_sorted_in_windows_of_the_columns_held_is_the_whole_sort(
     read = pa.concat_tables([conform(batch, diagnostics, "the case") for batch in windowed])
     assert read.to_pylist() == conform(whole, diagnostics, "the case").to_pylist()
     assert read.num_rows >= 8
+    # Made events, the columns left out are null: as the events of every column.
+    made = [event.to_dict() for event in batch_events(windowed, diagnostics, "the case")]
+    every = events_of(conform(whole, diagnostics, "the case"), diagnostics, "the case")
+    assert made == [event.to_dict() for event in every]
     assert not diagnostics.counts
 
 
