@@ -198,6 +198,38 @@ def test_the_timeline_sorted_in_windows_of_the_columns_held_is_the_whole_sort(
     assert not diagnostics.counts
 
 
+@pytest.mark.parametrize("temporary", [False, True])
+def test_a_temporary_case_writes_rows_as_they_come_a_kept_one_at_its_commit(
+    tmp_path: Path, temporary: bool
+) -> None:
+    """Rows added inside a transaction: a kept case's file is as it was until the commit (a
+    failed input leaves no trace); a temporary case's grows a row group at a time before it
+    (DuckDB holds no transaction's rows whole in memory, twice at its commit); both read
+    the rows back alike."""
+    from datetime import UTC, datetime, timedelta
+
+    from smbwatch.case.store import TEMPORARY_ROW_GROUP, Case
+
+    rows = 3 * TEMPORARY_ROW_GROUP
+    names = ("time", "source", "action", "path", "input_id", "message_key", "first_copy")
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+    values = [
+        (start + timedelta(milliseconds=i), "host", "access_check", f"dir\\file{i}.txt", 1, i, True)
+        for i in range(rows)
+    ]
+    database = tmp_path / "case" / "case.duckdb"
+    with Case.open(tmp_path / "case", write=True, temporary=temporary) as case:
+        case.db.execute("CHECKPOINT")
+        before = database.stat().st_size
+        with case.transaction("rows not added"):
+            case.insert("event_rows", names, values)
+            grown = database.stat().st_size - before
+        assert case.rows("SELECT count(*), count(DISTINCT path) FROM event_rows") == [(rows, rows)]
+    assert (grown > 0) == temporary, grown
+    with Case.open(tmp_path / "case") as case:  # a fresh process would read the same
+        assert case.rows("SELECT sum(message_key) FROM event_rows") == [(rows * (rows - 1) // 2,)]
+
+
 def test_host_records_with_whole_seconds_say_so(case: Path) -> None:
     host = [e for e in rows("events", "--case", case) if e["source"] == "host"]
     assert host and all(e["time_precision"] == "s" for e in host)

@@ -211,7 +211,7 @@ def opened(
 
     directory = tempfile.mkdtemp(prefix="smbwatch-case-")
     try:
-        with Case.open(directory, write=True) as case:
+        with Case.open(directory, write=True, temporary=True) as case:
             _ingest(case, args, diagnostics, errors, options, together=True)
             yield case
     finally:
