@@ -94,3 +94,31 @@ def test_other_inputs_load_their_readers(tmp_path: Path) -> None:
         )
     assert "smbwatch.readback" in _modules_of("events", "-q", "-j", "1", str(events))
     assert "subprocess" in _modules_of("events", "-q", "-j", "1", str(EXAMPLE))
+
+
+ARROW_POOL = """
+import os, sys
+from smbwatch.cli import main
+main(sys.argv[1:] + ["-o", os.devnull])
+import pyarrow
+print(pyarrow.default_memory_pool().backend_name)
+"""
+
+
+@pytest.mark.parametrize("chosen", [None, "mimalloc"])
+def test_arrow_takes_its_buffers_from_the_c_allocator_unless_told_otherwise(
+    chosen: str | None,
+) -> None:
+    """A run over a case holds its events and alerts as Arrow: their buffers come from the C
+    library's allocator (``cli``), or from the one the user names."""
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if chosen:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    run = subprocess.run(
+        [sys.executable, "-c", ARROW_POOL, "timeline", "-q", "-f", "jsonl", str(EXAMPLE)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**env, "PYTHONPATH": ""},
+    )
+    assert run.stdout.split() == [chosen or "system"], run.stderr
