@@ -198,6 +198,41 @@ def test_the_timeline_sorted_in_windows_of_the_columns_held_is_the_whole_sort(
     assert not diagnostics.counts
 
 
+def test_rows_without_a_time_come_last_in_windows_as_in_one_sort(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows without a time (none of smbwatch's readers makes one) are in the last window, where
+    one sort of the whole timeline puts them."""
+    from datetime import UTC, datetime, timedelta
+
+    from smbwatch.case import query as case_query
+    from smbwatch.case.filters import Filters
+    from smbwatch.case.store import Case
+
+    monkeypatch.setattr(case_query, "WINDOW_ROWS", 64)
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+    names = ("time", "source", "action", "source_ref", "input_id", "message_key", "first_copy")
+    timed = [
+        (start + timedelta(seconds=i % 50), "host", "logon", i, 1, i, True) for i in range(200)
+    ]
+    untimed = [(None, "host", "logon", 1000 + i, 1, 1000 + i, True) for i in range(3)]
+    with Case.open(tmp_path / "case", write=True) as case:
+        with case.transaction("rows not added"):
+            case.insert("inputs", ("input_id", "path", "sha256"), [(1, "log.json", "0" * 64)])
+            case.insert("event_rows", names, untimed[:1] + timed + untimed[1:])
+        assert len(case_query._layout(case)[1]) == case_query.WINDOWS + 1
+        read = [
+            (r["time"], r["source_ref"])
+            for b in case_query.timeline(case, Filters())
+            for r in b.to_pylist()
+        ]
+        whole = case.rows(
+            f"SELECT time, source_ref FROM events ORDER BY {case_query.TIMELINE_ORDER}"
+        )
+    assert read == [tuple(row) for row in whole] and len(read) == 203
+    assert [ref for _, ref in read[-3:]] == [1000, 1001, 1002] and read[-1][0] is None
+
+
 @pytest.mark.parametrize("temporary", [False, True])
 def test_a_temporary_case_writes_rows_as_they_come_a_kept_one_at_its_commit(
     tmp_path: Path, temporary: bool

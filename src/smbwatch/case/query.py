@@ -134,9 +134,9 @@ def _layout(case: Case) -> tuple[str, list[int | None]]:
     ``WINDOW_ROWS`` events), or when its sort would not be held in memory anyway (DuckDB spills
     a sort beyond its memory limit to disk; a column takes a slot of ``SLOT_BYTES`` in each
     row). On the 593-file corpus (71,890 events, 43 columns held) four windows and the columns
-    held took the peak of ``detect`` from 308 to 273 MB, and the timeline's read from 0.20 to
-    0.23-0.26 s; on bench_story's case (625,758 events, 59 columns held) windows took the read
-    from 2.6 to 3.5 s for 24 MB less, so it is one window."""
+    held took the peak of ``detect`` from 316-317 to 295-300 MB, and the timeline's read from
+    0.20 to 0.23-0.26 s; on bench_story's case (625,758 events, 59 columns held) windows took
+    the read from 2.6 to 3.5 s for 24 MB less, so it is one window."""
     fractions = ", ".join(str(i / WINDOWS) for i in range(1, WINDOWS))
     counts = ", ".join(f'count("{n}")' for n in FIELD_NAMES)
     sql = f"SELECT count(*), quantile_disc(epoch_us(time), [{fractions}]), {counts}"
@@ -157,8 +157,9 @@ def _windowed(
     queries = []
     for low, high in itertools.pairwise(edges):
         window = Where(list(clause.clauses), list(clause.parameters))
-        if low is not None:
-            window.add("epoch_us(time) >= ?", low)
+        if low is not None:  # the last also holds rows without a time: one sort puts them last
+            last = " OR time IS NULL" if high is None else ""
+            window.add(f"epoch_us(time) >= ?{last}", low)
         if high is not None:
             window.add("epoch_us(time) < ?", high)
         sql = f"SELECT {columns} FROM events{window.sql()} ORDER BY {TIMELINE_ORDER}"
