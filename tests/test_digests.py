@@ -4,6 +4,7 @@ the digests still due, with a warning, never the run; held-back events keep thei
 
 from __future__ import annotations
 
+import array
 import gzip
 import hashlib
 import io
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from oracle import read_pcap_records, tool, write_pcap
 
+from smbwatch.capture.streams import native_path
 from smbwatch.diagnostics import Diagnostics
 from smbwatch.events import SmbEvent
 from smbwatch.filedata import digests as digests_module
@@ -256,25 +258,60 @@ def test_digests_do_not_depend_on_how_the_capture_is_stored(
     assert digests(compressed) == found
 
 
-def test_the_child_hands_back_the_capture_pages_behind_it(tmp_path: Path) -> None:
+def _pointers(*numbers: int) -> memoryview:
+    """Pointers as a record carries them: (offset, length) pairs of unsigned 64-bit numbers."""
+    return memoryview(array.array("Q", numbers))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_child_hands_back_the_capture_pages_behind_it(tmp_path: Path, native: bool) -> None:
     """Memory stays flat however large the capture: the pages the records have passed are
-    handed back, so the resident part of the mapped file stays near ``RELEASE_EVERY``."""
+    handed back, so the resident part of the mapped file stays near ``RELEASE_EVERY`` (the
+    pieces copied by the native path or joined from Python slices)."""
     path = tmp_path / "capture.pcap"
     size = 6 * digests_module.RELEASE_EVERY
     with path.open("wb") as file:
         file.truncate(size)  # sparse: the test costs no disk
     with path.open("rb") as file:
         capture = MappedCapture(file.fileno())
+        assert (capture.native is not None) is native_path()
+        if not native:
+            capture.native = None
         before = _resident_file_kib()
         for offset in range(0, size, 64 * mmap.PAGESIZE):  # a record: 64 pieces, a page apart
-            pointers = [at for page in range(64) for at in (offset + page * mmap.PAGESIZE, 8)]
-            gathered = capture.gather(pointers)
+            at = [n for page in range(64) for n in (offset + page * mmap.PAGESIZE, 8)]
+            gathered = capture.gather(_pointers(*at))
             assert gathered is not None
             assert b"".join(gathered) == bytes(8 * 64)  # each page is read, so resident
         grown_mib = (_resident_file_kib() - before) / 1024
         assert grown_mib < 2 * digests_module.RELEASE_EVERY / (1 << 20), grown_mib
         assert capture.released >= size - 2 * digests_module.RELEASE_EVERY
-        assert capture.gather([0, 8, size - 4, 8]) is None  # past the end of the file
+        assert capture.gather(_pointers(0, 8, size - 4, 8)) is None  # past the end of the file
+        assert capture.gather(_pointers(2**64 - 8, 16)) is None  # and past 64 bits
+
+
+def test_the_native_gather_reads_what_python_slices_read(shared_data: Path) -> None:
+    """The hashing process's two ways of reading pieces of the capture give the same bytes:
+    pieces of every size across a real capture, in any order, overlapping, empty."""
+    path = (
+        shared_data / "otrf" / "empire_psexec_dcerpc_tcp_svcctl_WORKSTATION5_2020-09-20121608.cap"
+    )
+    content = path.read_bytes()
+    size = len(content)
+    chosen = random.Random(15)
+    with path.open("rb") as file:
+        native, slices = MappedCapture(file.fileno()), MappedCapture(file.fileno())
+        assert native.native is not None  # the native path is built for the tests
+        slices.native = None
+        for _ in range(200):
+            at = []
+            for _ in range(chosen.randrange(1, 300)):
+                offset = chosen.randrange(size)
+                at += [offset, chosen.randrange(min(3000, size - offset + 1))]
+            from_c, from_python = native.gather(_pointers(*at)), slices.gather(_pointers(*at))
+            assert from_c is not None and from_python is not None
+            expected = b"".join(content[o : o + n] for o, n in zip(at[::2], at[1::2], strict=True))
+            assert b"".join(from_c) == b"".join(from_python) == expected
 
 
 def _resident_file_kib() -> int:

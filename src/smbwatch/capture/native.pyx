@@ -20,7 +20,7 @@ path.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, UINT64_MAX
 from libc.stdlib cimport calloc, free
@@ -174,6 +174,27 @@ def native_flow_hash(bytes key) -> int:
     cdef Py_ssize_t size = len(key) // 2 - 2
     cdef const uint8_t* p = <const uint8_t*><const char*>key
     return flow_hash(p, size, p + 2 * size)
+
+
+def gather(const uint8_t[::1] capture, const uint64_t[::1] pointers):
+    """The bytes the (offset, length) pairs ``pointers`` point to in ``capture``, joined into
+    one ``bytes``; None when one lies past its end. The hashing process's reading of file data
+    by pointers (``filedata.digests.MappedCapture``): a copy each, with no Python object a
+    piece (made of Python slices, they cost that process a quarter of its time)."""
+    cdef Py_ssize_t count = pointers.shape[0] // 2, i, total = 0, size = capture.shape[0]
+    cdef uint64_t offset, length
+    for i in range(count):
+        offset, length = pointers[2 * i], pointers[2 * i + 1]
+        if offset > <uint64_t>size or length > <uint64_t>size - offset:
+            return None
+        total += <Py_ssize_t>length
+    out = PyBytes_FromStringAndSize(NULL, total)
+    cdef char* into = PyBytes_AS_STRING(out)
+    for i in range(count):
+        offset, length = pointers[2 * i], pointers[2 * i + 1]
+        memcpy(into, &capture[offset], length)
+        into += length
+    return out
 
 
 cdef struct _Pages:

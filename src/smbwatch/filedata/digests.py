@@ -37,7 +37,7 @@ import select
 import signal
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from operator import add
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
@@ -583,26 +583,48 @@ class MappedCapture:
                 self.mapped = mmap.mmap(fileno, 0, access=mmap.ACCESS_READ)
         self.view = memoryview(self.mapped if self.mapped is not None else b"")
         self.released = 0  # pages before this offset are handed back
+        self.native = _native_gather()
 
-    def gather(self, pointers: list[int]) -> Iterator[bytes] | None:
-        """The bytes ``pointers`` (offset, length, offset, length...) point to, joined ``JOIN``
-        pieces at a time: the joining runs in C, with no Python step per piece of a frame's
-        size, and one piece at a time is copied only once. None when the file is not that
-        long."""
-        starts = pointers[0::2]
-        stops = list(map(add, starts, pointers[1::2]))
+    def gather(self, pointers: memoryview) -> Iterator[bytes] | None:
+        """The bytes ``pointers`` (offset, length, offset, length... as unsigned 64-bit
+        numbers) point to, joined: by the native path (``capture.native.gather``: a copy a
+        piece, in C) where it is built, else ``JOIN`` pieces at a time, the joining in C with
+        one Python slice a piece. None when the file is not that long."""
+        if self.native is not None:
+            joined = self.native(self.view, pointers) if len(pointers) else None
+            if joined is None:
+                return None
+            self._release(pointers[0])
+            return iter((joined,))
+        listed: list[int] = pointers.tolist()
+        starts = listed[0::2]
+        stops = list(map(add, starts, listed[1::2]))
         if not starts or max(stops) > len(self.view):
             return None
-        offset = starts[0]
-        if offset - self.released >= RELEASE_EVERY and self.mapped is not None:
-            end = offset - offset % mmap.PAGESIZE
-            self.mapped.madvise(mmap.MADV_DONTNEED, self.released, end - self.released)
-            self.released = end
+        self._release(starts[0])
         piece = self.view.__getitem__
         return (
             b"".join(map(piece, map(slice, starts[i : i + JOIN], stops[i : i + JOIN])))
             for i in range(0, len(starts), JOIN)
         )
+
+    def _release(self, offset: int) -> None:
+        """The pages before ``offset``, far enough behind, handed back to the kernel."""
+        if offset - self.released >= RELEASE_EVERY and self.mapped is not None:
+            end = offset - offset % mmap.PAGESIZE
+            self.mapped.madvise(mmap.MADV_DONTNEED, self.released, end - self.released)
+            self.released = end
+
+
+def _native_gather() -> Callable[[memoryview, memoryview], bytes | None] | None:
+    """``capture.native.gather`` where the native path is built and wanted, else None."""
+    from smbwatch.capture.streams import native_path  # the hashing process's own imports
+
+    if not native_path():
+        return None
+    from smbwatch.capture.native import gather
+
+    return gather
 
 
 def _serve_records(view: memoryview, hashes: ChildHashes, capture: MappedCapture) -> int:
@@ -627,7 +649,7 @@ def _serve_records(view: memoryview, hashes: ChildHashes, capture: MappedCapture
                 break  # the rest of the record is still to come
             pos = stop
             with view[start:stop].cast("Q") as cast:
-                gathered = capture.gather(cast.tolist())
+                gathered = capture.gather(cast)
             if gathered is None:
                 hashes.lose(stream)
                 continue
