@@ -29,7 +29,7 @@ from smbwatch.events import FIELD_NAMES, format_time, parse_time
 # lower, bench_story's case's (625,758 events) 35 MB lower, in the same time.
 BATCH_ROWS: Final = 2048
 TIMELINE_ORDER: Final = "time, source, source_file, source_ref, action"
-WINDOW_ROWS: Final = 16_384  # a timeline of fewer rows is sorted whole (``_windows``)
+WINDOW_ROWS: Final = 16_384  # a timeline of fewer rows is sorted whole (``_layout``)
 WINDOWS: Final = 4
 SLOT_BYTES: Final = 16  # of a column in a row of DuckDB's sort, null or not (a string's)
 
@@ -108,7 +108,7 @@ def timeline(case: Case, filters: Filters) -> Iterator[pa.RecordBatch]:
     case's memory (a case of 600,000 events with their links ran out at 256 MB, and took longer
     at 320 MB, spilling, than one thread at 256 MB). DuckDB's sort holds a slot of every column
     it is given for every row, null or not; so only the columns that hold a value are sorted,
-    and a large timeline is sorted a window of time after another (``_windows``)."""
+    and a large timeline is sorted a window of time after another (``_layout``)."""
     clause = where(case, filters)
     columns, edges = _layout(case)
     case.db.execute("SET threads = 1")
