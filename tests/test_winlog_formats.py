@@ -156,6 +156,29 @@ def test_a_json_record_is_kept_or_skipped_by_the_id_it_is_read_with() -> None:
     assert not source.diagnostics.counts
 
 
+def test_hostile_event_ids_cost_their_record_only(tmp_path: Path) -> None:
+    """Records whose id reads as none (past 64 bits, text, an object, no System) among a real
+    NXLog log: each is left to the search of its text, as before records were parsed first.
+    The one whose text names a wanted id is a record lost with a warning, the others are
+    skipped quietly, and the log's own events are all there."""
+    log = OTRF / "empire_psexec_dcerpc_tcp_svcctl_2020-09-20121608.json.gz"
+    lines = gzip.decompress(log.read_bytes()).decode().splitlines()
+    hostile = [
+        {"EventID": 2**64, "Hostname": "H", "LogonType": 3, "Message": "Logon Type: 3 (4624)"},
+        {"EventID": "not a number", "Hostname": "H"},
+        {"EventID": {"#text": [1]}, "Hostname": "H"},
+        {"Event": {"System": 5}},
+    ]
+    clean, dirty = tmp_path / "clean.json", tmp_path / "dirty.json"
+    clean.write_text("\n".join(lines) + "\n")
+    dirty.write_text("\n".join(lines[:10] + [json.dumps(h) for h in hostile] + lines[10:]) + "\n")
+    expected, clean_diagnostics = events_of(clean)
+    found, diagnostics = events_of(dirty)
+    assert expected and not clean_diagnostics.counts
+    assert found == expected
+    assert dict(diagnostics.counts) == {"bad_record": 1}
+
+
 def test_a_forced_format_overrides_detection(tmp_path: Path) -> None:
     events = list(evtx_events(next(p for p in EVTX_FILES if "PSexec" in p.name)))
     target = tmp_path / "events.txt"
